@@ -1,0 +1,1 @@
+"""Training package: networks, losses, augmentation, dataset and the training loop."""
