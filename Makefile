@@ -1,0 +1,51 @@
+# raycond: one-command set-up, tests and demo.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+TORCH  ?= torch==2.13.0
+GUI_APT := xvfb libgl1-mesa-dri libglx-mesa0 libegl1 xauth
+
+.PHONY: help install test test-fast gui-deps demo bench clean
+
+help:
+	@echo "make demo      open the visualizer on the bundled checkpoint (creates .venv)"
+	@echo "make test      create .venv, install raycond with test extras, run the test suite"
+	@echo "make install   create .venv and install raycond (editable) with $(TORCH)"
+	@echo "make gui-deps  install Xvfb + Mesa (Debian/Ubuntu, as root) for headless GUI tests"
+	@echo "make bench     run the generator benchmark"
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "$(TORCH)"
+	$(PIP) install -q -e ".[test]" "$(TORCH)"
+	touch $@
+
+install: $(VENV)/.installed
+
+# Xvfb + Mesa for the GUI tests: installed when we are root on Debian/Ubuntu and they are missing;
+# otherwise the GUI tests skip with a reason.
+gui-deps:
+	@if command -v Xvfb >/dev/null 2>&1; then echo "gui-deps: Xvfb found"; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "gui-deps: installing $(GUI_APT)"; \
+	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(GUI_APT) >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(GUI_APT) >/dev/null)) \
+	  || echo "gui-deps: could not install Xvfb; GUI tests will be skipped"; \
+	else echo "gui-deps: Xvfb missing and not root: GUI tests will be skipped (apt-get install $(GUI_APT))"; fi
+
+test: install gui-deps
+	$(PY) -m pytest -q tests
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow and not gui" tests
+
+demo: install
+	$(PY) visualizer.py
+
+bench: install
+	$(PY) benchmarks/bench_generator.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
