@@ -1,0 +1,228 @@
+"""Seeds, truncation and cameras → images. Shared by gen_images.py, gen_video.py, the metrics and
+the visualizer, so every tool turns the same (seed, camera) into the same picture."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from raycond import camera as cam
+
+
+# ----------------------------------------------------------------------------- devices
+
+def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
+    """'auto' → CUDA, then Apple MPS, then CPU; explicit names are checked for availability."""
+    if isinstance(name, torch.device):
+        return name
+    name = (name or "auto").lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine (use auto or cpu)")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("--device mps: Apple MPS is not available on this machine (use auto or cpu)")
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", name):
+        raise ValueError(f"unknown device {name!r} (expected auto, cpu, cuda, cuda:N or mps)")
+    return torch.device(name)
+
+
+# ----------------------------------------------------------------------------- parsing
+
+def parse_int_list(s: str | Iterable[int]) -> list[int]:
+    """'0-31' → [0..31]; '1,5,9' → [1, 5, 9]; '0-3,7' → [0, 1, 2, 3, 7]."""
+    if not isinstance(s, str):
+        return [int(x) for x in s]
+    values: list[int] = []
+    for part in s.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        m = re.fullmatch(r"(-?\d+)\s*-\s*(-?\d+)", part)
+        if m:
+            lo, hi = int(m.group(1)), int(m.group(2))
+            if hi < lo:
+                raise ValueError(f"range {part!r} ends before it starts (expected LOW-HIGH, e.g. 0-31)")
+            values.extend(range(lo, hi + 1))
+        elif re.fullmatch(r"-?\d+", part):
+            values.append(int(part))
+        else:
+            raise ValueError(f"cannot parse {part!r} (expected integers like '0-31' or '1,5,9')")
+    if not values:
+        raise ValueError(f"empty list {s!r} (expected integers like '0-31' or '1,5,9')")
+    return values
+
+
+def parse_float_list(s: str | float | Iterable[float]) -> list[float]:
+    """'-30,0,30' → [-30.0, 0.0, 30.0]; 'a:b:n' → n values evenly spaced from a to b."""
+    if isinstance(s, (int, float)):
+        return [float(s)]
+    if not isinstance(s, str):
+        return [float(x) for x in s]
+    m = re.fullmatch(r"\s*(-?[\d.]+)\s*:\s*(-?[\d.]+)\s*:\s*(\d+)\s*", s)
+    if m:
+        return [float(x) for x in np.linspace(float(m.group(1)), float(m.group(2)), int(m.group(3)))]
+    try:
+        values = [float(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"cannot parse {s!r} (expected numbers like '-30,0,30' or 'START:STOP:COUNT')") from None
+    if not values or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"cannot parse {s!r} (expected finite numbers like '-30,0,30')")
+    return values
+
+
+def parse_vec3(s: str | Sequence[float]) -> tuple[float, float, float]:
+    values = parse_float_list(s)
+    if len(values) != 3:
+        raise ValueError(f"expected three numbers 'x,y,z', got {s!r}")
+    return values[0], values[1], values[2]
+
+
+# ----------------------------------------------------------------------------- latents
+
+def seeds_to_z(seeds: Sequence[int], z_dim: int, device="cpu") -> torch.Tensor:
+    """One z per seed, drawn exactly as NVIDIA's gen_images.py draws them."""
+    z = np.stack([np.random.RandomState(int(seed) % (2 ** 32)).randn(z_dim) for seed in seeds])
+    return torch.from_numpy(z).to(device=device, dtype=torch.float32)
+
+
+def mapping_c(G: torch.nn.Module, c: torch.Tensor | None, batch: int, device) -> torch.Tensor:
+    """The label to feed the mapping network: the camera/class label, or an empty (N, 0) tensor."""
+    c_dim = int(getattr(G, "c_dim", 0) or 0)
+    if c is None or c_dim == 0:
+        return torch.zeros([batch, c_dim], device=device)
+    c = c.to(device=device, dtype=torch.float32)
+    if c.shape[0] == 1 and batch > 1:
+        c = c.expand(batch, -1)
+    return c
+
+
+def map_latents(G: torch.nn.Module, z: torch.Tensor, c: torch.Tensor | None = None,
+                truncation_psi: float = 1, truncation_cutoff: int | None = None) -> torch.Tensor:
+    """z (N, z_dim) → ws (N, num_ws, w_dim) with truncation toward w_avg."""
+    c = mapping_c(G, c, z.shape[0], z.device)
+    return G.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+
+
+def _synthesis_takes_c(G: torch.nn.Module) -> bool:
+    cached = getattr(G, "_raycond_synthesis_takes_c", None)
+    if cached is None:
+        from raycond.loading import _synthesis_takes_c as probe
+        cached = probe(G)
+        try:
+            object.__setattr__(G, "_raycond_synthesis_takes_c", cached)
+        except Exception:
+            pass
+    return cached
+
+
+def check_camera(c: torch.Tensor, batch: int | None = None) -> None:
+    """Clear errors for a camera label of the wrong shape or with NaNs."""
+    if c.ndim != 2 or c.shape[1] != 25:
+        raise ValueError(f"camera label must have shape (N, 25) (16 cam2world + 9 intrinsics), got {tuple(c.shape)}")
+    if batch is not None and c.shape[0] not in (1, batch):
+        raise ValueError(f"camera label batch {c.shape[0]} does not match latent batch {batch}")
+    if not torch.isfinite(c).all():
+        raise ValueError("camera label contains NaN or infinite values")
+
+
+def synthesize(G: torch.nn.Module, ws: torch.Tensor, c: torch.Tensor | None = None, noise_mode: str = "const",
+               force_fp32: bool = True, **kwargs) -> torch.Tensor:
+    """ws → float images NCHW in about [-1, 1]; passes `c` only to networks whose synthesis takes it."""
+    if noise_mode not in ("const", "random", "none"):
+        raise ValueError(f"noise mode must be const, random or none, got {noise_mode!r}")
+    if _synthesis_takes_c(G):
+        if c is None:
+            raise ValueError("this network is camera-conditioned: a camera label c is required")
+        c = c.to(device=ws.device, dtype=torch.float32)
+        check_camera(c, ws.shape[0])
+        if c.shape[0] == 1 and ws.shape[0] > 1:
+            c = c.expand(ws.shape[0], -1)
+        return G.synthesis(ws, c, noise_mode=noise_mode, force_fp32=force_fp32, **kwargs)
+    return G.synthesis(ws, noise_mode=noise_mode, force_fp32=force_fp32, **kwargs)
+
+
+def to_uint8(img: torch.Tensor) -> torch.Tensor:
+    """NCHW float in [-1, 1] → NHWC uint8 (grayscale kept as 1 channel)."""
+    return (img.permute(0, 2, 3, 1).float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+
+
+def generate_images(G: torch.nn.Module, seeds: Sequence[int], c: torch.Tensor | None = None,
+                    truncation_psi: float = 1, truncation_cutoff: int | None = None,
+                    noise_mode: str = "const", batch_size: int = 8, device=None,
+                    force_fp32: bool = True) -> np.ndarray:
+    """Images (N, H, W, C) uint8 for `seeds`, in batches. `c` is one label for all seeds, or one per seed."""
+    if device is None:
+        device = next(G.parameters()).device
+    seeds = list(seeds)
+    if c is not None:
+        c = c.to(device=device, dtype=torch.float32)
+        if c.shape[0] not in (1, len(seeds)):
+            raise ValueError(f"got {c.shape[0]} labels for {len(seeds)} seeds (expected 1 or one per seed)")
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(seeds), max(1, batch_size)):
+            chunk = seeds[start:start + batch_size]
+            z = seeds_to_z(chunk, G.z_dim, device)
+            cc = None if c is None else (c if c.shape[0] == 1 else c[start:start + len(chunk)])
+            ws = map_latents(G, z, cc, truncation_psi, truncation_cutoff)
+            img = synthesize(G, ws, cc, noise_mode=noise_mode, force_fp32=force_fp32)
+            out.append(to_uint8(img).cpu().numpy())
+    return np.concatenate(out)
+
+
+def make_grid(images: np.ndarray, rows: int, cols: int, pad: int = 0, pad_value: int = 255) -> np.ndarray:
+    """(N, H, W, C) uint8 → one (rows·H, cols·W, C) image, filled row by row; blanks stay pad_value."""
+    images = np.asarray(images)
+    n, h, w, ch = images.shape
+    if n > rows * cols:
+        raise ValueError(f"{n} images do not fit a {rows}x{cols} grid")
+    grid = np.full((rows * h + (rows - 1) * pad, cols * w + (cols - 1) * pad, ch), pad_value, dtype=images.dtype)
+    for i in range(n):
+        r, col = divmod(i, cols)
+        grid[r * (h + pad):r * (h + pad) + h, col * (w + pad):col * (w + pad) + w] = images[i]
+    return grid
+
+
+# ----------------------------------------------------------------------------- cameras
+
+def default_camera(info) -> dict:
+    """Frontal camera with the training data's radius/look-at/FOV (or FFHQ's when unknown)."""
+    preset = cam.get_preset("ffhq")
+    out = dict(yaw_deg=0.0, pitch_deg=0.0, fov_deg=float(cam.fov_from_focal(preset.focal)),
+               radius=float(preset.radius), lookat=tuple(float(x) for x in preset.lookat))
+    stats = getattr(info, "camera_stats", None) if info is not None else None
+    if stats:
+        if stats.get("fov_deg"):
+            out["fov_deg"] = float(stats["fov_deg"])
+        if stats.get("radius"):
+            out["radius"] = float(stats["radius"])
+        if stats.get("lookat") is not None:
+            out["lookat"] = tuple(float(x) for x in stats["lookat"])
+    return out
+
+
+def c_for_network(info, yaw_deg=0.0, pitch_deg=0.0, fov_deg=None, radius=None, lookat=None, batch: int = 1,
+                  device="cpu") -> torch.Tensor:
+    """The label c for a network: a camera for camera-conditioned networks, zeros otherwise."""
+    if info is not None and not info.camera:
+        return torch.zeros([batch, info.c_dim], device=device)
+    d = default_camera(info)
+    c = cam.camera_label(
+        yaw_deg, pitch_deg,
+        fov_deg=d["fov_deg"] if fov_deg is None else fov_deg,
+        radius=d["radius"] if radius is None else radius,
+        lookat=d["lookat"] if lookat is None else lookat,
+    ).to(device=device, dtype=torch.float32)
+    if c.shape[0] == 1 and batch > 1:
+        c = c.expand(batch, -1).contiguous()
+    return c

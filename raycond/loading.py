@@ -1,0 +1,244 @@
+"""Open any network file: this project's snapshots, the official Ray Conditioning release,
+NVIDIA's StyleGAN2-ADA/StyleGAN3 pickles, and our "safe" weight files (plain tensors + a class
+name, loadable with `torch.load(weights_only=True)`, so no code inside the file runs).
+
+Network pickles carry their own module source (see torch_utils.persistence); what they need from
+the host tree is listed in shared/COMPAT.md. This module never imports `training` directly: a
+safe weight file names its class, which is built through `dnnlib.util.construct_class_by_name`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+import io
+import os
+import pickle
+import zipfile
+from typing import Any
+
+import torch
+
+import dnnlib
+
+SAFE_FORMAT = "raycond-weights-v1"
+NETWORK_KEYS = ("G_ema", "G", "D")
+
+
+class NetworkLoadError(ValueError):
+    """A network file is missing, unreadable, or holds no network under the asked key."""
+
+
+@dataclasses.dataclass
+class NetworkInfo:
+    """What tools need to know about a loaded generator, whatever release wrote it."""
+
+    kind: str
+    z_dim: int
+    c_dim: int
+    w_dim: int
+    img_resolution: int
+    img_channels: int
+    num_ws: int
+    num_params: int
+    camera: bool
+    synthesis_takes_c: bool
+    camera_stats: dict | None = None
+    layer_names: list[str] = dataclasses.field(default_factory=list)
+
+    def summary(self) -> str:
+        cam = "camera-conditioned" if self.camera else ("class-conditional" if self.c_dim else "no camera")
+        return (f"{self.kind}, {self.img_resolution}x{self.img_resolution}, c_dim={self.c_dim} ({cam}), "
+                f"{self.num_params / 1e6:.2f}M parameters")
+
+
+# ----------------------------------------------------------------------------- reading files
+
+def _read_bytes(path_or_url: str) -> bytes:
+    try:
+        with dnnlib.util.open_url(path_or_url) as f:
+            return f.read()
+    except FileNotFoundError as e:
+        raise NetworkLoadError(f"network file not found: {path_or_url}") from e
+    except IsADirectoryError as e:
+        raise NetworkLoadError(f"{path_or_url} is a directory, expected a network file (.pkl)") from e
+    except OSError as e:
+        raise NetworkLoadError(f"cannot read network file {path_or_url}: {e}") from e
+
+
+def _is_torch_zip(data: bytes) -> bool:
+    if not data.startswith(b"PK"):
+        return False
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            return any(name.endswith("data.pkl") for name in z.namelist())
+    except zipfile.BadZipFile:
+        return False
+
+
+def load_snapshot(path_or_url: str) -> dict:
+    """Load a whole snapshot as a dict (`G`, `D`, `G_ema`, `augment_pipe`, `training_set_kwargs`,
+    `camera_stats`, ... whatever the file holds). Safe weight files give {'G_ema': G, ...}."""
+    path_or_url = os.fspath(path_or_url)
+    if os.path.isdir(os.path.expanduser(path_or_url)):
+        raise NetworkLoadError(f"{path_or_url} is a directory, expected a network file (.pkl)")
+    data = _read_bytes(path_or_url)
+    if len(data) == 0:
+        raise NetworkLoadError(f"{path_or_url} is empty, expected a network pickle")
+    if _is_torch_zip(data):
+        return _load_safe_weights(data, path_or_url)
+    try:
+        obj = pickle.loads(data)
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
+        raise NetworkLoadError(f"{path_or_url} is not a readable network pickle ({type(e).__name__}: {e})") from e
+    except ModuleNotFoundError as e:
+        hint = " (TensorFlow-era StyleGAN pickles are not supported; convert them with NVIDIA's legacy.py first)" \
+            if e.name and ("tensorflow" in e.name or e.name.startswith("dnnlib.tflib")) else ""
+        raise NetworkLoadError(f"{path_or_url} needs module {e.name!r} to load{hint}") from e
+    if isinstance(obj, torch.nn.Module):
+        obj = {"G_ema": obj}
+    if not isinstance(obj, dict):
+        raise NetworkLoadError(f"{path_or_url} holds a {type(obj).__name__}, expected a dict of networks "
+                               f"with keys like {', '.join(NETWORK_KEYS)}")
+    return obj
+
+
+def load_network(path_or_url: str, key: str = "G_ema", device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Load one network (default: the EMA generator) ready for inference on `device`."""
+    return load_network_and_info(path_or_url, key=key, device=device)[0]
+
+
+def load_network_and_info(path_or_url: str, key: str = "G_ema",
+                          device: str | torch.device = "cpu") -> tuple[torch.nn.Module, NetworkInfo]:
+    """Load a network and describe it (kind, dims, camera use, the snapshot's camera_stats)."""
+    snapshot = load_snapshot(path_or_url)
+    net = snapshot.get(key)
+    if net is None and key == "G_ema":
+        net = snapshot.get("G")
+    if not isinstance(net, torch.nn.Module):
+        present = [k for k, v in snapshot.items() if isinstance(v, torch.nn.Module)]
+        raise NetworkLoadError(
+            f"{path_or_url} has no network under {key!r} (networks present: {', '.join(present) or 'none'})")
+    net = net.eval().requires_grad_(False).to(device)
+    info = network_info(net, snapshot)
+    return net, info
+
+
+# ----------------------------------------------------------------------------- describing
+
+def _module_source(net: torch.nn.Module) -> str:
+    src = getattr(type(net), "_orig_module_src", None)
+    if src is None:
+        try:
+            src = inspect.getsource(inspect.getmodule(type(net)))
+        except (TypeError, OSError):
+            src = ""
+    return src
+
+
+def _synthesis_takes_c(net: torch.nn.Module) -> bool:
+    synthesis = getattr(net, "synthesis", None)
+    if synthesis is None:
+        return False
+    try:
+        params = list(inspect.signature(synthesis.forward).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 and positional[1].name == "c"
+
+
+def network_info(net: torch.nn.Module, snapshot: dict | None = None) -> NetworkInfo:
+    """Describe a generator from any supported release."""
+    c_dim = int(getattr(net, "c_dim", 0) or 0)
+    takes_c = _synthesis_takes_c(net)
+    mapping_c = int(getattr(getattr(net, "mapping", None), "c_dim", 0) or 0)
+    src = _module_source(net)
+    if isinstance(getattr(net, "embedding", None), str):
+        kind = "raycond2"
+    elif "plucker" in src:
+        kind = "raycond-official"
+    elif hasattr(getattr(net, "synthesis", None), "input") or "SynthesisInput" in src:
+        kind = "stylegan3"
+    elif hasattr(getattr(net, "synthesis", None), "b4"):
+        kind = "stylegan2"
+    else:
+        kind = "unknown"
+    camera = c_dim == 25 and (takes_c or mapping_c == 25)
+    synthesis = getattr(net, "synthesis", None)
+    layer_names = [name for name, _ in synthesis.named_children()] if synthesis is not None else []
+    camera_stats = None
+    if snapshot is not None:
+        camera_stats = snapshot.get("camera_stats")
+        if camera_stats is None:
+            kwargs = snapshot.get("training_set_kwargs") or {}
+            camera_stats = kwargs.get("camera_stats") if isinstance(kwargs, dict) else None
+    return NetworkInfo(
+        kind=kind,
+        z_dim=int(getattr(net, "z_dim", 0)),
+        c_dim=c_dim,
+        w_dim=int(getattr(net, "w_dim", 0)),
+        img_resolution=int(getattr(net, "img_resolution", 0)),
+        img_channels=int(getattr(net, "img_channels", 3)),
+        num_ws=int(getattr(net, "num_ws", 0) or getattr(synthesis, "num_ws", 0) or 0),
+        num_params=sum(p.numel() for p in net.parameters()),
+        camera=camera,
+        synthesis_takes_c=takes_c,
+        camera_stats=copy.deepcopy(camera_stats),
+        layer_names=layer_names,
+    )
+
+
+# ----------------------------------------------------------------------------- safe weights
+
+def _class_name_of(net: torch.nn.Module) -> str:
+    module = type(net).__module__
+    if module.startswith("_imported_module_"):
+        raise NetworkLoadError(
+            f"{type(net).__name__} was loaded from pickled source; safe weight files need a network "
+            f"class that this installation can import (e.g. training.networks_raycond2.Generator)")
+    return f"{module}.{type(net).__name__}"
+
+
+def save_safe_weights(path: str, nets: dict[str, torch.nn.Module], dtype: torch.dtype | None = None,
+                      **extra: Any) -> None:
+    """Write networks as plain tensors + constructor arguments (no pickled code), atomically.
+    `dtype=torch.float16` halves the file size; floats are restored to float32 on load."""
+    payload: dict[str, Any] = {"format": SAFE_FORMAT, "networks": {}}
+    for key, net in nets.items():
+        init_kwargs = getattr(net, "init_kwargs", None)
+        if init_kwargs is None:
+            raise NetworkLoadError(f"network {key!r} does not record its constructor arguments "
+                                   f"(decorate its class with persistence.persistent_class)")
+        state = {}
+        for name, tensor in net.state_dict().items():
+            tensor = tensor.detach().cpu()
+            if dtype is not None and tensor.is_floating_point():
+                tensor = tensor.to(dtype)
+            state[name] = tensor
+        payload["networks"][key] = {"class_name": _class_name_of(net), "init_args": list(net.init_args),
+                                    "init_kwargs": dict(init_kwargs), "state_dict": state}
+    payload.update(extra)
+    tmp = f"{path}.tmp{os.getpid()}"
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def _load_safe_weights(data: bytes, name: str) -> dict:
+    try:
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise NetworkLoadError(f"{name} is a torch file but not a raycond weight file: {e}") from e
+    if not isinstance(payload, dict) or payload.get("format") != SAFE_FORMAT:
+        raise NetworkLoadError(f"{name} is a torch file without raycond networks "
+                               f"(expected format {SAFE_FORMAT!r})")
+    result = {k: v for k, v in payload.items() if k not in ("format", "networks")}
+    for key, entry in payload["networks"].items():
+        net = dnnlib.util.construct_class_by_name(*entry["init_args"], class_name=entry["class_name"],
+                                                  **entry["init_kwargs"])
+        reference = net.state_dict()
+        state = {k: (v.to(reference[k].dtype) if k in reference else v) for k, v in entry["state_dict"].items()}
+        net.load_state_dict(state)
+        result[key] = net.eval().requires_grad_(False)
+    return result
