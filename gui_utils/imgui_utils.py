@@ -1,0 +1,62 @@
+"""Small Dear ImGui helpers shared by widgets: disabled blocks, item widths, tooltips, status text."""
+
+import contextlib
+
+from imgui_bundle import imgui
+
+ERROR_COLOR = imgui.ImVec4(1.0, 0.45, 0.40, 1.0)
+WARN_COLOR = imgui.ImVec4(1.0, 0.80, 0.30, 1.0)
+DIM_COLOR = imgui.ImVec4(0.62, 0.62, 0.66, 1.0)
+OK_COLOR = imgui.ImVec4(0.55, 0.85, 0.55, 1.0)
+
+
+@contextlib.contextmanager
+def grayed_out(cond=True):
+    """Disable (and dim) the enclosed widgets when `cond` is true."""
+    if cond:
+        imgui.begin_disabled(True)
+    try:
+        yield
+    finally:
+        if cond:
+            imgui.end_disabled()
+
+
+@contextlib.contextmanager
+def item_width(width):
+    """Set the width of the enclosed widgets (pixels; negative = right-aligned remainder)."""
+    imgui.push_item_width(float(width))
+    try:
+        yield
+    finally:
+        imgui.pop_item_width()
+
+
+def tooltip(text):
+    """Show `text` as a tooltip when the previous item is hovered."""
+    if imgui.is_item_hovered(imgui.HoveredFlags_.delay_short):
+        imgui.set_tooltip(text)
+
+
+def colored_text(color, text):
+    """Wrapped coloured text (errors, warnings, hints)."""
+    imgui.push_style_color(imgui.Col_.text, color)
+    imgui.text_wrapped(text)
+    imgui.pop_style_color()
+
+
+def dim_text(text):
+    colored_text(DIM_COLOR, text)
+
+
+def label_value(label, value, label_width=None):
+    """'label   value' on one line, values aligned at `label_width` pixels."""
+    imgui.text_colored(DIM_COLOR, label)
+    imgui.same_line(label_width if label_width else 0.0)
+    imgui.text(str(value))
+
+
+def section(label, default_open=True):
+    """A collapsing header; returns True when expanded."""
+    flags = imgui.TreeNodeFlags_.default_open if default_open else 0
+    return imgui.collapsing_header(label, flags)
