@@ -77,12 +77,23 @@ def _is_torch_zip(data: bytes) -> bool:
         return False
 
 
+def resolve_network_path(path_or_url: str) -> str:
+    """A training run directory stands for its newest `network-snapshot-*.pkl`."""
+    path_or_url = os.fspath(path_or_url)
+    local = os.path.expanduser(path_or_url)
+    if not os.path.isdir(local):
+        return path_or_url
+    snaps = sorted(f for f in os.listdir(local) if f.startswith("network-snapshot-") and f.endswith(".pkl"))
+    if not snaps:
+        raise NetworkLoadError(f"{path_or_url} is a directory without network-snapshot-*.pkl files")
+    return os.path.join(local, snaps[-1])
+
+
 def load_snapshot(path_or_url: str) -> dict:
     """Load a whole snapshot as a dict (`G`, `D`, `G_ema`, `augment_pipe`, `training_set_kwargs`,
-    `camera_stats`, ... whatever the file holds). Safe weight files give {'G_ema': G, ...}."""
-    path_or_url = os.fspath(path_or_url)
-    if os.path.isdir(os.path.expanduser(path_or_url)):
-        raise NetworkLoadError(f"{path_or_url} is a directory, expected a network file (.pkl)")
+    `camera_stats`, ... whatever the file holds). Safe weight files give {'G_ema': G, ...}.
+    A run directory loads its newest snapshot."""
+    path_or_url = resolve_network_path(path_or_url)
     data = _read_bytes(path_or_url)
     if len(data) == 0:
         raise NetworkLoadError(f"{path_or_url} is empty, expected a network pickle")

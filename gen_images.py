@@ -1,0 +1,140 @@
+"""Generate images from a network snapshot: seeds × camera views → PNG files.
+
+Examples:
+    python gen_images.py --outdir=out --trunc=1 --seeds=2 --network=weights/raycond-ffhq-512x512.pkl
+    python gen_images.py --outdir=out --seeds=0-7 --yaw=-30,0,30 --grid    # multi-view grid
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import click
+
+DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints",
+                                  "raycond2-synthheads-64.pkl")
+
+
+def resolve_network_arg(network: str | None) -> str:
+    """--network, or the bundled checkpoint (announced in one line) when it is not given."""
+    if network:
+        return network
+    if os.path.isfile(DEFAULT_CHECKPOINT):
+        print(f"No --network given: using the bundled checkpoint {os.path.relpath(DEFAULT_CHECKPOINT)}", file=sys.stderr)
+        return DEFAULT_CHECKPOINT
+    raise click.UsageError("--network is required (no bundled checkpoint found at "
+                           f"{os.path.relpath(DEFAULT_CHECKPOINT)})")
+
+
+def _fmt_angle(x: float) -> str:
+    return f"{x:g}".replace("-", "m") if x < 0 else f"{x:g}"
+
+
+@click.command(context_settings=dict(help_option_names=["-h", "--help"]))
+@click.option("--network", "network", metavar="PATH|URL", help="Network pickle (path, URL or run snapshot). Default: the bundled checkpoint.")
+@click.option("--seeds", default="0-3", show_default=True, help="Seeds: a list '1,5,9', a range '0-31', or both.")
+@click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True, help="Truncation psi (1 = none).")
+@click.option("--trunc-cutoff", "truncation_cutoff", type=int, default=None, help="Truncate only the first N ws (default: all).")
+@click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True, help="Per-pixel noise inputs.")
+@click.option("--outdir", type=click.Path(file_okay=False), default="out", show_default=True, help="Where to write PNGs.")
+@click.option("--yaw", default="0", show_default=True, help="Camera yaw in degrees; a list ('-30,0,30') or 'START:STOP:COUNT' gives several views.")
+@click.option("--pitch", default="0", show_default=True, help="Camera pitch in degrees; a list pairs with --yaw (or broadcasts).")
+@click.option("--fov", type=float, default=None, help="True horizontal field of view in degrees (default: the network's training FOV, else FFHQ's 13.37).")
+@click.option("--radius", type=float, default=None, help="Camera distance from the world origin (default: training data's, else 2.7).")
+@click.option("--lookat", default=None, metavar="X,Y,Z", help="Point the camera looks at (default: training data's, else 0,0,0.2).")
+@click.option("--preset", type=click.Choice(["ffhq", "afhq", "cars"]), default=None, help="Camera radius/look-at/FOV of a known dataset (overridden by explicit options).")
+@click.option("--class", "class_idx", type=int, default=None, help="Class index for class-conditional (non-camera) networks.")
+@click.option("--grid", is_flag=True, help="Also write grid.png: rows are seeds, columns are views.")
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
+@click.option("--batch", "batch_size", type=int, default=8, show_default=True, help="Images per forward pass.")
+@click.option("--verbose", is_flag=True, help="Show full tracebacks on errors.")
+def main(**kwargs):
+    """Generate images (seeds × camera views) with a pretrained network."""
+    verbose = kwargs.pop("verbose")
+    try:
+        generate(**kwargs)
+    except (click.ClickException, click.Abort):
+        raise
+    except Exception as e:  # one clear line unless --verbose
+        if verbose:
+            traceback.print_exc()
+        raise click.ClickException(str(e) if str(e) else type(e).__name__)
+
+
+def generate(network, seeds, truncation_psi, truncation_cutoff, noise_mode, outdir, yaw, pitch, fov, radius,
+             lookat, preset, class_idx, grid, device, batch_size):
+    import numpy as np
+    import PIL.Image
+    import torch
+    from tqdm import tqdm
+
+    from raycond import camera as cam
+    from raycond import generate as gen
+    from raycond.loading import load_network_and_info
+
+    seed_list = gen.parse_int_list(seeds)
+    yaws, pitches = gen.parse_float_list(yaw), gen.parse_float_list(pitch)
+    if len(yaws) != len(pitches) and 1 not in (len(yaws), len(pitches)):
+        raise ValueError(f"--yaw has {len(yaws)} values and --pitch {len(pitches)}: give equal counts or one of them")
+    n_views = max(len(yaws), len(pitches))
+    yaws = yaws * n_views if len(yaws) == 1 else yaws
+    pitches = pitches * n_views if len(pitches) == 1 else pitches
+    if batch_size < 1:
+        raise ValueError("--batch must be at least 1")
+    lookat_vec = gen.parse_vec3(lookat) if lookat else None
+    if preset is not None:
+        p = cam.get_preset(preset)
+        radius = p.radius if radius is None else radius
+        lookat_vec = tuple(p.lookat) if lookat_vec is None else lookat_vec
+        fov = cam.fov_from_focal(p.focal) if fov is None else fov
+    if fov is not None and not 0 < fov < 180:
+        raise ValueError(f"--fov must be between 0 and 180 degrees, got {fov}")
+
+    dev = gen.resolve_device(device)
+    network = resolve_network_arg(network)
+    print(f'Loading network from "{network}"...')
+    G, info = load_network_and_info(network, device=dev)
+    print(f"  {info.summary()}")
+
+    if info.camera:
+        cams = [gen.c_for_network(info, y, p, fov, radius, lookat_vec, device=dev) for y, p in zip(yaws, pitches)]
+    else:
+        if n_views > 1 or yaw != "0" or pitch != "0":
+            print("  this network has no camera input: --yaw/--pitch/--fov are ignored")
+        yaws, pitches, n_views = [0.0], [0.0], 1
+        c = torch.zeros([1, info.c_dim], device=dev)
+        if info.c_dim:
+            if class_idx is None:
+                raise ValueError(f"this network is class-conditional ({info.c_dim} classes): give --class")
+            if not 0 <= class_idx < info.c_dim:
+                raise ValueError(f"--class must be in 0..{info.c_dim - 1}, got {class_idx}")
+            c[:, class_idx] = 1
+        elif class_idx is not None:
+            print("  warning: --class ignored (network is unconditional)")
+        cams = [c]
+
+    os.makedirs(outdir, exist_ok=True)
+    rows = []
+    bar = tqdm(total=len(seed_list) * n_views, unit="img", disable=len(seed_list) * n_views < 4)
+    for view, c in enumerate(cams):
+        imgs = gen.generate_images(G, seed_list, c, truncation_psi=truncation_psi,
+                                   truncation_cutoff=truncation_cutoff, noise_mode=noise_mode,
+                                   batch_size=batch_size, device=dev)
+        for seed, img in zip(seed_list, imgs):
+            name = f"seed{seed:04d}.png" if n_views == 1 else \
+                f"seed{seed:04d}-yaw{_fmt_angle(yaws[view])}-pitch{_fmt_angle(pitches[view])}.png"
+            PIL.Image.fromarray(img.squeeze(-1) if img.shape[-1] == 1 else img).save(os.path.join(outdir, name))
+        rows.append(imgs)
+        bar.update(len(seed_list))
+    bar.close()
+    if grid:
+        stacked = np.stack(rows, axis=1).reshape(-1, *rows[0].shape[1:])  # seed-major
+        g = gen.make_grid(stacked, len(seed_list), n_views)
+        PIL.Image.fromarray(g.squeeze(-1) if g.shape[-1] == 1 else g).save(os.path.join(outdir, "grid.png"))
+    print(f"Wrote {len(seed_list) * n_views} image(s){' and grid.png' if grid else ''} to {outdir}")
+
+
+if __name__ == "__main__":
+    main()

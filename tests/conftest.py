@@ -1,0 +1,45 @@
+"""Shared fixtures: the repository root on sys.path, small networks pickled to temp files."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+# Keep the 2-core CI machine responsive: one intra-op thread per test process is enough for the
+# tiny networks used here (and makes timings less noisy when processes run side by side).
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+def small_raycond_kwargs(res: int = 32) -> dict:
+    """Constructor arguments of a tiny ray-conditioned generator (fast on the CPU)."""
+    return dict(class_name="training.networks_raycond2.Generator", z_dim=32, c_dim=25, w_dim=32,
+                img_resolution=res, img_channels=3, channel_base=512, channel_max=32,
+                mapping_kwargs=dict(num_layers=2))
+
+
+@pytest.fixture(scope="session")
+def small_generator():
+    import torch
+    import dnnlib
+    torch.manual_seed(0)
+    G = dnnlib.util.construct_class_by_name(**small_raycond_kwargs())
+    return G.eval().requires_grad_(False)
+
+
+@pytest.fixture(scope="session")
+def small_pickle(tmp_path_factory, small_generator):
+    path = tmp_path_factory.mktemp("net") / "raycond-small.pkl"
+    with open(path, "wb") as f:
+        pickle.dump({"G_ema": small_generator, "training_set_kwargs": None,
+                     "camera_stats": {"yaw_range_deg": [-30.0, 30.0], "pitch_range_deg": [-10.0, 10.0],
+                                      "radius": 2.7, "lookat": [0.0, 0.0, 0.2], "focal": 4.2647,
+                                      "fov_deg": 13.37, "yaw_mean_deg": 0.0, "pitch_mean_deg": 0.0,
+                                      "num_labels": 10}}, f)
+    return str(path)

@@ -1,0 +1,65 @@
+"""raycond.loading: our pickles, safe weight files, run directories, and clear errors."""
+
+import os
+import pickle
+
+import pytest
+import torch
+
+from raycond import generate as gen
+from raycond.loading import (NetworkLoadError, load_network, load_network_and_info, load_snapshot,
+                             save_safe_weights)
+
+
+def test_load_our_pickle_reports_camera(small_pickle):
+    G, info = load_network_and_info(small_pickle)
+    assert info.kind == "raycond2" and info.camera and info.synthesis_takes_c
+    assert info.c_dim == 25 and info.img_resolution == 32 and info.num_ws == G.num_ws
+    assert info.camera_stats["radius"] == 2.7
+    assert not any(p.requires_grad for p in G.parameters()) and not G.training
+    assert info.num_params == sum(p.numel() for p in G.parameters())
+
+
+@pytest.mark.parametrize("content,match", [
+    (None, "not found"),
+    (b"", "empty"),
+    (b"this is not a pickle", "not a readable network pickle"),
+    (pickle.dumps({"foo": 1}), "no network under 'G_ema'"),
+    (pickle.dumps([1, 2, 3]), "holds a list"),
+])
+def test_clear_errors(tmp_path, content, match):
+    path = tmp_path / "bad.pkl"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(NetworkLoadError, match=match):
+        load_network(str(path))
+
+
+def test_run_directory_picks_newest_snapshot(tmp_path, small_generator):
+    for kimg in (0, 40, 12):
+        with open(tmp_path / f"network-snapshot-{kimg:06d}.pkl", "wb") as f:
+            pickle.dump({"G_ema": small_generator, "kimg": kimg}, f)
+    assert load_snapshot(str(tmp_path))["kimg"] == 40
+    empty = tmp_path / "empty-run"
+    empty.mkdir()
+    with pytest.raises(NetworkLoadError, match="without network-snapshot"):
+        load_snapshot(str(empty))
+
+
+def test_safe_weights_round_trip_fp16(tmp_path, small_generator):
+    path = str(tmp_path / "g.pt")
+    save_safe_weights(path, {"G_ema": small_generator}, dtype=torch.float16, camera_stats={"radius": 2.7})
+    G, info = load_network_and_info(path)
+    assert info.camera_stats == {"radius": 2.7}
+    c = gen.c_for_network(info, 20.0, 0.0)
+    a = gen.generate_images(small_generator, [3], c)
+    b = gen.generate_images(G, [3], c)
+    assert a.shape == b.shape == (1, 32, 32, 3)
+    assert abs(a.astype(int) - b.astype(int)).max() <= 3  # fp16 storage, fp32 compute
+
+
+def test_safe_weights_refuse_non_raycond_torch_file(tmp_path):
+    path = tmp_path / "w.pt"
+    torch.save({"weights": torch.zeros(3)}, path)
+    with pytest.raises(NetworkLoadError, match="without raycond networks"):
+        load_network(str(path))
