@@ -1,0 +1,495 @@
+"""Train a ray-conditioned GAN (or a StyleGAN2 / pose-conditioned baseline).
+
+Examples:
+
+\b
+  # Train on FFHQ with camera labels using 8 GPUs.
+  python train.py --outdir=~/training-runs --data=~/datasets/ffhq-512x512.zip \\
+      --gpus=8 --batch=32 --gamma=8.2 --mirror=1
+
+\b
+  # Small run on the CPU with synthetic heads (dataset_tool.py synth).
+  python train.py --outdir=training-runs --data=datasets/heads-64.zip --batch=32 --gamma=1 \\
+      --cbase=8192 --cmax=256 --map-depth=2 --kimg=500 --tick=4 --snap=10
+
+\b
+  # Continue the newest matching run in --outdir.
+  python train.py ... --resume=auto
+"""
+
+import inspect
+import json
+import os
+import re
+import sys
+import tempfile
+
+import click
+import torch
+
+import dnnlib
+from training import training_loop as tl
+from training.augment import AUGPIPE_SPECS, default_augpipe
+from training.dataset import DatasetError
+
+CFGS = ('raycond2', 'stylegan2', 'posecond2')
+EMBEDDINGS = ('plucker', 'origin_dir', 'two_plane', 'none')
+
+# ----------------------------------------------------------------------------
+
+
+class _Tee:
+    """Copy everything written to a stream into log.txt as well."""
+
+    def __init__(self, stream, fname):
+        self.stream = stream
+        self.file = open(fname, 'a')
+
+    def write(self, text):
+        self.stream.write(text)
+        self.file.write(text)
+        self.file.flush()
+
+    def flush(self):
+        self.stream.flush()
+        self.file.flush()
+
+    def isatty(self):
+        return False
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def _open_log(run_dir):
+    """Tee stdout/stderr of this process into run_dir/log.txt."""
+    fname = os.path.join(run_dir, 'log.txt')
+    sys.stdout = _Tee(sys.stdout, fname)
+    sys.stderr = _Tee(sys.stderr, fname)
+
+
+def resolve_device(name):
+    """'auto' -> cuda when available, else cpu; also accepts 'cuda' and 'cpu'."""
+    if name == 'auto':
+        return 'cuda' if torch.cuda.is_available() else 'cpu'
+    if name == 'cuda' and not torch.cuda.is_available():
+        raise ValueError('--device=cuda given but CUDA is not available')
+    return name
+
+
+def _torchrun_env():
+    """(rank, world_size, local_rank) when launched by torchrun, else None."""
+    if all(k in os.environ for k in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK')):
+        return int(os.environ['RANK']), int(os.environ['WORLD_SIZE']), int(os.environ['LOCAL_RANK'])
+    return None
+
+
+def _rank_device(device_type, local_rank):
+    return f'cuda:{local_rank}' if device_type == 'cuda' else 'cpu'
+
+
+def _set_cpu_threads(device_type, procs_per_machine):
+    if device_type == 'cpu' and procs_per_machine > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // procs_per_machine))
+
+
+def subprocess_fn(rank, c, temp_dir):
+    """Entry of one spawned training process (rank) on this machine."""
+    if rank == 0:
+        _open_log(c.run_dir)
+    device_type = c.device_type
+    if c.num_gpus > 1:
+        init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
+        backend = 'nccl' if device_type == 'cuda' else 'gloo'
+        torch.distributed.init_process_group(backend=backend, init_method=f'file://{init_file}',
+                                             rank=rank, world_size=c.num_gpus)
+    _set_cpu_threads(device_type, c.num_gpus)
+    device = _rank_device(device_type, rank)
+    if device_type == 'cuda':
+        torch.cuda.set_device(device)
+    _init_stats(rank, c.num_gpus, device)
+    _run_loop(c, rank=rank, device=device)
+    if c.num_gpus > 1:
+        torch.distributed.destroy_process_group()
+
+
+def _init_stats(rank, num_gpus, device):
+    from torch_utils import training_stats
+    sync_device = torch.device(device) if num_gpus > 1 else None
+    training_stats.init_multiprocessing(rank=rank, sync_device=sync_device)
+    if rank != 0:
+        try:
+            from torch_utils import custom_ops
+            custom_ops.verbosity = 'none'
+        except ImportError:
+            pass
+
+
+def _run_loop(c, rank, device):
+    kwargs = {k: v for k, v in c.items() if k not in ('device_type', 'desc')}
+    tl.training_loop(rank=rank, device=device, **kwargs)
+
+
+def next_run_dir(outdir, desc):
+    """outdir/NNNNN-desc with NNNNN one more than the largest existing run id."""
+    prev_run_ids = []
+    if os.path.isdir(outdir):
+        for x in os.listdir(outdir):
+            m = re.match(r'^\d+', x)
+            if m and os.path.isdir(os.path.join(outdir, x)):
+                prev_run_ids.append(int(m.group()))
+    cur_run_id = max(prev_run_ids, default=-1) + 1
+    return os.path.join(outdir, f'{cur_run_id:05d}-{desc}')
+
+
+def print_options(c, desc, dry_run):
+    print()
+    print('Training options:')
+    print(json.dumps(c, indent=2))
+    print()
+    print(f'Output directory:    {c.run_dir}')
+    print(f'Number of processes: {c.num_gpus} ({c.device_type})')
+    print(f'Batch size:          {c.batch_size} images')
+    print(f'Training duration:   {c.total_kimg:g} kimg')
+    print(f'Dataset path:        {c.training_set_kwargs.path}')
+    print(f'Dataset size:        {c.training_set_kwargs.max_size} images')
+    print(f'Dataset resolution:  {c.training_set_kwargs.resolution}')
+    print(f'Dataset labels:      {c.training_set_kwargs.use_labels}')
+    print(f'Dataset x-flips:     {c.training_set_kwargs.xflip}')
+    print(f'Resume from:         {c.resume_pkl}')
+    print()
+    if dry_run:
+        print('Dry run; exiting.')
+
+
+def launch_training(c, desc, outdir, dry_run):
+    """Create the run directory and start 1 process, N spawned processes, or join torchrun."""
+    torchrun = _torchrun_env()
+    if torchrun is not None:
+        return _launch_torchrun(c, desc, outdir, dry_run, torchrun)
+    c.run_dir = next_run_dir(outdir, desc)
+    print_options(c, desc, dry_run)
+    if dry_run:
+        return
+    print('Creating output directory...')
+    os.makedirs(c.run_dir, exist_ok=False)
+    with open(os.path.join(c.run_dir, 'training_options.json'), 'wt') as f:
+        json.dump(c, f, indent=2)
+    print('Launching processes...')
+    if c.num_gpus == 1:
+        subprocess_fn(rank=0, c=c, temp_dir=None)
+    else:
+        torch.multiprocessing.set_start_method('spawn', force=True)
+        with tempfile.TemporaryDirectory() as temp_dir:
+            torch.multiprocessing.spawn(fn=subprocess_fn, args=(c, temp_dir), nprocs=c.num_gpus)
+
+
+def _launch_torchrun(c, desc, outdir, dry_run, env):
+    """Join the torchrun process group; rank 0 picks the run dir and tells the others."""
+    rank, world_size, local_rank = env
+    if dry_run:
+        if rank == 0:
+            c.run_dir = next_run_dir(outdir, desc)
+            print_options(c, desc, dry_run)
+        return
+    backend = 'nccl' if c.device_type == 'cuda' else 'gloo'
+    torch.distributed.init_process_group(backend=backend, init_method='env://')
+    run_dir = [None]
+    if rank == 0:
+        c.run_dir = next_run_dir(outdir, desc)
+        print_options(c, desc, False)
+        os.makedirs(c.run_dir, exist_ok=False)
+        with open(os.path.join(c.run_dir, 'training_options.json'), 'wt') as f:
+            json.dump(c, f, indent=2)
+        run_dir = [c.run_dir]
+    torch.distributed.broadcast_object_list(run_dir, src=0)
+    c.run_dir = run_dir[0]
+    if rank == 0:
+        _open_log(c.run_dir)
+    local_procs = int(os.environ.get('LOCAL_WORLD_SIZE', world_size))
+    _set_cpu_threads(c.device_type, local_procs)
+    device = _rank_device(c.device_type, local_rank)
+    if c.device_type == 'cuda':
+        torch.cuda.set_device(device)
+    _init_stats(rank, world_size, device)
+    _run_loop(c, rank=rank, device=device)
+    torch.distributed.destroy_process_group()
+
+
+# ----------------------------------------------------------------------------
+
+
+def parse_ray_layers(s, resolution):
+    """'all' -> None (every layer); '4,8,16' -> sorted list of resolutions (validated)."""
+    if s is None or s.strip() == 'all':
+        return None
+    try:
+        res = sorted({int(x) for x in s.split(',') if x.strip()})
+    except ValueError:
+        raise ValueError(f"--ray-layers must be 'all' or a comma list of resolutions like '4,8,16', got {s!r}") from None
+    valid = [2 ** i for i in range(2, resolution.bit_length())]
+    bad = [r for r in res if r not in valid]
+    if bad or not res:
+        raise ValueError(f'--ray-layers: {bad or s} not among the synthesis resolutions {valid}')
+    return res
+
+
+def _resume_snapshot_info(resume_pkl):
+    """(img_resolution, kimg of progress or None, network kind) of a resume snapshot."""
+    snap = tl._load_snapshot(resume_pkl)
+    G = snap.get('G_ema', snap.get('G'))
+    if G is None:
+        raise ValueError(f'--resume={resume_pkl}: the snapshot has no generator (G_ema or G)')
+    progress = snap.get('progress') if isinstance(snap.get('progress'), dict) else None
+    kimg = progress['cur_nimg'] / 1000 if progress and 'cur_nimg' in progress else None
+    return int(G.img_resolution), kimg, int(getattr(G, 'c_dim', 0))
+
+
+def build_config(opts):
+    """Validate options and build the training_loop kwargs (EasyDict). Raises ValueError early."""
+    c = dnnlib.EasyDict()
+    c.device_type = resolve_device(opts.device)
+
+    # Processes and batch.
+    torchrun = _torchrun_env()
+    num_gpus = torchrun[1] if torchrun is not None else opts.gpus
+    if num_gpus < 1:
+        raise ValueError('--gpus must be at least 1')
+    if c.device_type == 'cuda' and torchrun is None and num_gpus > torch.cuda.device_count():
+        raise ValueError(f'--gpus={num_gpus} but only {torch.cuda.device_count()} CUDA device(s) are visible')
+    if opts.batch % num_gpus != 0:
+        raise ValueError(f'--batch={opts.batch} must be a multiple of --gpus={num_gpus}')
+    batch_gpu = opts.batch_gpu or opts.batch // num_gpus
+    if opts.batch % (num_gpus * batch_gpu) != 0:
+        raise ValueError(f'--batch={opts.batch} must be a multiple of --gpus * --batch-gpu = {num_gpus * batch_gpu}')
+    if batch_gpu < opts.mbstd_group or batch_gpu % opts.mbstd_group != 0:
+        raise ValueError(f'--batch-gpu={batch_gpu} must be a multiple of --mbstd-group={opts.mbstd_group} '
+                         f'(images per process per step)')
+    c.num_gpus = num_gpus
+    c.batch_size = opts.batch
+    c.batch_gpu = batch_gpu
+
+    # Dataset (opened now so that bad data fails before any work).
+    if not os.path.exists(opts.data):
+        raise FileNotFoundError(f'--data: dataset not found: {opts.data}')
+    from training.dataset import ImageFolderDataset
+    dataset = ImageFolderDataset(path=opts.data, use_labels=True, xflip=False, random_seed=opts.seed)
+    label_kind = dataset.file_label_kind
+    camera_cfg = opts.cfg in ('raycond2', 'posecond2')
+    cond = opts.cond if opts.cond is not None else camera_cfg
+    if cond and label_kind == 'none':
+        raise ValueError(f'--cond=1 but dataset {opts.data} has no labels (dataset.json with "labels")')
+    if camera_cfg:
+        if not cond:
+            raise ValueError(f'--cfg={opts.cfg} needs camera labels; --cond=0 is only for --cfg=stylegan2')
+        if label_kind != 'camera':
+            raise ValueError(f'--cfg={opts.cfg} needs 25-float camera labels (EG3D format) in dataset.json; '
+                             f'dataset {opts.data} has {label_kind} labels')
+    c.training_set_kwargs = dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=opts.data,
+                                            use_labels=bool(cond), max_size=len(dataset), xflip=bool(opts.mirror),
+                                            resolution=dataset.resolution, random_seed=opts.seed)
+    dataset_name = dataset.name
+    resolution = dataset.resolution
+    dataset.close()
+    del dataset
+    c.data_loader_kwargs = dnnlib.EasyDict(pin_memory=(c.device_type == 'cuda'), prefetch_factor=2,
+                                           num_workers=opts.workers)
+
+    # Networks.
+    fp32 = opts.fp32 or c.device_type == 'cpu'
+    c.G_kwargs = dnnlib.EasyDict(z_dim=512, w_dim=512, mapping_kwargs=dnnlib.EasyDict())
+    c.G_kwargs.mapping_kwargs.num_layers = 8 if opts.map_depth is None else opts.map_depth
+    c.G_kwargs.channel_base = opts.cbase
+    c.G_kwargs.channel_max = opts.cmax
+    c.D_kwargs = dnnlib.EasyDict(class_name='training.networks_stylegan2.Discriminator', block_kwargs=dnnlib.EasyDict(),
+                                 mapping_kwargs=dnnlib.EasyDict(), epilogue_kwargs=dnnlib.EasyDict())
+    c.D_kwargs.channel_base = opts.cbase
+    c.D_kwargs.channel_max = opts.cmax
+    c.D_kwargs.block_kwargs.freeze_layers = opts.freezed
+    c.D_kwargs.epilogue_kwargs.mbstd_group_size = opts.mbstd_group
+    c.G_kwargs.num_fp16_res = c.D_kwargs.num_fp16_res = 0 if fp32 else 4
+    c.G_kwargs.conv_clamp = c.D_kwargs.conv_clamp = None if fp32 else 256
+    if opts.cfg == 'stylegan2':
+        c.G_kwargs.class_name = 'training.networks_stylegan2.Generator'
+    else:
+        c.G_kwargs.class_name = 'training.networks_raycond2.Generator'
+        c.D_kwargs.class_name = 'training.networks_raycond2.Discriminator'
+        if opts.cfg == 'raycond2':
+            c.G_kwargs.embedding = opts.embedding
+            c.G_kwargs.ray_torgb = bool(opts.ray_torgb)
+            c.G_kwargs.camera_in_mapping = False
+        else:  # posecond2: camera into the mapping network, no rays.
+            c.G_kwargs.embedding = 'none'
+            c.G_kwargs.ray_torgb = False
+            c.G_kwargs.camera_in_mapping = True
+        ray_layers = parse_ray_layers(opts.ray_layers, resolution)
+        G_params = inspect.signature(dnnlib.util.get_obj_by_name(c.G_kwargs.class_name).__init__).parameters
+        if 'ray_layers' in G_params:
+            c.G_kwargs.ray_layers = ray_layers
+        elif ray_layers is not None:
+            raise ValueError('--ray-layers: this generator always feeds rays to every layer; only --ray-layers=all '
+                             'is supported')
+    c.G_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', betas=[0, 0.99], eps=1e-8, lr=opts.glr)
+    c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', betas=[0, 0.99], eps=1e-8, lr=opts.dlr)
+    c.loss_kwargs = dnnlib.EasyDict(class_name='training.loss.StyleGAN2Loss', r1_gamma=opts.gamma,
+                                    style_mixing_prob=0.9, pl_weight=2, pl_batch_shrink=2, pl_decay=0.01,
+                                    gpc_swap=opts.gpc_swap)
+    c.G_reg_interval = 4
+    c.D_reg_interval = 16
+    c.ema_kimg = c.batch_size * 10 / 32
+    c.ema_rampup = 0.05
+
+    # Augmentation.
+    camera_labels = bool(cond) and label_kind == 'camera'
+    augpipe = default_augpipe(camera_labels)
+    c.augment_kwargs = None
+    c.augment_p = 0.0
+    c.ada_target = None
+    if opts.aug != 'noaug':
+        c.augment_kwargs = dnnlib.EasyDict(class_name='training.augment.AugmentPipe', **AUGPIPE_SPECS[augpipe])
+        if opts.aug == 'ada':
+            c.ada_target = opts.target
+        else:
+            c.augment_p = opts.p
+
+    # Schedule and misc.
+    c.total_kimg = opts.kimg
+    c.kimg_per_tick = opts.tick
+    c.image_snapshot_ticks = c.network_snapshot_ticks = opts.snap
+    c.random_seed = opts.seed
+    c.cudnn_benchmark = not opts.nobench
+
+    # Metrics.
+    metrics = [] if opts.metrics.strip().lower() == 'none' else [m.strip() for m in opts.metrics.split(',') if m.strip()]
+    metric_main = tl._get_metric_main()
+    if metrics and metric_main is not None and hasattr(metric_main, 'is_valid_metric'):
+        bad = [m for m in metrics if not metric_main.is_valid_metric(m)]
+        if bad:
+            names = ', '.join(metric_main.list_valid_metrics()) if hasattr(metric_main, 'list_valid_metrics') else ''
+            raise ValueError(f'--metrics: unknown metric(s) {", ".join(bad)}' + (f'; valid: {names}' if names else ''))
+    if metrics and metric_main is None:
+        click.echo(f'Warning: the metrics package is not available; --metrics={opts.metrics} will be skipped', err=True)
+    c.metrics = metrics
+
+    # Description.
+    desc = f'{opts.cfg}-{dataset_name}-gpus{num_gpus}-batch{c.batch_size}-gamma{opts.gamma:g}'
+    if opts.desc is not None:
+        desc += f'-{opts.desc}'
+    c.desc = desc
+
+    # Resume.
+    c.resume_pkl = None
+    if opts.resume is not None:
+        if opts.resume == 'auto':
+            c.resume_pkl = tl.find_resume_snapshot(opts.outdir, desc)
+            if c.resume_pkl is None:
+                print(f'--resume=auto: no earlier run "*-{desc}" with a snapshot in {opts.outdir}; starting from scratch')
+        else:
+            if not dnnlib.util.is_url(opts.resume, allow_file_urls=True) and not os.path.exists(opts.resume):
+                raise FileNotFoundError(f'--resume: snapshot not found: {opts.resume}')
+            c.resume_pkl = opts.resume
+    if c.resume_pkl is not None:
+        res, kimg, _c_dim = _resume_snapshot_info(c.resume_pkl)
+        if res != resolution:
+            raise ValueError(f'--resume: snapshot {c.resume_pkl} generates {res}x{res} images but dataset '
+                             f'{opts.data} is {resolution}x{resolution}')
+        if kimg is not None and kimg >= opts.kimg:
+            raise ValueError(f'--kimg={opts.kimg:g} is not more than the progress of the resumed snapshot '
+                             f'({kimg:g} kimg); --kimg is the total length, so raise it')
+        c.ema_rampup = None  # Like StyleGAN2-ADA: no EMA ramp-up when starting from trained weights.
+    return c
+
+
+# ----------------------------------------------------------------------------
+
+
+@click.command(help=__doc__)
+@click.pass_context
+# Required.
+@click.option('--outdir', help='Where to make the output run directory', metavar='DIR', required=True)
+@click.option('--cfg', help='Network config: raycond2 (rays into every synthesis layer), posecond2 (camera into the '
+              'mapping network), stylegan2 (no camera in G; D uses labels with --cond=1)',
+              type=click.Choice(CFGS), default='raycond2', show_default=True)
+@click.option('--data', help='Training data: ZIP or folder of PNG/JPEG images with dataset.json labels',
+              metavar='[ZIP|DIR]', required=True)
+@click.option('--gpus', help='Number of processes (GPUs; on CPU, processes with gloo). Ignored under torchrun',
+              metavar='INT', type=click.IntRange(min=1), default=1, show_default=True)
+@click.option('--batch', help='Total batch size', metavar='INT', type=click.IntRange(min=1), required=True)
+@click.option('--gamma', help='R1 regularization weight', metavar='FLOAT', type=click.FloatRange(min=0), required=True)
+# Optional features.
+@click.option('--cond', help='Train conditional model (default: 1 for raycond2/posecond2, 0 for stylegan2)',
+              metavar='BOOL', type=bool, default=None)
+@click.option('--mirror', help='Enable dataset x-flips (cameras are mirrored too)', metavar='BOOL', type=bool,
+              default=False, show_default=True)
+@click.option('--aug', help='Augmentation mode. With camera labels the pipeline only changes colours '
+              '(brightness, contrast, luma flip, hue, saturation): no flips, rotations or scaling that would '
+              'contradict the camera. Without camera labels: blit + geometry + colour',
+              type=click.Choice(['noaug', 'ada', 'fixed']), default='ada', show_default=True)
+@click.option('--resume', help='Resume from a snapshot: PATH, URL, or "auto" (newest snapshot of the newest run '
+              'with the same description in --outdir, restoring optimizer states, augment p and the kimg '
+              'counter; starts from scratch if there is none)', metavar='[PATH|URL|auto]', type=str)
+@click.option('--freezed', help='Freeze first layers of D', metavar='INT', type=click.IntRange(min=0), default=0,
+              show_default=True)
+# Misc hyperparameters.
+@click.option('--p', help='Probability for --aug=fixed', metavar='FLOAT', type=click.FloatRange(min=0, max=1),
+              default=0.2, show_default=True)
+@click.option('--target', help='Target value for --aug=ada', metavar='FLOAT', type=click.FloatRange(min=0, max=1),
+              default=0.6, show_default=True)
+@click.option('--batch-gpu', help='Limit batch size per process (gradient accumulation) [default: batch/gpus]',
+              metavar='INT', type=click.IntRange(min=1))
+@click.option('--cbase', help='Capacity multiplier', metavar='INT', type=click.IntRange(min=1), default=32768,
+              show_default=True)
+@click.option('--cmax', help='Max. feature maps', metavar='INT', type=click.IntRange(min=1), default=512,
+              show_default=True)
+@click.option('--glr', help='G learning rate', metavar='FLOAT', type=click.FloatRange(min=0), default=0.002,
+              show_default=True)
+@click.option('--dlr', help='D learning rate', metavar='FLOAT', type=click.FloatRange(min=0), default=0.002,
+              show_default=True)
+@click.option('--map-depth', help='Mapping network depth  [default: 8]', metavar='INT', type=click.IntRange(min=1))
+@click.option('--mbstd-group', help='Minibatch std group size', metavar='INT', type=click.IntRange(min=1), default=4,
+              show_default=True)
+# Ray conditioning.
+@click.option('--embedding', help='Ray embedding of the raycond2 generator (none = unconditional synthesis)',
+              type=click.Choice(EMBEDDINGS), default='plucker', show_default=True)
+@click.option('--ray-layers', help="Synthesis resolutions that get rays: 'all' or a list like '4,8,16'",
+              metavar='all|LIST', default='all', show_default=True)
+@click.option('--ray-torgb', help='Also feed rays to the ToRGB layers', metavar='BOOL', type=bool, default=False,
+              show_default=True)
+@click.option('--gpc-swap', help='Probability of swapping the camera fed to the mapping network with another '
+              "random label (EG3D's pose-conditioning swap; only matters when the mapping sees the camera, "
+              'e.g. posecond2)', metavar='FLOAT', type=click.FloatRange(min=0, max=1), default=0.0, show_default=True)
+# Misc settings.
+@click.option('--desc', help='String to include in result dir name', metavar='STR', type=str)
+@click.option('--metrics', help='Quality metrics to compute at each snapshot, comma separated (needs the metrics '
+              'package) or "none"', metavar='[NAME|A,B,C|none]', type=str, default='none', show_default=True)
+@click.option('--kimg', help='Total training duration (thousands of images, counting resumed progress)',
+              metavar='KIMG', type=click.FloatRange(min=0, min_open=True), default=25000, show_default=True)
+@click.option('--tick', help='How often to print progress', metavar='KIMG', type=click.FloatRange(min=0, min_open=True),
+              default=4, show_default=True)
+@click.option('--snap', help='How often to save snapshots (image grid and network)', metavar='TICKS',
+              type=click.IntRange(min=1), default=50, show_default=True)
+@click.option('--seed', help='Random seed', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True)
+@click.option('--fp32', help='Disable mixed-precision (always off on the CPU)', metavar='BOOL', type=bool,
+              default=False, show_default=True)
+@click.option('--nobench', help='Disable cuDNN benchmarking', metavar='BOOL', type=bool, default=False,
+              show_default=True)
+@click.option('--workers', help='DataLoader worker processes', metavar='INT', type=click.IntRange(min=0), default=3,
+              show_default=True)
+@click.option('--device', help='Device: auto (cuda if available, else cpu), cuda or cpu',
+              type=click.Choice(['auto', 'cuda', 'cpu']), default='auto', show_default=True)
+@click.option('-n', '--dry-run', help='Print training options and exit', is_flag=True)
+@click.option('--verbose', help='Show full tracebacks for errors', is_flag=True)
+def main(ctx, **kwargs):
+    opts = dnnlib.EasyDict(kwargs)
+    opts.outdir = os.path.expanduser(opts.outdir)
+    try:
+        c = build_config(opts)
+        launch_training(c=c, desc=c.desc, outdir=opts.outdir, dry_run=opts.dry_run)
+    except (ValueError, FileNotFoundError, DatasetError) as e:
+        if opts.verbose:
+            raise
+        raise click.ClickException(str(e)) from None
+
+
+if __name__ == '__main__':
+    main()

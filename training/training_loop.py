@@ -1,0 +1,592 @@
+"""The StyleGAN2-ADA training loop, extended for camera (ray) conditioning.
+
+One call of `training_loop()` runs in each process (rank) of a training job: it builds the
+dataset and networks, optionally resumes from a snapshot, then alternates the lazy-regularized
+phases Gmain/Greg/Dmain/Dreg, keeps an EMA generator, adapts the ADA probability, and at tick
+boundaries prints a progress line, writes `stats.jsonl` (and TensorBoard events), image grids
+and atomic network snapshots. Gradients are averaged across ranks with
+`torch.distributed.all_reduce` (gloo on CPU, NCCL on CUDA).
+"""
+
+import copy
+import json
+import os
+import pickle
+import re
+import resource
+import time
+import warnings
+
+import numpy as np
+import PIL.Image
+import torch
+
+import dnnlib
+from torch_utils import misc
+from torch_utils import training_stats
+
+# ----------------------------------------------------------------------------
+# Small helpers.
+
+
+def memory_stats(device):
+    """(current CPU RSS GiB, peak CPU RSS GiB, peak CUDA GiB or None) for the progress line."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    rss = peak
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('VmRSS:'):
+                    rss = int(line.split()[1]) / 2**20
+                    break
+    except OSError:
+        pass
+    gpu = None
+    if torch.device(device).type == 'cuda':
+        gpu = torch.cuda.max_memory_allocated(device) / 2**30
+    return rss, peak, gpu
+
+
+def atomic_pickle(obj, path):
+    """Pickle `obj` to `path` via a temporary file in the same folder and os.replace."""
+    tmp = os.path.join(os.path.dirname(path) or '.', f'.{os.path.basename(path)}.tmp{os.getpid()}')
+    try:
+        with open(tmp, 'wb') as f:
+            pickle.dump(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _to_cpu(obj):
+    """Deep copy of nested dicts/lists with every tensor moved to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().clone()
+    if isinstance(obj, dict):
+        return type(obj)((k, _to_cpu(v)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return copy.deepcopy(obj)
+
+
+@torch.no_grad()
+def copy_params_partial(src_module, dst_module):
+    """Copy tensors by name; where the source is smaller in some dimensions (e.g. a StyleGAN2
+    layer without the 6 ray channels), fill the leading slice and keep the rest as initialized.
+
+    Returns dict(full=[names], partial=[names], fresh=[names]) describing what happened.
+    """
+    src = dict(misc.named_params_and_buffers(src_module))
+    report = dict(full=[], partial=[], fresh=[])
+    for name, dst in misc.named_params_and_buffers(dst_module):
+        s = src.get(name)
+        if s is None or s.ndim != dst.ndim:
+            report['fresh'].append(name)
+            continue
+        s = s.detach().to(dst.device, dst.dtype)
+        if s.shape == dst.shape:
+            dst.copy_(s)
+            report['full'].append(name)
+        elif all(a <= b for a, b in zip(s.shape, dst.shape)):
+            dst[tuple(slice(0, n) for n in s.shape)].copy_(s)
+            report['partial'].append(name)
+        else:
+            report['fresh'].append(name)
+    return report
+
+
+def save_image_grid(img, fname, drange, grid_size):
+    """Save float NCHW images as a grid of `grid_size` = (cols, rows) to a PNG."""
+    lo, hi = drange
+    img = np.asarray(img, dtype=np.float32)
+    img = (img - lo) * (255 / (hi - lo))
+    img = np.rint(img).clip(0, 255).astype(np.uint8)
+    gw, gh = grid_size
+    _n, c, h, w = img.shape
+    img = img.reshape(gh, gw, c, h, w).transpose(0, 3, 1, 4, 2).reshape(gh * h, gw * w, c)
+    if c == 1:
+        PIL.Image.fromarray(img[:, :, 0], 'L').save(fname)
+    else:
+        PIL.Image.fromarray(img, 'RGB').save(fname)
+
+
+def grid_shape(resolution):
+    """(cols, rows) of the snapshot grids: more cells for small images."""
+    cols = int(np.clip(1536 // resolution, 4, 12))
+    rows = int(np.clip(1024 // resolution, 2, 8))
+    return cols, rows
+
+
+def setup_snapshot_grid(training_set, camera_stats, use_camera_grid, z_dim, random_seed=0):
+    """Latents and labels for the fakes grids.
+
+    Camera data: rows are identities (one z each), columns are cameras sweeping the dataset's
+    yaw range at its mean pitch. Otherwise: random z with labels drawn from the dataset.
+    Returns (grid_size (cols, rows), z (N, z_dim) tensor, c (N, C) tensor, real images NCHW uint8).
+    """
+    rnd = np.random.RandomState(random_seed)
+    cols, rows = grid_shape(training_set.resolution)
+    num = cols * rows
+    real_idx = rnd.randint(len(training_set), size=num)
+    reals = np.stack([training_set[i][0] for i in real_idx])
+    if use_camera_grid and camera_stats is not None:
+        from raycond.camera import camera_label
+        lo, hi = camera_stats['yaw_range_deg']
+        yaws = np.linspace(lo, hi, cols)
+        c_cols = camera_label(yaws, np.full(cols, camera_stats['pitch_mean_deg']), focal=camera_stats['focal'],
+                              radius=camera_stats['radius'], lookat=camera_stats['lookat'])
+        z_rows = torch.from_numpy(rnd.randn(rows, z_dim).astype(np.float32))
+        z = z_rows.repeat_interleave(cols, dim=0)
+        c = c_cols.float().repeat(rows, 1)
+    else:
+        z = torch.from_numpy(rnd.randn(num, z_dim).astype(np.float32))
+        labels = [training_set.get_label(i) for i in rnd.randint(len(training_set), size=num)]
+        c = torch.from_numpy(np.stack(labels).astype(np.float32))
+    return (cols, rows), z, c, reals
+
+
+@torch.no_grad()
+def generate_grid(G, z, c, batch, device):
+    """Images (float NCHW, [-1, 1]) for all (z, c) pairs with constant noise."""
+    out = []
+    for zb, cb in zip(z.split(batch), c.split(batch)):
+        out.append(G(zb.to(device), cb.to(device), noise_mode='const').cpu())
+    return torch.cat(out).numpy()
+
+
+def _load_snapshot(path):
+    try:
+        from raycond.loading import load_snapshot
+    except ImportError:  # pragma: no cover - lead's module missing
+        with dnnlib.util.open_url(path) as f:
+            return pickle.load(f)
+    return load_snapshot(path)
+
+
+def _get_metric_main():
+    try:
+        from metrics import metric_main
+    except ImportError:
+        return None
+    return metric_main
+
+
+# ----------------------------------------------------------------------------
+
+
+def training_loop(
+    run_dir='.',                    # Output directory.
+    training_set_kwargs={},         # Options for the training set.
+    data_loader_kwargs={},          # Options for torch.utils.data.DataLoader.
+    G_kwargs={},                    # Options for the generator network.
+    D_kwargs={},                    # Options for the discriminator network.
+    G_opt_kwargs={},                # Options for the generator optimizer.
+    D_opt_kwargs={},                # Options for the discriminator optimizer.
+    augment_kwargs=None,            # Options for the augmentation pipeline (None = disable).
+    loss_kwargs={},                 # Options for the loss function.
+    metrics=[],                     # Metrics to evaluate at network snapshots.
+    random_seed=0,                  # Global random seed.
+    num_gpus=1,                     # Number of processes (ranks) taking part.
+    rank=0,                         # Rank of this process in [0, num_gpus).
+    device='cpu',                   # torch device of this rank.
+    batch_size=4,                   # Total batch size for one training iteration.
+    batch_gpu=4,                    # Images per rank per accumulation round.
+    ema_kimg=10,                    # Half-life of the generator EMA.
+    ema_rampup=0.05,                # EMA ramp-up coefficient (None = no ramp-up).
+    G_reg_interval=4,               # How often to run path-length regularization (None = with main).
+    D_reg_interval=16,              # How often to run R1 (None = with main).
+    augment_p=0,                    # Initial augmentation probability.
+    ada_target=None,                # ADA target value (None = fixed p).
+    ada_interval=4,                 # How often to adjust p.
+    ada_kimg=500,                   # ADA speed: kimg for p to go from 0 to 1.
+    total_kimg=25000,               # Total length of training, in thousands of images.
+    kimg_per_tick=4,                # Progress line interval.
+    image_snapshot_ticks=50,        # How often to save image grids (None = never).
+    network_snapshot_ticks=50,      # How often to save network snapshots (None = never).
+    resume_pkl=None,                # Snapshot to resume from (path or URL).
+    resume_progress=True,           # Restore optimizer states, augment p and kimg from the snapshot.
+    cudnn_benchmark=True,           # Enable torch.backends.cudnn.benchmark?
+    progress_fn=None,               # Callback(cur_nimg, total_nimg) after every iteration.
+    abort_fn=None,                  # Callback() -> bool: stop training early.
+):
+    """Train; returns dict(G=..., D=..., G_ema=..., cur_nimg=...) of this rank at the end."""
+    start_time = time.time()
+    device = torch.device(device)
+    np.random.seed(random_seed * num_gpus + rank)
+    torch.manual_seed(random_seed * num_gpus + rank)
+    torch.backends.cudnn.benchmark = cudnn_benchmark
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    for mod_name in ('conv2d_gradfix', 'grid_sample_gradfix'):
+        try:
+            mod = __import__(f'torch_utils.ops.{mod_name}', fromlist=[mod_name])
+            if hasattr(mod, 'enabled'):
+                mod.enabled = True
+        except ImportError:
+            pass
+    assert batch_size % num_gpus == 0 and (batch_size // num_gpus) % batch_gpu == 0
+    num_rounds = batch_size // num_gpus // batch_gpu
+
+    # Training set.
+    if rank == 0:
+        print('Loading training set...')
+    training_set = dnnlib.util.construct_class_by_name(**training_set_kwargs)
+    sampler = misc.InfiniteSampler(dataset=training_set, rank=rank, num_replicas=num_gpus, seed=random_seed)
+    dl_kwargs = dict(data_loader_kwargs)
+    if dl_kwargs.get('num_workers', 0) == 0:
+        dl_kwargs.pop('prefetch_factor', None)
+    training_set_iterator = iter(torch.utils.data.DataLoader(dataset=training_set, sampler=sampler,
+                                                             batch_size=batch_size // num_gpus, **dl_kwargs))
+    camera_stats = training_set.camera_stats
+    if rank == 0:
+        print()
+        print('Num images: ', len(training_set))
+        print('Image shape:', training_set.image_shape)
+        print('Label shape:', training_set.label_shape)
+        if camera_stats is not None:
+            print('Camera yaw range (deg): [%.1f, %.1f], pitch range: [%.1f, %.1f], radius %.3f, focal %.4f' % (
+                *camera_stats['yaw_range_deg'], *camera_stats['pitch_range_deg'],
+                camera_stats['radius'], camera_stats['focal']))
+        print()
+
+    # Networks.
+    if rank == 0:
+        print('Constructing networks...')
+    common_kwargs = dict(c_dim=training_set.label_dim, img_resolution=training_set.resolution,
+                         img_channels=training_set.num_channels)
+    G = dnnlib.util.construct_class_by_name(**G_kwargs, **common_kwargs).train().requires_grad_(False).to(device)
+    D = dnnlib.util.construct_class_by_name(**D_kwargs, **common_kwargs).train().requires_grad_(False).to(device)
+    G_ema = copy.deepcopy(G).eval()
+
+    # Resume.
+    progress = None
+    if resume_pkl is not None:
+        if rank == 0:
+            print(f'Resuming from "{resume_pkl}"')
+        resume_data = _load_snapshot(resume_pkl)
+        for name, module in [('G', G), ('D', D), ('G_ema', G_ema)]:
+            if name not in resume_data:
+                if rank == 0:
+                    print(f'  {name}: not in the snapshot, starting fresh')
+                continue
+            rep = copy_params_partial(resume_data[name], module)
+            if rank == 0:
+                msg = f'  {name}: {len(rep["full"])} tensors copied'
+                if rep['partial']:
+                    msg += f', {len(rep["partial"])} copied into their leading channels'
+                if rep['fresh']:
+                    msg += f', {len(rep["fresh"])} left fresh ({", ".join(rep["fresh"][:4])}' + \
+                        (', ...)' if len(rep['fresh']) > 4 else ')')
+                print(msg)
+        if resume_progress and isinstance(resume_data.get('progress'), dict):
+            progress = resume_data['progress']
+        del resume_data
+
+    # Print network summary tables.
+    if rank == 0:
+        z = torch.empty([batch_gpu, G.z_dim], device=device)
+        c = torch.empty([batch_gpu, G.c_dim], device=device)
+        if G.c_dim == 25:
+            from raycond.camera import camera_label
+            c = camera_label(np.zeros(batch_gpu), np.zeros(batch_gpu)).to(device)
+        try:
+            img = misc.print_module_summary(G, [z, c])
+            misc.print_module_summary(D, [img, c])
+        except Exception as e:  # summaries are informative only
+            print(f'(network summary unavailable: {e})')
+
+    # Augmentation.
+    augment_pipe = None
+    ada_stats = None
+    if augment_kwargs is not None and (augment_p > 0 or ada_target is not None):
+        augment_pipe = dnnlib.util.construct_class_by_name(**augment_kwargs).train().requires_grad_(False).to(device)
+        augment_pipe.p.copy_(torch.as_tensor(augment_p))
+        if progress is not None and progress.get('augment_p') is not None:
+            augment_pipe.p.copy_(torch.as_tensor(float(progress['augment_p'])))
+        if ada_target is not None:
+            ada_stats = training_stats.Collector(regex='Loss/signs/real')
+
+    # Distribute across ranks: everyone starts from rank 0's weights.
+    if num_gpus > 1:
+        for module in [G, D, G_ema, augment_pipe]:
+            if module is not None:
+                for tensor in misc.params_and_buffers(module):
+                    torch.distributed.broadcast(tensor, src=0)
+
+    # Loss and training phases.
+    if rank == 0:
+        print('Setting up training phases...')
+    loss = dnnlib.util.construct_class_by_name(device=device, G=G, D=D, augment_pipe=augment_pipe, **loss_kwargs)
+    if progress is not None and progress.get('pl_mean') is not None and hasattr(loss, 'pl_mean'):
+        loss.pl_mean.fill_(float(progress['pl_mean']))
+    phases = []
+    for name, module, opt_kwargs, reg_interval in [('G', G, G_opt_kwargs, G_reg_interval),
+                                                   ('D', D, D_opt_kwargs, D_reg_interval)]:
+        params = [p for p in module.parameters()]
+        if reg_interval is None:
+            opt = dnnlib.util.construct_class_by_name(params=params, **opt_kwargs)
+            phases += [dnnlib.EasyDict(name=name + 'both', module=module, opt=opt, interval=1)]
+        else:  # Lazy regularization: scale lr and betas so the effective schedule matches.
+            mb_ratio = reg_interval / (reg_interval + 1)
+            opt_kwargs = dnnlib.EasyDict(opt_kwargs)
+            opt_kwargs.lr = opt_kwargs.lr * mb_ratio
+            opt_kwargs.betas = [beta ** mb_ratio for beta in opt_kwargs.betas]
+            opt = dnnlib.util.construct_class_by_name(params, **opt_kwargs)
+            phases += [dnnlib.EasyDict(name=name + 'main', module=module, opt=opt, interval=1)]
+            phases += [dnnlib.EasyDict(name=name + 'reg', module=module, opt=opt, interval=reg_interval)]
+    if progress is not None:
+        for name, opt in [('G_opt', phases[0].opt), ('D_opt', phases[-1].opt)]:
+            if progress.get(name) is not None:
+                try:
+                    opt.load_state_dict(progress[name])
+                except (ValueError, KeyError) as e:
+                    if rank == 0:
+                        print(f'  {name}: optimizer state not restored ({e})')
+
+    # Snapshot grids.
+    grid_size = grid_z = grid_c = None
+    use_camera_grid = training_set.is_camera and G.c_dim == 25
+    if rank == 0:
+        print('Exporting sample images...')
+        grid_size, grid_z, grid_c, reals = setup_snapshot_grid(training_set, camera_stats, use_camera_grid,
+                                                               G.z_dim, random_seed=random_seed)
+        if G.c_dim != grid_c.shape[1]:
+            grid_c = torch.zeros([grid_z.shape[0], G.c_dim])
+        save_image_grid(reals, os.path.join(run_dir, 'reals.png'), drange=[0, 255], grid_size=grid_size)
+        images = generate_grid(G_ema, grid_z, grid_c, batch_gpu, device)
+        save_image_grid(images, os.path.join(run_dir, 'fakes_init.png'), drange=[-1, 1], grid_size=grid_size)
+
+    # Logs.
+    if rank == 0:
+        print('Initializing logs...')
+    stats_collector = training_stats.Collector(regex='.*')
+    stats_metrics = dict()
+    stats_jsonl = None
+    stats_tfevents = None
+    if rank == 0:
+        stats_jsonl = open(os.path.join(run_dir, 'stats.jsonl'), 'at')
+        try:
+            import torch.utils.tensorboard as tensorboard
+            stats_tfevents = tensorboard.SummaryWriter(run_dir)
+        except ImportError:
+            pass  # TensorBoard is optional ('pip install tensorboard' to get event files)
+        except Exception as err:
+            print('Skipping tfevents export:', err)
+
+    metric_main = None
+    if metrics:
+        metric_main = _get_metric_main()
+        if metric_main is None and rank == 0:
+            warnings.warn(f'metrics package not available: skipping metrics {", ".join(metrics)}')
+
+    # Train.
+    total_nimg = int(total_kimg * 1000)
+    cur_nimg = int(progress.get('cur_nimg', 0)) if progress is not None else 0
+    cur_tick = int(progress.get('cur_tick', -1)) + 1 if progress is not None else 0
+    batch_idx = int(progress.get('batch_idx', 0)) if progress is not None else 0
+    if rank == 0:
+        print(f'Training for {total_kimg:g} kimg (starting at {cur_nimg / 1000:g} kimg)...')
+        print()
+    tick_start_nimg = cur_nimg
+    tick_start_time = time.time()
+    maintenance_time = tick_start_time - start_time
+    first_iteration = True
+    if progress_fn is not None:
+        progress_fn(cur_nimg, total_nimg)
+    done = cur_nimg >= total_nimg
+
+    while not done:
+        # Fetch training data.
+        with torch.autograd.profiler.record_function('data_fetch'):
+            phase_real_img, phase_real_c = next(training_set_iterator)
+            phase_real_img = (phase_real_img.to(device).to(torch.float32) / 127.5 - 1).split(batch_gpu)
+            phase_real_c = phase_real_c.to(device).to(torch.float32).split(batch_gpu)
+            rank_batch = batch_size // num_gpus
+            all_gen_z = torch.randn([len(phases) * rank_batch, G.z_dim], device=device)
+            all_gen_z = [phase_gen_z.split(batch_gpu) for phase_gen_z in all_gen_z.split(rank_batch)]
+            all_gen_c = [training_set.get_label(np.random.randint(len(training_set)))
+                         for _ in range(len(phases) * rank_batch)]
+            all_gen_c = torch.from_numpy(np.stack(all_gen_c).astype(np.float32)).to(device)
+            all_gen_c = [phase_gen_c.split(batch_gpu) for phase_gen_c in all_gen_c.split(rank_batch)]
+
+        # Execute training phases.
+        for phase, phase_gen_z, phase_gen_c in zip(phases, all_gen_z, all_gen_c):
+            if batch_idx % phase.interval != 0:
+                continue
+            phase.opt.zero_grad(set_to_none=True)
+            phase.module.requires_grad_(True)
+            for real_img, real_c, gen_z, gen_c in zip(phase_real_img, phase_real_c, phase_gen_z, phase_gen_c):
+                loss.accumulate_gradients(phase=phase.name, real_img=real_img, real_c=real_c, gen_z=gen_z,
+                                          gen_c=gen_c, gain=phase.interval / num_rounds, cur_nimg=cur_nimg)
+            phase.module.requires_grad_(False)
+
+            # Average gradients across ranks and update weights.
+            with torch.autograd.profiler.record_function(phase.name + '_opt'):
+                params = [p for p in phase.module.parameters() if p.numel() > 0 and p.grad is not None]
+                if len(params) > 0:
+                    flat = torch.cat([p.grad.flatten() for p in params])
+                    if num_gpus > 1:
+                        torch.distributed.all_reduce(flat)
+                        flat /= num_gpus
+                    torch.nan_to_num(flat, nan=0, posinf=1e5, neginf=-1e5, out=flat)
+                    for p, g in zip(params, flat.split([p.numel() for p in params])):
+                        p.grad = g.reshape(p.shape)
+                phase.opt.step()
+
+        # Update G_ema.
+        with torch.autograd.profiler.record_function('Gema'):
+            ema_nimg = ema_kimg * 1000
+            if ema_rampup is not None:
+                ema_nimg = min(ema_nimg, cur_nimg * ema_rampup)
+            ema_beta = 0.5 ** (batch_size / max(ema_nimg, 1e-8))
+            with torch.no_grad():
+                for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+                    p_ema.copy_(p.lerp(p_ema, ema_beta))
+                for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+                    b_ema.copy_(b)
+
+        # Update state.
+        cur_nimg += batch_size
+        batch_idx += 1
+        if progress_fn is not None:
+            progress_fn(cur_nimg, total_nimg)
+
+        # Execute ADA heuristic.
+        if ada_stats is not None and (batch_idx % ada_interval == 0):
+            ada_stats.update()
+            signs = ada_stats['Loss/signs/real']
+            if np.isfinite(signs):
+                adjust = np.sign(signs - ada_target) * (batch_size * ada_interval) / (ada_kimg * 1000)
+                augment_pipe.p.copy_((augment_pipe.p + adjust).clamp(min=0))
+
+        # Perform maintenance tasks once per tick.
+        done = (cur_nimg >= total_nimg)
+        if (not done) and (not first_iteration) and (cur_nimg < tick_start_nimg + kimg_per_tick * 1000):
+            continue
+        first_iteration = False
+
+        # Print status line, accumulating the same information in training_stats.
+        tick_end_time = time.time()
+        tick_nimg = max(cur_nimg - tick_start_nimg, 1)
+        sec_per_kimg = (tick_end_time - tick_start_time) / tick_nimg * 1e3
+        eta = max(total_nimg - cur_nimg, 0) / 1e3 * sec_per_kimg
+        rss, peak_rss, gpu_peak = memory_stats(device)
+        aug_p = float(augment_pipe.p.cpu()) if augment_pipe is not None else 0.0
+        fields = []
+        fields += [f"tick {training_stats.report0('Progress/tick', cur_tick):<5d}"]
+        fields += [f"kimg {training_stats.report0('Progress/kimg', cur_nimg / 1e3):<8.3f}"]
+        fields += [f"time {dnnlib.util.format_time(training_stats.report0('Timing/total_sec', tick_end_time - start_time)):<12s}"]
+        fields += [f"sec/tick {training_stats.report0('Timing/sec_per_tick', tick_end_time - tick_start_time):<7.1f}"]
+        fields += [f"sec/kimg {training_stats.report0('Timing/sec_per_kimg', sec_per_kimg):<7.2f}"]
+        fields += [f"ETA {dnnlib.util.format_time(eta):<12s}"]
+        fields += [f"maintenance {training_stats.report0('Timing/maintenance_sec', maintenance_time):<6.1f}"]
+        fields += [f"cpumem {training_stats.report0('Resources/cpu_mem_gb', rss):<6.2f}"]
+        training_stats.report0('Resources/peak_cpu_mem_gb', peak_rss)
+        if gpu_peak is not None:
+            fields += [f"gpumem {training_stats.report0('Resources/peak_gpu_mem_gb', gpu_peak):<6.2f}"]
+            torch.cuda.reset_peak_memory_stats()
+        fields += [f"augment {training_stats.report0('Progress/augment', aug_p):.3f}"]
+        training_stats.report0('Timing/total_hours', (tick_end_time - start_time) / (60 * 60))
+        if rank == 0:
+            print(' '.join(fields), flush=True)
+
+        # Check for abort.
+        if (not done) and (abort_fn is not None) and abort_fn():
+            done = True
+            if rank == 0:
+                print()
+                print('Aborting...')
+
+        # Save image snapshot.
+        if rank == 0 and image_snapshot_ticks is not None and (done or cur_tick % image_snapshot_ticks == 0):
+            images = generate_grid(G_ema, grid_z, grid_c, batch_gpu, device)
+            save_image_grid(images, os.path.join(run_dir, f'fakes{cur_nimg // 1000:06d}.png'), drange=[-1, 1],
+                            grid_size=grid_size)
+
+        # Save network snapshot.
+        snapshot_pkl = None
+        snapshot_data = None
+        if network_snapshot_ticks is not None and (done or cur_tick % network_snapshot_ticks == 0):
+            snapshot_data = dnnlib.EasyDict(training_set_kwargs=dnnlib.EasyDict(training_set_kwargs),
+                                            camera_stats=camera_stats)
+            for name, module in [('G', G), ('D', D), ('G_ema', G_ema), ('augment_pipe', augment_pipe)]:
+                if module is not None:
+                    if num_gpus > 1:
+                        misc.check_ddp_consistency(module, ignore_regex=r'.*\.[^.]+_(avg|ema)')
+                    module = copy.deepcopy(module).eval().requires_grad_(False).cpu()
+                snapshot_data[name] = module
+            snapshot_data['progress'] = dict(
+                cur_nimg=cur_nimg, cur_tick=cur_tick, batch_idx=batch_idx, augment_p=aug_p,
+                pl_mean=float(loss.pl_mean) if hasattr(loss, 'pl_mean') else None,
+                G_opt=_to_cpu(phases[0].opt.state_dict()), D_opt=_to_cpu(phases[-1].opt.state_dict()))
+            snapshot_pkl = os.path.join(run_dir, f'network-snapshot-{cur_nimg // 1000:06d}.pkl')
+            if rank == 0:
+                atomic_pickle(dict(snapshot_data), snapshot_pkl)
+
+        # Evaluate metrics.
+        if snapshot_data is not None and metrics and metric_main is not None:
+            if rank == 0:
+                print('Evaluating metrics...')
+            for metric in metrics:
+                result_dict = metric_main.calc_metric(metric=metric, G=snapshot_data['G_ema'],
+                                                      dataset_kwargs=training_set_kwargs, num_gpus=num_gpus,
+                                                      rank=rank, device=device)
+                if rank == 0:
+                    metric_main.report_metric(result_dict, run_dir=run_dir, snapshot_pkl=snapshot_pkl)
+                stats_metrics.update(result_dict.results)
+        del snapshot_data
+
+        # Collect statistics (all ranks take part in the reduction).
+        stats_collector.update()
+        stats_dict = stats_collector.as_dict()
+
+        # Update logs.
+        timestamp = time.time()
+        if stats_jsonl is not None:
+            fields = dict(stats_dict, timestamp=timestamp)
+            stats_jsonl.write(json.dumps(fields) + '\n')
+            stats_jsonl.flush()
+        if stats_tfevents is not None:
+            global_step = int(cur_nimg / 1e3)
+            walltime = timestamp - start_time
+            for name, value in stats_dict.items():
+                stats_tfevents.add_scalar(name, value.mean, global_step=global_step, walltime=walltime)
+            for name, value in stats_metrics.items():
+                stats_tfevents.add_scalar(f'Metrics/{name}', value, global_step=global_step, walltime=walltime)
+            stats_tfevents.flush()
+
+        # Update state.
+        cur_tick += 1
+        tick_start_nimg = cur_nimg
+        tick_start_time = time.time()
+        maintenance_time = tick_start_time - tick_end_time
+
+    # Done.
+    if stats_jsonl is not None:
+        stats_jsonl.close()
+    if stats_tfevents is not None:
+        stats_tfevents.close()
+    if rank == 0:
+        print()
+        print('Exiting...')
+    return dict(G=G, D=D, G_ema=G_ema, augment_pipe=augment_pipe, cur_nimg=cur_nimg)
+
+
+def find_resume_snapshot(outdir, desc):
+    """Newest snapshot of the newest run in `outdir` named NNNNN-<desc> (None if there is none)."""
+    if not os.path.isdir(outdir):
+        return None
+    runs = []
+    for name in os.listdir(outdir):
+        m = re.fullmatch(r'(\d+)-(.+)', name)
+        if m and m.group(2) == desc and os.path.isdir(os.path.join(outdir, name)):
+            runs.append((int(m.group(1)), name))
+    for _run_id, name in sorted(runs, reverse=True):
+        run_dir = os.path.join(outdir, name)
+        snaps = sorted(f for f in os.listdir(run_dir) if re.fullmatch(r'network-snapshot-\d+\.pkl', f))
+        if snaps:
+            return os.path.join(run_dir, snaps[-1])
+    return None
