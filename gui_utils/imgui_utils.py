@@ -51,8 +51,9 @@ def dim_text(text):
 
 def label_value(label, value, label_width=None):
     """'label   value' on one line, values aligned at `label_width` pixels."""
+    x0 = imgui.get_cursor_pos_x()
     imgui.text_colored(DIM_COLOR, label)
-    imgui.same_line(label_width if label_width else 0.0)
+    imgui.same_line(x0 + label_width if label_width else 0.0)
     imgui.text(str(value))
 
 

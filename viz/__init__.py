@@ -1,0 +1,2 @@
+"""The raycond visualizer: renderer (pure compute), async render thread, one module per widget, and
+the window (`viz.app.Visualizer`). Importing `viz` does not open a window or need a display."""

@@ -1,0 +1,312 @@
+"""The visualizer window: side panel of collapsible widget sections on the left, the generated image
+large and centred on the right. Dragging the image orbits the camera, right-drag explores seeds,
+the wheel zooms; files dropped onto the window are loaded as networks.
+
+Each frame: collect RenderArgs from the widgets -> post them to the AsyncRenderer (no-op when
+unchanged) -> take the newest finished result, if any -> draw. The GUI thread never waits on the
+network; errors come back as text and are shown while the window keeps running.
+"""
+
+from __future__ import annotations
+
+import os
+
+from imgui_bundle import imgui
+
+from gui_utils import gl_utils, imgui_utils
+from gui_utils.imgui_window import ImguiWindow
+
+from .app_state import build_args
+from .async_renderer import AsyncRenderer
+from .camera import CameraWidget
+from .capture import CaptureWidget
+from .latent import LatentWidget
+from .layers import LayerWidget
+from .network import NetworkWidget
+from .performance import PerformanceWidget
+from .training import TrainingWidget
+
+PANEL_WIDTH = 390
+
+
+class Visualizer(ImguiWindow):
+    """The interactive viewpoint editor. `run()` for users, `run_frames(n)` for tests/benchmarks."""
+
+    def __init__(self, pkls=(), *, browse_dir=None, capture_dir='captures', device='auto', seed=0.0, trunc_psi=1.0,
+                 yaw=None, pitch=None, fov=None, renderer=None, width=1280, height=800, fps_limit=60, vsync=False,
+                 visible=True, ui_scale=None):
+        super().__init__(title='raycond visualizer', width=width, height=height, fps_limit=fps_limit, vsync=vsync,
+                         visible=visible, ui_scale=ui_scale)
+        self.network = NetworkWidget(browse_dir=browse_dir)
+        self.camera = CameraWidget()
+        self.latent = LatentWidget(seed=seed, trunc_psi=trunc_psi)
+        self.layers = LayerWidget()
+        self.perf = PerformanceWidget(device=device, fps_limit=fps_limit, vsync=vsync)
+        self.capture = CaptureWidget(capture_dir=capture_dir)
+        self.training = TrainingWidget()
+        self._initial_camera = dict(yaw=yaw, pitch=pitch, fov=fov)
+        self.renderer = AsyncRenderer(renderer)
+        self.result = None            # newest delivered RenderResult
+        self.info = None              # NetworkInfo of the network being shown
+        self.current_args = None
+        self._net_key = None
+        self._image_pkl = None
+        self.texture = None
+        self.layer_texture = None
+        self.fakes_texture = None
+        self._fakes_shown = None
+        self.quad = gl_utils.QuadRenderer()
+        self.image_rect = None        # (x, y, w, h) of the image in window coordinates
+        self.view_rect = None
+        self.panel_width = PANEL_WIDTH * self.ui_scale
+        self.add_drop_callback(self.on_files_dropped)
+        for p in reversed(list(pkls)):
+            self.network.load(p)      # the first PKL ends up current, the others in the recent list
+
+    # -- events ------------------------------------------------------------------------------
+    def on_files_dropped(self, paths):
+        """Load the first dropped file (or run directory) as the network."""
+        if paths:
+            self.network.load(paths[0])
+
+    # -- per-frame state ----------------------------------------------------------------------
+    def _update_state(self):
+        dt = min(self.frame_time, 0.25) if self.frame_time else 0.0
+        self.camera.tick(dt)
+        self.latent.tick(dt)
+        self.network.poll_run_dir()
+        snap = self.training.poll()
+        if snap:
+            self.network.load(snap)
+        self.set_vsync(self.perf.vsync)
+        self.fps_limit = self.perf.fps_limit
+
+        args = build_args([self.network, self.camera, self.latent, self.layers, self.perf])
+        net_key = (args.pkl, args.key, args.device)
+        invalidate = net_key != self._net_key
+        self._net_key = net_key
+        self.current_args = args
+        self.renderer.set_args(args, invalidate=invalidate)
+
+        res = self.renderer.get_result()
+        if res is not None:
+            self._on_result(res)
+        self.perf.record_frame(self.frame_time, self.result)
+        self.capture.poll_gui_capture(self)
+        name = os.path.basename(args.pkl) if args.pkl else 'no network'
+        self.set_title(f'raycond visualizer - {name}')
+
+    def _on_result(self, res):
+        self.result = res
+        if res.info is not None and (res.info is not self.info):
+            self.info = res.info
+            self.camera.on_network(res.info)
+            self.latent.on_network(res.info)
+            if self._initial_camera:
+                ic = self._initial_camera
+                self.camera.set_angles(self.camera.yaw if ic['yaw'] is None else ic['yaw'],
+                                       self.camera.pitch if ic['pitch'] is None else ic['pitch'])
+                if ic['fov'] is not None:
+                    self.camera.fov = float(ic['fov'])
+                self._initial_camera = None
+        if res.args is not None and res.args.pkl is None:
+            self.info = None
+        if res.error and res.args is not None and res.args.pkl != self._image_pkl:
+            self.info = None if res.info is None else self.info
+        self.layers.on_result(res)
+        if res.image is not None:
+            if self.texture is None:
+                self.texture = gl_utils.Texture(res.image, linear=self.perf.smooth)
+            else:
+                self.texture.update(res.image)
+            self._image_pkl = res.args.pkl if res.args is not None else None
+        elif res.args is not None and res.args.pkl != self._image_pkl:
+            self._image_pkl = None    # network changed and produced nothing: do not keep the old image
+        if res.layer_image is not None:
+            if self.layer_texture is None:
+                self.layer_texture = gl_utils.Texture(res.layer_image, linear=False)
+            else:
+                self.layer_texture.update(res.layer_image)
+
+    def _update_fakes_texture(self):
+        img = self.training.fakes_image
+        if img is not None and img is not self._fakes_shown:
+            if self.fakes_texture is None:
+                self.fakes_texture = gl_utils.Texture(img)
+            else:
+                self.fakes_texture.update(img)
+            self._fakes_shown = img
+
+    @property
+    def showing_image(self):
+        return self.texture is not None and self._image_pkl is not None
+
+    # -- drawing -----------------------------------------------------------------------------
+    def draw_gui(self):
+        self._update_state()
+        self._update_fakes_texture()
+        vp = imgui.get_main_viewport()
+        imgui.set_next_window_pos(vp.work_pos)
+        imgui.set_next_window_size(vp.work_size)
+        flags = (imgui.WindowFlags_.no_decoration | imgui.WindowFlags_.no_move | imgui.WindowFlags_.no_saved_settings
+                 | imgui.WindowFlags_.no_background | imgui.WindowFlags_.no_bring_to_front_on_focus
+                 | imgui.WindowFlags_.no_scroll_with_mouse)
+        imgui.push_style_var(imgui.StyleVar_.window_padding, imgui.ImVec2(0, 0))
+        imgui.begin('##main', None, flags)
+        imgui.pop_style_var()
+        self._draw_panel()
+        imgui.same_line(0, 0)
+        self._draw_view()
+        imgui.end()
+
+    def _draw_panel(self):
+        imgui.push_style_color(imgui.Col_.child_bg, imgui.ImVec4(0.16, 0.16, 0.18, 1.0))
+        imgui.push_style_var(imgui.StyleVar_.window_padding, imgui.ImVec2(10 * self.ui_scale, 8 * self.ui_scale))
+        imgui.begin_child('##panel', imgui.ImVec2(self.panel_width, 0),
+                          imgui.ChildFlags_.resize_x | imgui.ChildFlags_.always_use_window_padding)
+        imgui.pop_style_var()
+        imgui.pop_style_color()
+        self.panel_width = imgui.get_window_width()
+        sections = [('Network', self.network, True), ('Camera', self.camera, True), ('Latent', self.latent, True),
+                    ('Layers', self.layers, False), ('Performance', self.perf, False),
+                    ('Capture', self.capture, False), ('Training', self.training, False)]
+        for label, widget, default_open in sections:
+            if imgui_utils.section(label, default_open):
+                imgui.push_id(label)
+                imgui.indent(4 * self.ui_scale)
+                widget.draw(self)
+                imgui.unindent(4 * self.ui_scale)
+                imgui.pop_id()
+                imgui.spacing()
+        imgui.end_child()
+
+    def _draw_view(self):
+        imgui.begin_child('##view', imgui.ImVec2(0, 0), 0, imgui.WindowFlags_.no_scrollbar
+                          | imgui.WindowFlags_.no_scroll_with_mouse | imgui.WindowFlags_.no_background)
+        pos = imgui.get_cursor_screen_pos()
+        avail = imgui.get_content_region_avail()
+        vx, vy, vw, vh = pos.x, pos.y, max(avail.x, 1.0), max(avail.y, 1.0)
+        self.view_rect = (vx, vy, vw, vh)
+        imgui.invisible_button('##image', imgui.ImVec2(vw, vh),
+                               imgui.ButtonFlags_.mouse_button_left | imgui.ButtonFlags_.mouse_button_right)
+        io = imgui.get_io()
+        margin = 16 * self.ui_scale
+        status_h = imgui.get_text_line_height_with_spacing() + 6 * self.ui_scale
+        if self.showing_image:
+            tw, th = self.texture.width, self.texture.height
+            s = max(min((vw - 2 * margin) / tw, (vh - 2 * margin - 2 * status_h) / th), 0.01)
+            w, h = tw * s, th * s
+            self.image_rect = (vx + (vw - w) / 2, vy + (vh - h) / 2, w, h)
+        else:
+            self.image_rect = None
+        if imgui.is_item_active():
+            d = io.mouse_delta
+            size = self.image_rect[2] if self.image_rect else vw
+            if imgui.is_mouse_down(imgui.MouseButton_.left) and (d.x or d.y):
+                self.camera.drag(d.x, d.y, size)
+            elif imgui.is_mouse_down(imgui.MouseButton_.right) and d.x:
+                self.latent.drag(d.x, size)
+        if imgui.is_item_hovered() and io.mouse_wheel:
+            self.camera.scroll(io.mouse_wheel)
+        dl = imgui.get_window_draw_list()
+        if self.image_rect is None:
+            msg = self._placeholder_text()
+            ts = imgui.calc_text_size(msg)
+            dl.add_text(imgui.ImVec2(vx + (vw - ts.x) / 2, vy + (vh - ts.y) / 2),
+                        imgui.get_color_u32(imgui_utils.DIM_COLOR), msg)
+        self._draw_status(dl, vx, vy, vw, vh)
+        imgui.end_child()
+
+    def _placeholder_text(self):
+        if self.network.current is None:
+            return 'Drop a network pickle here, or enter a path in the Network section'
+        if self.result is not None and self.result.error:
+            return 'No image (see the error above)'
+        return 'Loading network ...'
+
+    def _draw_status(self, dl, vx, vy, vw, vh):
+        pad = 10 * self.ui_scale
+        line_h = imgui.get_text_line_height_with_spacing()
+        res = self.result
+        y = vy + pad
+        err = self.network.error or (res.error if res is not None else None)
+        if err:
+            dl.add_rect_filled(imgui.ImVec2(vx + pad - 4, y - 2), imgui.ImVec2(vx + vw - pad, y + line_h + 2),
+                               imgui.get_color_u32(imgui.ImVec4(0.35, 0.08, 0.08, 0.9)), 3.0)
+            text = 'Error: ' + err
+            max_chars = max(int((vw - 3 * pad) / max(imgui.calc_text_size('x').x, 1)), 10)
+            dl.add_text(imgui.ImVec2(vx + pad, y), imgui.get_color_u32(imgui_utils.ERROR_COLOR),
+                        text if len(text) <= max_chars else text[:max_chars - 3] + '...')
+            y += line_h + 6
+        parts = []
+        if self.showing_image:
+            parts.append(f'{self.texture.width}x{self.texture.height}')
+        if res is not None and 'total' in res.timings and res.image is not None:
+            parts.append(f'render {1000 * res.timings["total"]:.0f} ms')
+        parts.append(f'{self.perf.gui_fps:.0f} fps')
+        if self.info is not None and self.info.camera:
+            parts.append(f'yaw {self.camera.yaw:+.1f}  pitch {self.camera.pitch:+.1f}  fov {self.camera.fov:.1f}')
+        parts.append(f'seed {self.latent.seed:.2f}')
+        if self.renderer.busy:
+            parts.append('rendering...')
+        text = '   '.join(parts)
+        by = vy + vh - line_h - pad / 2
+        dl.add_text(imgui.ImVec2(vx + pad, by), imgui.get_color_u32(imgui_utils.DIM_COLOR), text)
+        if self.camera.extrapolating and self.info is not None and self.info.camera:
+            msg = 'extrapolating: outside the training pose range'
+            ts = imgui.calc_text_size(msg)
+            dl.add_text(imgui.ImVec2(vx + vw - ts.x - pad, y), imgui.get_color_u32(imgui_utils.WARN_COLOR), msg)
+
+    def draw_gl_background(self):
+        if self.image_rect is None or not self.showing_image:
+            return
+        self.texture.set_filter(self.perf.smooth)
+        sx, sy = self._fb_scale()
+        x, y, w, h = self.image_rect
+        self.quad.draw(self.texture, (x * sx, y * sy, w * sx, h * sy), self.framebuffer_size)
+
+    def _fb_scale(self):
+        ww, wh = self.window_size
+        fw, fh = self.framebuffer_size
+        return (fw / ww if ww else 1.0), (fh / wh if wh else 1.0)
+
+    # -- helpers for tests / benchmarks ---------------------------------------------------------
+    def wait_for_render(self, timeout=60.0, max_frames=100000):
+        """Step frames until the newest request has been rendered and shown. Returns the result."""
+        import time
+        deadline = time.monotonic() + timeout
+        n = 0
+        while time.monotonic() < deadline and n < max_frames:
+            self.run_frames(1)
+            n += 1
+            if (self.result is not None and self.result.stamp == self.renderer.latest_stamp
+                    and not self.renderer.busy):
+                stamp = self.renderer.latest_stamp
+                self.run_frames(1)    # draw once more: the result may change the args (camera defaults)
+                if self.renderer.latest_stamp == stamp:
+                    return self.result
+        raise TimeoutError(f'no render result within {timeout} s')
+
+    def image_pixels_on_screen(self):
+        """Framebuffer pixels of the image area of the last frame (HxWx3 uint8), or None."""
+        if self.image_rect is None:
+            return None
+        frame = self.capture_frame_now()
+        sx, sy = self._fb_scale()
+        x, y, w, h = self.image_rect
+        x0, y0 = int(round(x * sx)), int(round(y * sy))
+        return frame[y0:y0 + int(round(h * sy)), x0:x0 + int(round(w * sx))]
+
+    def capture_frame_now(self):
+        """Render one frame and return the framebuffer as HxWx3 uint8."""
+        self.request_capture()
+        self.run_frames(1)
+        return self.last_capture
+
+    def close(self):
+        try:
+            self.renderer.close(timeout=2.0)
+            if self.training.process is not None and self.training.process.running:
+                self.training.stop()
+        finally:
+            super().close()

@@ -1,0 +1,87 @@
+"""Performance widget: GUI and render frame times (ImPlot), FPS cap, vsync, device, force fp32."""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+from imgui_bundle import imgui, implot
+
+from gui_utils import imgui_utils
+
+from .renderer import available_devices
+
+
+class PerformanceWidget:
+    """Timing history + settings -> RenderArgs fields (device, force_fp32) and window settings."""
+
+    def __init__(self, device='auto', fps_limit=60, vsync=False, history=240):
+        self.device = device
+        self.devices = None
+        self.force_fp32 = True
+        self.fps_limit = int(fps_limit)
+        self.vsync = bool(vsync)
+        self.smooth = True                 # linear texture filtering of the displayed image
+        self.gui_times = collections.deque(maxlen=history)
+        self.render_times = collections.deque(maxlen=history)
+        self._last_render_stamp = None
+
+    def record_frame(self, gui_dt, result=None):
+        """Add one GUI frame time and (when new) the render time of `result`."""
+        if gui_dt and gui_dt > 0:
+            self.gui_times.append(float(gui_dt))
+        if result is not None and result.stamp != self._last_render_stamp and 'total' in result.timings:
+            self._last_render_stamp = result.stamp
+            self.render_times.append(float(result.timings['total']))
+
+    @staticmethod
+    def _mean_ms(values, n=30):
+        vals = list(values)[-n:]
+        return 1000.0 * float(np.mean(vals)) if vals else float('nan')
+
+    @property
+    def gui_fps(self):
+        ms = self._mean_ms(self.gui_times)
+        return 1000.0 / ms if ms == ms and ms > 0 else 0.0
+
+    def update_args(self, d):
+        d.update(device=self.device, force_fp32=bool(self.force_fp32))
+
+    def draw(self, viz):
+        gui_ms, ren_ms = self._mean_ms(self.gui_times), self._mean_ms(self.render_times)
+        imgui.text(f'GUI    {gui_ms:6.1f} ms  ({self.gui_fps:5.1f} fps)')
+        imgui.text(f'Render {ren_ms:6.1f} ms' + (f'  ({1000 / ren_ms:5.1f} fps)' if ren_ms == ren_ms and ren_ms > 0 else ''))
+        res = viz.result
+        if res is not None and res.timings:
+            t = res.timings
+            imgui_utils.dim_text('last: ' + '  '.join(f'{k} {1000 * v:.1f}' for k, v in t.items()
+                                                      if k in ('mapping', 'synthesis', 'total')) + ' ms')
+        if implot.begin_plot('##times', imgui.ImVec2(-1, 110 * viz.ui_scale),
+                             implot.Flags_.no_menus | implot.Flags_.no_box_select | implot.Flags_.no_mouse_text):
+            implot.setup_axes('', 'ms', implot.AxisFlags_.no_tick_labels, implot.AxisFlags_.auto_fit)
+            implot.setup_axis_limits(implot.ImAxis_.x1, 0, self.gui_times.maxlen, imgui.Cond_.always)
+            if self.gui_times:
+                implot.plot_line('GUI', np.asarray(self.gui_times, dtype=np.float64) * 1000)
+            if self.render_times:
+                implot.plot_line('Render', np.asarray(self.render_times, dtype=np.float64) * 1000)
+            implot.end_plot()
+        w = imgui.get_content_region_avail().x
+        lw = imgui.calc_text_size('FPS limit ').x + 10
+        with imgui_utils.item_width(w - lw):
+            _, self.fps_limit = imgui.slider_int('FPS limit', self.fps_limit, 5, 240)
+            if self.devices is None:
+                self.devices = available_devices()
+            if imgui.begin_combo('Device', self.device):
+                for dev in self.devices:
+                    if imgui.selectable(dev, dev == self.device)[0]:
+                        self.device = dev
+                imgui.end_combo()
+        _, self.vsync = imgui.checkbox('Vsync', self.vsync)
+        imgui.same_line()
+        _, self.force_fp32 = imgui.checkbox('Force fp32', self.force_fp32)
+        imgui_utils.tooltip('Off: fp16 layers where the network uses them (GPU only)')
+        imgui.same_line()
+        _, self.smooth = imgui.checkbox('Smooth', self.smooth)
+        imgui_utils.tooltip('Linear filtering of the enlarged image (off: sharp pixels)')
+        if res is not None and res.device:
+            imgui_utils.dim_text(f'rendering on {res.device}')

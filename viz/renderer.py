@@ -1,0 +1,269 @@
+"""Pure compute for the visualizer: RenderArgs -> RenderResult (image, layer view, stats, timings, error).
+
+No GUI code here: the async renderer runs this on a background thread, the headless capture and
+the orbit recorder call it directly. Loaded networks are cached per (path, file time, key, device).
+Every exception becomes `result.error` (one line) plus `result.traceback`, never a crash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+import traceback
+from typing import Any
+
+import numpy as np
+import torch
+
+from raycond import generate as gen
+from raycond import loading
+
+NOISE_MODES = ('const', 'random', 'none')
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderArgs:
+    """Everything that determines one rendered frame (hashable and comparable)."""
+    pkl: str | None = None             # resolved network file or URL; None = nothing to render
+    key: str = 'G_ema'
+    device: str = 'auto'
+    seed: float = 0.0                  # fractional seeds blend the two neighbouring seeds in W
+    trunc_psi: float = 1.0
+    trunc_cutoff: int | None = None
+    noise_mode: str = 'const'
+    noise_seed: int = 0
+    mix_seed: int | None = None        # style mixing source seed (None = off)
+    mix_layers: tuple = ()             # indices into ws taken from mix_seed
+    yaw_deg: float = 0.0
+    pitch_deg: float = 0.0
+    fov_deg: float | None = None       # true full FOV in degrees (None = network default)
+    radius: float | None = None
+    lookat: tuple | None = None
+    force_fp32: bool = True
+    layer: str | None = None           # synthesis sub-module whose output is shown in the Layers view
+    layer_channel: int = 0
+    layer_rgb: bool = False            # show channels [c, c+1, c+2] as RGB instead of one channel
+
+    def replace(self, **kwargs) -> 'RenderArgs':
+        return dataclasses.replace(self, **kwargs)
+
+
+@dataclasses.dataclass
+class RenderResult:
+    """What one render produced. `image` is HxWx3 (or HxWx1) uint8, or None on error/no network."""
+    args: RenderArgs | None = None
+    image: np.ndarray | None = None
+    layer_image: np.ndarray | None = None
+    layer_stats: dict = dataclasses.field(default_factory=dict)
+    layers: list = dataclasses.field(default_factory=list)   # [(name, (C, H, W)), ...]
+    info: Any = None                                          # raycond.loading.NetworkInfo
+    device: str = ''
+    stats: dict = dataclasses.field(default_factory=dict)
+    timings: dict = dataclasses.field(default_factory=dict)   # seconds: load, mapping, synthesis, total
+    error: str | None = None
+    traceback: str | None = None
+    stamp: int = 0                                            # set by the async renderer
+
+
+def seed_blend(seed: float) -> list[tuple[int, float]]:
+    """Fractional seed -> [(seed, weight), ...]: 3.25 -> [(3, 0.75), (4, 0.25)]; integers -> [(s, 1)]."""
+    seed = float(seed)
+    if not math.isfinite(seed):
+        raise ValueError(f'seed must be a finite number, got {seed}')
+    lo = math.floor(seed)
+    frac = seed - lo
+    if frac < 1e-6:
+        return [(int(lo), 1.0)]
+    if frac > 1 - 1e-6:
+        return [(int(lo) + 1, 1.0)]
+    return [(int(lo), 1.0 - frac), (int(lo) + 1, frac)]
+
+
+def _one_line(e: BaseException) -> str:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else ''
+    if isinstance(e, (ValueError, FileNotFoundError, loading.NetworkLoadError)) and msg:
+        return msg
+    return f'{type(e).__name__}: {msg}' if msg else type(e).__name__
+
+
+class _Timer:
+    """Wall-clock timing; synchronizes CUDA so that GPU work is counted where it happens."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == 'cuda'
+        self.t = time.perf_counter()
+
+    def lap(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        dt, self.t = now - self.t, now
+        return dt
+
+
+class Renderer:
+    """Renders RenderArgs to RenderResult. Not thread-safe: use one instance per thread."""
+
+    def __init__(self, max_cached_networks: int = 3):
+        self._nets: dict[tuple, tuple] = {}
+        self._max_cached = max_cached_networks
+        self._hooks: list = []
+        self._hooked_net = None
+        self._capture_name: str | None = None
+        self._captured: dict = {}
+        self._layer_shapes: dict = {}
+
+    # -- networks ---------------------------------------------------------------------------
+    def get_network(self, pkl: str, key: str, device: torch.device):
+        """(G, info) from the cache, loading on a miss. Raises NetworkLoadError / FileNotFoundError."""
+        path = loading.resolve_network_path(pkl)
+        local = os.path.expanduser(path)
+        if '://' not in path and not os.path.exists(local):
+            raise FileNotFoundError(f'network file not found: {path}')
+        mtime = os.path.getmtime(local) if os.path.exists(local) else None
+        cache_key = (path, mtime, key, str(device))
+        hit = self._nets.pop(cache_key, None)
+        if hit is None:
+            hit = loading.load_network_and_info(path, key=key, device=device)
+        self._nets[cache_key] = hit                  # most recently used last
+        while len(self._nets) > self._max_cached:
+            self._nets.pop(next(iter(self._nets)))
+        return hit
+
+    def clear_cache(self):
+        self._remove_hooks()
+        self._nets.clear()
+
+    # -- layer hooks ------------------------------------------------------------------------
+    def _remove_hooks(self):
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
+        self._hooked_net = None
+
+    def _install_hooks(self, G):
+        if self._hooked_net is G:
+            return
+        self._remove_hooks()
+        synthesis = getattr(G, 'synthesis', None)
+        if synthesis is None:
+            return
+        for name, module in synthesis.named_modules():
+            if not name or name.count('.') > 1:
+                continue
+            self._hooks.append(module.register_forward_hook(self._make_hook(name)))
+        self._hooked_net = G
+
+    def _make_hook(self, name):
+        def hook(_module, _inputs, output):
+            t = output[0] if isinstance(output, (tuple, list)) and output else output
+            if not torch.is_tensor(t) or t.ndim != 4:
+                return
+            self._layer_shapes[name] = tuple(int(s) for s in t.shape[1:])
+            if name == self._capture_name:
+                self._captured[name] = t.detach()
+        return hook
+
+    # -- rendering --------------------------------------------------------------------------
+    def render(self, args: RenderArgs) -> RenderResult:
+        """Render one frame; never raises (errors are returned in the result)."""
+        res = RenderResult(args=args)
+        t0 = time.perf_counter()
+        try:
+            if not args.pkl:
+                res.error = None
+                return res
+            self._render(args, res)
+        except Exception as e:  # noqa: BLE001 - every failure is shown in the GUI
+            res.error = _one_line(e)
+            res.traceback = traceback.format_exc()
+            res.image = None
+        finally:
+            res.timings['total'] = time.perf_counter() - t0
+        return res
+
+    def _render(self, args: RenderArgs, res: RenderResult):
+        device = gen.resolve_device(args.device)
+        res.device = str(device)
+        t_load = time.perf_counter()
+        G, info = self.get_network(args.pkl, args.key, device)
+        res.timings['load'] = time.perf_counter() - t_load
+        res.info = info
+        if args.noise_mode not in NOISE_MODES:
+            raise ValueError(f'noise mode must be one of {", ".join(NOISE_MODES)}, got {args.noise_mode!r}')
+        timer = _Timer(device)
+        with torch.inference_mode():
+            c = gen.c_for_network(info, args.yaw_deg, args.pitch_deg, fov_deg=args.fov_deg, radius=args.radius,
+                                  lookat=args.lookat, batch=1, device=device) if info.c_dim else None
+            cutoff = args.trunc_cutoff if args.trunc_cutoff else None
+            blend = seed_blend(args.seed)
+            seeds = [s for s, _ in blend]
+            if args.mix_seed is not None and args.mix_layers:
+                seeds.append(int(args.mix_seed))
+            z = gen.seeds_to_z(seeds, G.z_dim, device)
+            cc = None if c is None else c.expand(len(seeds), -1)
+            all_ws = gen.map_latents(G, z, cc, args.trunc_psi, cutoff)
+            ws = sum(w * all_ws[i:i + 1] for i, (_, w) in enumerate(blend))
+            if args.mix_seed is not None and args.mix_layers:
+                idx = [i for i in args.mix_layers if 0 <= int(i) < ws.shape[1]]
+                ws = ws.clone()
+                ws[:, idx] = all_ws[-1:, idx]
+            res.timings['mapping'] = timer.lap()
+
+            self._capture_name = args.layer
+            self._captured = {}
+            self._install_hooks(G)
+            fork = torch.random.fork_rng(devices=[device.index or 0] if device.type == 'cuda' else [])
+            with fork:
+                torch.manual_seed(int(args.noise_seed))
+                img = gen.synthesize(G, ws, c, noise_mode=args.noise_mode, force_fp32=args.force_fp32)
+            res.timings['synthesis'] = timer.lap()
+
+            img_u8 = gen.to_uint8(img)[0].cpu().numpy()
+            if img_u8.shape[2] not in (1, 3):
+                img_u8 = np.ascontiguousarray(img_u8[:, :, :3])
+            res.image = img_u8
+            f = img[0].float()
+            res.stats = dict(mean=float(f.mean()), std=float(f.std()), min=float(f.min()), max=float(f.max()),
+                             resolution=tuple(img_u8.shape[:2]), w_norm=float(ws[0].norm(dim=-1).mean()))
+            res.layers = [(n, self._layer_shapes[n]) for n in self._ordered_layer_names() if n in self._layer_shapes]
+            if args.layer:
+                if args.layer not in self._captured:
+                    raise ValueError(f'layer {args.layer!r} produced no image-like output')
+                res.layer_image, res.layer_stats = layer_to_image(self._captured[args.layer][0], args.layer_channel,
+                                                                  args.layer_rgb)
+            res.timings['postprocess'] = timer.lap()
+
+    def _ordered_layer_names(self):
+        return list(self._layer_shapes.keys())
+
+
+def layer_to_image(x: torch.Tensor, channel: int = 0, rgb: bool = False):
+    """Feature map (C, H, W) -> (HxWx1 or HxWx3 uint8 normalized per channel, stats dict)."""
+    x = x.float()
+    num = x.shape[0]
+    channel = int(min(max(channel, 0), num - 1))
+    chans = [min(channel + i, num - 1) for i in range(3)] if rgb else [channel]
+    sel = x[chans]
+    mean = sel.mean(dim=(1, 2), keepdim=True)
+    std = sel.std(dim=(1, 2), keepdim=True).clamp_min(1e-8) if sel[0].numel() > 1 else torch.ones_like(mean)
+    norm = ((sel - mean) / (4 * std) + 0.5).clamp(0, 1)       # +-2 std spans the range
+    img = (norm * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    stats = dict(channels=num, shown=chans, mean=float(x.mean()), std=float(x.std()) if x.numel() > 1 else 0.0,
+                 min=float(x.min()), max=float(x.max()), channel_mean=float(sel[0].mean()),
+                 channel_std=float(sel[0].std()) if sel[0].numel() > 1 else 0.0)
+    return np.ascontiguousarray(img), stats
+
+
+def available_devices() -> list[str]:
+    """Device names the GUI offers: auto, cpu, and cuda/mps when present."""
+    out = ['auto', 'cpu']
+    if torch.cuda.is_available():
+        out += ['cuda'] + [f'cuda:{i}' for i in range(torch.cuda.device_count())] if torch.cuda.device_count() > 1 \
+            else ['cuda']
+    mps = getattr(torch.backends, 'mps', None)
+    if mps is not None and mps.is_available():
+        out.append('mps')
+    return out
