@@ -1,0 +1,128 @@
+"""Fused bias + activation + gain + clamp (`bias_act`) with StyleGAN2-ADA's conventions.
+
+Every layer of the StyleGAN networks ends in `bias_act(x, b, act=..., gain=..., clamp=...)`, and
+foreign network pickles call it from their own source, so the signature, the activation table and
+the order of operations (add bias, activation, multiply by gain, clamp to [-clamp, clamp]) follow
+NVIDIA's op. The pure-PyTorch reference runs the later steps in place on its own fresh
+intermediate when no gradient is being recorded (inference), so generation makes one output tensor
+instead of four; under autograd it uses out-of-place ops, differentiable to second order.
+"""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import PluginSlot, use_cuda
+
+try:
+    from dnnlib import EasyDict as _Record
+except ImportError:  # pragma: no cover - dnnlib is part of the project
+    class _Record(dict):
+        """Dict with attribute access."""
+        __getattr__ = dict.__getitem__
+
+__all__ = ["activation_funcs", "bias_act", "_init"]
+
+
+def _swish(x, **_):
+    return torch.sigmoid(x) * x
+
+
+activation_funcs = {
+    "linear":   _Record(func=lambda x, **_: x, def_alpha=0, def_gain=1,
+                        cuda_idx=1, ref="", has_2nd_grad=False),
+    "relu":     _Record(func=lambda x, **_: F.relu(x), def_alpha=0, def_gain=np.sqrt(2),
+                        cuda_idx=2, ref="y", has_2nd_grad=False),
+    "lrelu":    _Record(func=lambda x, alpha, **_: F.leaky_relu(x, alpha), def_alpha=0.2,
+                        def_gain=np.sqrt(2), cuda_idx=3, ref="y", has_2nd_grad=False),
+    "tanh":     _Record(func=lambda x, **_: torch.tanh(x), def_alpha=0, def_gain=1,
+                        cuda_idx=4, ref="y", has_2nd_grad=True),
+    "sigmoid":  _Record(func=lambda x, **_: torch.sigmoid(x), def_alpha=0, def_gain=1,
+                        cuda_idx=5, ref="y", has_2nd_grad=True),
+    "elu":      _Record(func=lambda x, **_: F.elu(x), def_alpha=0, def_gain=1,
+                        cuda_idx=6, ref="y", has_2nd_grad=True),
+    "selu":     _Record(func=lambda x, **_: F.selu(x), def_alpha=0, def_gain=1,
+                        cuda_idx=7, ref="y", has_2nd_grad=True),
+    "softplus": _Record(func=lambda x, **_: F.softplus(x), def_alpha=0, def_gain=1,
+                        cuda_idx=8, ref="y", has_2nd_grad=True),
+    "swish":    _Record(func=_swish, def_alpha=0, def_gain=np.sqrt(2),
+                        cuda_idx=9, ref="x", has_2nd_grad=True),
+}
+
+
+def _swish_(x, **_):
+    return x.mul_(torch.sigmoid(x))
+
+
+# In-place variants, used only on the reference's own intermediates when nothing is recorded.
+_inplace_funcs = {
+    "linear": lambda x, **_: x,
+    "relu": lambda x, **_: x.relu_(),
+    "lrelu": lambda x, alpha, **_: F.leaky_relu_(x, alpha),
+    "tanh": lambda x, **_: x.tanh_(),
+    "sigmoid": lambda x, **_: x.sigmoid_(),
+    "elu": lambda x, **_: F.elu_(x),
+    "selu": lambda x, **_: F.selu_(x),
+    "softplus": lambda x, **_: F.softplus(x),
+    "swish": _swish_,
+}
+
+# No CUDA kernel yet: a later kernel registers its sources here and `_bias_act_cuda` below.
+_slot = PluginSlot("bias_act_plugin")
+
+
+def _init() -> bool:
+    """True when the compiled kernel is available (never on CPU-only installs)."""
+    return _slot.available()
+
+
+def bias_act(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None, impl="cuda"):
+    """Add bias `b` along dimension `dim`, apply activation `act`, scale by `gain`, clamp.
+
+    Args: x tensor; b None or 1-D with x.shape[dim] entries; act a key of `activation_funcs`;
+    alpha the activation's shape parameter (lrelu slope; default from the table); gain output
+    scale (default from the table, e.g. sqrt(2) for lrelu); clamp None or >= 0 (clamp to
+    [-clamp, clamp]; negative disables); impl 'cuda' or 'ref'. Returns a tensor like x.
+    """
+    if use_cuda(impl, x, _slot):  # pragma: no cover - no kernel yet
+        return _bias_act_cuda(x, b, dim, act, alpha, gain, clamp)
+    return _bias_act_ref(x, b=b, dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp)
+
+
+def _bias_act_cuda(x, b, dim, act, alpha, gain, clamp):  # pragma: no cover
+    raise NotImplementedError("bias_act: the CUDA kernel is not part of this build")
+
+
+def _bias_act_ref(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None):
+    """Pure-PyTorch bias_act (differentiable to any order)."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"x: expected a tensor, got {type(x).__name__}")
+    spec = activation_funcs.get(act)
+    if spec is None:
+        raise ValueError(f"act: expected one of {sorted(activation_funcs)}, got {act!r}")
+    if not 0 <= dim < x.ndim:
+        raise ValueError(f"dim: expected 0 <= dim < {x.ndim}, got {dim}")
+    alpha = float(alpha if alpha is not None else spec.def_alpha)
+    gain = float(gain if gain is not None else spec.def_gain)
+    clamp = float(clamp if clamp is not None else -1)
+
+    # In place only on tensors this function created, and only when autograd records nothing.
+    inplace = not (torch.is_grad_enabled()
+                   and (x.requires_grad or (b is not None and b.requires_grad)))
+    fresh = False
+    if b is not None:
+        if not (isinstance(b, torch.Tensor) and b.ndim == 1 and b.shape[0] == x.shape[dim]):
+            shape = tuple(b.shape) if isinstance(b, torch.Tensor) else type(b).__name__
+            raise ValueError(f"b: expected a 1-D tensor of {x.shape[dim]} values (x.shape[{dim}])"
+                             f", got {shape}")
+        x = x + b.reshape([-1 if i == dim else 1 for i in range(x.ndim)])
+        fresh = True
+    if act != "linear":
+        x = (_inplace_funcs[act] if (fresh and inplace) else spec.func)(x, alpha=alpha)
+        fresh = True
+    if gain != 1:
+        x = x.mul_(gain) if (fresh and inplace) else x * gain
+        fresh = True
+    if clamp >= 0:
+        x = x.clamp_(-clamp, clamp) if (fresh and inplace) else x.clamp(-clamp, clamp)
+    return x
