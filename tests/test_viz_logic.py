@@ -136,9 +136,11 @@ def test_renderer_image_layers_and_errors(small_pickle):
     half = r.render(RenderArgs(pkl=small_pickle, device='cpu', seed=0.5)).image.astype(float)
     assert np.abs(half - res.image).mean() < np.abs(s1 - res.image).mean()
     # layer capture
-    layer_name, shape = res.layers[-1]
-    lay = r.render(RenderArgs(pkl=small_pickle, device='cpu', layer=layer_name, layer_channel=1, layer_rgb=True))
+    assert names.index('b32') < names.index('b32.conv1') < names.index('b32.torgb')   # module order
+    layer_name = 'b32.conv1'
+    shape = dict(res.layers)[layer_name]
     assert shape[0] >= 4
+    lay = r.render(RenderArgs(pkl=small_pickle, device='cpu', layer=layer_name, layer_channel=1, layer_rgb=True))
     assert lay.layer_image.shape == (shape[1], shape[2], 3) and lay.layer_stats['shown'] == [1, 2, 3]
     # errors come back as text
     bad = r.render(RenderArgs(pkl='/nonexistent/net.pkl'))

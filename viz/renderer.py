@@ -89,18 +89,34 @@ def _one_line(e: BaseException) -> str:
 
 
 class _Timer:
-    """Wall-clock timing; synchronizes CUDA so that GPU work is counted where it happens."""
+    """Phase timings: CUDA events on the GPU (no stalls between phases), perf counters elsewhere."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, timings: dict):
         self.cuda = device.type == 'cuda'
-        self.t = time.perf_counter()
-
-    def lap(self) -> float:
+        self.timings = timings
+        self.pending = []
         if self.cuda:
-            torch.cuda.synchronize()
-        now = time.perf_counter()
-        dt, self.t = now - self.t, now
-        return dt
+            self.last = torch.cuda.Event(enable_timing=True)
+            self.last.record()
+        else:
+            self.t = time.perf_counter()
+
+    def lap(self, name: str):
+        if self.cuda:
+            ev = torch.cuda.Event(enable_timing=True)
+            ev.record()
+            self.pending.append((name, self.last, ev))
+            self.last = ev
+        else:
+            now = time.perf_counter()
+            self.timings[name], self.t = now - self.t, now
+
+    def finish(self):
+        if self.cuda and self.pending:
+            self.last.synchronize()
+            for name, a, b in self.pending:
+                self.timings[name] = a.elapsed_time(b) / 1000.0
+            self.pending = []
 
 
 class Renderer:
@@ -114,6 +130,7 @@ class Renderer:
         self._capture_name: str | None = None
         self._captured: dict = {}
         self._layer_shapes: dict = {}
+        self._layer_order: list = []
 
     # -- networks ---------------------------------------------------------------------------
     def get_network(self, pkl: str, key: str, device: torch.device):
@@ -150,9 +167,12 @@ class Renderer:
         synthesis = getattr(G, 'synthesis', None)
         if synthesis is None:
             return
+        self._layer_shapes = {}
+        self._layer_order = []
         for name, module in synthesis.named_modules():
             if not name or name.count('.') > 1:
                 continue
+            self._layer_order.append(name)
             self._hooks.append(module.register_forward_hook(self._make_hook(name)))
         self._hooked_net = G
 
@@ -193,7 +213,7 @@ class Renderer:
         res.info = info
         if args.noise_mode not in NOISE_MODES:
             raise ValueError(f'noise mode must be one of {", ".join(NOISE_MODES)}, got {args.noise_mode!r}')
-        timer = _Timer(device)
+        timer = _Timer(device, res.timings)
         with torch.inference_mode():
             c = gen.c_for_network(info, args.yaw_deg, args.pitch_deg, fov_deg=args.fov_deg, radius=args.radius,
                                   lookat=args.lookat, batch=1, device=device) if info.c_dim else None
@@ -210,7 +230,7 @@ class Renderer:
                 idx = [i for i in args.mix_layers if 0 <= int(i) < ws.shape[1]]
                 ws = ws.clone()
                 ws[:, idx] = all_ws[-1:, idx]
-            res.timings['mapping'] = timer.lap()
+            timer.lap('mapping')
 
             self._capture_name = args.layer
             self._captured = {}
@@ -219,7 +239,7 @@ class Renderer:
             with fork:
                 torch.manual_seed(int(args.noise_seed))
                 img = gen.synthesize(G, ws, c, noise_mode=args.noise_mode, force_fp32=args.force_fp32)
-            res.timings['synthesis'] = timer.lap()
+            timer.lap('synthesis')
 
             img_u8 = gen.to_uint8(img)[0].cpu().numpy()
             if img_u8.shape[2] not in (1, 3):
@@ -234,10 +254,11 @@ class Renderer:
                     raise ValueError(f'layer {args.layer!r} produced no image-like output')
                 res.layer_image, res.layer_stats = layer_to_image(self._captured[args.layer][0], args.layer_channel,
                                                                   args.layer_rgb)
-            res.timings['postprocess'] = timer.lap()
+            timer.lap('postprocess')
+            timer.finish()
 
     def _ordered_layer_names(self):
-        return list(self._layer_shapes.keys())
+        return list(self._layer_order)
 
 
 def layer_to_image(x: torch.Tensor, channel: int = 0, rgb: bool = False):
@@ -261,8 +282,9 @@ def available_devices() -> list[str]:
     """Device names the GUI offers: auto, cpu, and cuda/mps when present."""
     out = ['auto', 'cpu']
     if torch.cuda.is_available():
-        out += ['cuda'] + [f'cuda:{i}' for i in range(torch.cuda.device_count())] if torch.cuda.device_count() > 1 \
-            else ['cuda']
+        out.append('cuda')
+        if torch.cuda.device_count() > 1:
+            out += [f'cuda:{i}' for i in range(torch.cuda.device_count())]
     mps = getattr(torch.backends, 'mps', None)
     if mps is not None and mps.is_available():
         out.append('mps')

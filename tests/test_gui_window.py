@@ -1,0 +1,194 @@
+"""The visualizer window under Xvfb with a small network: screenshot, drag to orbit (injected and real X
+events), drop a file, bad network paths. Skips when Xvfb is not installed."""
+
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _free_display():
+    for n in range(90, 200):
+        if not os.path.exists(f'/tmp/.X11-unix/X{n}') and not os.path.exists(f'/tmp/.X{n}-lock'):
+            return n
+    raise RuntimeError('no free X display number')
+
+
+@pytest.fixture(scope='module')
+def xvfb():
+    if shutil.which('Xvfb') is None:
+        pytest.skip('Xvfb not installed (apt-get install xvfb): GUI tests need a virtual display')
+    n = _free_display()
+    proc = subprocess.Popen(['Xvfb', f':{n}', '-screen', '0', '1280x800x24', '-nolisten', 'tcp'],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while not os.path.exists(f'/tmp/.X11-unix/X{n}') and time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.skip('Xvfb failed to start')
+        time.sleep(0.05)
+    old = {k: os.environ.get(k) for k in ('DISPLAY', 'LIBGL_ALWAYS_SOFTWARE')}
+    os.environ['DISPLAY'] = f':{n}'
+    os.environ['LIBGL_ALWAYS_SOFTWARE'] = '1'
+    yield f':{n}'
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    proc.terminate()
+    proc.wait(5)
+
+
+@pytest.fixture(scope='module')
+def app(xvfb, small_pickle, tmp_path_factory):
+    from viz.app import Visualizer
+    viz = Visualizer([small_pickle], capture_dir=str(tmp_path_factory.mktemp('captures')), device='cpu',
+                     fps_limit=0)
+    viz.perf.smooth = False          # nearest filtering: screen pixels are exact copies of image pixels
+    viz.wait_for_render(timeout=60)
+    yield viz
+    viz.close()
+
+
+def _resize(img, w, h):
+    return np.asarray(Image.fromarray(img).resize((w, h), Image.NEAREST)).astype(np.int16)
+
+
+def test_screenshot_shows_generated_image(app, small_pickle):
+    from viz.renderer import Renderer
+    res = app.result
+    assert res.error is None and res.image.shape == (32, 32, 3)
+    screen = app.image_pixels_on_screen()
+    h, w = screen.shape[:2]
+    assert w > 300 and abs(w - h) <= 2                     # large and square at 1280x800
+    expected = Renderer().render(app.current_args).image
+    diff = np.abs(screen.astype(np.int16) - _resize(expected, w, h))
+    assert np.median(diff) <= 1 and diff.mean() < 6
+    # the image is centred in the view area right of the side panel
+    x, y, iw, ih = app.image_rect
+    vx, vy, vw, vh = app.view_rect
+    assert vx >= app.panel_width - 1 and abs((x - vx) - (vx + vw - x - iw)) < 2
+    Image.fromarray(app.capture_frame_now()).save(os.path.join(app.capture.capture_dir, 'screenshot.png'))
+
+
+def _drag(app, start, end, steps=8):
+    """Drag with the left button through the same callbacks GLFW calls."""
+    app.on_mouse_pos(None, *start)
+    app.run_frames(2)
+    app.on_mouse_button(None, 0, 1)                           # glfw.PRESS == 1
+    app.run_frames(2)
+    for i in range(1, steps + 1):
+        t = i / steps
+        app.on_mouse_pos(None, start[0] + (end[0] - start[0]) * t, start[1] + (end[1] - start[1]) * t)
+        app.run_frames(1)
+    app.on_mouse_button(None, 0, 0)                           # glfw.RELEASE == 0
+    app.run_frames(2)
+
+
+def test_drag_on_image_orbits_camera(app):
+    app.camera.reset()
+    before = app.wait_for_render().image.copy()
+    yaw0, pitch0 = app.camera.yaw, app.camera.pitch
+    x, y, w, h = app.image_rect
+    _drag(app, (x + w * 0.5, y + h * 0.5), (x + w * 0.5 - 120, y + h * 0.5 + 20))
+    assert app.camera.yaw == pytest.approx(yaw0 + 120 * 90.0 / w, abs=0.5)
+    assert app.camera.pitch < pitch0
+    after = app.wait_for_render()
+    assert after.args.yaw_deg == pytest.approx(app.camera.yaw)
+    assert np.abs(after.image.astype(int) - before).mean() > 1.0
+    screen = app.image_pixels_on_screen()
+    sh, sw = screen.shape[:2]
+    assert np.abs(screen.astype(np.int16) - _resize(after.image, sw, sh)).mean() < 6
+
+
+def test_real_x_events_drag(app, xvfb):
+    """A real X11 drag (xdotool) goes through GLFW's event loop to the camera."""
+    if shutil.which('xdotool') is None:
+        pytest.skip('xdotool not installed (apt-get install xdotool)')
+    import glfw
+    app.camera.reset()
+    app.wait_for_render()
+    yaw0 = app.camera.yaw
+    wx, wy = glfw.get_window_pos(app.handle)
+    x, y, w, h = app.image_rect
+    cx, cy = int(wx + x + w / 2), int(wy + y + h / 2)
+
+    def xdo(*a):
+        subprocess.run(['xdotool', *map(str, a)], check=True, env=dict(os.environ, DISPLAY=xvfb), timeout=10)
+        app.run_frames(2)
+
+    xdo('mousemove', cx, cy)
+    xdo('mousedown', 1)
+    for i in range(1, 7):
+        xdo('mousemove', cx + 20 * i, cy)
+    xdo('mouseup', 1)
+    assert app.camera.yaw == pytest.approx(yaw0 - 120 * 90.0 / w, abs=1.0)
+    res = app.wait_for_render()
+    assert res.args.yaw_deg == pytest.approx(app.camera.yaw)
+
+
+def test_drop_file_switches_network(app, tmp_path):
+    import dnnlib
+    import torch
+    from conftest import small_raycond_kwargs
+    torch.manual_seed(123)
+    G = dnnlib.util.construct_class_by_name(**small_raycond_kwargs(res=16)).eval()
+    path = tmp_path / 'dropped.pkl'
+    with open(path, 'wb') as f:
+        pickle.dump({'G_ema': G}, f)
+    app.on_drop(None, [str(path).encode()])
+    res = app.wait_for_render()
+    assert app.network.current == str(path)
+    assert res.error is None and res.info.img_resolution == 16 and app.texture.width == 16
+    assert app.info.camera_stats is None and app.camera.lookat_mode == 'ffhq'
+
+
+def test_bad_network_shows_error_and_gui_keeps_running(app, tmp_path, small_pickle):
+    app.network.load(str(tmp_path / 'missing.pkl'))
+    res = app.wait_for_render()
+    assert 'not found' in res.error
+    assert not app.showing_image and app.image_rect is None        # the previous network's image is gone
+    frame = app.capture_frame_now()
+    vx, vy, vw, vh = (int(v) for v in app.view_rect)
+    band = frame[vy + 4:vy + 20, vx + 40:vx + vw - 40].reshape(-1, 3).astype(int)
+    reddish = (band[:, 0] > band[:, 1] + 30).mean()
+    assert reddish > 0.3                                             # the red error banner is drawn
+    garbage = tmp_path / 'garbage.pkl'
+    garbage.write_bytes(b'this is not a pickle')
+    app.on_drop(None, [str(garbage)])
+    res = app.wait_for_render()
+    assert 'not a readable network pickle' in res.error
+    n = app.frame_count
+    app.run_frames(5)
+    assert app.frame_count == n + 5
+    app.network.load(small_pickle)                                   # and recovers
+    res = app.wait_for_render()
+    assert res.error is None and app.showing_image
+
+
+def test_headless_capture_cli(small_pickle, tmp_path):
+    out = tmp_path / 'frame.png'
+    env = dict(os.environ)
+    env.pop('DISPLAY', None)
+    r = subprocess.run([sys.executable, os.path.join(ROOT, 'visualizer.py'), small_pickle, '--headless',
+                        '--capture', str(out), '--device', 'cpu', '--yaw', '15'],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    from viz.renderer import RenderArgs, Renderer
+    img = np.asarray(Image.open(out))
+    assert img.shape == (32, 32, 3)
+    exp = Renderer().render(RenderArgs(pkl=small_pickle, device='cpu', yaw_deg=15.0, fov_deg=13.37, radius=2.7,
+                                       lookat=(0.0, 0.0, 0.2))).image
+    np.testing.assert_array_equal(img, exp)
+    r = subprocess.run([sys.executable, os.path.join(ROOT, 'visualizer.py'), small_pickle],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode != 0 and 'No display found' in r.stderr and '--headless' in r.stderr
+    assert r.stderr.count('\n') <= 2
