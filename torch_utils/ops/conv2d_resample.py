@@ -16,6 +16,7 @@ signature and results match NVIDIA's op. The implementation takes equivalent che
 - neither: one conv2d (padding passed to it when symmetric).
 """
 
+import numpy as np
 import torch
 
 from . import conv2d_gradfix
@@ -62,8 +63,9 @@ def conv2d_resample(x, w, f=None, up=1, down=1, padding=0, groups=1, flip_weight
     if f is not None and not (isinstance(f, torch.Tensor) and f.ndim in (1, 2)):
         raise ValueError("f: expected None or a 1-D/2-D filter tensor")
     for name, value in (("up", up), ("down", down), ("groups", groups)):
-        if not (isinstance(value, int) and value >= 1):
+        if not (isinstance(value, (int, np.integer)) and value >= 1):
             raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+    up, down, groups = int(up), int(down), int(groups)
     out_channels, in_per_group, kh, kw = (int(s) for s in w.shape)
     fw, fh = _get_filter_size(f)
     px0, px1, py0, py1 = _parse_padding(padding)
