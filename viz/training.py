@@ -52,6 +52,7 @@ class TrainingProcess:
         kwargs = {}
         if os.name == 'posix':
             kwargs['start_new_session'] = True       # SIGINT goes to the trainer only, not to the GUI
+        env = dict(os.environ if env is None else env, PYTHONUNBUFFERED='1')   # stream the log line by line
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
                                      cwd=cwd or REPO_ROOT, env=env, errors='replace', **kwargs)
         self._reader = threading.Thread(target=self._read, name='viz-train-log', daemon=True)

@@ -1,0 +1,142 @@
+#!/usr/bin/env python
+"""Visualizer speed: latency from a slider change to the new frame on screen, and sustained FPS while
+orbiting, through the real window (GLFW + imgui + async render thread). Prints a table; asserts nothing.
+
+Networks are random-weight ray-conditioned generators of the given resolutions (speed does not
+depend on the weights), or a given --network. Without a display an Xvfb server is started when
+available (its software GL then counts in the GUI frame times).
+"""
+
+import os
+import pickle
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import click
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def _make_network(res, cbase, cmax, map_depth, path):
+    import torch
+    import dnnlib
+    torch.manual_seed(0)
+    G = dnnlib.util.construct_class_by_name(class_name='training.networks_raycond2.Generator', z_dim=512, c_dim=25,
+                                            w_dim=512, img_resolution=res, img_channels=3, channel_base=cbase,
+                                            channel_max=cmax, mapping_kwargs=dict(num_layers=map_depth))
+    with open(path, 'wb') as f:
+        pickle.dump({'G_ema': G.eval().requires_grad_(False)}, f)
+    return path
+
+
+def _start_xvfb():
+    if os.environ.get('DISPLAY') or shutil.which('Xvfb') is None:
+        return None
+    for n in range(150, 250):
+        if not os.path.exists(f'/tmp/.X11-unix/X{n}') and not os.path.exists(f'/tmp/.X{n}-lock'):
+            break
+    proc = subprocess.Popen(['Xvfb', f':{n}', '-screen', '0', '1280x800x24', '-nolisten', 'tcp'],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        if os.path.exists(f'/tmp/.X11-unix/X{n}'):
+            break
+        time.sleep(0.05)
+    os.environ['DISPLAY'] = f':{n}'
+    return proc
+
+
+def _bench_one(pkl, device, repeats, seconds, fps_limit):
+    from viz.app import Visualizer
+    viz = Visualizer([pkl], device=device, fps_limit=fps_limit)
+    try:
+        viz.wait_for_render(timeout=600)
+        res = viz.result
+        if res.error:
+            raise click.ClickException(f'{pkl}: {res.error}')
+        # renderer alone (same thread count, no GUI): median render time
+        from viz.renderer import Renderer
+        r = Renderer()
+        r.render(viz.current_args)
+        rt = []
+        for i in range(5):
+            t = time.perf_counter()
+            r.render(viz.current_args.replace(yaw_deg=float(i)))
+            rt.append(time.perf_counter() - t)
+        del r
+        # latency: slider change -> frame with the new image swapped to the screen
+        lat = []
+        for i in range(repeats):
+            viz.wait_for_render(timeout=600)
+            viz.camera.yaw = (viz.camera.yaw + 3.0) if viz.camera.yaw < 20 else -20.0
+            t0 = time.perf_counter()
+            target = None
+            while True:
+                viz.run_frames(1)
+                if target is None:
+                    target = viz.renderer.latest_stamp
+                if viz.result is not None and viz.result.stamp >= target:
+                    lat.append(time.perf_counter() - t0)
+                    break
+        # sustained orbit: frames drawn and distinct images shown per second
+        viz.camera.orbit = True
+        viz.camera.orbit_speed = 0.2
+        frames0, stamps = viz.frame_count, set()
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            viz.run_frames(1)
+            if viz.result is not None:
+                stamps.add(viz.result.stamp)
+        dt = time.perf_counter() - t0
+        return dict(render_ms=1000 * statistics.median(rt), lat_med=1000 * statistics.median(lat),
+                    lat_p90=1000 * sorted(lat)[int(0.9 * (len(lat) - 1))], gui_fps=(viz.frame_count - frames0) / dt,
+                    image_fps=len(stamps) / dt, res=res.image.shape[0])
+    finally:
+        viz.close()
+
+
+@click.command()
+@click.option('--res', 'resolutions', default='64,256', show_default=True,
+              help='Comma-separated resolutions of random-weight raycond2 generators to time.')
+@click.option('--cbase', default=8192, show_default=True, help='channel_base of the generated networks.')
+@click.option('--cmax', default=256, show_default=True, help='channel_max of the generated networks.')
+@click.option('--map-depth', default=2, show_default=True, help='Mapping layers of the generated networks.')
+@click.option('--network', default=None, help='Time this network file instead of generated ones.')
+@click.option('--device', default='cpu', show_default=True, help='Render device (auto, cpu, cuda, mps).')
+@click.option('--repeats', default=15, show_default=True, help='Slider changes timed for the latency.')
+@click.option('--seconds', default=8.0, show_default=True, help='Duration of the orbit measurement.')
+@click.option('--fps-limit', default=60, show_default=True, help='GUI frame cap (the GUI default is 60).')
+def main(resolutions, cbase, cmax, map_depth, network, device, repeats, seconds, fps_limit):
+    """Print latency and orbit FPS of the visualizer window."""
+    xvfb = _start_xvfb()
+    import torch
+    try:
+        rows = []
+        with tempfile.TemporaryDirectory() as tmp:
+            nets = [(network, os.path.basename(network))] if network else \
+                [(_make_network(int(r), cbase, cmax, map_depth, os.path.join(tmp, f'r{r}.pkl')),
+                  f'raycond2 {r}x{r} (cbase {cbase}, cmax {cmax})') for r in resolutions.split(',')]
+            for pkl, name in nets:
+                rows.append((name, _bench_one(pkl, device, repeats, seconds, fps_limit)))
+        import platform
+        print(f'\nVisualizer on {device} ({torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs, '
+              f'{platform.processor() or platform.machine()}), GUI cap {fps_limit} fps, '
+              f'display {os.environ.get("DISPLAY")}{" (Xvfb, software GL)" if xvfb else ""}')
+        print('| network | render (ms, median) | slider -> screen latency (ms, median / p90) | '
+              'orbit: new images/s | orbit: GUI frames/s |')
+        print('|---|---|---|---|---|')
+        for name, r in rows:
+            print(f'| {name} | {r["render_ms"]:.1f} | {r["lat_med"]:.0f} / {r["lat_p90"]:.0f} | '
+                  f'{r["image_fps"]:.1f} | {r["gui_fps"]:.1f} |')
+    finally:
+        if xvfb is not None:
+            xvfb.terminate()
+            xvfb.wait(5)
+
+
+if __name__ == '__main__':
+    main()  # pylint: disable=no-value-for-parameter
