@@ -168,7 +168,7 @@ def make_label(cam2world, intrinsics) -> torch.Tensor:
 
 def validate_label(c) -> None:
     """Raise ValueError unless `c` is (25,) or (N,25) with finite values."""
-    arr = c.detach().cpu().numpy() if torch.is_tensor(c) else np.asarray(c, dtype=np.float64)
+    arr = c.detach().cpu().double().numpy() if torch.is_tensor(c) else np.asarray(c, dtype=np.float64)
     if arr.ndim not in (1, 2) or arr.shape[-1] != 25:
         raise ValueError(f'camera label must have 25 values (cam2world 16 + intrinsics 9), got shape {arr.shape}')
     if not np.all(np.isfinite(arr)):

@@ -119,7 +119,7 @@ def _embed(kind, c, resolution):
     global _cache_bytes
     c = _as_label(c)
     h, w = _parse_resolution(resolution)
-    key = (kind, c.detach().cpu().numpy().tobytes(), c.shape[0], h, w, str(c.device), c.dtype)
+    key = (kind, c.detach().cpu().double().numpy().tobytes(), c.shape[0], h, w, str(c.device), c.dtype)
     with _cache_lock:
         hit = _cache.get(key)
         if hit is not None:
