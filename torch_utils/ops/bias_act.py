@@ -5,7 +5,8 @@ foreign network pickles call it from their own source, so the signature, the act
 the order of operations (add bias, activation, multiply by gain, clamp to [-clamp, clamp]) follow
 NVIDIA's op. The pure-PyTorch reference runs the later steps in place on its own fresh
 intermediate when no gradient is being recorded (inference), so generation makes one output tensor
-instead of four; under autograd it uses out-of-place ops, differentiable to second order.
+instead of four, and for linear/relu/lrelu folds the gain into the bias addition (one pass
+fewer); under autograd it uses out-of-place ops, differentiable to second order.
 """
 
 import numpy as np
@@ -67,6 +68,9 @@ _inplace_funcs = {
     "swish": _swish_,
 }
 
+# act(g * x) == g * act(x) for g > 0: the gain can be folded into the bias addition.
+_POSITIVE_HOMOGENEOUS = ("linear", "relu", "lrelu")
+
 # No CUDA kernel yet: a later kernel registers its sources here and `_bias_act_cuda` below.
 _slot = PluginSlot("bias_act_plugin")
 
@@ -115,7 +119,13 @@ def _bias_act_ref(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=N
             shape = tuple(b.shape) if isinstance(b, torch.Tensor) else type(b).__name__
             raise ValueError(f"b: expected a 1-D tensor of {x.shape[dim]} values (x.shape[{dim}])"
                              f", got {shape}")
-        x = x + b.reshape([-1 if i == dim else 1 for i in range(x.ndim)])
+        b = b.reshape([-1 if i == dim else 1 for i in range(x.ndim)])
+        if act in _POSITIVE_HOMOGENEOUS and gain > 0 and gain != 1:
+            # act(x + b) * gain == act(gain * x + gain * b): bias and gain in one pass.
+            x = torch.add(b * gain, x, alpha=gain)
+            gain = 1.0
+        else:
+            x = x + b
         fresh = True
     if act != "linear":
         x = (_inplace_funcs[act] if (fresh and inplace) else spec.func)(x, alpha=alpha)
