@@ -65,8 +65,8 @@ def _get_filter_size(f):
     if f is None:
         return 1, 1
     if not (isinstance(f, torch.Tensor) and f.ndim in (1, 2)):
-        raise ValueError(f"f: expected None or a 1-D/2-D tensor, got "
-                         f"{type(f).__name__}{'' if not isinstance(f, torch.Tensor) else f.ndim}")
+        got = f"{f.ndim}-D tensor" if isinstance(f, torch.Tensor) else type(f).__name__
+        raise ValueError(f"f: expected None or a 1-D/2-D filter tensor, got a {got}")
     fw, fh = int(f.shape[-1]), int(f.shape[0])
     if fw < 1 or fh < 1:
         raise ValueError("f: the filter must not be empty")
