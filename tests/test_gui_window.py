@@ -80,9 +80,11 @@ def test_screenshot_shows_generated_image(app, small_pickle):
 
 
 def _drag(app, start, end, steps=8):
-    """Drag with the left button through the same callbacks GLFW calls."""
-    app.on_mouse_pos(None, *start)
+    """Drag with the left button through the same callbacks GLFW calls. The pointer comes from
+    elsewhere and is pressed in the same frame (as when several X events arrive in one poll)."""
+    app.on_mouse_pos(None, start[0] - 200, start[1] - 50)
     app.run_frames(2)
+    app.on_mouse_pos(None, *start)
     app.on_mouse_button(None, 0, 1)                           # glfw.PRESS == 1
     app.run_frames(2)
     for i in range(1, steps + 1):
@@ -125,8 +127,8 @@ def test_real_x_events_drag(app, xvfb):
         subprocess.run(['xdotool', *map(str, a)], check=True, env=dict(os.environ, DISPLAY=xvfb), timeout=10)
         app.run_frames(2)
 
-    xdo('mousemove', cx, cy)
-    xdo('mousedown', 1)
+    xdo('mousemove', cx - 150, cy - 40)
+    xdo('mousemove', cx, cy, 'mousedown', 1)                  # move and press in one batch of X events
     for i in range(1, 7):
         xdo('mousemove', cx + 20 * i, cy)
     xdo('mouseup', 1)

@@ -58,6 +58,7 @@ class Visualizer(ImguiWindow):
         self.quad = gl_utils.QuadRenderer()
         self.image_rect = None        # (x, y, w, h) of the image in window coordinates
         self.view_rect = None
+        self._drag_anchor = None
         self.panel_width = PANEL_WIDTH * self.ui_scale
         self.add_drop_callback(self.on_files_dropped)
         for p in reversed(list(pkls)):
@@ -199,13 +200,21 @@ class Visualizer(ImguiWindow):
             self.image_rect = (vx + (vw - w) / 2, vy + (vh - h) / 2, w, h)
         else:
             self.image_rect = None
-        if imgui.is_item_active():
-            d = io.mouse_delta
+        # Drag by the motion since the press (or since the last frame). The press frame itself may
+        # carry motion from before the press (several X events in one poll), so it only anchors.
+        mx, my = io.mouse_pos.x, io.mouse_pos.y
+        if imgui.is_item_activated():
+            self._drag_anchor = (mx, my)
+        elif imgui.is_item_active() and self._drag_anchor is not None:
+            dx, dy = mx - self._drag_anchor[0], my - self._drag_anchor[1]
+            self._drag_anchor = (mx, my)
             size = self.image_rect[2] if self.image_rect else vw
-            if imgui.is_mouse_down(imgui.MouseButton_.left) and (d.x or d.y):
-                self.camera.drag(d.x, d.y, size)
-            elif imgui.is_mouse_down(imgui.MouseButton_.right) and d.x:
-                self.latent.drag(d.x, size)
+            if imgui.is_mouse_down(imgui.MouseButton_.left) and (dx or dy):
+                self.camera.drag(dx, dy, size)
+            elif imgui.is_mouse_down(imgui.MouseButton_.right) and dx:
+                self.latent.drag(dx, size)
+        else:
+            self._drag_anchor = None
         if imgui.is_item_hovered() and io.mouse_wheel:
             self.camera.scroll(io.mouse_wheel)
         dl = imgui.get_window_draw_list()
