@@ -25,6 +25,9 @@ except ImportError:  # pragma: no cover - dnnlib is part of the project
 __all__ = ["activation_funcs", "bias_act", "_init"]
 
 
+_SQRT2 = float(np.sqrt(2))  # a Python float (np.float64 trips torch.compile's guards)
+
+
 def _swish(x, **_):
     return torch.sigmoid(x) * x
 
@@ -32,10 +35,10 @@ def _swish(x, **_):
 activation_funcs = {
     "linear":   _Record(func=lambda x, **_: x, def_alpha=0, def_gain=1,
                         cuda_idx=1, ref="", has_2nd_grad=False),
-    "relu":     _Record(func=lambda x, **_: F.relu(x), def_alpha=0, def_gain=np.sqrt(2),
+    "relu":     _Record(func=lambda x, **_: F.relu(x), def_alpha=0, def_gain=_SQRT2,
                         cuda_idx=2, ref="y", has_2nd_grad=False),
     "lrelu":    _Record(func=lambda x, alpha, **_: F.leaky_relu(x, alpha), def_alpha=0.2,
-                        def_gain=np.sqrt(2), cuda_idx=3, ref="y", has_2nd_grad=False),
+                        def_gain=_SQRT2, cuda_idx=3, ref="y", has_2nd_grad=False),
     "tanh":     _Record(func=lambda x, **_: torch.tanh(x), def_alpha=0, def_gain=1,
                         cuda_idx=4, ref="y", has_2nd_grad=True),
     "sigmoid":  _Record(func=lambda x, **_: torch.sigmoid(x), def_alpha=0, def_gain=1,
@@ -46,7 +49,7 @@ activation_funcs = {
                         cuda_idx=7, ref="y", has_2nd_grad=True),
     "softplus": _Record(func=lambda x, **_: F.softplus(x), def_alpha=0, def_gain=1,
                         cuda_idx=8, ref="y", has_2nd_grad=True),
-    "swish":    _Record(func=_swish, def_alpha=0, def_gain=np.sqrt(2),
+    "swish":    _Record(func=_swish, def_alpha=0, def_gain=_SQRT2,
                         cuda_idx=9, ref="x", has_2nd_grad=True),
 }
 

@@ -22,6 +22,8 @@ from .upfirdn2d import _get_filter_size, _parse_padding
 
 __all__ = ["filtered_lrelu", "_init"]
 
+_SQRT2 = float(np.sqrt(2))  # default gain, as a Python float
+
 # No CUDA kernel yet: a later kernel registers its sources here and `_filtered_lrelu_cuda`.
 _slot = PluginSlot("filtered_lrelu_plugin")
 
@@ -31,8 +33,8 @@ def _init() -> bool:
     return _slot.available()
 
 
-def filtered_lrelu(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=np.sqrt(2),
-                   slope=0.2, clamp=None, flip_filter=False, impl="cuda"):
+def filtered_lrelu(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=_SQRT2, slope=0.2,
+                   clamp=None, flip_filter=False, impl="cuda"):
     """Bias, upsample with `fu`, leaky ReLU * gain, clamp, downsample with `fd` (NCHW `x`).
 
     Args: fu/fd None or float32 1-D (separable) / 2-D filters; b None or (C,) bias of x's dtype;
@@ -51,7 +53,7 @@ def _filtered_lrelu_cuda(*args):  # pragma: no cover
     raise NotImplementedError("filtered_lrelu: the CUDA kernel is not part of this build")
 
 
-def _filtered_lrelu_ref(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=np.sqrt(2),
+def _filtered_lrelu_ref(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=_SQRT2,
                         slope=0.2, clamp=None, flip_filter=False):
     """Pure-PyTorch filtered_lrelu built from bias_act and upfirdn2d."""
     if not (isinstance(x, torch.Tensor) and x.ndim == 4):
