@@ -277,14 +277,14 @@ def build_config(opts):
     label_kind = dataset.file_label_kind
     camera_cfg = opts.cfg in ('raycond2', 'posecond2')
     cond = opts.cond if opts.cond is not None else camera_cfg
-    if cond and label_kind == 'none':
-        raise ValueError(f'--cond=1 but dataset {opts.data} has no labels (dataset.json with "labels")')
     if camera_cfg:
         if not cond:
             raise ValueError(f'--cfg={opts.cfg} needs camera labels; --cond=0 is only for --cfg=stylegan2')
         if label_kind != 'camera':
             raise ValueError(f'--cfg={opts.cfg} needs 25-float camera labels (EG3D format) in dataset.json; '
-                             f'dataset {opts.data} has {label_kind} labels')
+                             f'dataset {opts.data} has ' + ('no labels' if label_kind == 'none' else 'class labels'))
+    if cond and label_kind == 'none':
+        raise ValueError(f'--cond=1 but dataset {opts.data} has no labels (dataset.json with "labels")')
     c.training_set_kwargs = dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=opts.data,
                                             use_labels=bool(cond), max_size=len(dataset), xflip=bool(opts.mirror),
                                             resolution=dataset.resolution, random_seed=opts.seed)

@@ -115,8 +115,8 @@ def save_image_grid(img, fname, drange, grid_size):
 
 def grid_shape(resolution):
     """(cols, rows) of the snapshot grids: more cells for small images."""
-    cols = int(np.clip(1536 // resolution, 4, 12))
-    rows = int(np.clip(1024 // resolution, 2, 8))
+    cols = int(np.clip(1024 // resolution, 4, 8))
+    rows = int(np.clip(768 // resolution, 2, 6))
     return cols, rows
 
 
@@ -326,12 +326,14 @@ def training_loop(
     for name, module, opt_kwargs, reg_interval in [('G', G, G_opt_kwargs, G_reg_interval),
                                                    ('D', D, D_opt_kwargs, D_reg_interval)]:
         params = [p for p in module.parameters()]
+        opt_kwargs = dnnlib.EasyDict(opt_kwargs)
+        if 'betas' in opt_kwargs:
+            opt_kwargs.betas = [float(beta) for beta in opt_kwargs.betas]
         if reg_interval is None:
             opt = dnnlib.util.construct_class_by_name(params=params, **opt_kwargs)
             phases += [dnnlib.EasyDict(name=name + 'both', module=module, opt=opt, interval=1)]
         else:  # Lazy regularization: scale lr and betas so the effective schedule matches.
             mb_ratio = reg_interval / (reg_interval + 1)
-            opt_kwargs = dnnlib.EasyDict(opt_kwargs)
             opt_kwargs.lr = opt_kwargs.lr * mb_ratio
             opt_kwargs.betas = [beta ** mb_ratio for beta in opt_kwargs.betas]
             opt = dnnlib.util.construct_class_by_name(params, **opt_kwargs)
@@ -356,7 +358,7 @@ def training_loop(
         if G.c_dim != grid_c.shape[1]:
             grid_c = torch.zeros([grid_z.shape[0], G.c_dim])
         save_image_grid(reals, os.path.join(run_dir, 'reals.png'), drange=[0, 255], grid_size=grid_size)
-        images = generate_grid(G_ema, grid_z, grid_c, batch_gpu, device)
+        images = generate_grid(G_ema, grid_z, grid_c, max(batch_gpu, 16), device)
         save_image_grid(images, os.path.join(run_dir, 'fakes_init.png'), drange=[-1, 1], grid_size=grid_size)
 
     # Logs.
@@ -502,7 +504,7 @@ def training_loop(
 
         # Save image snapshot.
         if rank == 0 and image_snapshot_ticks is not None and (done or cur_tick % image_snapshot_ticks == 0):
-            images = generate_grid(G_ema, grid_z, grid_c, batch_gpu, device)
+            images = generate_grid(G_ema, grid_z, grid_c, max(batch_gpu, 16), device)
             save_image_grid(images, os.path.join(run_dir, f'fakes{cur_nimg // 1000:06d}.png'), drange=[-1, 1],
                             grid_size=grid_size)
 
