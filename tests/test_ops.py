@@ -424,6 +424,36 @@ def test_filtered_lrelu_defaults_and_errors():
 
 
 # --------------------------------------------------------------------------------------------
+# Call styles used by the pickled network source of StyleGAN2-ADA / StyleGAN3 / Ray Conditioning
+
+
+def test_foreign_call_styles():
+    torch.manual_seed(14)
+    x = torch.randn(2, 4, 8, 8)
+    f = upfirdn2d.setup_filter([1, 3, 3, 1])
+    w = torch.randn(6, 2, 3, 3)
+    y = conv2d_resample.conv2d_resample(x=x, w=w, f=f, up=2, padding=1, groups=2,
+                                        flip_weight=False)
+    assert y.shape == (2, 6, 16, 16)
+    y = bias_act.bias_act(y, torch.zeros(6), act="lrelu", gain=1.0, clamp=256.0)
+    y = fma.fma(y, torch.ones(2, 6, 1, 1), torch.zeros(2, 1, 16, 16))
+    assert upfirdn2d.upsample2d(x=x, f=f, up=2).shape == (2, 4, 16, 16)
+    assert upfirdn2d.downsample2d(x=x, f=f, down=2, padding=-1).shape == (2, 4, 3, 3)
+    assert upfirdn2d.upfirdn2d(x=x, f=f, up=2, padding=[np.int64(2), np.int64(1), 2, 1],
+                               gain=4, flip_filter=False).shape == (2, 4, 16, 16)
+    z = conv2d_gradfix.conv2d(input=x, weight=torch.randn(4, 2, 3, 3), padding=1, groups=2)
+    assert z.shape == (2, 4, 8, 8)
+    fu = torch.tensor(np.hanning(14)[1:-1], dtype=torch.float32)  # 12 taps, separable
+    pad = np.array([11, 10, 11, 10])
+    out = filtered_lrelu.filtered_lrelu(x=x, fu=fu, fd=fu, b=torch.zeros(4), up=np.int64(2),
+                                        down=2, padding=[pad[0], pad[1], pad[2], pad[3]],
+                                        gain=np.sqrt(2), slope=0.2, clamp=256)
+    assert out.shape == (2, 4, (8 * 2 + 21 - 11 - 11 + 1) // 2, (8 * 2 + 21 - 11 - 11 + 1) // 2)
+    grid = torch.zeros(2, 3, 3, 2)
+    assert grid_sample_gradfix.grid_sample(input=x, grid=grid).shape == (2, 4, 3, 3)
+
+
+# --------------------------------------------------------------------------------------------
 # Second order, dispatch, RAYCOND_OPS and custom_ops
 
 
