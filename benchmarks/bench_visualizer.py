@@ -50,9 +50,10 @@ def _start_xvfb():
     return proc
 
 
-def _bench_one(pkl, device, repeats, seconds, fps_limit):
+def _bench_one(pkl, device, repeats, seconds, fps_limit, yield_to_renderer=True):
     from viz.app import Visualizer
     viz = Visualizer([pkl], device=device, fps_limit=fps_limit)
+    viz.perf.yield_to_renderer = yield_to_renderer
     try:
         viz.wait_for_render(timeout=600)
         res = viz.result
@@ -110,7 +111,9 @@ def _bench_one(pkl, device, repeats, seconds, fps_limit):
 @click.option('--repeats', default=15, show_default=True, help='Slider changes timed for the latency.')
 @click.option('--seconds', default=8.0, show_default=True, help='Duration of the orbit measurement.')
 @click.option('--fps-limit', default=60, show_default=True, help='GUI frame cap (the GUI default is 60).')
-def main(resolutions, cbase, cmax, map_depth, network, device, repeats, seconds, fps_limit):
+@click.option('--yield/--no-yield', 'yield_to_renderer', default=True, show_default=True,
+              help='The Performance option "Yield to renderer" (GUI waits for the image instead of redrawing).')
+def main(resolutions, cbase, cmax, map_depth, network, device, repeats, seconds, fps_limit, yield_to_renderer):
     """Print latency and orbit FPS of the visualizer window."""
     xvfb = _start_xvfb()
     import torch
@@ -121,10 +124,10 @@ def main(resolutions, cbase, cmax, map_depth, network, device, repeats, seconds,
                 [(_make_network(int(r), cbase, cmax, map_depth, os.path.join(tmp, f'r{r}.pkl')),
                   f'raycond2 {r}x{r} (cbase {cbase}, cmax {cmax})') for r in resolutions.split(',')]
             for pkl, name in nets:
-                rows.append((name, _bench_one(pkl, device, repeats, seconds, fps_limit)))
+                rows.append((name, _bench_one(pkl, device, repeats, seconds, fps_limit, yield_to_renderer)))
         import platform
         print(f'\nVisualizer on {device} ({torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs, '
-              f'{platform.processor() or platform.machine()}), GUI cap {fps_limit} fps, '
+              f'{platform.processor() or platform.machine()}), GUI cap {fps_limit} fps, yield {yield_to_renderer}, '
               f'display {os.environ.get("DISPLAY")}{" (Xvfb, software GL)" if xvfb else ""}')
         print('| network | render (ms, median) | slider -> screen latency (ms, median / p90) | '
               'orbit: new images/s | orbit: GUI frames/s |')

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+import glfw
 from imgui_bundle import imgui
 
 from gui_utils import gl_utils, imgui_utils
@@ -59,12 +60,51 @@ class Visualizer(ImguiWindow):
         self.image_rect = None        # (x, y, w, h) of the image in window coordinates
         self.view_rect = None
         self._drag_anchor = None
+        self._input_seen = False
         self.panel_width = PANEL_WIDTH * self.ui_scale
         self.add_drop_callback(self.on_files_dropped)
         for p in reversed(list(pkls)):
             self.network.load(p)      # the first PKL ends up current, the others in the recent list
 
     # -- events ------------------------------------------------------------------------------
+    def on_mouse_pos(self, window, x, y):
+        self._input_seen = True
+        super().on_mouse_pos(window, x, y)
+
+    def on_mouse_button(self, window, button, action, mods=0):
+        self._input_seen = True
+        super().on_mouse_button(window, button, action, mods)
+
+    def on_scroll(self, window, dx, dy):
+        self._input_seen = True
+        super().on_scroll(window, dx, dy)
+
+    def on_key(self, window, key, scancode, action, mods):
+        self._input_seen = True
+        super().on_key(window, key, scancode, action, mods)
+
+    def on_char(self, window, char):
+        self._input_seen = True
+        super().on_char(window, char)
+
+    def draw_frame(self):
+        super().draw_frame()
+        self._pace()
+
+    def _pace(self):
+        """Leave the CPU to the renderer: while it works and nobody touches the GUI, wait (briefly) for its
+        result instead of redrawing an unchanged image; when nothing at all happens, sleep until an event."""
+        if self._input_seen or self._capture_requested or self.capture._gui_capture_pending:
+            self._input_seen = False
+            return
+        if not self.perf.yield_to_renderer:
+            return
+        if self.renderer.busy:
+            self.renderer.wait_for_result(timeout=0.05)
+        elif not (self.camera.orbit or self.latent.animate or self.capture.recording
+                  or (self.training.process is not None and self.training.process.running)):
+            glfw.wait_events_timeout(0.05)
+
     def on_files_dropped(self, paths):
         """Load the first dropped file (or run directory) as the network."""
         if paths:

@@ -90,6 +90,12 @@ class AsyncRenderer:
         """True when `result` answers the newest posted request."""
         return result is not None and result.stamp == self._stamp
 
+    def wait_for_result(self, timeout):
+        """Block up to `timeout` s until a finished result is waiting (or nothing is being rendered)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: bool(self._results) or (self._pending is None and self._busy_stamp is None),
+                                       timeout)
+
     def wait_idle(self, timeout=None):
         """Block until nothing is pending or rendering (tests, headless use). Returns True if idle."""
         with self._cond:

@@ -22,6 +22,7 @@ class PerformanceWidget:
         self.fps_limit = int(fps_limit)
         self.vsync = bool(vsync)
         self.smooth = True                 # linear texture filtering of the displayed image
+        self.yield_to_renderer = True      # GUI waits for the renderer instead of redrawing unchanged frames
         self.gui_times = collections.deque(maxlen=history)
         self.render_times = collections.deque(maxlen=history)
         self._last_render_stamp = None
@@ -83,5 +84,8 @@ class PerformanceWidget:
         imgui.same_line()
         _, self.smooth = imgui.checkbox('Smooth', self.smooth)
         imgui_utils.tooltip('Linear filtering of the enlarged image (off: sharp pixels)')
+        _, self.yield_to_renderer = imgui.checkbox('Yield to renderer', self.yield_to_renderer)
+        imgui_utils.tooltip('While an image renders and you do not touch the GUI, redraw only when it is ready\n'
+                            '(and sleep when idle): more CPU for the network, smoother orbits on small machines')
         if res is not None and res.device:
             imgui_utils.dim_text(f'rendering on {res.device}')
