@@ -12,9 +12,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-# Keep the 2-core CI machine responsive: one intra-op thread per test process is enough for the
-# tiny networks used here (and makes timings less noisy when processes run side by side).
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# One intra-op thread per process: the networks here are tiny, and on a 2-core machine OpenMP
+# threads of several processes (subprocess tests, two-rank training) stall each other badly
+# (a gradgradcheck measured 0.27 s with one thread and 39 s with two under load).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
 
 
 def small_raycond_kwargs(res: int = 32) -> dict:
