@@ -198,3 +198,34 @@ def test_training_command_and_process(tmp_path):
     assert proc.stop(timeout=10) == 0
     time.sleep(0.1)
     assert 'stopped cleanly' in proc.lines
+
+
+def test_unconditional_network_disables_camera(tmp_path):
+    import pickle
+    import torch
+    import dnnlib
+    torch.manual_seed(0)
+    G = dnnlib.util.construct_class_by_name(class_name='training.networks_stylegan2.Generator', z_dim=16, c_dim=0,
+                                            w_dim=16, img_resolution=16, img_channels=3, channel_base=256,
+                                            channel_max=16, mapping_kwargs=dict(num_layers=1)).eval()
+    path = tmp_path / 'sg2.pkl'
+    with open(path, 'wb') as f:
+        pickle.dump({'G_ema': G}, f)
+    r = Renderer()
+    res = r.render(RenderArgs(pkl=str(path), device='cpu'))
+    assert res.error is None and res.image.shape == (16, 16, 3) and not res.info.camera
+    turned = r.render(RenderArgs(pkl=str(path), device='cpu', yaw_deg=30.0))
+    np.testing.assert_array_equal(turned.image, res.image)        # no camera: the yaw has no effect
+    cam = CameraWidget()
+    cam.on_network(res.info)
+    assert not cam.enabled
+
+
+def test_record_orbit_mp4(small_pickle, tmp_path):
+    pytest.importorskip('imageio_ffmpeg')
+    import imageio.v2 as imageio
+    out = record_orbit(Renderer(), RenderArgs(pkl=small_pickle, device='cpu'), str(tmp_path / 'o.mp4'),
+                       'yaw-pitch-ellipse', 6, 12)
+    reader = imageio.get_reader(out)
+    assert reader.count_frames() == 6 and reader.get_meta_data()['size'] == (32, 32)
+    reader.close()
