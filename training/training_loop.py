@@ -174,6 +174,60 @@ def _get_metric_main():
     return metric_main
 
 
+def build_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval=4, D_reg_interval=16):
+    """Optimizers and the phase list [Gmain, Greg, Dmain, Dreg] (or Gboth/Dboth without lazy reg).
+
+    With lazy regularization every `reg_interval` steps, lr and Adam betas are scaled by
+    reg_interval / (reg_interval + 1) so that the effective schedule matches non-lazy training.
+    """
+    phases = []
+    for name, module, opt_kwargs, reg_interval in [('G', G, G_opt_kwargs, G_reg_interval),
+                                                   ('D', D, D_opt_kwargs, D_reg_interval)]:
+        params = [p for p in module.parameters()]
+        opt_kwargs = dnnlib.EasyDict(opt_kwargs)
+        if 'betas' in opt_kwargs:
+            opt_kwargs.betas = [float(beta) for beta in opt_kwargs.betas]
+        if reg_interval is None:
+            opt = dnnlib.util.construct_class_by_name(params=params, **opt_kwargs)
+            phases += [dnnlib.EasyDict(name=name + 'both', module=module, opt=opt, interval=1)]
+        else:
+            mb_ratio = reg_interval / (reg_interval + 1)
+            opt_kwargs.lr = opt_kwargs.lr * mb_ratio
+            opt_kwargs.betas = [beta ** mb_ratio for beta in opt_kwargs.betas]
+            opt = dnnlib.util.construct_class_by_name(params, **opt_kwargs)
+            phases += [dnnlib.EasyDict(name=name + 'main', module=module, opt=opt, interval=1)]
+            phases += [dnnlib.EasyDict(name=name + 'reg', module=module, opt=opt, interval=reg_interval)]
+    return phases
+
+
+def run_phases(phases, loss, batch_idx, phase_real_img, phase_real_c, all_gen_z, all_gen_c, num_gpus=1,
+               num_rounds=1, cur_nimg=0):
+    """One training iteration: every phase due at `batch_idx` accumulates gradients over the
+    rounds (lists of per-round tensors), averages them across ranks and steps its optimizer."""
+    for phase, phase_gen_z, phase_gen_c in zip(phases, all_gen_z, all_gen_c):
+        if batch_idx % phase.interval != 0:
+            continue
+        phase.opt.zero_grad(set_to_none=True)
+        phase.module.requires_grad_(True)
+        for real_img, real_c, gen_z, gen_c in zip(phase_real_img, phase_real_c, phase_gen_z, phase_gen_c):
+            loss.accumulate_gradients(phase=phase.name, real_img=real_img, real_c=real_c, gen_z=gen_z,
+                                      gen_c=gen_c, gain=phase.interval / num_rounds, cur_nimg=cur_nimg)
+        phase.module.requires_grad_(False)
+
+        # Average gradients across ranks and update weights.
+        with torch.autograd.profiler.record_function(phase.name + '_opt'):
+            params = [p for p in phase.module.parameters() if p.numel() > 0 and p.grad is not None]
+            if len(params) > 0:
+                flat = torch.cat([p.grad.flatten() for p in params])
+                if num_gpus > 1:
+                    torch.distributed.all_reduce(flat)
+                    flat /= num_gpus
+                torch.nan_to_num(flat, nan=0, posinf=1e5, neginf=-1e5, out=flat)
+                for p, g in zip(params, flat.split([p.numel() for p in params])):
+                    p.grad = g.reshape(p.shape)
+            phase.opt.step()
+
+
 # ----------------------------------------------------------------------------
 
 
@@ -322,23 +376,7 @@ def training_loop(
     loss = dnnlib.util.construct_class_by_name(device=device, G=G, D=D, augment_pipe=augment_pipe, **loss_kwargs)
     if progress is not None and progress.get('pl_mean') is not None and hasattr(loss, 'pl_mean'):
         loss.pl_mean.fill_(float(progress['pl_mean']))
-    phases = []
-    for name, module, opt_kwargs, reg_interval in [('G', G, G_opt_kwargs, G_reg_interval),
-                                                   ('D', D, D_opt_kwargs, D_reg_interval)]:
-        params = [p for p in module.parameters()]
-        opt_kwargs = dnnlib.EasyDict(opt_kwargs)
-        if 'betas' in opt_kwargs:
-            opt_kwargs.betas = [float(beta) for beta in opt_kwargs.betas]
-        if reg_interval is None:
-            opt = dnnlib.util.construct_class_by_name(params=params, **opt_kwargs)
-            phases += [dnnlib.EasyDict(name=name + 'both', module=module, opt=opt, interval=1)]
-        else:  # Lazy regularization: scale lr and betas so the effective schedule matches.
-            mb_ratio = reg_interval / (reg_interval + 1)
-            opt_kwargs.lr = opt_kwargs.lr * mb_ratio
-            opt_kwargs.betas = [beta ** mb_ratio for beta in opt_kwargs.betas]
-            opt = dnnlib.util.construct_class_by_name(params, **opt_kwargs)
-            phases += [dnnlib.EasyDict(name=name + 'main', module=module, opt=opt, interval=1)]
-            phases += [dnnlib.EasyDict(name=name + 'reg', module=module, opt=opt, interval=reg_interval)]
+    phases = build_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval)
     if progress is not None:
         for name, opt in [('G_opt', phases[0].opt), ('D_opt', phases[-1].opt)]:
             if progress.get(name) is not None:
@@ -415,28 +453,8 @@ def training_loop(
             all_gen_c = [phase_gen_c.split(batch_gpu) for phase_gen_c in all_gen_c.split(rank_batch)]
 
         # Execute training phases.
-        for phase, phase_gen_z, phase_gen_c in zip(phases, all_gen_z, all_gen_c):
-            if batch_idx % phase.interval != 0:
-                continue
-            phase.opt.zero_grad(set_to_none=True)
-            phase.module.requires_grad_(True)
-            for real_img, real_c, gen_z, gen_c in zip(phase_real_img, phase_real_c, phase_gen_z, phase_gen_c):
-                loss.accumulate_gradients(phase=phase.name, real_img=real_img, real_c=real_c, gen_z=gen_z,
-                                          gen_c=gen_c, gain=phase.interval / num_rounds, cur_nimg=cur_nimg)
-            phase.module.requires_grad_(False)
-
-            # Average gradients across ranks and update weights.
-            with torch.autograd.profiler.record_function(phase.name + '_opt'):
-                params = [p for p in phase.module.parameters() if p.numel() > 0 and p.grad is not None]
-                if len(params) > 0:
-                    flat = torch.cat([p.grad.flatten() for p in params])
-                    if num_gpus > 1:
-                        torch.distributed.all_reduce(flat)
-                        flat /= num_gpus
-                    torch.nan_to_num(flat, nan=0, posinf=1e5, neginf=-1e5, out=flat)
-                    for p, g in zip(params, flat.split([p.numel() for p in params])):
-                        p.grad = g.reshape(p.shape)
-                phase.opt.step()
+        run_phases(phases, loss, batch_idx, phase_real_img, phase_real_c, all_gen_z, all_gen_c, num_gpus=num_gpus,
+                   num_rounds=num_rounds, cur_nimg=cur_nimg)
 
         # Update G_ema.
         with torch.autograd.profiler.record_function('Gema'):

@@ -1,0 +1,136 @@
+"""Training speed benchmark: s/kimg and peak memory of the StyleGAN2-ADA training iteration.
+
+Runs the same phases as train.py (Gmain, Greg every 4, Dmain, Dreg every 16, G_ema update,
+colour ADA at p = 0.2) on random images with random cameras, without writing a run directory.
+Prints a table; never asserts times.
+
+\b
+  python benchmarks/bench_training.py --res=32,64 --batch=32 --cbase=8192 --cmax=256 --map-depth=2
+  python benchmarks/bench_training.py --res=256,512 --batch=32 --device=cuda
+"""
+
+import copy
+import os
+import resource
+import sys
+import time
+
+import click
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import dnnlib  # noqa: E402
+from raycond.camera import camera_label  # noqa: E402
+from training.augment import AUGPIPE_SPECS  # noqa: E402
+from training.training_loop import build_phases, run_phases  # noqa: E402
+
+
+def _peak_cpu_gib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def bench_one(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters, fp32, gamma=1.0):
+    """Time `iters` training iterations after one warm-up; returns a dict of results."""
+    device = torch.device(device)
+    fp16 = device.type == 'cuda' and not fp32
+    common = dict(c_dim=25 if cfg != 'stylegan2' else 0, img_resolution=res, img_channels=3)
+    net = dict(channel_base=cbase, channel_max=cmax, num_fp16_res=4 if fp16 else 0, conv_clamp=256 if fp16 else None)
+    G_kwargs = dict(class_name='training.networks_stylegan2.Generator' if cfg == 'stylegan2' else
+                    'training.networks_raycond2.Generator', z_dim=512, w_dim=512,
+                    mapping_kwargs=dict(num_layers=map_depth), **net)
+    if cfg == 'posecond2':
+        G_kwargs.update(embedding='none', camera_in_mapping=True)
+    D_kwargs = dict(class_name='training.networks_raycond2.Discriminator' if cfg != 'stylegan2' else
+                    'training.networks_stylegan2.Discriminator', epilogue_kwargs=dict(mbstd_group_size=4), **net)
+    torch.manual_seed(0)
+    G = dnnlib.util.construct_class_by_name(**G_kwargs, **common).train().requires_grad_(False).to(device)
+    D = dnnlib.util.construct_class_by_name(**D_kwargs, **common).train().requires_grad_(False).to(device)
+    G_ema = copy.deepcopy(G).eval()
+    augment_pipe = dnnlib.util.construct_class_by_name(class_name='training.augment.AugmentPipe',
+                                                       **AUGPIPE_SPECS['color']).train().to(device)
+    augment_pipe.p.fill_(0.2)
+    loss = dnnlib.util.construct_class_by_name(class_name='training.loss.StyleGAN2Loss', device=device, G=G, D=D,
+                                               augment_pipe=augment_pipe, r1_gamma=gamma)
+    opt = dict(class_name='torch.optim.Adam', lr=0.002, betas=[0, 0.99], eps=1e-8)
+    phases = build_phases(G, D, opt, opt, G_reg_interval=4, D_reg_interval=16)
+    num_rounds = batch // batch_gpu
+    rnd = np.random.RandomState(0)
+    c_all = camera_label(rnd.uniform(-30, 30, 256), rnd.uniform(-15, 15, 256)).to(device)
+    if cfg == 'stylegan2':
+        c_all = torch.zeros([256, 0], device=device)
+
+    def sample_c(n):
+        return c_all[torch.randint(0, c_all.shape[0], [n])]
+
+    def step(batch_idx):
+        real = (torch.rand([batch, 3, res, res], device=device) * 2 - 1).split(batch_gpu)
+        real_c = sample_c(batch).split(batch_gpu)
+        gen_z = [z.split(batch_gpu) for z in torch.randn([len(phases) * batch, G.z_dim], device=device).split(batch)]
+        gen_c = [c.split(batch_gpu) for c in sample_c(len(phases) * batch).split(batch)]
+        run_phases(phases, loss, batch_idx, real, real_c, gen_z, gen_c, num_rounds=num_rounds)
+        with torch.no_grad():
+            for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+                p_ema.copy_(p.lerp(p_ema, 0.99))
+
+    def sync():
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+
+    step(0)  # warm-up (includes both regularization phases)
+    sync()
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+    t0 = time.perf_counter()
+    for i in range(1, iters + 1):  # batch_idx 1..iters: Greg every 4th, Dreg every 16th, as in training
+        step(i)
+    sync()
+    sec = time.perf_counter() - t0
+    return dict(cfg=cfg, res=res, batch=batch, device=str(device), threads=torch.get_num_threads(),
+                G_params=sum(p.numel() for p in G.parameters()), D_params=sum(p.numel() for p in D.parameters()),
+                sec_per_iter=sec / iters, sec_per_kimg=sec / (iters * batch) * 1000,
+                peak_gib=(torch.cuda.max_memory_allocated(device) / 2**30) if device.type == 'cuda' else _peak_cpu_gib())
+
+
+@click.command(help=__doc__)
+@click.option('--cfg', type=click.Choice(['raycond2', 'stylegan2', 'posecond2']), default='raycond2', show_default=True,
+              help='Network config (as in train.py)')
+@click.option('--res', default='32,64', show_default=True, help='Comma-separated resolutions')
+@click.option('--batch', type=click.IntRange(min=1), default=32, show_default=True, help='Total batch size')
+@click.option('--batch-gpu', type=click.IntRange(min=1), default=None, help='Images per accumulation round [default: batch]')
+@click.option('--device', type=click.Choice(['auto', 'cpu', 'cuda']), default='auto', show_default=True,
+              help='Device (auto: cuda if available, else cpu)')
+@click.option('--cbase', type=click.IntRange(min=1), default=8192, show_default=True, help='Capacity multiplier')
+@click.option('--cmax', type=click.IntRange(min=1), default=256, show_default=True, help='Max. feature maps')
+@click.option('--map-depth', type=click.IntRange(min=1), default=2, show_default=True, help='Mapping network depth')
+@click.option('--iters', type=click.IntRange(min=1), default=16, show_default=True,
+              help='Timed iterations (16 covers one full lazy-regularization cycle)')
+@click.option('--threads', type=click.IntRange(min=0), default=0, show_default=True,
+              help='torch CPU threads (0 = leave the default)')
+@click.option('--fp32', is_flag=True, help='Disable fp16 layers on CUDA (always fp32 on the CPU)')
+def main(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters, threads, fp32):
+    if device == 'auto':
+        device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    if device == 'cuda' and not torch.cuda.is_available():
+        raise click.ClickException('--device=cuda given but CUDA is not available')
+    if threads:
+        torch.set_num_threads(threads)
+    batch_gpu = batch_gpu or batch
+    if batch % batch_gpu != 0 or batch_gpu % 4 != 0:
+        raise click.ClickException(f'--batch={batch} must be a multiple of --batch-gpu={batch_gpu}, itself a multiple of 4')
+    try:
+        resolutions = [int(r) for r in res.split(',')]
+    except ValueError:
+        raise click.ClickException(f'--res must be a comma-separated list of integers, got {res!r}') from None
+    print(f'{"cfg":<10} {"res":>5} {"batch":>5} {"device":<7} {"thr":>3} {"G params":>9} {"D params":>9} '
+          f'{"s/iter":>8} {"s/kimg":>9} {"peak GiB":>9}')
+    for r in resolutions:
+        out = bench_one(cfg, r, batch, batch_gpu, device, cbase, cmax, map_depth, iters, fp32)
+        print(f'{out["cfg"]:<10} {out["res"]:>5} {out["batch"]:>5} {out["device"]:<7} {out["threads"]:>3} '
+              f'{out["G_params"]:>9,} {out["D_params"]:>9,} {out["sec_per_iter"]:>8.3f} {out["sec_per_kimg"]:>9.1f} '
+              f'{out["peak_gib"]:>9.2f}', flush=True)
+
+
+if __name__ == '__main__':
+    main()
