@@ -41,6 +41,7 @@ class ImguiWindow(GlfwWindow):
         io.config_flags |= imgui.ConfigFlags_.nav_enable_keyboard
         self._backend = _Renderer(self.handle)
         self.clear_color = clear_color
+        self._ui_scale_fixed = bool(ui_scale)
         self.ui_scale = float(ui_scale) if ui_scale else self._detect_ui_scale()
         self.font_size = float(font_size)
         self._load_font(font_path)
@@ -93,6 +94,8 @@ class ImguiWindow(GlfwWindow):
         glfw.set_char_callback(w, self.on_char)
         glfw.set_cursor_enter_callback(w, self.on_cursor_enter)
         glfw.set_window_focus_callback(w, self.on_focus)
+        if hasattr(glfw, 'set_window_content_scale_callback'):
+            glfw.set_window_content_scale_callback(w, self.on_content_scale)
 
     # -- input (GLFW callbacks; tests call them directly with window=None) -------------------
     def on_mouse_pos(self, _window, x, y):
@@ -115,6 +118,17 @@ class ImguiWindow(GlfwWindow):
     def on_cursor_enter(self, _window, entered):
         if not entered:
             imgui.get_io().add_mouse_pos_event(-3.4e38, -3.4e38)  # imgui's "no mouse" position
+
+    def on_content_scale(self, _window, sx, sy):
+        """Window moved to a monitor with another DPI: rescale fonts and spacing."""
+        if self._ui_scale_fixed:
+            return
+        new = self._detect_ui_scale()
+        if abs(new - self.ui_scale) > 1e-3:
+            style = imgui.get_style()
+            style.scale_all_sizes(new / self.ui_scale)
+            style.font_scale_dpi = new
+            self.ui_scale = new
 
     def on_focus(self, _window, focused):
         imgui.get_io().add_focus_event(bool(focused))

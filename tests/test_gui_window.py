@@ -194,3 +194,15 @@ def test_headless_capture_cli(small_pickle, tmp_path):
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode != 0 and 'No display found' in r.stderr and '--headless' in r.stderr
     assert r.stderr.count('\n') <= 2
+
+
+def test_save_image_and_gui_capture(app):
+    res = app.wait_for_render()
+    p_img = app.capture.save_image(res)
+    np.testing.assert_array_equal(np.asarray(Image.open(p_img)), res.image)
+    app.capture.request_gui_capture(app)
+    app.run_frames(2)
+    gui = sorted(f for f in os.listdir(app.capture.capture_dir) if f.startswith('gui-'))
+    assert gui == ['gui-0000.png']
+    with Image.open(os.path.join(app.capture.capture_dir, gui[0])) as im:
+        assert im.size == tuple(app.framebuffer_size)

@@ -159,13 +159,14 @@ class CaptureWidget:
             self.request_gui_capture(viz)
         imgui.separator_text('Record orbit')
         w = imgui.get_content_region_avail().x
-        with imgui_utils.item_width(w * 0.5):
+        with imgui_utils.item_width(w * 0.55):
             if imgui.begin_combo('Path', self.kind):
                 for k in cam.ORBIT_KINDS:
                     if imgui.selectable(k, k == self.kind)[0]:
                         self.kind = k
                 imgui.end_combo()
-            imgui.same_line()
+        imgui.same_line()
+        with imgui_utils.item_width(-1):
             if imgui.begin_combo('##fmt', self.fmt.upper()):
                 for k in ('mp4', 'gif'):
                     if imgui.selectable(k.upper(), k == self.fmt)[0]:
