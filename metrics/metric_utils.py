@@ -130,7 +130,8 @@ class MetricOptions:
         self.progress = progress.sub() if progress is not None and rank == 0 else ProgressMonitor()
         self.cache = cache
         self.seed = int(np.random.randint(1 << 31)) if seed is None else int(seed)
-        self.rates = self.progress.rates  # tag -> images/s, filled as feature passes finish
+        self.progress.rates = {}
+        self.rates = self.progress.rates  # tag -> images/s of this metric's passes, filled as they finish
 
     def torch_generator(self, salt: int = 0) -> torch.Generator:
         """Random stream for this rank (different per rank and per use)."""
@@ -379,11 +380,13 @@ def compute_feature_stats_for_dataset(opts, detector_url, detector_kwargs, rel_l
     item_subset = [(i * opts.num_gpus + opts.rank) % num_items for i in range((num_items - 1) // opts.num_gpus + 1)]
     loader = torch.utils.data.DataLoader(dataset=dataset, sampler=item_subset, batch_size=batch_size,
                                          **data_loader_kwargs)
-    for images, _labels in loader:
-        features = run_detector(detector, images.to(opts.device), **detector_kwargs)
-        stats.append_torch(features, num_gpus=opts.num_gpus, rank=opts.rank)
-        progress.update(stats.num_items)
-    progress.close()
+    try:
+        for images, _labels in loader:
+            features = run_detector(detector, images.to(opts.device), **detector_kwargs)
+            stats.append_torch(features, num_gpus=opts.num_gpus, rank=opts.rank)
+            progress.update(stats.num_items)
+    finally:
+        progress.close()
 
     if cache_file is not None and opts.rank == 0:
         save_atomic(stats.save, cache_file)
@@ -469,14 +472,16 @@ def compute_feature_stats_for_generator(opts, detector_url, detector_kwargs, rel
     progress = opts.progress.sub(tag='generator features', num_items=stats.max_items, rel_lo=rel_lo, rel_hi=rel_hi)
     detector = get_feature_detector(detector_url, device=opts.device, num_gpus=opts.num_gpus, rank=opts.rank,
                                     verbose=progress.verbose)
-    while not stats.is_full():
-        images = []
-        with torch.no_grad():
-            for _ in range(batch_size // batch_gen):
-                z = torch.randn([batch_gen, G.z_dim], generator=zgen).to(opts.device)
-                images.append(generate_uint8(G, z, sample_c(batch_gen), opts.G_kwargs))
-        features = run_detector(detector, torch.cat(images), **detector_kwargs)
-        stats.append_torch(features, num_gpus=opts.num_gpus, rank=opts.rank)
-        progress.update(stats.num_items)
-    progress.close()
+    try:
+        while not stats.is_full():
+            images = []
+            with torch.no_grad():
+                for _ in range(batch_size // batch_gen):
+                    z = torch.randn([batch_gen, G.z_dim], generator=zgen).to(opts.device)
+                    images.append(generate_uint8(G, z, sample_c(batch_gen), opts.G_kwargs))
+            features = run_detector(detector, torch.cat(images), **detector_kwargs)
+            stats.append_torch(features, num_gpus=opts.num_gpus, rank=opts.rank)
+            progress.update(stats.num_items)
+    finally:
+        progress.close()
     return stats
