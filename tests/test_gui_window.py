@@ -206,3 +206,37 @@ def test_save_image_and_gui_capture(app):
     assert gui == ['gui-0000.png']
     with Image.open(os.path.join(app.capture.capture_dir, gui[0])) as im:
         assert im.size == tuple(app.framebuffer_size)
+
+
+def test_gl_texture_quad_and_readback(xvfb):
+    """gui_utils alone: uint8 textures (grey, RGB, RGBA) drawn by the quad shader read back exactly."""
+    from gui_utils import gl_utils
+    from gui_utils.glfw_window import GlfwWindow
+    win = GlfwWindow(title='gl test', width=64, height=48, fps_limit=0)
+    try:
+        import OpenGL.GL as gl
+        quad = gl_utils.QuadRenderer()
+        grey = np.arange(16 * 16, dtype=np.uint8).reshape(16, 16)
+        rgb = np.zeros((8, 4, 3), np.uint8)
+        rgb[:4, :, 0] = 200
+        rgb[4:, :, 2] = 90
+        rgba = np.full((2, 2, 4), 255, np.uint8)
+        textures = [gl_utils.Texture(x, linear=False) for x in (grey, rgb, rgba)]
+        win.begin_frame()
+        gl.glClearColor(0, 0, 0, 1)
+        gl.glClear(gl.GL_COLOR_BUFFER_BIT)
+        quad.draw(textures[0], (0, 0, 16, 16), win.framebuffer_size)
+        quad.draw(textures[1], (20, 0, 4, 8), win.framebuffer_size)
+        quad.draw(textures[2], (30, 30, 2, 2), win.framebuffer_size)
+        px = win.capture_frame()
+        assert px.shape == (48, 64, 3)
+        np.testing.assert_array_equal(px[:16, :16], np.repeat(grey[:, :, None], 3, axis=2))
+        np.testing.assert_array_equal(px[:8, 20:24], rgb)
+        assert (px[30:32, 30:32] == 255).all() and (px[40:, 40:] == 0).all()
+        textures[1].update(rgb[::-1].copy())          # same size: updated in place
+        assert textures[1].width == 4 and textures[1].height == 8
+        with pytest.raises(ValueError, match='uint8'):
+            textures[0].update(np.zeros((4, 4), np.float32))
+        win.end_frame()
+    finally:
+        win.close()
