@@ -111,6 +111,20 @@ def test_drag_on_image_orbits_camera(app):
     assert np.abs(screen.astype(np.int16) - _resize(after.image, sw, sh)).mean() < 6
 
 
+def test_fast_drag_release_in_same_frame_counts(app):
+    """Motion and release delivered in one frame (a fast drag) still turn the camera."""
+    app.camera.reset()
+    app.run_frames(2)
+    x, y, w, h = app.image_rect
+    app.on_mouse_pos(None, x + w / 2, y + h / 2)
+    app.on_mouse_button(None, 0, 1)
+    app.run_frames(1)
+    app.on_mouse_pos(None, x + w / 2 + 60, y + h / 2)
+    app.on_mouse_button(None, 0, 0)
+    app.run_frames(3)
+    assert app.camera.yaw == pytest.approx(-60 * 90.0 / w, abs=0.5)
+
+
 def test_real_x_events_drag(app, xvfb):
     """A real X11 drag (xdotool) goes through GLFW's event loop to the camera."""
     if shutil.which('xdotool') is None:
@@ -135,6 +149,10 @@ def test_real_x_events_drag(app, xvfb):
     assert app.camera.yaw == pytest.approx(yaw0 - 120 * 90.0 / w, abs=1.0)
     res = app.wait_for_render()
     assert res.args.yaw_deg == pytest.approx(app.camera.yaw)
+    yaw1 = app.camera.yaw
+    xdo('mousemove', cx, cy, 'mousedown', 1, 'mousemove', cx, cy + 60, 'mouseup', 1)   # one quick gesture
+    app.run_frames(3)
+    assert app.camera.pitch == pytest.approx(-60 * 90.0 / w, abs=1.0) and app.camera.yaw == pytest.approx(yaw1)
 
 
 def test_drop_file_switches_network(app, tmp_path):

@@ -242,16 +242,20 @@ class Visualizer(ImguiWindow):
             self.image_rect = None
         # Drag by the motion since the press (or since the last frame). The press frame itself may
         # carry motion from before the press (several X events in one poll), so it only anchors.
+        # A release may arrive in the same frame as the last motion, so the deactivation frame counts too.
         mx, my = io.mouse_pos.x, io.mouse_pos.y
+        active = imgui.is_item_active()
         if imgui.is_item_activated():
-            self._drag_anchor = (mx, my)
-        elif imgui.is_item_active() and self._drag_anchor is not None:
-            dx, dy = mx - self._drag_anchor[0], my - self._drag_anchor[1]
-            self._drag_anchor = (mx, my)
+            right = imgui.is_mouse_down(imgui.MouseButton_.right) and not imgui.is_mouse_down(imgui.MouseButton_.left)
+            self._drag_anchor = (mx, my, 'right' if right else 'left') if active else None
+        elif (active or imgui.is_item_deactivated()) and self._drag_anchor is not None:
+            ax, ay, button = self._drag_anchor
+            dx, dy = mx - ax, my - ay
+            self._drag_anchor = (mx, my, button) if active else None
             size = self.image_rect[2] if self.image_rect else vw
-            if imgui.is_mouse_down(imgui.MouseButton_.left) and (dx or dy):
+            if button == 'left' and (dx or dy):
                 self.camera.drag(dx, dy, size)
-            elif imgui.is_mouse_down(imgui.MouseButton_.right) and dx:
+            elif button == 'right' and dx:
                 self.latent.drag(dx, size)
         else:
             self._drag_anchor = None
