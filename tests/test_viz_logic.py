@@ -60,6 +60,9 @@ def test_camera_drag_scroll_extrapolation_presets():
     assert cam.fov == 120.0
     cam.set_lookat_mode('cars')
     assert cam.radius == 1.7 and cam.lookat == (0.0, 0.0, 0.0)
+    cam.set_angles(12.6, -3.0)
+    cam.snap()
+    assert (cam.yaw, cam.pitch) == (15.0, -5.0)
     cam.reset()
     assert (cam.yaw, cam.pitch, cam.radius) == (0.0, 0.0, 2.5)
     with pytest.raises(ValueError, match='look-at mode'):

@@ -108,6 +108,11 @@ class CameraWidget:
         self.orbit = False
         self.set_angles(self.yaw - dx * k, self.pitch - dy * k)
 
+    def snap(self, step=5.0):
+        """Round yaw and pitch to the nearest multiple of `step` degrees."""
+        self.orbit = False
+        self.set_angles(round(self.yaw / step) * step, round(self.pitch / step) * step)
+
     def scroll(self, dy):
         """Mouse wheel: positive zooms in (smaller FOV)."""
         self.fov = min(max(self.fov * (0.9 ** float(dy)), FOV_LIMITS[0]), FOV_LIMITS[1])
@@ -187,11 +192,14 @@ class CameraWidget:
                 self.reset()
             imgui_utils.tooltip('Frontal view with the network\'s default radius, look-at and FOV')
             imgui.same_line()
+            if imgui.button('Snap'):
+                self.snap()
+            imgui_utils.tooltip('Round yaw and pitch to multiples of 5 degrees')
+            imgui.same_line()
             if imgui.button('Widen ranges'):
                 self.widen_ranges()
             imgui_utils.tooltip('Double the slider ranges to explore poses outside the training range')
-            imgui.same_line()
-            _, self.orbit = imgui.checkbox('Orbit', self.orbit)
+            _, self.orbit = imgui.checkbox('Auto-orbit', self.orbit)
             imgui.same_line()
             imgui.set_next_item_width(max(imgui.get_content_region_avail().x, 40))
             _, self.orbit_speed = imgui.slider_float('##speed', self.orbit_speed, 0.02, 1.0, '%.2f Hz',

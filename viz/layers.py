@@ -26,7 +26,8 @@ class LayerWidget:
             self.layers = list(result.layers)
             names = [n for n, _ in self.layers]
             if self.selected not in names:
-                self.selected = names[-1] if names else None
+                rich = [n for n, shape in self.layers if shape[0] > 3]    # default: the last feature layer
+                self.selected = (rich or names or [None])[-1]
 
     def num_channels(self):
         for name, shape in self.layers:
