@@ -43,6 +43,19 @@ def make_inputs(G, cfg, batch, device):
     return z, c
 
 
+def tune_malloc():
+    """glibc only: raise the mmap and trim thresholds to 1 GiB, so that freed activation buffers
+    are reused from the heap instead of being returned to the OS and page-faulted in again."""
+    import ctypes
+    try:
+        libc = ctypes.CDLL('libc.so.6')
+    except OSError as e:
+        raise ValueError(f'--mallopt needs glibc: {e}') from None
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    if not (libc.mallopt(M_MMAP_THRESHOLD, 1 << 30) and libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)):
+        raise ValueError('--mallopt: mallopt() refused the setting')
+
+
 def peak_memory_mb(device):
     if device.type == 'cuda':
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -75,7 +88,9 @@ def run_benchmark(cfg='raycond2', res=256, cbase=16384, cmax=512, batch=1, devic
         synthesis = torch.compile(synth)
 
     map_ms, syn_ms = [], []
-    with torch.inference_mode():
+    # torch.compile guards on numpy constants fail inside inference_mode; no_grad works there.
+    grad_ctx = torch.no_grad if compile else torch.inference_mode
+    with grad_ctx():
         for it in range(warmup + iters):
             _sync(device)
             t0 = time.perf_counter()
@@ -114,7 +129,8 @@ def format_table(r):
     rows = [
         ('config', f"{r['cfg']} {r['res']}x{r['res']} cbase={r['cbase']} cmax={r['cmax']} batch={r['batch']}"),
         ('device', f"{r['device']} (threads={torch.get_num_threads()}, torch {torch.__version__})"),
-        ('options', f"compile={r['compile']} fp16={r['fp16']} cpu_channels_last={r['channels_last']}"),
+        ('options', f"compile={r['compile']} fp16={r['fp16']} cpu_channels_last={r['channels_last']} "
+                    f"mallopt={r.get('mallopt', False)}"),
         ('parameters', f"{r['num_params'] / 1e6:.2f} M"),
         ('mapping ms (median/call)', f"{r['mapping_ms']:.2f}"),
         ('synthesis ms (median/call)', f"{r['synthesis_ms']:.2f}"),
@@ -141,14 +157,19 @@ def format_table(r):
 @click.option('--fp16', is_flag=True, default=False, help='fp16 for the 4 highest resolutions (CUDA only; ignored on CPU).')
 @click.option('--channels-last/--no-channels-last', default=True, show_default=True,
               help='Channels-last activations on the CPU (networks_stylegan2.CPU_CHANNELS_LAST).')
+@click.option('--mallopt', 'use_mallopt', is_flag=True, default=False,
+              help='Linux/glibc: keep freed large blocks in the heap (mallopt) so big activations are not '
+                   're-faulted on every call.')
 @click.option('--threads', type=int, default=None, help='torch.set_num_threads (default: leave as is).')
 @click.option('--profile', type=click.IntRange(min=0), default=0, show_default=True,
               help='Also run N iterations under torch.profiler and print the top operators.')
 @click.option('--verbose', is_flag=True, default=False, help='Show full tracebacks on errors.')
-def main(cfg, res, cbase, cmax, batch, device, iters, warmup, use_compile, fp16, channels_last, threads,
-         profile, verbose):
+def main(cfg, res, cbase, cmax, batch, device, iters, warmup, use_compile, fp16, channels_last, use_mallopt,
+         threads, profile, verbose):
     """Time the generator's mapping and synthesis networks (noise_mode='const')."""
     try:
+        if use_mallopt:
+            tune_malloc()
         if threads is not None:
             torch.set_num_threads(threads)
         dev = torch.device(device)
@@ -159,6 +180,7 @@ def main(cfg, res, cbase, cmax, batch, device, iters, warmup, use_compile, fp16,
         r = run_benchmark(cfg=cfg, res=res, cbase=cbase, cmax=cmax, batch=batch, device=device, iters=iters,
                           warmup=warmup, compile=use_compile, fp16=fp16, channels_last=channels_last,
                           profile=profile)
+        r['mallopt'] = use_mallopt
     except (ValueError, RuntimeError) as e:
         if verbose:
             raise

@@ -104,8 +104,9 @@ def modulated_conv2d(
     if demodulate:
         scale = scale * dcoefs.reshape(batch_size, -1, 1)              # [NOI]
     w = weight.unsqueeze(0) * scale.unsqueeze(-1).unsqueeze(-1)        # [NOIkk]
-    with misc.suppress_tracer_warnings():
-        batch_size = int(batch_size)
+    if not isinstance(batch_size, int):  # traced shape: treat as a constant
+        with misc.suppress_tracer_warnings():
+            batch_size = int(batch_size)
     misc.assert_shape(x, [batch_size, in_channels, None, None])
     if batch_size != 1:
         x = x.reshape(1, -1, *x.shape[2:])
@@ -354,31 +355,44 @@ class SynthesisLayer(torch.nn.Module):
         # On the CPU, per-sample weights only pay off when they are smaller than the activations.
         if fused_modconv and x.device.type == 'cpu' and x.numel() < self.weight.numel():
             fused_modconv = False
+        weight, weight_sqsum = self._inference_weight(x)
         flip_weight = (self.up == 1)  # slightly faster
-        x = modulated_conv2d(x=x, weight=self.weight, styles=styles, noise=noise, up=self.up,
+        x = modulated_conv2d(x=x, weight=weight, styles=styles, noise=noise, up=self.up,
                              padding=self.padding, resample_filter=self.resample_filter,
                              flip_weight=flip_weight, fused_modconv=fused_modconv,
-                             weight_sqsum=self._weight_sqsum())
+                             weight_sqsum=weight_sqsum)
 
         act_gain = self.act_gain * gain
         act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act.bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=act_gain, clamp=act_clamp)
 
-    def _weight_sqsum(self):
-        """Cached weight.square().sum([2, 3]) when no gradient is needed (inference), else None."""
-        if torch.is_grad_enabled():
-            return None
+    def _inference_weight(self, x):
+        """(weight, weight_sqsum) for inference, cached per weight version; (self.weight, None)
+        when gradients are needed. On the CPU with channels-last activations the cached weight is
+        laid out as oneDNN wants it (channels-last, or its transpose for upsampling layers), which
+        saves a reorder of every large weight on every call."""
         weight = self.weight
-        key = (weight._version, weight.data_ptr(), weight.device, weight.dtype)
-        cache = self.__dict__.get('_sqsum_cache')
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+            return weight, None
+        layout = None
+        if x.device.type == 'cpu' and x.dtype == weight.dtype and x.is_contiguous(memory_format=torch.channels_last) \
+                and not x.is_contiguous() and weight.shape[2] > 1:
+            layout = 'up' if self.up > 1 else 'cl'
+        key = (weight._version, weight.data_ptr(), weight.device, weight.dtype, layout)
+        cache = self.__dict__.get('_inference_cache')
         if cache is None or cache[0] != key:
-            cache = (key, weight.detach().square().sum(dim=[2, 3]))
-            self.__dict__['_sqsum_cache'] = cache
-        return cache[1]
+            w = weight.detach()
+            if layout == 'cl':
+                w = w.contiguous(memory_format=torch.channels_last)
+            elif layout == 'up':  # conv2d_resample transposes to [in, out, k, k]: make that channels-last
+                w = w.transpose(0, 1).contiguous(memory_format=torch.channels_last).transpose(0, 1)
+            cache = (key, w, w.square().sum(dim=[2, 3]))
+            self.__dict__['_inference_cache'] = cache
+        return cache[1], cache[2]
 
     def __getstate__(self):
         state = dict(super().__getstate__() if hasattr(super(), '__getstate__') else self.__dict__)
-        state.pop('_sqsum_cache', None)
+        state.pop('_inference_cache', None)
         return state
 
     def extra_repr(self):
