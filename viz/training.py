@@ -49,6 +49,7 @@ class TrainingProcess:
         self.outdir = outdir
         self.lines = collections.deque(maxlen=max_lines)
         self.start_time = time.time()
+        self.stopped_by_user = False
         kwargs = {}
         if os.name == 'posix':
             kwargs['start_new_session'] = True       # SIGINT goes to the trainer only, not to the GUI
@@ -99,6 +100,7 @@ class TrainingProcess:
         """Ask the trainer to stop (SIGINT, like Ctrl-C), then terminate/kill if it does not exit."""
         if not self.running:
             return self.returncode
+        self.stopped_by_user = True
         try:
             if os.name == 'posix':
                 os.killpg(self.proc.pid, signal.SIGINT)
@@ -216,7 +218,8 @@ class TrainingWidget:
             imgui_utils.colored_text(imgui_utils.ERROR_COLOR, self.error)
         if self.process is not None:
             rc = self.process.returncode
-            status = 'running' if rc is None else f'exited with code {rc}'
+            status = 'running' if rc is None else 'stopped' if self.process.stopped_by_user else \
+                'finished' if rc == 0 else f'failed (exit code {rc})'
             imgui_utils.dim_text(f'train.py {status}; run dir: {self.process.run_dir() or "(not yet created)"}')
             if imgui.begin_child('##log', imgui.ImVec2(0, 140 * viz.ui_scale), imgui.ChildFlags_.borders):
                 for line in list(self.process.lines)[-300:]:
