@@ -258,8 +258,12 @@ class ImageFolderDataset(Dataset):
 
     def _get_zipfile(self):
         assert self._type == 'zip'
-        if self._zipfile is None:
+        # DataLoader workers are forked: a ZipFile inherited from the parent shares its file
+        # offset with every other process, so concurrent reads corrupt each other (bad CRC).
+        # Each process opens its own handle.
+        if self._zipfile is None or getattr(self, '_zipfile_pid', None) != os.getpid():
             self._zipfile = zipfile.ZipFile(self._path)
+            self._zipfile_pid = os.getpid()
         return self._zipfile
 
     def _open_file(self, fname):
