@@ -30,11 +30,32 @@ def configure_platform():
         variant = 'wayland' if (wayland and not env.get('DISPLAY')) else 'x11'
         if wayland or env.get('XDG_SESSION_TYPE'):
             env['PYGLFW_LIBRARY_VARIANT'] = variant
+    if variant == 'wayland':
+        # imgui-bundle points PYGLFW_LIBRARY at its own GLFW, built without Wayland: use the glfw wheel's.
+        lib = env.get('PYGLFW_LIBRARY', '')
+        if not lib or 'imgui_bundle' in lib:
+            wl = _glfw_wheel_library('wayland')
+            if wl:
+                env['PYGLFW_LIBRARY'] = wl
     if 'PYOPENGL_PLATFORM' not in env:
         if variant == 'wayland':
             env['PYOPENGL_PLATFORM'] = 'egl'
         elif wayland or env.get('DISPLAY'):
             env['PYOPENGL_PLATFORM'] = 'glx'
+
+
+def _glfw_wheel_library(variant):
+    """Path of the glfw wheel's libglfw for 'x11' or 'wayland', found without importing glfw."""
+    import importlib.util
+    try:
+        spec = importlib.util.find_spec('glfw')
+    except (ImportError, ValueError):
+        return None
+    for base in (spec.submodule_search_locations or []) if spec else []:
+        path = os.path.join(base, variant, 'libglfw.so')
+        if os.path.isfile(path):
+            return path
+    return None
 
 
 def display_available():
