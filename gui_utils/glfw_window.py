@@ -28,6 +28,19 @@ def _last_glfw_error():
     return _glfw_errors[-1] if _glfw_errors else 'unknown GLFW error'
 
 
+def _fit_to_monitor(width, height):
+    """Shrink the requested size to the primary monitor's work area (small screens, small Xvfb)."""
+    try:
+        monitor = glfw.get_primary_monitor()
+        if monitor:
+            _, _, mw, mh = glfw.get_monitor_workarea(monitor)
+            if mw > 0 and mh > 0:
+                return min(int(width), mw), min(int(height), mh)
+    except Exception:  # noqa: BLE001 - some platforms (Wayland) cannot tell; keep the request
+        pass
+    return int(width), int(height)
+
+
 class GlfwWindow:
     """Owns one GLFW window. Call `begin_frame()` / `end_frame()` around each frame's drawing."""
 
@@ -36,6 +49,7 @@ class GlfwWindow:
         glfw.set_error_callback(_error_callback)
         if not glfw.init():
             raise WindowError(f'cannot initialise GLFW ({_last_glfw_error()}); is a display available?')
+        width, height = _fit_to_monitor(width, height)
         glfw.window_hint(glfw.CONTEXT_VERSION_MAJOR, gl_version[0])
         glfw.window_hint(glfw.CONTEXT_VERSION_MINOR, gl_version[1])
         glfw.window_hint(glfw.OPENGL_PROFILE, glfw.OPENGL_CORE_PROFILE)
