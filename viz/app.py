@@ -150,10 +150,8 @@ class Visualizer(ImguiWindow):
                 if ic['fov'] is not None:
                     self.camera.fov = float(ic['fov'])
                 self._initial_camera = None
-        if res.args is not None and res.args.pkl is None:
-            self.info = None
-        if res.error and res.args is not None and res.args.pkl != self._image_pkl:
-            self.info = None if res.info is None else self.info
+        if res.info is None and (res.error or (res.args is not None and res.args.pkl is None)):
+            self.info = None          # no network, or it failed to load: nothing to describe
         self.layers.on_result(res)
         if res.image is not None:
             if self.texture is None:
