@@ -184,6 +184,8 @@ class Visualizer(ImguiWindow):
     def draw_gui(self):
         self._update_state()
         self._update_fakes_texture()
+        if imgui.get_io().key_ctrl and imgui.is_key_pressed(imgui.Key.q, False):
+            self.request_close()          # Ctrl+Q quits
         vp = imgui.get_main_viewport()
         imgui.set_next_window_pos(vp.work_pos)
         imgui.set_next_window_size(vp.work_size)

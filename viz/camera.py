@@ -214,4 +214,4 @@ class CameraWidget:
                 imgui_utils.dim_text('Training pose range unknown (no camera_stats)')
             if self.extrapolating:
                 imgui_utils.colored_text(imgui_utils.WARN_COLOR, 'Extrapolating: pose outside the training range')
-            imgui_utils.dim_text('Drag the image to orbit, scroll to zoom.')
+            imgui_utils.dim_text('Drag the image to orbit, scroll to zoom, right-drag to change the seed. Ctrl+Q quits.')
