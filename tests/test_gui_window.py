@@ -38,6 +38,8 @@ def xvfb():
     os.environ['DISPLAY'] = f':{n}'
     os.environ['LIBGL_ALWAYS_SOFTWARE'] = '1'
     yield f':{n}'
+    import glfw
+    glfw.terminate()                     # drop the connection before the server goes away
     for k, v in old.items():
         if v is None:
             os.environ.pop(k, None)
