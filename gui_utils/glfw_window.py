@@ -72,6 +72,7 @@ class GlfwWindow:
         self._last_frame_time = None
         self.frame_time = 0.0          # seconds between the starts of the last two frames
         self.frame_count = 0
+        self.last_swap_time = None
         self._capture_requested = False
         self.last_capture = None       # HxWx3 uint8 of the last captured frame
         self._closed = False
@@ -161,6 +162,7 @@ class GlfwWindow:
             self.last_capture = self.capture_frame()
             self._capture_requested = False
         glfw.swap_buffers(self._window)
+        self.last_swap_time = time.perf_counter()   # when the frame reached the screen (benchmarks)
         self.frame_count += 1
         if self.fps_limit and self.fps_limit > 0 and self._frame_start is not None:
             remaining = 1.0 / self.fps_limit - (time.perf_counter() - self._frame_start)
