@@ -112,9 +112,12 @@ def _bench_one(pkl, device, repeats, seconds, fps_limit, yield_to_renderer=True)
 @click.option('--repeats', default=15, show_default=True, help='Slider changes timed for the latency.')
 @click.option('--seconds', default=8.0, show_default=True, help='Duration of the orbit measurement.')
 @click.option('--fps-limit', default=60, show_default=True, help='GUI frame cap (the GUI default is 60).')
+@click.option('--trials', default=1, show_default=True,
+              help='Repeat each measurement; with more than one, print the median and the best trial.')
 @click.option('--yield/--no-yield', 'yield_to_renderer', default=True, show_default=True,
               help='The Performance option "Yield to renderer" (GUI waits for the image instead of redrawing).')
-def main(resolutions, cbase, cmax, map_depth, network, device, repeats, seconds, fps_limit, yield_to_renderer):
+def main(resolutions, cbase, cmax, map_depth, network, device, repeats, seconds, fps_limit, trials,
+         yield_to_renderer):
     """Print latency and orbit FPS of the visualizer window."""
     xvfb = _start_xvfb()
     import torch
@@ -125,7 +128,14 @@ def main(resolutions, cbase, cmax, map_depth, network, device, repeats, seconds,
                 [(_make_network(int(r), cbase, cmax, map_depth, os.path.join(tmp, f'r{r}.pkl')),
                   f'raycond2 {r}x{r} (cbase {cbase}, cmax {cmax})') for r in resolutions.split(',')]
             for pkl, name in nets:
-                rows.append((name, _bench_one(pkl, device, repeats, seconds, fps_limit, yield_to_renderer)))
+                runs = [_bench_one(pkl, device, repeats, seconds, fps_limit, yield_to_renderer) for _ in range(trials)]
+                if trials == 1:
+                    rows.append((name, runs[0]))
+                    continue
+                med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+                best = max(runs, key=lambda r: r['image_fps'])
+                rows.append((f'{name}, median of {trials}', med))
+                rows.append((f'{name}, best of {trials}', best))
         import platform
         print(f'\nVisualizer on {device} ({torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs, '
               f'{platform.processor() or platform.machine()}), GUI cap {fps_limit} fps, yield {yield_to_renderer}, '
