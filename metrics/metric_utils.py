@@ -254,8 +254,9 @@ class ProgressMonitor:
     measured rate of every finished pass in `rates` (shared with sub-monitors)."""
 
     def __init__(self, tag=None, num_items=None, verbose=False, rates=None, progress_fn=None,
-                 pfn_lo=0.0, pfn_hi=1.0, pfn_total=1.0):
+                 pfn_lo=0.0, pfn_hi=1.0, pfn_total=1.0, unit='img'):
         self.tag = tag
+        self.unit = unit
         self.num_items = num_items
         self.verbose = verbose
         self.rates = {} if rates is None else rates
@@ -266,7 +267,7 @@ class ProgressMonitor:
         self._bar = None
         if verbose and tag is not None:
             import tqdm
-            self._bar = tqdm.tqdm(total=num_items, desc=f'{tag:<20s}', unit='img', dynamic_ncols=True, leave=True)
+            self._bar = tqdm.tqdm(total=num_items, desc=f'{tag:<20s}', unit=unit, dynamic_ncols=True, leave=True)
         if progress_fn is not None:
             progress_fn(pfn_lo, pfn_total)
 
@@ -283,14 +284,14 @@ class ProgressMonitor:
             self.close()
 
     def close(self):
-        if self.tag is not None and self.tag not in self.rates and self.cur_items > 0:
+        if self.tag is not None and self.unit == 'img' and self.tag not in self.rates and self.cur_items > 0:
             self.rates[self.tag] = self.cur_items / max(time.time() - self.start_time, 1e-9)
         if self._bar is not None:
             self._bar.close()
             self._bar = None
 
-    def sub(self, tag=None, num_items=None, rel_lo=0.0, rel_hi=1.0):
-        return ProgressMonitor(tag=tag, num_items=num_items, verbose=self.verbose, rates=self.rates,
+    def sub(self, tag=None, num_items=None, rel_lo=0.0, rel_hi=1.0, unit='img'):
+        return ProgressMonitor(tag=tag, num_items=num_items, verbose=self.verbose, rates=self.rates, unit=unit,
                                progress_fn=self.progress_fn,
                                pfn_lo=self.pfn_lo + (self.pfn_hi - self.pfn_lo) * rel_lo,
                                pfn_hi=self.pfn_lo + (self.pfn_hi - self.pfn_lo) * rel_hi,

@@ -190,7 +190,7 @@ def get_pose_estimator(opts, input_res=32, steps=1500, batch_size=64, max_train=
     train_idx, holdout_idx = split_indices(len(dataset), max_train=max_train, seed=seed)
     train_images, train_targets = _load_real_images(dataset, train_idx, res)
     hold_images, hold_targets = _load_real_images(dataset, holdout_idx, res)
-    progress = opts.progress.sub(tag='pose estimator', num_items=steps)
+    progress = opts.progress.sub(tag='pose estimator', num_items=steps, unit='step')
     model = train_pose_estimator(train_images, train_targets, steps=steps, batch_size=batch_size, seed=seed,
                                  device=opts.device, progress=progress, input_res=res,
                                  channels=channels)
