@@ -87,12 +87,13 @@ def run_benchmark(cfg='raycond2', res=256, cbase=16384, cmax=512, batch=1, devic
         mapping = torch.compile(G.mapping)
         synthesis = torch.compile(synth)
 
-    map_ms, syn_ms = [], []
+    map_ms, syn_ms, cpu_ms = [], [], []
     # torch.compile guards on numpy constants fail inside inference_mode; no_grad works there.
     grad_ctx = torch.no_grad if compile else torch.inference_mode
     with grad_ctx():
         for it in range(warmup + iters):
             _sync(device)
+            c0 = time.process_time()
             t0 = time.perf_counter()
             ws = mapping(z, c)
             _sync(device)
@@ -100,9 +101,11 @@ def run_benchmark(cfg='raycond2', res=256, cbase=16384, cmax=512, batch=1, devic
             img = synthesis(ws)
             _sync(device)
             t2 = time.perf_counter()
+            c2 = time.process_time()
             if it >= warmup:
                 map_ms.append((t1 - t0) * 1e3)
                 syn_ms.append((t2 - t1) * 1e3)
+                cpu_ms.append((c2 - c0) * 1e3)
         assert img.shape == (batch, 3, res, res)
         table = None
         if profile:
@@ -121,7 +124,7 @@ def run_benchmark(cfg='raycond2', res=256, cbase=16384, cmax=512, batch=1, devic
                 compile=compile, fp16=fp16, channels_last=channels_last,
                 mapping_ms=statistics.median(map_ms), synthesis_ms=statistics.median(syn_ms),
                 total_ms_per_image=med / batch, best_ms_per_image=best / batch,
-                images_per_s=1e3 * batch / med, peak_mem_mb=peak_memory_mb(device),
+                images_per_s=1e3 * batch / med, cpu_ms_per_image=min(cpu_ms) / batch, peak_mem_mb=peak_memory_mb(device),
                 num_params=sum(p.numel() for p in G.parameters()), profile_table=table)
 
 
@@ -137,6 +140,7 @@ def format_table(r):
         ('total ms/image (median)', f"{r['total_ms_per_image']:.2f}"),
         ('total ms/image (best)', f"{r['best_ms_per_image']:.2f}"),
         ('images/s (median)', f"{r['images_per_s']:.2f}"),
+        ('process CPU ms/image (best)', f"{r['cpu_ms_per_image']:.2f} (all threads; robust to other load when --threads 1)"),
         ('peak memory MiB', f"{r['peak_mem_mb']:.0f} ({'CUDA max allocated' if r['device'].startswith('cuda') else 'process RSS'})"),
     ]
     width = max(len(k) for k, _ in rows)

@@ -326,3 +326,21 @@ def test_bad_camera_inputs(G_rc):
         Gp.mapping(z_for(0, 2), torch.zeros(2, 5))
     with pytest.raises(ValueError, match='c_dim'):
         rc2.Generator(c_dim=0, **SMALL)
+
+
+def test_inference_weight_cache_follows_weight_updates():
+    G = make_rc2()
+    z, c = z_for(12), cam(8)
+    ws = G.mapping(z, c).detach()
+    with torch.no_grad():
+        a = G.synthesis(ws, c, noise_mode='const')       # fills the inference caches
+    torch.testing.assert_close(a, G.synthesis(ws, c, noise_mode='const').detach(), rtol=1e-5, atol=1e-5)
+    other = make_rc2()
+    torch.manual_seed(3)
+    for p in other.parameters():
+        p.data.normal_()
+    G.load_state_dict(other.state_dict())                # in-place copies bump the weight versions
+    with torch.no_grad():
+        b = G.synthesis(ws, c, noise_mode='const')
+    torch.testing.assert_close(b, other.synthesis(ws, c, noise_mode='const').detach(), rtol=1e-5, atol=1e-5)
+    assert (a - b).abs().max() > 1e-3
