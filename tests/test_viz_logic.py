@@ -96,7 +96,8 @@ def test_latent_widget_args():
     d = {}
     lat.update_args(d)
     assert d == dict(seed=3.25, trunc_psi=0.7, trunc_cutoff=4, noise_mode='random', noise_seed=9, mix_seed=5,
-                     mix_layers=(0, 2))
+                     mix_layers=(0, 2), class_idx=0)
+    assert lat.num_classes == 0                                  # camera network: no class selector
     with pytest.raises(ValueError, match='out of range'):
         lat.set_mix_layers([8])
     lat.animate = True
@@ -232,3 +233,25 @@ def test_record_orbit_mp4(small_pickle, tmp_path):
     reader = imageio.get_reader(out)
     assert reader.count_frames() == 6 and reader.get_meta_data()['size'] == (32, 32)
     reader.close()
+
+
+def test_class_conditional_network(tmp_path):
+    import pickle
+    import torch
+    import dnnlib
+    torch.manual_seed(0)
+    G = dnnlib.util.construct_class_by_name(class_name='training.networks_stylegan2.Generator', z_dim=16, c_dim=4,
+                                            w_dim=16, img_resolution=16, img_channels=3, channel_base=256,
+                                            channel_max=16, mapping_kwargs=dict(num_layers=1)).eval()
+    path = tmp_path / 'cond.pkl'
+    with open(path, 'wb') as f:
+        pickle.dump({'G_ema': G}, f)
+    r = Renderer()
+    a = r.render(RenderArgs(pkl=str(path), device='cpu', class_idx=0))
+    b = r.render(RenderArgs(pkl=str(path), device='cpu', class_idx=3))
+    assert a.error is None and b.error is None and not a.info.camera
+    assert np.abs(a.image.astype(int) - b.image).mean() > 0.5                # the class changes the image
+    assert 'out of range' in r.render(RenderArgs(pkl=str(path), device='cpu', class_idx=4)).error
+    lat = LatentWidget()
+    lat.on_network(a.info)
+    assert lat.num_classes == 4

@@ -31,9 +31,14 @@ class LatentWidget:
         self.mix_seed = 1
         self.mix_layers = set()
         self.num_ws = 0
+        self.class_idx = 0
+        self.num_classes = 0             # > 0 for class-conditional networks without a camera
 
     # -- state ---------------------------------------------------------------------------------
     def on_network(self, info):
+        c_dim = int(getattr(info, 'c_dim', 0) or 0)
+        self.num_classes = c_dim if c_dim and not getattr(info, 'camera', False) else 0
+        self.class_idx = min(self.class_idx, max(self.num_classes - 1, 0))
         num_ws = int(getattr(info, 'num_ws', 0) or 0)
         if num_ws != self.num_ws:
             self.num_ws = num_ws
@@ -71,7 +76,8 @@ class LatentWidget:
                  trunc_cutoff=int(self.trunc_cutoff) if self.trunc_cutoff else None,
                  noise_mode=self.noise_mode, noise_seed=int(self.noise_seed),
                  mix_seed=int(self.mix_seed) if self.mix_enabled and self.mix_layers else None,
-                 mix_layers=tuple(sorted(self.mix_layers)) if self.mix_enabled else ())
+                 mix_layers=tuple(sorted(self.mix_layers)) if self.mix_enabled else (),
+                 class_idx=int(self.class_idx))
 
     # -- drawing -------------------------------------------------------------------------------
     def draw(self, viz):
@@ -110,6 +116,10 @@ class LatentWidget:
                 imgui.end_combo()
             with imgui_utils.grayed_out(self.noise_mode != 'random'):
                 _, self.noise_seed = imgui.input_int('Noise seed', self.noise_seed)
+        if self.num_classes:
+            with imgui_utils.item_width(w - lw):
+                _, self.class_idx = imgui.slider_int('Class', self.class_idx, 0, self.num_classes - 1)
+            imgui_utils.tooltip('Class label of this class-conditional network (one-hot c)')
         _, self.mix_enabled = imgui.checkbox('Style mixing', self.mix_enabled)
         with imgui_utils.grayed_out(not self.mix_enabled):
             imgui.same_line()

@@ -45,6 +45,7 @@ class RenderArgs:
     layer: str | None = None           # synthesis sub-module whose output is shown in the Layers view
     layer_channel: int = 0
     layer_rgb: bool = False            # show channels [c, c+1, c+2] as RGB instead of one channel
+    class_idx: int = 0                 # class of class-conditional networks without a camera (one-hot c)
 
     def replace(self, **kwargs) -> 'RenderArgs':
         return dataclasses.replace(self, **kwargs)
@@ -217,6 +218,11 @@ class Renderer:
         with torch.inference_mode():
             c = gen.c_for_network(info, args.yaw_deg, args.pitch_deg, fov_deg=args.fov_deg, radius=args.radius,
                                   lookat=args.lookat, batch=1, device=device) if info.c_dim else None
+            if info.c_dim and not info.camera:                      # class-conditional: one-hot label
+                if not 0 <= int(args.class_idx) < info.c_dim:
+                    raise ValueError(f'class {args.class_idx} out of range 0..{info.c_dim - 1}')
+                c = torch.zeros([1, info.c_dim], device=device)
+                c[0, int(args.class_idx)] = 1
             cutoff = args.trunc_cutoff if args.trunc_cutoff else None
             blend = seed_blend(args.seed)
             seeds = [s for s, _ in blend]
