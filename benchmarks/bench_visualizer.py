@@ -112,15 +112,18 @@ def _bench_one(pkl, device, repeats, seconds, fps_limit, yield_to_renderer=True)
 @click.option('--repeats', default=15, show_default=True, help='Slider changes timed for the latency.')
 @click.option('--seconds', default=8.0, show_default=True, help='Duration of the orbit measurement.')
 @click.option('--fps-limit', default=60, show_default=True, help='GUI frame cap (the GUI default is 60).')
+@click.option('--threads', default=0, show_default=True, help='torch intra-op threads (0 = the visualizer default).')
 @click.option('--trials', default=1, show_default=True,
               help='Repeat each measurement; with more than one, print the median and the best trial.')
 @click.option('--yield/--no-yield', 'yield_to_renderer', default=True, show_default=True,
               help='The Performance option "Yield to renderer" (GUI waits for the image instead of redrawing).')
-def main(resolutions, cbase, cmax, map_depth, network, device, repeats, seconds, fps_limit, trials,
+def main(resolutions, cbase, cmax, map_depth, network, device, repeats, seconds, fps_limit, threads, trials,
          yield_to_renderer):
     """Print latency and orbit FPS of the visualizer window."""
     xvfb = _start_xvfb()
     import torch
+    if threads:
+        torch.set_num_threads(threads)
     try:
         rows = []
         with tempfile.TemporaryDirectory() as tmp:
