@@ -369,6 +369,7 @@ def build_config(opts):
             raise ValueError(f'--metrics: unknown metric(s) {", ".join(bad)}' + (f'; valid: {names}' if names else ''))
     if metrics and metric_main is None:
         click.echo(f'Warning: the metrics package is not available; --metrics={opts.metrics} will be skipped', err=True)
+        metrics = []
     c.metrics = metrics
 
     # Description.
@@ -473,7 +474,7 @@ def build_config(opts):
               default=False, show_default=True)
 @click.option('--nobench', help='Disable cuDNN benchmarking', metavar='BOOL', type=bool, default=False,
               show_default=True)
-@click.option('--workers', help='DataLoader worker processes', metavar='INT', type=click.IntRange(min=0), default=3,
+@click.option('--workers', help='DataLoader worker processes (1 is plenty for small images on the CPU)', metavar='INT', type=click.IntRange(min=0), default=3,
               show_default=True)
 @click.option('--device', help='Device: auto (cuda if available, else cpu), cuda or cpu',
               type=click.Choice(['auto', 'cuda', 'cpu']), default='auto', show_default=True)

@@ -150,6 +150,7 @@ def test_cli_errors_before_work(first_run, tmp_path):
         (['--data', first_run.data, '--resume', str(tmp_path / 'nope.pkl')], 'snapshot not found'),
         (['--data', first_run.data, '--ray-layers=5'], '--ray-layers'),
         (['--data', first_run.data, '--batch-gpu=2'], '--mbstd-group'),
+        (['--data', first_run.data, '--metrics=bogus'], 'bogus'),
     ]
     for args, message in cases:
         result = runner.invoke(main, base + args)

@@ -322,11 +322,14 @@ def training_loop(
             print(f'Resuming from "{resume_pkl}"')
         resume_data = _load_snapshot(resume_pkl)
         for name, module in [('G', G), ('D', D), ('G_ema', G_ema)]:
-            if name not in resume_data:
+            src = resume_data.get(name)
+            if src is None and name in ('G', 'G_ema'):  # files holding one generator seed both
+                src = resume_data.get('G_ema', resume_data.get('G'))
+            if src is None:
                 if rank == 0:
                     print(f'  {name}: not in the snapshot, starting fresh')
                 continue
-            rep = copy_params_partial(resume_data[name], module)
+            rep = copy_params_partial(src, module)
             if rank == 0:
                 msg = f'  {name}: {len(rep["full"])} tensors copied'
                 if rep['partial']:
