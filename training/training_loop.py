@@ -553,10 +553,17 @@ def training_loop(
         if snapshot_data is not None and metrics and metric_main is not None:
             if rank == 0:
                 print('Evaluating metrics...')
-            for metric in metrics:
-                result_dict = metric_main.calc_metric(metric=metric, G=snapshot_data['G_ema'],
-                                                      dataset_kwargs=training_set_kwargs, num_gpus=num_gpus,
-                                                      rank=rank, device=device)
+            for metric in list(metrics):
+                try:
+                    result_dict = metric_main.calc_metric(metric=metric, G=snapshot_data['G_ema'],
+                                                          dataset_kwargs=training_set_kwargs, num_gpus=num_gpus,
+                                                          rank=rank, device=device)
+                except Exception as e:  # e.g. detector weights not downloadable: keep training
+                    metrics = [m for m in metrics if m != metric]
+                    if rank == 0:
+                        print(f'Warning: metric {metric} failed and is disabled for this run: '
+                              f'{type(e).__name__}: {e}', flush=True)
+                    continue
                 if rank == 0:
                     metric_main.report_metric(result_dict, run_dir=run_dir, snapshot_pkl=snapshot_pkl)
                 stats_metrics.update(result_dict.results)
