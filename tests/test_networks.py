@@ -344,3 +344,18 @@ def test_inference_weight_cache_follows_weight_updates():
         b = G.synthesis(ws, c, noise_mode='const')
     torch.testing.assert_close(b, other.synthesis(ws, c, noise_mode='const').detach(), rtol=1e-5, atol=1e-5)
     assert (a - b).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize('arch', ['orig', 'skip', 'resnet'])
+def test_architectures(arch):
+    G = make_rc2(architecture=arch)
+    keys = set(G.state_dict())
+    assert ('synthesis.b16.torgb.weight' in keys) == (arch == 'skip')
+    assert ('synthesis.b16.skip.weight' in keys) == (arch == 'resnet')
+    assert 'synthesis.b32.torgb.weight' in keys  # the last block always has ToRGB
+    c = cam(0, n=2)
+    img = G(z_for(0, 2), c, noise_mode='const')
+    assert img.shape == (2, 3, RES, RES) and torch.isfinite(img).all()
+    D = make_d(rc2.Discriminator, architecture=arch)
+    assert ('b16.fromrgb.weight' in D.state_dict()) == (arch == 'skip')
+    assert D(img, c).shape == (2, 1)
