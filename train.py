@@ -370,6 +370,9 @@ def build_config(opts):
     if metrics and metric_main is None:
         click.echo(f'Warning: the metrics package is not available; --metrics={opts.metrics} will be skipped', err=True)
         metrics = []
+    if c.device_type == 'cpu' and any(m.startswith(('fid50k', 'kid50k', 'pr50k', 'is50k', 'ppl')) for m in metrics):
+        click.echo(f'Note: --metrics={",".join(metrics)} on the CPU takes hours per snapshot; '
+                   'consider --metrics=none or a small variant like fid5k_full', err=True)
     c.metrics = metrics
 
     # Description.
@@ -462,7 +465,9 @@ def build_config(opts):
 # Misc settings.
 @click.option('--desc', help='String to include in result dir name', metavar='STR', type=str)
 @click.option('--metrics', help='Quality metrics to compute at each snapshot, comma separated (needs the metrics '
-              'package) or "none"', metavar='[NAME|A,B,C|none]', type=str, default='none', show_default=True)
+              'package) or "none". On the CPU, fid50k_full costs hours per snapshot: use none or a small variant '
+              '(fid5k_full, pose_err1k). A metric that cannot run (e.g. detector offline) is switched off with a warning',
+              metavar='[NAME|A,B,C|none]', type=str, default='fid50k_full', show_default=True)
 @click.option('--kimg', help='Total training duration (thousands of images, counting resumed progress)',
               metavar='KIMG', type=click.FloatRange(min=0, min_open=True), default=25000, show_default=True)
 @click.option('--tick', help='How often to print progress', metavar='KIMG', type=click.FloatRange(min=0, min_open=True),

@@ -19,7 +19,8 @@ import dnnlib
 from raycond.camera import camera_label
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ['--batch=4', '--gamma=1', '--cbase=1024', '--cmax=32', '--map-depth=2', '--workers=0', '--snap=1']
+TINY = ['--batch=4', '--gamma=1', '--cbase=1024', '--cmax=32', '--map-depth=2', '--workers=0', '--snap=1',
+        '--metrics=none']
 
 
 @pytest.fixture(autouse=True)
