@@ -260,3 +260,57 @@ def test_gl_texture_quad_and_readback(xvfb):
         win.end_frame()
     finally:
         win.close()
+
+
+def test_visualizer_process_real_drag_and_quit(xvfb, small_pickle, tmp_path):
+    """End to end: `visualizer.py PKL` in its own process, dragged with real X events, then Ctrl+Q."""
+    if shutil.which('xdotool') is None:
+        pytest.skip('xdotool not installed (apt-get install xdotool)')
+    from PIL import ImageGrab
+    env = dict(os.environ, DISPLAY=xvfb)
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, 'visualizer.py'), small_pickle, '--device', 'cpu',
+                             '--capture-dir', str(tmp_path)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        def xdo(*a):
+            return subprocess.run(['xdotool', *map(str, a)], env=env, capture_output=True, text=True, timeout=60)
+
+        wid = xdo('search', '--sync', '--all', '--pid', proc.pid, '--name', 'raycond visualizer').stdout.split()
+        assert wid, 'visualizer window did not appear'
+
+        def grab():
+            return np.asarray(ImageGrab.grab(xdisplay=xvfb).convert('RGB')).astype(np.int16)
+
+        def image_area(img):                       # the right-hand view, away from the status text
+            return img[100:650, 500:1150]
+
+        deadline = time.time() + 60                # wait until the generated image is on screen
+        while time.time() < deadline and image_area(grab()).std() < 5:
+            time.sleep(0.5)
+        time.sleep(1.0)
+        before = grab()
+        assert image_area(before).std() >= 5, 'no image on screen'
+        xdo('mousemove', 830, 400, 'mousedown', 1)
+        for i in range(1, 9):
+            xdo('mousemove', 830 - 25 * i, 400 + 3 * i)
+            time.sleep(0.03)
+        xdo('mouseup', 1)
+        time.sleep(3.0)
+        after = grab()
+        assert np.abs(image_area(after) - image_area(before)).mean() > 1.0, 'dragging did not change the image'
+        # Ctrl+Q quits. Without a window manager X focus can flicker while a chord is typed (GLFW then
+        # releases the held Ctrl), so the chord is retried a few times.
+        xdo('mousemove', 830, 400)
+        for _ in range(4):
+            xdo('windowfocus', wid[0])
+            xdo('key', 'ctrl+q')
+            try:
+                proc.wait(timeout=8)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+        assert proc.wait(timeout=5) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
