@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 TORCH  ?= torch==2.13.0
-GUI_APT := xvfb libgl1-mesa-dri libglx-mesa0 libegl1 xauth
+GUI_APT := xvfb libgl1-mesa-dri libglx-mesa0 libegl1 xauth xdotool
 
 .PHONY: help install test test-fast gui-deps demo bench clean
 
@@ -27,7 +27,7 @@ install: $(VENV)/.installed
 # Xvfb + Mesa for the GUI tests: installed when we are root on Debian/Ubuntu and they are missing;
 # otherwise the GUI tests skip with a reason.
 gui-deps:
-	@if command -v Xvfb >/dev/null 2>&1; then echo "gui-deps: Xvfb found"; \
+	@if command -v Xvfb >/dev/null 2>&1 && command -v xdotool >/dev/null 2>&1; then echo "gui-deps: Xvfb and xdotool found"; \
 	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
 	  echo "gui-deps: installing $(GUI_APT)"; \
 	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(GUI_APT) >/dev/null 2>&1 || \
