@@ -33,15 +33,7 @@ def kid_from_features(real_features, gen_features, num_subsets=100, max_subset_s
 
 def compute_kid(opts, max_real, num_gen, num_subsets, max_subset_size) -> float:
     """KID of opts.G against up to `max_real` dataset images (None = all)."""
-    detector_url = metric_utils.inception_url()
-    detector_kwargs = dict(return_features=True)
-
-    real_features = metric_utils.compute_feature_stats_for_dataset(
-        opts=opts, detector_url=detector_url, detector_kwargs=detector_kwargs,
-        rel_lo=0, rel_hi=0, capture_all=True, max_items=max_real).get_all()
-    gen_features = metric_utils.compute_feature_stats_for_generator(
-        opts=opts, detector_url=detector_url, detector_kwargs=detector_kwargs,
-        rel_lo=0, rel_hi=1, capture_all=True, max_items=num_gen).get_all()
+    real_features, gen_features = metric_utils.all_features(opts, metric_utils.inception_url(), max_real, num_gen)
     if opts.rank != 0:
         return float('nan')
     return kid_from_features(real_features, gen_features, num_subsets, max_subset_size, rng=opts.numpy_rng(3))

@@ -486,3 +486,14 @@ def compute_feature_stats_for_generator(opts, detector_url, detector_kwargs, rel
     finally:
         progress.close()
     return stats
+
+
+def all_features(opts, detector_url, max_real, num_gen):
+    """Every real (up to `max_real`) and generated (`num_gen`) feature vector for a detector:
+    what KID and precision/recall compare."""
+    detector_kwargs = dict(return_features=True)
+    real = compute_feature_stats_for_dataset(opts=opts, detector_url=detector_url, detector_kwargs=detector_kwargs,
+                                             rel_lo=0, rel_hi=0, capture_all=True, max_items=max_real).get_all()
+    gen = compute_feature_stats_for_generator(opts=opts, detector_url=detector_url, detector_kwargs=detector_kwargs,
+                                              rel_lo=0, rel_hi=1, capture_all=True, max_items=num_gen).get_all()
+    return real, gen

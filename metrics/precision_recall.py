@@ -62,15 +62,7 @@ def compute_pr(opts, max_real, num_gen, nhood_size, row_batch_size, col_batch_si
     """Precision and recall of opts.G against up to `max_real` dataset images (None = all).
     `col_batch_size` is accepted for StyleGAN2-ADA compatibility (whole columns are used)."""
     del col_batch_size
-    detector_url = metric_utils.vgg16_url()
-    detector_kwargs = dict(return_features=True)
-
-    real_features = metric_utils.compute_feature_stats_for_dataset(
-        opts=opts, detector_url=detector_url, detector_kwargs=detector_kwargs,
-        rel_lo=0, rel_hi=0, capture_all=True, max_items=max_real).get_all()
-    gen_features = metric_utils.compute_feature_stats_for_generator(
-        opts=opts, detector_url=detector_url, detector_kwargs=detector_kwargs,
-        rel_lo=0, rel_hi=1, capture_all=True, max_items=num_gen).get_all()
+    real_features, gen_features = metric_utils.all_features(opts, metric_utils.vgg16_url(), max_real, num_gen)
     precision, recall = precision_recall_from_features(real_features, gen_features, nhood_size, row_batch_size,
                                                        opts.num_gpus, opts.rank, opts.device)
     if opts.rank != 0:
