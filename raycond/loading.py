@@ -253,3 +253,25 @@ def _load_safe_weights(data: bytes, name: str) -> dict:
         net.load_state_dict(state)
         result[key] = net.eval().requires_grad_(False)
     return result
+
+
+def export_generator(snapshot_path: str, out_path: str, key: str = "G_ema") -> dict:
+    """Write a small inference pickle {'G_ema', 'camera_stats', 'training_set_kwargs', 'kimg'} from a
+    training snapshot (no D, no optimizer states), atomically. Returns what was written."""
+    snapshot = load_snapshot(snapshot_path)
+    net = snapshot.get(key)
+    if not isinstance(net, torch.nn.Module):
+        raise NetworkLoadError(f"{snapshot_path} has no network under {key!r}")
+    progress = snapshot.get("progress") or {}
+    cur_nimg = progress.get("cur_nimg") if isinstance(progress, dict) else None
+    out = {
+        "G_ema": copy.deepcopy(net).eval().requires_grad_(False).cpu(),
+        "camera_stats": snapshot.get("camera_stats"),
+        "training_set_kwargs": snapshot.get("training_set_kwargs"),
+        "kimg": None if cur_nimg is None else cur_nimg / 1000,
+    }
+    tmp = f"{out_path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        pickle.dump(out, f)
+    os.replace(tmp, out_path)
+    return out

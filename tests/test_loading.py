@@ -63,3 +63,20 @@ def test_safe_weights_refuse_non_raycond_torch_file(tmp_path):
     torch.save({"weights": torch.zeros(3)}, path)
     with pytest.raises(NetworkLoadError, match="without raycond networks"):
         load_network(str(path))
+
+
+def test_export_generator_keeps_only_inference_parts(tmp_path, small_generator):
+    from raycond.loading import export_generator
+    snap = tmp_path / "network-snapshot-000012.pkl"
+    with open(snap, "wb") as f:
+        pickle.dump({"G": small_generator, "D": torch.nn.Linear(2, 2), "G_ema": small_generator,
+                     "progress": {"cur_nimg": 12345}, "camera_stats": {"radius": 2.7},
+                     "training_set_kwargs": {"path": "x.zip"}}, f)
+    out = tmp_path / "small.pkl"
+    export_generator(str(snap), str(out))
+    data = load_snapshot(str(out))
+    assert set(data) == {"G_ema", "camera_stats", "training_set_kwargs", "kimg"}
+    assert data["kimg"] == 12.345 and data["camera_stats"] == {"radius": 2.7}
+    assert os.path.getsize(out) < os.path.getsize(snap)
+    G, info = load_network_and_info(str(out))
+    assert info.camera_stats == {"radius": 2.7} and info.kind == "raycond2"
