@@ -41,8 +41,13 @@ test: install gui-deps
 test-fast: install
 	$(PY) -m pytest -q -m "not slow and not gui" tests
 
+# Opens the visualizer on the bundled checkpoint; without a display, explains and writes a PNG.
 demo: install
-	$(PY) visualizer.py
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then $(PY) visualizer.py; else \
+	  echo "make demo: no display found (DISPLAY/WAYLAND_DISPLAY unset)."; \
+	  echo "  On a desktop, run 'make demo' there; on a server, 'xvfb-run make demo' or ssh -X."; \
+	  echo "  Rendering one frame headless instead:"; \
+	  $(PY) visualizer.py --headless --capture=demo.png --yaw=20 && echo "  wrote demo.png"; fi
 
 bench: install
 	$(PY) benchmarks/bench_generator.py
