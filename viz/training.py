@@ -131,7 +131,7 @@ class TrainingWidget:
         self.gamma = 1.0
         self.snap = 10
         self.mirror = False
-        self.extra = ''
+        self.extra = '--metrics=none'  # metrics cost hours on a CPU; the user may add them
         self.auto_load = True
         self.process = None
         self.error = None
