@@ -495,6 +495,11 @@ def main(ctx, **kwargs):
         if opts.verbose:
             raise
         raise click.ClickException(str(e)) from None
+    except KeyboardInterrupt:
+        # Snapshots are written atomically, so the newest one on disk is complete.
+        click.echo('Training interrupted; resume with --resume=auto (same options) to continue '
+                   'from the newest snapshot.', err=True)
+        ctx.exit(130)
 
 
 if __name__ == '__main__':
