@@ -32,7 +32,8 @@ from training import training_loop as tl
 from training.augment import AUGPIPE_SPECS, default_augpipe
 from training.dataset import DatasetError
 
-CFGS = ('raycond2', 'stylegan2', 'posecond2')
+CFGS = ('raycond2', 'stylegan2', 'posecond2', 'raycond3-t', 'raycond3-r', 'stylegan3-t', 'stylegan3-r')
+SG3_CFGS = ('raycond3-t', 'raycond3-r', 'stylegan3-t', 'stylegan3-r')
 EMBEDDINGS = ('plucker', 'origin_dir', 'two_plane', 'none')
 
 # ----------------------------------------------------------------------------
@@ -275,11 +276,12 @@ def build_config(opts):
     from training.dataset import ImageFolderDataset
     dataset = ImageFolderDataset(path=opts.data, use_labels=True, xflip=False, random_seed=opts.seed)
     label_kind = dataset.file_label_kind
-    camera_cfg = opts.cfg in ('raycond2', 'posecond2')
+    camera_cfg = opts.cfg in ('raycond2', 'posecond2', 'raycond3-t', 'raycond3-r')
     cond = opts.cond if opts.cond is not None else camera_cfg
     if camera_cfg:
         if not cond:
-            raise ValueError(f'--cfg={opts.cfg} needs camera labels; --cond=0 is only for --cfg=stylegan2')
+            raise ValueError(f'--cfg={opts.cfg} needs camera labels; --cond=0 is only for --cfg=stylegan2, '
+                             f'stylegan3-t or stylegan3-r')
         if label_kind != 'camera':
             raise ValueError(f'--cfg={opts.cfg} needs 25-float camera labels (EG3D format) in dataset.json; '
                              f'dataset {opts.data} has ' + ('no labels' if label_kind == 'none' else 'class labels'))
@@ -298,7 +300,8 @@ def build_config(opts):
     # Networks.
     fp32 = opts.fp32 or c.device_type == 'cpu'
     c.G_kwargs = dnnlib.EasyDict(z_dim=512, w_dim=512, mapping_kwargs=dnnlib.EasyDict())
-    c.G_kwargs.mapping_kwargs.num_layers = 8 if opts.map_depth is None else opts.map_depth
+    sg3 = opts.cfg in SG3_CFGS
+    c.G_kwargs.mapping_kwargs.num_layers = (2 if sg3 else 8) if opts.map_depth is None else opts.map_depth
     c.G_kwargs.channel_base = opts.cbase
     c.G_kwargs.channel_max = opts.cmax
     c.D_kwargs = dnnlib.EasyDict(class_name='training.networks_stylegan2.Discriminator', block_kwargs=dnnlib.EasyDict(),
@@ -309,12 +312,14 @@ def build_config(opts):
     c.D_kwargs.epilogue_kwargs.mbstd_group_size = opts.mbstd_group
     c.G_kwargs.num_fp16_res = c.D_kwargs.num_fp16_res = 0 if fp32 else 4
     c.G_kwargs.conv_clamp = c.D_kwargs.conv_clamp = None if fp32 else 256
-    if opts.cfg == 'stylegan2':
-        c.G_kwargs.class_name = 'training.networks_stylegan2.Generator'
+    if opts.cfg in ('stylegan2', 'stylegan3-t', 'stylegan3-r'):
+        c.G_kwargs.class_name = {'stylegan2': 'training.networks_stylegan2.Generator'}.get(
+            opts.cfg, 'training.networks_stylegan3.Generator')
     else:
-        c.G_kwargs.class_name = 'training.networks_raycond2.Generator'
+        c.G_kwargs.class_name = ('training.networks_raycond3.Generator' if sg3 else
+                                 'training.networks_raycond2.Generator')
         c.D_kwargs.class_name = 'training.networks_raycond2.Discriminator'
-        if opts.cfg == 'raycond2':
+        if opts.cfg in ('raycond2', 'raycond3-t', 'raycond3-r'):
             c.G_kwargs.embedding = opts.embedding
             c.G_kwargs.ray_torgb = bool(opts.ray_torgb)
             c.G_kwargs.camera_in_mapping = False
@@ -336,6 +341,16 @@ def build_config(opts):
                                     gpc_swap=opts.gpc_swap)
     c.G_reg_interval = 4
     c.D_reg_interval = 16
+    if sg3:  # StyleGAN3: magnitude EMA, no style mixing or path length reg.; R: 1x1 convs, radial filters.
+        c.G_kwargs.magnitude_ema_beta = 0.5 ** (c.batch_size / (20 * 1e3))
+        c.loss_kwargs.style_mixing_prob = 0
+        c.loss_kwargs.pl_weight = 0
+        c.G_reg_interval = None
+        if opts.cfg.endswith('-r'):
+            c.G_kwargs.conv_kernel = 1
+            c.G_kwargs.channel_base *= 2
+            c.G_kwargs.channel_max *= 2
+            c.G_kwargs.use_radial_filters = True
     c.ema_kimg = c.batch_size * 10 / 32
     c.ema_rampup = 0.05
 
@@ -412,7 +427,8 @@ def build_config(opts):
 # Required.
 @click.option('--outdir', help='Where to make the output run directory', metavar='DIR', required=True)
 @click.option('--cfg', help='Network config: raycond2 (rays into every synthesis layer), posecond2 (camera into the '
-              'mapping network), stylegan2 (no camera in G; D uses labels with --cond=1)',
+              'mapping network), stylegan2 (no camera in G; D uses labels with --cond=1); raycond3-t/-r and '
+              'stylegan3-t/-r: the same on the StyleGAN3 (alias-free) generator',
               type=click.Choice(CFGS), default='raycond2', show_default=True)
 @click.option('--data', help='Training data: ZIP or folder of PNG/JPEG images with dataset.json labels',
               metavar='[ZIP|DIR]', required=True)
@@ -449,7 +465,8 @@ def build_config(opts):
               show_default=True)
 @click.option('--dlr', help='D learning rate', metavar='FLOAT', type=click.FloatRange(min=0), default=0.002,
               show_default=True)
-@click.option('--map-depth', help='Mapping network depth  [default: 8]', metavar='INT', type=click.IntRange(min=1))
+@click.option('--map-depth', help='Mapping network depth  [default: 8, 2 for StyleGAN3 configs]', metavar='INT',
+              type=click.IntRange(min=1))
 @click.option('--mbstd-group', help='Minibatch std group size', metavar='INT', type=click.IntRange(min=1), default=4,
               show_default=True)
 # Ray conditioning.
