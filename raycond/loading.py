@@ -34,7 +34,7 @@ class NetworkLoadError(ValueError):
 class NetworkInfo:
     """What tools need to know about a loaded generator, whatever release wrote it."""
 
-    kind: str
+    kind: str  # raycond2, raycond3, raycond-official, stylegan2, stylegan3 or unknown
     z_dim: int
     c_dim: int
     w_dim: int
@@ -167,7 +167,7 @@ def network_info(net: torch.nn.Module, snapshot: dict | None = None) -> NetworkI
     mapping_c = int(getattr(getattr(net, "mapping", None), "c_dim", 0) or 0)
     src = _module_source(net)
     if isinstance(getattr(net, "embedding", None), str):
-        kind = "raycond2"
+        kind = "raycond3" if hasattr(getattr(net, "synthesis", None), "input") else "raycond2"
     elif "plucker" in src:
         kind = "raycond-official"
     elif hasattr(getattr(net, "synthesis", None), "input") or "SynthesisInput" in src:

@@ -208,7 +208,7 @@ def test_pickle_round_trip_and_network_info(R3, tmp_path):
     with open(path, 'wb') as f:
         pickle.dump({'G_ema': R3}, f)
     G, info = loading.load_network_and_info(str(path))
-    assert info.kind == 'raycond2' and info.camera and info.synthesis_takes_c and info.num_ws == 6
+    assert info.kind == 'raycond3' and info.camera and info.synthesis_takes_c and info.num_ws == 6
     ws = R3.mapping(torch.randn(2, 16), None)
     torch.testing.assert_close(G.synthesis(ws, _cams()), R3.synthesis(ws, _cams()))
 
