@@ -359,3 +359,19 @@ def test_architectures(arch):
     D = make_d(rc2.Discriminator, architecture=arch)
     assert ('b16.fromrgb.weight' in D.state_dict()) == (arch == 'skip')
     assert D(img, c).shape == (2, 1)
+
+
+def test_ray_layers_subset():
+    """ray_layers=[4, 16]: only those blocks see rays; the others are plain StyleGAN2 blocks."""
+    G = make_rc2(ray_layers=[4, 16])
+    assert isinstance(G.synthesis.b4, rc2.RaySynthesisBlock) and isinstance(G.synthesis.b16, rc2.RaySynthesisBlock)
+    assert not isinstance(G.synthesis.b8, rc2.RaySynthesisBlock) and not isinstance(G.synthesis.b32, rc2.RaySynthesisBlock)
+    assert G.synthesis.b8.conv0.weight.shape[1] == G.synthesis.b4.conv1.weight.shape[0]          # no +6
+    assert G.synthesis.b16.conv0.weight.shape[1] == G.synthesis.b8.conv1.weight.shape[0] + 6
+    with torch.no_grad():
+        ws = G.mapping(z_for(3), None)
+        a = G.synthesis(ws, cam(-30), noise_mode='const')
+        b = G.synthesis(ws, cam(30), noise_mode='const')
+    assert (a - b).abs().mean() > 1e-3
+    with pytest.raises(ValueError, match='block resolutions'):
+        make_rc2(ray_layers=[4, 12])

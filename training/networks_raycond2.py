@@ -153,15 +153,24 @@ class RaySynthesisBlock(sg2.SynthesisBlock):
 class SynthesisNetwork(sg2.SynthesisNetwork):
     """StyleGAN2 synthesis network whose conv layers see the camera rays: forward(ws, c, ...)."""
 
-    def __init__(self, w_dim, img_resolution, img_channels, embedding='plucker', ray_torgb=False, **kwargs):
+    def __init__(self, w_dim, img_resolution, img_channels, embedding='plucker', ray_torgb=False, ray_layers=None,
+                 **kwargs):
         if embedding not in EMBEDDING_KINDS:
             raise ValueError(f'embedding must be one of {", ".join(EMBEDDING_KINDS)}, got {embedding!r}')
         self.embedding = embedding
         self.ray_torgb = bool(ray_torgb) and embedding != 'none'
+        # Block resolutions whose layers see the rays (None = all): the paper's layer ablation.
+        self.ray_layers = None if ray_layers is None else sorted({int(r) for r in ray_layers})
         super().__init__(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels, **kwargs)
+        if self.ray_layers is not None and not set(self.ray_layers) <= set(self.block_resolutions):
+            raise ValueError(f'ray_layers {self.ray_layers} must be among the block resolutions '
+                             f'{self.block_resolutions}')
+
+    def _block_uses_rays(self, resolution):
+        return self.embedding != 'none' and (self.ray_layers is None or resolution in self.ray_layers)
 
     def _make_block(self, in_channels, out_channels, **kwargs):
-        if self.embedding == 'none':
+        if not self._block_uses_rays(kwargs['resolution']):
             return super()._make_block(in_channels, out_channels, **kwargs)
         return RaySynthesisBlock(in_channels, out_channels, ray_torgb=self.ray_torgb, **kwargs)
 
@@ -174,9 +183,11 @@ class SynthesisNetwork(sg2.SynthesisNetwork):
         block_ws = self._split_ws(ws)
         if self.takes_camera:
             block_kwargs['rays'] = self._ray_bank(c, ws, block_kwargs.get('force_fp32', False))
+        plain_kwargs = {k: v for k, v in block_kwargs.items() if k != 'rays'}
         x = img = None
         for res, cur_ws in zip(self.block_resolutions, block_ws):
-            x, img = getattr(self, f'b{res}')(x, img, cur_ws, **block_kwargs)
+            block = getattr(self, f'b{res}')
+            x, img = block(x, img, cur_ws, **(block_kwargs if isinstance(block, RaySynthesisBlock) else plain_kwargs))
         return img
 
     @torch.compiler.disable
@@ -187,13 +198,15 @@ class SynthesisNetwork(sg2.SynthesisNetwork):
         bank = RayBank(self.embedding, c, ws.shape[0], ws.device)
         for res in self.block_resolutions:
             block = getattr(self, f'b{res}')
+            if not isinstance(block, RaySynthesisBlock):
+                continue
             dtype, memory_format = sg2._block_format(block.use_fp16, block.channels_last, force_fp32, ws.device)
             for r in ([res // 2] if res > 4 else []) + [res]:
                 bank.prepare(r, dtype, memory_format)
         return bank
 
     def extra_repr(self):
-        return super().extra_repr() + f', embedding={self.embedding}, ray_torgb={self.ray_torgb}'
+        return super().extra_repr() + f', embedding={self.embedding}, ray_torgb={self.ray_torgb}, ray_layers={self.ray_layers}'
 
 # ----------------------------------------------------------------------------
 
@@ -228,6 +241,7 @@ class Generator(torch.nn.Module):
         embedding='plucker',        # Ray embedding: 'plucker', 'origin_dir', 'two_plane' or 'none'.
         ray_torgb=False,            # Also feed the rays to ToRGB layers?
         camera_in_mapping=False,    # Feed the camera to the mapping network (pose-conditioned baseline)?
+        ray_layers=None,            # Block resolutions that get rays (None = all).
         **synthesis_kwargs,         # Arguments for SynthesisNetwork.
     ):
         if embedding not in EMBEDDING_KINDS:
@@ -245,7 +259,8 @@ class Generator(torch.nn.Module):
         self.ray_torgb = bool(ray_torgb) and embedding != 'none'
         self.camera_in_mapping = bool(camera_in_mapping)
         self.synthesis = SynthesisNetwork(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
-                                          embedding=embedding, ray_torgb=ray_torgb, **synthesis_kwargs)
+                                          embedding=embedding, ray_torgb=ray_torgb, ray_layers=ray_layers,
+                                          **synthesis_kwargs)
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim=z_dim, c_dim=c_dim if camera_in_mapping else 0, w_dim=w_dim,
                                       num_ws=self.num_ws, **mapping_kwargs)
