@@ -171,6 +171,14 @@ def test_dry_run_prints_options(first_run, tmp_path):
     assert not os.path.exists(tmp_path / 'runs')
 
 
+def test_dry_run_ray_layers_reach_the_generator(first_run, tmp_path):
+    from train import main
+    result = CliRunner().invoke(main, ['--outdir', str(tmp_path / 'runs'), '--data', first_run.data,
+                                       '--ray-layers=4,16', '--dry-run'] + TINY)
+    assert result.exit_code == 0, result.output
+    assert '"ray_layers": [\n      4,\n      16\n    ]' in result.output
+
+
 def test_help_lists_options():
     from train import main
     out = CliRunner().invoke(main, ['--help']).output

@@ -68,6 +68,8 @@ def persistent_class(orig_class: type) -> type:
                 fields[2] = None
             return tuple(fields)
 
+    # inspect.signature(cls.__init__) shows the real constructor arguments, not (*args, **kwargs).
+    Decorator.__init__.__wrapped__ = orig_class.__init__
     Decorator.__name__ = orig_class.__name__
     Decorator.__qualname__ = orig_class.__qualname__
     Decorator.__module__ = orig_class.__module__
