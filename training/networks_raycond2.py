@@ -41,6 +41,19 @@ def check_camera(c, batch_size, where, c_dim=CAMERA_DIM):
     return c.to(torch.float32)
 
 
+def check_embedding(embedding):
+    if embedding not in EMBEDDING_KINDS:
+        raise ValueError(f'embedding must be one of {", ".join(EMBEDDING_KINDS)}, got {embedding!r}')
+
+
+def camera_for_mapping(c, z, c_dim):
+    """The camera label a camera-aware mapping network embeds: checked and broadcast to z's batch."""
+    c = check_camera(c, z.shape[0] if z is not None else c.shape[0], 'G.mapping', c_dim=c_dim)
+    if z is not None and c.shape[0] != z.shape[0]:
+        c = c.expand(z.shape[0], -1)
+    return c
+
+
 class RayBank:
     """Ray embeddings for one forward pass: each resolution is computed once (through the
     raycond.rays cache) and converted once per (dtype, memory format) that a layer asks for."""
@@ -155,8 +168,7 @@ class SynthesisNetwork(sg2.SynthesisNetwork):
 
     def __init__(self, w_dim, img_resolution, img_channels, embedding='plucker', ray_torgb=False, ray_layers=None,
                  **kwargs):
-        if embedding not in EMBEDDING_KINDS:
-            raise ValueError(f'embedding must be one of {", ".join(EMBEDDING_KINDS)}, got {embedding!r}')
+        check_embedding(embedding)
         self.embedding = embedding
         self.ray_torgb = bool(ray_torgb) and embedding != 'none'
         # Block resolutions whose layers see the rays (None = all): the paper's layer ablation.
@@ -218,9 +230,7 @@ class MappingNetwork(sg2.MappingNetwork):
 
     def forward(self, z, c=None, truncation_psi=1, truncation_cutoff=None, update_emas=False):
         if self.c_dim > 0:
-            c = check_camera(c, z.shape[0] if z is not None else c.shape[0], 'G.mapping', c_dim=self.c_dim)
-            if z is not None and c.shape[0] != z.shape[0]:
-                c = c.expand(z.shape[0], -1)
+            c = camera_for_mapping(c, z, self.c_dim)
         return super().forward(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
                                update_emas=update_emas)
 
@@ -229,7 +239,11 @@ class MappingNetwork(sg2.MappingNetwork):
 
 @persistence.persistent_class
 class Generator(torch.nn.Module):
-    """Ray-conditioned generator: img = synthesis(mapping(z, c), c)."""
+    """Ray-conditioned generator: img = synthesis(mapping(z, c), c). Subclasses (raycond3) swap in
+    other synthesis/mapping networks through the two class attributes below."""
+
+    synthesis_class = SynthesisNetwork
+    mapping_class = MappingNetwork
 
     def __init__(self,
         z_dim,                      # Latent z dimensionality.
@@ -244,8 +258,7 @@ class Generator(torch.nn.Module):
         ray_layers=None,            # Block resolutions that get rays (None = all).
         **synthesis_kwargs,         # Arguments for SynthesisNetwork.
     ):
-        if embedding not in EMBEDDING_KINDS:
-            raise ValueError(f'embedding must be one of {", ".join(EMBEDDING_KINDS)}, got {embedding!r}')
+        check_embedding(embedding)
         if (embedding != 'none' or camera_in_mapping) and c_dim != CAMERA_DIM:
             raise ValueError(f'c_dim must be {CAMERA_DIM} (camera label) for embedding={embedding!r}, '
                              f'camera_in_mapping={camera_in_mapping}; got {c_dim}')
@@ -258,11 +271,12 @@ class Generator(torch.nn.Module):
         self.embedding = embedding
         self.ray_torgb = bool(ray_torgb) and embedding != 'none'
         self.camera_in_mapping = bool(camera_in_mapping)
-        self.synthesis = SynthesisNetwork(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
-                                          embedding=embedding, ray_torgb=ray_torgb, ray_layers=ray_layers,
-                                          **synthesis_kwargs)
+        if ray_layers is not None:
+            synthesis_kwargs['ray_layers'] = ray_layers
+        self.synthesis = self.synthesis_class(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
+                                              embedding=embedding, ray_torgb=ray_torgb, **synthesis_kwargs)
         self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(z_dim=z_dim, c_dim=c_dim if camera_in_mapping else 0, w_dim=w_dim,
+        self.mapping = self.mapping_class(z_dim=z_dim, c_dim=c_dim if camera_in_mapping else 0, w_dim=w_dim,
                                       num_ws=self.num_ws, **mapping_kwargs)
 
     def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, update_emas=False, **synthesis_kwargs):

@@ -118,8 +118,7 @@ class SynthesisNetwork(sg3.SynthesisNetwork):
     """StyleGAN3 synthesis network whose layers see the camera rays: forward(ws, c, ...)."""
 
     def __init__(self, w_dim, img_resolution, img_channels, embedding='plucker', ray_torgb=False, **kwargs):
-        if embedding not in EMBEDDING_KINDS:
-            raise ValueError(f'embedding must be one of {", ".join(EMBEDDING_KINDS)}, got {embedding!r}')
+        nr2.check_embedding(embedding)
         self.embedding = embedding
         self.ray_torgb = bool(ray_torgb) and embedding != 'none'
         super().__init__(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels, **kwargs)
@@ -158,9 +157,7 @@ class MappingNetwork(sg3.MappingNetwork):
 
     def forward(self, z, c=None, truncation_psi=1, truncation_cutoff=None, update_emas=False):
         if self.c_dim > 0:
-            c = check_camera(c, z.shape[0], 'G.mapping', c_dim=self.c_dim)
-            if c.shape[0] != z.shape[0]:
-                c = c.expand(z.shape[0], -1)
+            c = nr2.camera_for_mapping(c, z, self.c_dim)
         return super().forward(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
                                update_emas=update_emas)
 
@@ -168,8 +165,13 @@ class MappingNetwork(sg3.MappingNetwork):
 
 
 @persistence.persistent_class
-class Generator(torch.nn.Module):
-    """Ray-conditioned StyleGAN3 generator: img = synthesis(mapping(z, c), c)."""
+class Generator(nr2.Generator):
+    """Ray-conditioned StyleGAN3 generator: img = synthesis(mapping(z, c), c). Same arguments and
+    attributes as the raycond2 generator, built from the StyleGAN3 networks above; rays go to every
+    layer (no ray_layers option)."""
+
+    synthesis_class = SynthesisNetwork
+    mapping_class = MappingNetwork
 
     def __init__(self,
         z_dim,                      # Latent z dimensionality.
@@ -183,27 +185,6 @@ class Generator(torch.nn.Module):
         camera_in_mapping=False,    # Feed the camera to the mapping network (pose-conditioned baseline)?
         **synthesis_kwargs,         # Arguments for SynthesisNetwork (StyleGAN3's, e.g. conv_kernel).
     ):
-        if embedding not in EMBEDDING_KINDS:
-            raise ValueError(f'embedding must be one of {", ".join(EMBEDDING_KINDS)}, got {embedding!r}')
-        if (embedding != 'none' or camera_in_mapping) and c_dim != CAMERA_DIM:
-            raise ValueError(f'c_dim must be {CAMERA_DIM} (camera label) for embedding={embedding!r}, '
-                             f'camera_in_mapping={camera_in_mapping}; got {c_dim}')
-        super().__init__()
-        self.z_dim = z_dim
-        self.c_dim = c_dim
-        self.w_dim = w_dim
-        self.img_resolution = img_resolution
-        self.img_channels = img_channels
-        self.embedding = embedding
-        self.ray_torgb = bool(ray_torgb) and embedding != 'none'
-        self.camera_in_mapping = bool(camera_in_mapping)
-        self.synthesis = SynthesisNetwork(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
-                                          embedding=embedding, ray_torgb=ray_torgb, **synthesis_kwargs)
-        self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(z_dim=z_dim, c_dim=c_dim if camera_in_mapping else 0, w_dim=w_dim,
-                                      num_ws=self.num_ws, **mapping_kwargs)
-
-    def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, update_emas=False, **synthesis_kwargs):
-        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
-                          update_emas=update_emas)
-        return self.synthesis(ws, c, update_emas=update_emas, **synthesis_kwargs)
+        super().__init__(z_dim, c_dim, w_dim, img_resolution, img_channels, mapping_kwargs=mapping_kwargs,
+                         embedding=embedding, ray_torgb=ray_torgb, camera_in_mapping=camera_in_mapping,
+                         **synthesis_kwargs)
