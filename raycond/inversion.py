@@ -156,7 +156,7 @@ class Inversion:
                 ws = self.G.mapping(self.z.to(device).expand(c.shape[0], -1), c)
             else:
                 ws = self.ws.to(device).expand(c.shape[0], -1, -1)
-            img = rgen.synthesize(self.G, ws, c if self.has_camera or c.shape[1] else None)
+            img = _synthesize(self.G, ws, c, self.has_camera)
         return img.float().clamp(-1, 1)
 
     def save(self, path) -> None:
@@ -181,6 +181,14 @@ class Inversion:
         tmp = f"{path}.tmp{os.getpid()}"
         torch.save(payload, tmp)
         os.replace(tmp, path)
+
+
+def _synthesize(G, ws, c, has_camera: bool) -> torch.Tensor:
+    """rgen.synthesize for camera networks; networks whose synthesis takes an unused c (raycond2
+    built without a camera) get their empty label passed straight through."""
+    if has_camera or not rgen._synthesis_takes_c(G):
+        return rgen.synthesize(G, ws, c if has_camera else None)
+    return G.synthesis(ws, c.expand(ws.shape[0], -1), noise_mode="const", force_fp32=True)
 
 
 def _plain(obj):
@@ -336,7 +344,7 @@ class _Run:
         return latent.expand(c.shape[0], -1, -1)
 
     def render(self, G, ws, c) -> torch.Tensor:
-        return rgen.synthesize(G, ws, c if self.info.synthesis_takes_c else None)
+        return _synthesize(G, ws, c, self.has_camera)
 
     def tick(self, stage, loss, img):
         self.step += 1
@@ -429,11 +437,11 @@ class _Run:
                 for b in bufs.values():
                     b -= b.mean()
                     b *= b.square().mean().rsqrt()
-            loss_value = float(rec)
+            loss_value = float(rec.detach())
             self.tick(stage, loss_value, img)
         for b in bufs.values():
             b.requires_grad_(False)
-        return latent.detach(), float(yaw), float(pitch), loss_value
+        return latent.detach(), float(yaw.detach()), float(pitch.detach()), loss_value
 
     # ------------------------------------------------------------------ stage 4: pivotal tuning
     def tune(self, G_t, latent, c, steps):
@@ -480,7 +488,7 @@ class _Run:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            self.tick("tune", float(rec), img[:1])
+            self.tick("tune", float(rec.detach()), img[:1])
         for p in params:
             p.requires_grad_(False)
 
