@@ -56,7 +56,7 @@ from raycond import loading
 from raycond.inversion_losses import LOSS_KINDS, make_loss
 from raycond.target_image import TargetImageError, prepare_target
 
-__all__ = ["invert", "load", "Inversion", "Cancelled", "TargetImageError", "LOSS_KINDS", "DEFAULTS"]
+__all__ = ["invert", "load", "network_of", "Inversion", "Cancelled", "TargetImageError", "LOSS_KINDS", "DEFAULTS"]
 
 FORMAT = "raycond-inversion-v1"
 
@@ -243,6 +243,17 @@ def load(path, G=None, device=None) -> Inversion:
     z = payload.get("z")
     return Inversion(camera=payload["camera"].to(device), ws=payload["ws"].to(device), G=tuned.to(device),
                      target=payload["target"], meta=meta, z=None if z is None else z.to(device), base_G=G)
+
+
+def network_of(path) -> str:
+    """The network path recorded in an inversion file (scripts open it when --network is not given)."""
+    payload = torch.load(os.fspath(path), map_location="cpu", weights_only=True) if os.path.isfile(path) else None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path} is not an inversion file (expected projector.py's inversion.pt)")
+    net = payload["meta"].get("network")
+    if not net:
+        raise ValueError(f"{path} does not name its network; give --network")
+    return net
 
 
 # ----------------------------------------------------------------------------- helpers
