@@ -112,7 +112,8 @@ def main(network, num_heads, seed, num_steps, tune_steps, loss, rows, extra, thr
             r = inversion.invert(G, photo, num_steps=num_steps, tune_steps=tune_steps, seed=h, loss=loss,
                                  info=info, verbose=h == 0, **options)
             secs["d" if "d" in rows else "c"].append(time.time() - t)
-            cam_err.append(math.hypot(r.meta["yaw_deg"] - yaw, r.meta["pitch_deg"] - pitch))
+            dyaw, dpitch = r.meta["yaw_deg"] - yaw, r.meta["pitch_deg"] - pitch
+            cam_err.append(math.hypot(dyaw, dpitch))
             if "c" in rows:
                 with torch.no_grad():
                     outs["c"] = rgen.to_uint8(rgen.synthesize(G, r.ws.expand(len(VIEWS), -1, -1), cams)).numpy()
@@ -127,7 +128,7 @@ def main(network, num_heads, seed, num_steps, tune_steps, loss, rows, extra, thr
         for row, imgs in outs.items():
             for i, (view, _, _) in enumerate(VIEWS):
                 scores[row][view].append((psnr(imgs[i], truth[i]), ssim(imgs[i], truth[i])))
-        err = f"camera error {cam_err[-1]:.1f} deg" if cam_err else ""
+        err = f"camera error {cam_err[-1]:.1f} deg (yaw {dyaw:+.1f}, pitch {dpitch:+.1f})" if cam_err else ""
         print(f"head {h + 1}/{num_heads}: yaw {yaw:+.1f} pitch {pitch:+.1f} {err}", flush=True)
 
     print()
