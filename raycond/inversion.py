@@ -59,6 +59,7 @@ from raycond.target_image import TargetImageError, prepare_target
 __all__ = ["invert", "load", "network_of", "Inversion", "Cancelled", "TargetImageError", "LOSS_KINDS", "DEFAULTS"]
 
 FORMAT = "raycond-inversion-v1"
+CAMERA_MARGIN_DEG = 5.0   # estimated yaw/pitch stay within the training range widened by this
 
 # Defaults chosen by measurement on the bundled 64² checkpoint (benchmarks/bench_inversion.py,
 # docs/performance.md): about a minute per photo on a 2-core CPU.
@@ -442,9 +443,9 @@ class _Run:
                     opt.param_groups[1]["params"] = []
             opt.step()
             with torch.no_grad():
-                if yaw.requires_grad:
-                    yaw.clamp_(-89.0, 89.0)
-                    pitch.clamp_(-80.0, 80.0)
+                if yaw.requires_grad:  # a network cannot show poses far outside its training range
+                    yaw.clamp_(self.yaw_range[0] - CAMERA_MARGIN_DEG, self.yaw_range[1] + CAMERA_MARGIN_DEG)
+                    pitch.clamp_(self.pitch_range[0] - CAMERA_MARGIN_DEG, self.pitch_range[1] + CAMERA_MARGIN_DEG)
                 for b in bufs.values():
                     b -= b.mean()
                     b *= b.square().mean().rsqrt()
