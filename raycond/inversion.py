@@ -68,8 +68,9 @@ DEFAULTS = dict(
     tune_steps=100,           # pivotal tuning steps (stage 4)
     grid_yaws=9,              # camera grid: yaw values over the training range
     grid_pitches=5,           # camera grid: pitch values over the training range
-    grid_keep=3,              # grid cells refined before choosing the start
-    grid_refine_steps=15,     # joint steps per kept cell
+    grid_keep=3,              # grid cells (of distinct yaws) refined before choosing the start, plus the
+                              # cell nearest the mean training pose
+    grid_refine_steps=30,     # joint steps per kept cell
     lr=0.1,                   # peak learning rate of w (z for mapping-camera networks: lr/2)
     camera_lr=1.0,            # peak learning rate of yaw/pitch, degrees
     noise_factor=0.05,        # initial noise added to w, times the std of W
@@ -386,9 +387,23 @@ class _Run:
                 scores.append(score)
                 self.tick("camera", float(torch.cat(scores).min()), img[int(score.argmin())][None])
         scores = torch.cat(scores)
-        order = scores.argsort()[:max(1, o["grid_keep"])]
+        # Candidates: the best cells of distinct yaws (the mean face scores an atypical photo
+        # badly everywhere, so the top cells alone can all sit in one wrong corner), plus the cell
+        # nearest the mean training pose, which is the most likely a priori.
+        keep, seen_yaws = [], set()
+        for i in scores.argsort().tolist():
+            if float(yy[i]) not in seen_yaws:
+                seen_yaws.add(float(yy[i]))
+                keep.append(i)
+            if len(keep) == max(1, o["grid_keep"]):
+                break
+        stats = self.info.camera_stats or {}
+        prior = (float(stats.get("yaw_mean_deg", 0.0)), float(stats.get("pitch_mean_deg", 0.0)))
+        nearest = int(((yy - prior[0]) ** 2 + (pp - prior[1]) ** 2).argmin())
+        if nearest not in keep:
+            keep.append(nearest)
         candidates = []
-        for i in order.tolist():
+        for i in keep:
             latent, yaw, pitch, loss = self.optimise(latent0, float(yy[i]), float(pp[i]), o["grid_refine_steps"],
                                                      stage="camera", ramp=False)
             candidates.append((loss, latent, yaw, pitch))
@@ -549,7 +564,7 @@ def invert(G, target, camera=None, num_steps=None, tune_steps=None, seed=0, loss
 
     estimate = info.camera and fixed_camera is None
     grid_n = math.ceil(opts["grid_yaws"] * opts["grid_pitches"] / 16)
-    total = (grid_n + opts["grid_keep"] * opts["grid_refine_steps"] if estimate else 0) + num_steps + tune_steps
+    total = (grid_n + (opts["grid_keep"] + 1) * opts["grid_refine_steps"] if estimate else 0) + num_steps + tune_steps
     run = _Run(work_G, info, loss_fn, opts, device, progress, total, seed, log)
     times = {}
 
