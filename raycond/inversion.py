@@ -9,8 +9,9 @@ method, in four stages (`invert`):
 2. **Camera start** (when no camera is given and the network has one). A coarse grid of yaws and
    pitches, inside the training data's camera ranges stored in the snapshot (`camera_stats`), is
    rendered at the mean latent (networks whose mapping sees the camera: the mean over a few latents
-   mapped at each camera) and scored against the photo with the reconstruction loss; the best few
-   cells are each refined for a few joint steps and the best of those starts stage 3.
+   mapped at each camera) and scored against the photo with the reconstruction loss; the best cells
+   of a few distinct yaws, plus the cell nearest the mean training pose, are each refined for a few
+   joint steps and the one with the lowest loss starts stage 3.
 3. **Pivot** (StyleGAN2-ADA projector style). From the mean latent, Adam on w (W, or W+ with
    `w_plus=True`; networks whose mapping sees the camera optimise z, so that the camera keeps
    acting through the mapping) with a learning-rate ramp (warm-up, cosine decay), decaying noise
