@@ -157,13 +157,13 @@ def generate_grid(G, z, c, batch, device):
     return torch.cat(out).numpy()
 
 
-def _load_snapshot(path):
+def _load_snapshot(path, trust_pickle=False):
     try:
         from raycond.loading import load_snapshot
     except ImportError:  # pragma: no cover - lead's module missing
         with dnnlib.util.open_url(path) as f:
             return pickle.load(f)
-    return load_snapshot(path)
+    return load_snapshot(path, trust_pickle=trust_pickle)
 
 
 def _get_metric_main():
@@ -261,6 +261,7 @@ def training_loop(
     image_snapshot_ticks=50,        # How often to save image grids (None = never).
     network_snapshot_ticks=50,      # How often to save network snapshots (None = never).
     resume_pkl=None,                # Snapshot to resume from (path or URL).
+    resume_trust_pickle=False,      # Load a resume pickle with code we cannot rebuild (runs its code).
     resume_progress=True,           # Restore optimizer states, augment p and kimg from the snapshot.
     cudnn_benchmark=True,           # Enable torch.backends.cudnn.benchmark?
     progress_fn=None,               # Callback(cur_nimg, total_nimg) after every iteration.
@@ -320,7 +321,7 @@ def training_loop(
     if resume_pkl is not None:
         if rank == 0:
             print(f'Resuming from "{resume_pkl}"')
-        resume_data = _load_snapshot(resume_pkl)
+        resume_data = _load_snapshot(resume_pkl, resume_trust_pickle)
         for name, module in [('G', G), ('D', D), ('G_ema', G_ema)]:
             src = resume_data.get(name)
             if src is None and name in ('G', 'G_ema'):  # files holding one generator seed both
