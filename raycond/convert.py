@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     parser.add_argument("--keys", default="G_ema,G,D", help="networks to keep, comma-separated (default: G_ema,G,D)")
     parser.add_argument("--trust-pickle", action="store_true",
                         help="load IN the trusting way (runs code from the file); only for files you trust")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: automatic)")
+    parser.add_argument("--threads", type=int, default=0, help=threads.THREADS_HELP)
     opts = parser.parse_args(argv)
     threads.apply(opts.threads)
     try:
