@@ -5,7 +5,7 @@ of executing that source, the record is matched against the network families thi
 implements, the matching class is constructed with the stored constructor arguments, and every
 parameter and buffer is copied in by name. A record matches a family when its module source is
 exactly ours, or when the source (parsed, never run) defines the class with constructor
-arguments our class accepts, as NVIDIA's StyleGAN2-ADA/StyleGAN3 modules and our older
+arguments that our class names too, as NVIDIA's StyleGAN2-ADA/StyleGAN3 modules and our older
 snapshots do. The copy is strict: a missing, unexpected, reshaped or retyped tensor, or a nested
 module of another class, refuses the file, because a partial load would render something else.
 
@@ -99,7 +99,7 @@ def candidate_modules(record: PersistentRecord) -> list[str]:
     for rank, m in enumerate(FAMILY_MODULES):
         classes = _family_interface(m)
         ours = classes.get(record.class_name)
-        if ours is None or not (ours.varkw or sig.params <= ours.params):
+        if ours is None or not sig.params <= ours.params or (sig.varkw and not ours.varkw):
             continue
         shared = len(set(theirs) & set(classes)) / len(set(theirs) | set(classes))
         scored.append((-shared, rank, m))
