@@ -86,11 +86,18 @@ def _foreign_interface(src: str) -> dict[str, _Signature] | None:
     return _interface_cache[src]
 
 
+def _is_official_raycond(src: str) -> bool:
+    """The official Ray Conditioning modules import the ray embedding from training.plucker."""
+    return "training.plucker" in src
+
+
 def candidate_modules(record: PersistentRecord) -> list[str]:
     """Our modules that may rebuild `record`, best first; empty if its source is not recognised."""
     exact = [m for m in FAMILY_MODULES if _family_source(m) == record.module_src]
     if exact:
         return [m for m in exact if isinstance(getattr(importlib.import_module(m), record.class_name, None), type)]
+    if _is_official_raycond(record.module_src):
+        return []   # their ray embedding has its own numerics; no class here reproduces them yet
     theirs = _foreign_interface(record.module_src)
     if not theirs or record.class_name not in theirs:
         return []
@@ -114,7 +121,7 @@ def describe(record) -> str:
 
 
 def _refusal_detail(record: PersistentRecord) -> str:
-    if "training.plucker" in record.module_src or "plucker_embedding" in record.module_src:
+    if _is_official_raycond(record.module_src):
         return "official Ray Conditioning networks are not rebuilt from this project's classes yet"
     return "its embedded module source does not match a network family this project implements"
 

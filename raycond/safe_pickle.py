@@ -111,6 +111,21 @@ class _Refused:
         pass
 
 
+class FunctionReference:
+    """A reference to one of this project's pure functions that network state may hold (the
+    official Ray Conditioning networks keep their ray embedding as an attribute). Kept as a name:
+    the file cannot call it."""
+
+    def __init__(self, qualname: str):
+        self.qualname = qualname
+
+    def __call__(self, *args, **kwargs):
+        raise pickle.UnpicklingError(f"the file calls {self.qualname}, which safe loading does not allow")
+
+    def __repr__(self):
+        return f"FunctionReference({self.qualname!r})"
+
+
 # ----------------------------------------------------------------------------- checked rebuilds
 
 _STORAGE_DTYPES = {"FloatStorage": torch.float32, "DoubleStorage": torch.float64, "HalfStorage": torch.float16,
@@ -267,6 +282,8 @@ for _fmt in ("contiguous_format", "channels_last", "preserve_format"):
 TORCH_NN_CONTAINERS = ("torch.nn.modules.container.ModuleList", "torch.nn.modules.container.ModuleDict",
                        "torch.nn.modules.container.Sequential", "torch.nn.modules.linear.Identity",
                        "torch.nn.modules.module.Module")
+FUNCTION_REFERENCES = frozenset(f"training.plucker.{name}" for name in (
+    "get_rays", "plucker_embedding", "origin_dir_embedding", "two_plane_embedding"))
 _PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
 
 
@@ -283,6 +300,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return _SAFE_GLOBALS[key]
         if key in TORCH_NN_CONTAINERS:
             return self._placeholder(key, ModuleRecord)
+        if key in FUNCTION_REFERENCES:
+            return FunctionReference(key)
         if module.startswith("dnnlib.tflib") or module.startswith("tensorflow"):
             raise NetworkLoadError("TensorFlow-era StyleGAN pickles are not supported; convert them with "
                                    "NVIDIA's legacy.py first")

@@ -271,3 +271,42 @@ def test_cli_refusal_is_one_line(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "--trust-pickle" in lines[0] and "posix.system" in lines[0], proc.stderr
     assert not marker.exists()
+
+
+def test_official_release_record_is_refused_with_a_reason(tmp_path):
+    src = "from training.plucker import plucker_embedding\nclass Generator:\n    def __init__(self, z_dim): pass\n"
+    path = tmp_path / "net.pkl"
+    path.write_bytes(_persistent_pickle(src))
+    assert "official Ray Conditioning" in str(_refused(str(path)))
+
+
+# ----------------------------------------------------------------------------- conversion
+
+def test_convert_to_safetensors_renders_identically(tmp_path, small_pickle):
+    from raycond.convert import main
+    out = tmp_path / "net.safetensors"
+    assert main([small_pickle, str(out)]) == 0
+    assert out.read_bytes()[8:9] == b"{"
+    G, info = loading.load_network_and_info(str(out))
+    G0, info0 = loading.load_network_and_info(small_pickle)
+    assert type(G).__module__ == "training.networks_raycond2" and info.camera_stats == info0.camera_stats
+    _assert_same(G, G0)
+
+
+def test_convert_trusted_pickle_rebuilds_its_networks_as_ours(tmp_path):
+    """With --trust-pickle a file refused for some other content converts; its networks, executed
+    from a release copy of our module, are written under our class names."""
+    import collections
+    import inspect
+    from raycond.convert import main
+    from training import networks_stylegan2
+    foreign = persistence._src_to_module("# release copy\n" + inspect.getsource(networks_stylegan2))
+    torch.manual_seed(0)
+    G = _trained(foreign.Generator(**FAMILIES["stylegan2"][1]))
+    path = _write(tmp_path, {"G_ema": G, "stats": _Reduce(collections.Counter, [1, 1])})
+    out = str(tmp_path / "net.safetensors")
+    assert main([path, out]) == 1 and not os.path.exists(out)
+    assert main([path, out, "--trust-pickle"]) == 0
+    converted = loading.load_network(out)
+    assert type(converted).__module__ == "training.networks_stylegan2"
+    _assert_same(converted, load_snapshot(path, trust_pickle=True)["G_ema"])
