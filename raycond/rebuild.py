@@ -5,7 +5,7 @@ of executing that source, the record is matched against the network families thi
 implements, the matching class is constructed with the stored constructor arguments, and every
 parameter and buffer is copied in by name. A record matches a family when its module source is
 exactly ours, or when the source (parsed, never run) defines the class with constructor
-arguments that our class names too, as NVIDIA's StyleGAN2-ADA/StyleGAN3 modules and our older
+arguments that our class names too (at least the required ones), as NVIDIA's StyleGAN2-ADA/StyleGAN3 modules and our older
 snapshots do. The copy is strict: a missing, unexpected, reshaped or retyped tensor, or a nested
 module of another class, refuses the file, because a partial load would render something else.
 
@@ -41,7 +41,8 @@ class _Mismatch(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class _Signature:
-    params: frozenset
+    params: frozenset       # every named constructor argument
+    required: frozenset     # those without a default
     varkw: bool
 
 
@@ -55,13 +56,16 @@ def _parse_interface(src: str) -> dict[str, _Signature] | None:
     for node in tree.body:
         if not isinstance(node, ast.ClassDef):
             continue
-        params, varkw = frozenset(), False
+        params, required, varkw = frozenset(), frozenset(), False
         for item in node.body:
             if isinstance(item, ast.FunctionDef) and item.name == "__init__":
                 a = item.args
-                params = frozenset(x.arg for x in a.posonlyargs + a.args[1:] + a.kwonlyargs)
+                positional = a.posonlyargs + a.args[1:]
+                params = frozenset(x.arg for x in positional + a.kwonlyargs)
+                required = frozenset([x.arg for x in positional[:len(positional) - len(a.defaults)]] +
+                                     [x.arg for x, d in zip(a.kwonlyargs, a.kw_defaults) if d is None])
                 varkw = a.kwarg is not None
-        classes[node.name] = _Signature(params, varkw)
+        classes[node.name] = _Signature(params, required, varkw)
     return classes
 
 
@@ -106,7 +110,7 @@ def candidate_modules(record: PersistentRecord) -> list[str]:
     for rank, m in enumerate(FAMILY_MODULES):
         classes = _family_interface(m)
         ours = classes.get(record.class_name)
-        if ours is None or not sig.params <= ours.params or (sig.varkw and not ours.varkw):
+        if ours is None or not sig.required <= ours.params or (sig.varkw and not ours.varkw):
             continue
         shared = len(set(theirs) & set(classes)) / len(set(theirs) | set(classes))
         scored.append((-shared, rank, m))

@@ -30,7 +30,7 @@ class TrustDialog:
         path = getattr(getattr(result, 'args', None), 'pkl', None)
         if not untrusted or path is None or path != current or self.pending is not None:
             return False
-        if path in self.trusted or path in self.declined:
+        if self.is_trusted(path) or path in self.declined:
             return False
         self.pending = (path, tuple(untrusted))
         return True
