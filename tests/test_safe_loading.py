@@ -310,3 +310,35 @@ def test_convert_trusted_pickle_rebuilds_its_networks_as_ours(tmp_path):
     converted = loading.load_network(out)
     assert type(converted).__module__ == "training.networks_stylegan2"
     _assert_same(converted, load_snapshot(path, trust_pickle=True)["G_ema"])
+
+
+# ----------------------------------------------------------------------------- visualizer
+
+def test_visualizer_asks_then_renders_the_file_with_trust(tmp_path, small_generator):
+    import collections
+    from viz.network import NetworkWidget
+    from viz.renderer import RenderArgs, Renderer
+    path = _write(tmp_path, {"G_ema": small_generator, "stats": _Reduce(collections.Counter, [1])})
+    network, renderer, args = NetworkWidget(), Renderer(), {}
+    network.load(path)
+    network.update_args(args)
+    res = renderer.render(RenderArgs(**args))
+    assert res.untrusted == ("global collections.Counter",) and "--trust-pickle" in res.error
+    assert network.trust.offer(res, network.current)
+    assert network.trust.question() == ("This file contains code that will run on your machine: "
+                                        "global collections.Counter. Load anyway?")
+    assert network.trust.answer(True)
+    network.update_args(args)
+    res = renderer.render(RenderArgs(**args))
+    assert res.error is None and res.image is not None
+    assert not network.trust.offer(res, network.current)
+
+
+def test_visualizer_does_not_ask_again_after_no():
+    from types import SimpleNamespace
+    from viz.trust_dialog import TrustDialog
+    refusal = SimpleNamespace(untrusted=("global posix.system",), args=SimpleNamespace(pkl="/x/evil.pkl"))
+    dialog = TrustDialog()
+    assert dialog.offer(refusal, "/x/evil.pkl")
+    assert not dialog.answer(False)
+    assert not dialog.offer(refusal, "/x/evil.pkl") and not dialog.is_trusted("/x/evil.pkl")
