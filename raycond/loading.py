@@ -7,9 +7,8 @@ By default no code inside a file runs: pickles go through the restricted unpickl
 (raycond.rebuild). `trust_pickle=True` is the old behaviour, `pickle.load`, which executes the
 module source that StyleGAN-family pickles carry; only for files from a trusted source.
 
-Network pickles carry their own module source (see torch_utils.persistence); what they need from
-the host tree is listed in shared/COMPAT.md. This module never imports `training` directly: a
-safe weight file names its class, which is built through `dnnlib.util.construct_class_by_name`.
+Network pickles carry their own module source (see torch_utils.persistence). This module never
+imports `training` directly: networks are built by class name through `dnnlib.util`.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ A StyleGAN-family pickle describes each network as (module source, class name, s
 of executing that source, the record is matched against the network families this project
 implements, the matching class is constructed with the stored constructor arguments, and every
 parameter and buffer is copied in by name. A record matches a family when its module source is
-exactly ours, or when the source (parsed, never run) defines the class with constructor
-arguments that our class names too (at least the required ones), as NVIDIA's StyleGAN2-ADA/StyleGAN3 modules and our older
+exactly ours, or when the source (parsed, never run) defines the class with required constructor
+arguments that our class takes too, as NVIDIA's StyleGAN2-ADA/StyleGAN3 modules and our older
 snapshots do. The copy is strict: a missing, unexpected, reshaped or retyped tensor, or a nested
 module of another class, refuses the file, because a partial load would render something else.
 
