@@ -134,7 +134,7 @@ def _init_stats(rank, num_gpus, device):
 
 
 def _run_loop(c, rank, device):
-    kwargs = {k: v for k, v in c.items() if k not in ('device_type', 'desc')}
+    kwargs = {k: v for k, v in c.items() if k not in ('device_type', 'desc', 'threads')}
     tl.training_loop(rank=rank, device=device, **kwargs)
 
 
