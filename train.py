@@ -177,8 +177,8 @@ def _subprocess_body(rank, c, temp_dir):
 
 def _init_stats(rank, num_gpus, device):
     from torch_utils import training_stats
-    sync_device = torch.device(device) if num_gpus > 1 else None
-    training_stats.init_multiprocessing(rank=rank, sync_device=sync_device)
+    if num_gpus > 1:  # one process needs no set-up (and may train several times, e.g. under CliRunner)
+        training_stats.init_multiprocessing(rank=rank, sync_device=torch.device(device))
     if rank != 0:
         try:
             from torch_utils import custom_ops
