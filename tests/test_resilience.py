@@ -1,6 +1,7 @@
 """Training that survives being killed: SIGKILL at random moments (one during a snapshot write),
 `--resume=auto` after each, and the result compared bit for bit with a run never killed."""
 
+import errno
 import json
 import os
 import pickle
@@ -205,3 +206,122 @@ def test_resume_auto_on_complete_run_says_so_and_exits_0(killed):
     assert result.exit_code == 0, result.output
     assert 'Training is complete' in result.output and '0.096 kimg' in result.output
     assert rundir.list_runs(str(killed['out'])) == before  # no new run directory
+
+
+# ----------------------------------------------------------------------------- full disks, Ctrl-C
+
+def _enospc_after_half(data):
+    def write(f):
+        f.write(data[:len(data) // 2])
+        raise OSError(errno.ENOSPC, 'No space left on device')
+    return write
+
+
+def test_failed_atomic_write_keeps_old_file_and_leaves_no_temp(tmp_path):
+    target = tmp_path / 'network-snapshot-000000.pkl'
+    target.write_bytes(b'complete old snapshot')
+    with pytest.raises(OSError, match='cannot write .*network-snapshot-000000.pkl: No space left on device'):
+        rundir.atomic_write(str(target), _enospc_after_half(b'new' * 1000))
+    assert target.read_bytes() == b'complete old snapshot'
+    assert os.listdir(tmp_path) == ['network-snapshot-000000.pkl']
+
+
+def test_disk_full_during_training_gives_one_clear_error_and_keeps_earlier_snapshot(tmp_path, monkeypatch):
+    import train
+    data = make_camera_zip(tmp_path / 'd.zip', n=8, res=16)
+    calls = [0]
+    plain = rundir.atomic_pickle
+
+    def atomic_pickle(obj, path):
+        calls[0] += 1
+        if calls[0] == 1:
+            return plain(obj, path)
+        rundir.atomic_write(path, _enospc_after_half(pickle.dumps(obj)))
+
+    monkeypatch.setattr(rundir, 'atomic_pickle', atomic_pickle)
+    result = CliRunner().invoke(train.main, ['--outdir', str(tmp_path / 'runs'), '--data', data, '--kimg=0.012',
+                                             '--tick=0.004'] + KILL_ARGS[:8])
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith('Error:')]
+    assert len(errors) == 1 and 'No space left on device' in errors[0] and 'choose another --outdir' in errors[0]
+    assert 'Traceback' not in result.output
+    run = rundir.list_runs(str(tmp_path / 'runs'))[-1][1]
+    assert [os.path.basename(p) for p in rundir.list_snapshots(run)] == ['network-snapshot-000000.pkl']
+    assert _load(os.path.join(run, 'network-snapshot-000000.pkl'))['progress']['cur_nimg'] == 4
+    assert not [f for f in os.listdir(run) if '.tmp' in f]
+
+
+def test_dataset_tool_refuses_non_square_resolution_at_once(tmp_path):
+    import dataset_tool
+    from training.dataset import ImageFolderDataset
+    from training.dataset import DatasetError
+    result = CliRunner().invoke(dataset_tool.cli, ['--source', str(tmp_path), '--dest', str(tmp_path / 'o.zip'),
+                                                   '--resolution=17x16'])
+    assert result.exit_code != 0 and 'Traceback' not in result.output
+    assert 'non-square images (17x16); expected square images (use dataset_tool.py --transform=center-crop)' \
+        in result.output
+    assert not os.path.exists(tmp_path / 'o.zip')
+    folder = tmp_path / 'ns'
+    folder.mkdir()
+    PIL.Image.new('RGB', (17, 16)).save(folder / 'a.png')
+    with pytest.raises(DatasetError) as e:  # train.py's message says the same
+        ImageFolderDataset(str(folder))
+    assert 'non-square images (17x16); expected square images (use dataset_tool.py --transform=center-crop)' \
+        in str(e.value)
+
+
+def test_ctrl_c_during_dataset_tool_leaves_no_partial_dataset(tmp_path):
+    import io
+    import zipfile
+    src = tmp_path / 'src.zip'
+    with zipfile.ZipFile(src, 'w') as z:
+        for i in range(1500):
+            buf = io.BytesIO()
+            PIL.Image.new('RGB', (8, 8), (i % 256, 0, 0)).save(buf, format='png')
+            z.writestr(f'{i:05d}.png', buf.getvalue())
+    dest = tmp_path / 'out.zip'
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, 'dataset_tool.py'), '--source', str(src), '--dest',
+                             str(dest), '--resolution=128x128'], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    _wait_for(lambda: any('.tmp' in f for f in os.listdir(tmp_path)), proc=proc)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert 'Interrupted' in out and 'Traceback' not in out
+    assert sorted(os.listdir(tmp_path)) == ['src.zip']
+
+
+def test_interrupted_metric_cache_write_leaves_no_file(tmp_path):
+    from metrics import metric_utils
+
+    def save(path):
+        with open(path, 'wb') as f:
+            f.write(b'half of the statistics')
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        metric_utils.save_atomic(save, str(tmp_path / 'stats.pkl'))
+    assert os.listdir(tmp_path) == []
+
+
+def test_ctrl_c_during_calc_metrics_records_no_result(tmp_path, small_pickle, monkeypatch):
+    import shutil
+    import calc_metrics
+    from metrics import metric_main
+    run = tmp_path / '00000-raycond2-d'
+    run.mkdir()
+    snap = run / 'network-snapshot-000000.pkl'
+    shutil.copy(small_pickle, snap)
+    data = make_camera_zip(tmp_path / 'd.zip', n=4, res=32)
+    (run / 'training_options.json').write_text(json.dumps(dict(training_set_kwargs=dict(
+        class_name='training.dataset.ImageFolderDataset', path=data, use_labels=True, xflip=False))))
+
+    def interrupted(**_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(metric_main, 'calc_metric', interrupted)
+    result = CliRunner().invoke(calc_metrics.main, ['--network', str(snap), '--metrics=pose_err1k', '--device=cpu'])
+    assert result.exit_code == 130
+    assert 'Interrupted; no result was recorded' in result.output
+    assert sorted(os.listdir(run)) == ['network-snapshot-000000.pkl', 'training_options.json']
