@@ -147,3 +147,33 @@ def test_snapshot_names_never_collide_and_newest_is_by_image_count(tmp_path):
     open(tmp_path / '.network-snapshot-000009.pkl.tmp-host-1', 'wb').close()  # temporary files never count
     assert [os.path.basename(p) for p in rundir.list_snapshots(str(tmp_path))] == names
     assert rundir.newest_snapshot(str(tmp_path)).endswith('network-snapshot-000002.500.pkl')
+
+
+@pytest.mark.slow
+def test_two_torchrun_nodes_on_localhost_train_and_snapshot(tmp_path):
+    """`torchrun --nnodes=2` as on two machines (static rendezvous at localhost, gloo on the CPU)."""
+    import socket
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    data = make_camera_zip(tmp_path / 'd.zip', n=8, res=16)
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    procs = []
+    for node in range(2):
+        cmd = [sys.executable, '-m', 'torch.distributed.run', '--nnodes=2', f'--node-rank={node}',
+               '--nproc-per-node=1', '--master-addr=127.0.0.1', f'--master-port={port}',
+               os.path.join(root, 'train.py'), '--outdir', str(tmp_path / 'runs'), '--data', data, '--kimg=0.008',
+               '--batch=8', '--gamma=1', '--cbase=256', '--cmax=16', '--map-depth=1', '--workers=0', '--snap=2',
+               '--metrics=none', '--tick=0.008', '--device=cpu']
+        procs.append(subprocess.Popen(cmd, cwd=str(tmp_path), env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True))
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][-2000:] + outs[1][-2000:]
+    runs = rundir.list_runs(str(tmp_path / 'runs'))
+    assert [os.path.basename(r) for _i, r in runs] == ['00000-raycond2-d-gpus2-batch8-gamma1']
+    with open(rundir.newest_snapshot(runs[0][1]), 'rb') as f:
+        snap = pickle.load(f)
+    assert snap['progress']['cur_nimg'] == 8 and snap['progress']['batch_idx'] == 1
