@@ -189,6 +189,10 @@ def main(network_pkl, metrics, data, mirror, gpus, device, seed, cache, quiet, n
                      cache=cache, progress=not quiet, num_threads=num_threads, trust_pickle=trust_pickle)
     except (click.ClickException, click.Abort):
         raise
+    except KeyboardInterrupt:
+        # Caches are published atomically and results appended only when complete: nothing partial stays.
+        click.echo('Interrupted; no result was recorded for the unfinished metric.', err=True)
+        raise SystemExit(130) from None
     except Exception as e:  # one clear line unless --verbose
         if verbose:
             traceback.print_exc()
