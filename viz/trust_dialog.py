@@ -53,7 +53,10 @@ class TrustDialog:
             imgui.open_popup(TITLE)
         changed = False
         opened, _ = imgui.begin_popup_modal(TITLE, None, imgui.WindowFlags_.always_auto_resize)
-        if opened:
+        if opened and self.pending is None:       # answered elsewhere (or the file changed)
+            imgui.close_current_popup()
+            imgui.end_popup()
+        elif opened:
             imgui.push_text_wrap_pos(imgui.get_font_size() * 32)
             imgui.text(self.question())
             imgui.text_disabled('Only load files from a source you trust. "python -m raycond.convert" can then\n'
