@@ -13,6 +13,10 @@ import traceback
 
 import click
 
+from raycond import threads
+
+threads.prepare()  # before torch loads: OpenMP reads its wait policy once (raycond/threads.py)
+
 DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints",
                                   "raycond2-synthheads-64.pkl")
 
@@ -49,12 +53,15 @@ def _fmt_angle(x: float) -> str:
 @click.option("--grid", is_flag=True, help="Also write grid.png: rows are seeds, columns are views.")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
 @click.option("--batch", "batch_size", type=int, default=8, show_default=True, help="Images per forward pass.")
+@click.option("--threads", "num_threads", type=click.IntRange(min=0), default=0, show_default=True, help=threads.THREADS_HELP)
+@click.option("--trust-pickle", is_flag=True, help="Load network pickles that carry code this project does not recognise (runs that code; only for files you trust).")
 @click.option("--projected", default=None, metavar="FILE", help="Render an inverted photo (projector.py's inversion.pt) at the views instead of seeds.")
 @click.option("--verbose", is_flag=True, help="Show full tracebacks on errors.")
 def main(**kwargs):
     """Generate images (seeds × camera views) with a pretrained network."""
     verbose = kwargs.pop("verbose")
     try:
+        threads.apply(kwargs.pop("num_threads"))
         generate(**kwargs)
     except (click.ClickException, click.Abort):
         raise
@@ -65,7 +72,7 @@ def main(**kwargs):
 
 
 def generate(network, seeds, truncation_psi, truncation_cutoff, noise_mode, outdir, yaw, pitch, fov, radius,
-             lookat, preset, class_idx, grid, device, batch_size, projected=None):
+             lookat, preset, class_idx, grid, device, batch_size, trust_pickle=False, projected=None):
     import numpy as np
     import PIL.Image
     import torch
@@ -99,7 +106,7 @@ def generate(network, seeds, truncation_psi, truncation_cutoff, noise_mode, outd
         network = network_of(projected)
     network = resolve_network_arg(network)
     print(f'Loading network from "{network}"...')
-    G, info = load_network_and_info(network, device=dev)
+    G, info = load_network_and_info(network, device=dev, trust_pickle=trust_pickle)
     print(f"  {info.summary()}")
 
     if info.camera:

@@ -13,7 +13,11 @@ import traceback
 
 import click
 
-from gen_images import resolve_network_arg
+from raycond import threads
+
+threads.prepare()  # before torch loads: OpenMP reads its wait policy once (raycond/threads.py)
+
+from gen_images import resolve_network_arg  # noqa: E402
 
 
 def _parse_grid(s: str) -> tuple[int, int]:
@@ -94,11 +98,14 @@ def write_video(frames, path: str, fps: int) -> None:
 @click.option("--fps", type=int, default=30, show_default=True, help="Frames per second.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--batch", "batch_size", type=int, default=16, show_default=True, help="Grid cells rendered per forward pass.")
+@click.option("--threads", "num_threads", type=click.IntRange(min=0), default=0, show_default=True, help=threads.THREADS_HELP)
+@click.option("--trust-pickle", is_flag=True, help="Load network pickles that carry code this project does not recognise (runs that code; only for files you trust).")
 @click.option("--projected", default=None, metavar="FILE", help="Orbit an inverted photo (projector.py's inversion.pt) instead of seeds.")
 @click.option("--verbose", is_flag=True, help="Full tracebacks on errors.")
-def main(verbose, **kwargs):
+def main(verbose, num_threads, **kwargs):
     """Render an orbit video of generated identities (MP4 or GIF)."""
     try:
+        threads.apply(num_threads)
         make_video(**kwargs)
     except (click.ClickException, click.Abort):
         raise
@@ -109,7 +116,7 @@ def main(verbose, **kwargs):
 
 
 def make_video(network, seeds, grid, truncation_psi, truncation_cutoff, num_keyframes, w_frames, orbit, yaw_range,
-               pitch_range, fov, noise_mode, output, fps, device, batch_size, projected=None):
+               pitch_range, fov, noise_mode, output, fps, device, batch_size, trust_pickle=False, projected=None):
     import numpy as np
     import torch
     from tqdm import tqdm
@@ -141,7 +148,7 @@ def make_video(network, seeds, grid, truncation_psi, truncation_cutoff, num_keyf
         network = network_of(projected)
     network = resolve_network_arg(network)
     print(f'Loading network from "{network}"...')
-    G, info = load_network_and_info(network, device=dev)
+    G, info = load_network_and_info(network, device=dev, trust_pickle=trust_pickle)
     print(f"  {info.summary()}")
     stats = info.camera_stats or {}
     yaw_lo_hi = _parse_range(yaw_range, "--yaw-range") if yaw_range else tuple(stats.get("yaw_range_deg", (-30, 30)))

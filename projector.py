@@ -70,7 +70,8 @@ def _camera_from_json(path: str, info):
 @click.option("--pitch-views", default="0", show_default=True, help="Pitches (degrees, absolute) of the views; each with every yaw.")
 @click.option("--save-video", default=None, metavar="FILE", help="Also write an orbit video of the edited face (.mp4 or .gif, in --outdir unless a path).")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
-@click.option("--threads", "threads_opt", type=int, default=None, help="CPU threads [default: automatic].")
+@click.option("--threads", "threads_opt", type=click.IntRange(min=0), default=0, show_default=True, help=threads.THREADS_HELP)
+@click.option("--trust-pickle", is_flag=True, help="Load network pickles that carry code this project does not recognise (runs that code; only for files you trust).")
 @click.option("--verbose", is_flag=True, help="Show full tracebacks on errors.")
 def main(verbose, threads_opt, **kwargs):
     """Invert a photo into a network and render it from other viewpoints."""
@@ -86,7 +87,7 @@ def main(verbose, threads_opt, **kwargs):
 
 
 def project(network, target, outdir, yaw, pitch, fov, camera_json, num_steps, tune_steps, seed, loss, w_plus,
-            views, pitch_views, save_video, device):
+            views, pitch_views, save_video, device, trust_pickle=False):
     import numpy as np
     import PIL.Image
     import torch
@@ -107,7 +108,7 @@ def project(network, target, outdir, yaw, pitch, fov, camera_json, num_steps, tu
     dev = gen.resolve_device(device)
     network = resolve_network_arg(network)
     print(f'Loading network from "{network}"...')
-    snapshot = load_snapshot(network)
+    snapshot = load_snapshot(network, trust_pickle=trust_pickle)
     G = snapshot.get("G_ema") or snapshot.get("G")
     if not isinstance(G, torch.nn.Module):
         raise ValueError(f"{network} has no generator (G_ema or G)")

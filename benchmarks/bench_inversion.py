@@ -79,7 +79,7 @@ def view_cameras(yaw, pitch):
 @click.option("--loss", default="auto", show_default=True, help="Inversion loss (auto, lpips, d, pixel).")
 @click.option("--rows", default="abcde", show_default=True, help="Which rows to run.")
 @click.option("--option", "extra", multiple=True, help="Extra inversion option NAME=VALUE (e.g. locality_weight=2).")
-@click.option("--threads", "threads_opt", default=None, type=int, help="CPU threads [default: automatic].")
+@click.option("--threads", "threads_opt", type=click.IntRange(min=0), default=0, show_default=True, help=threads.THREADS_HELP)
 def main(network, num_heads, seed, num_steps, tune_steps, loss, rows, extra, threads_opt):
     """Invert held-out synthetic heads and compare novel views with the true renders."""
     threads.apply(threads_opt)

@@ -205,9 +205,9 @@ def _plain(obj):
     return obj
 
 
-def load(path, G=None, device=None) -> Inversion:
+def load(path, G=None, device=None, trust_pickle: bool = False) -> Inversion:
     """Read an inversion file. `G` is the network it was made from (a module or a path); without it,
-    the network path stored in the file is opened through raycond.loading."""
+    the network path stored in the file is opened through raycond.loading (`trust_pickle` as there)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"inversion file not found: {path}")
@@ -224,12 +224,12 @@ def load(path, G=None, device=None) -> Inversion:
         if not net_path:
             raise ValueError(f"{path} does not name its network; pass the network it was made from as G")
         try:
-            G = loading.load_network(net_path)
+            G = loading.load_network(net_path, trust_pickle=trust_pickle)
         except loading.NetworkLoadError as e:
             raise ValueError(f"{path} was made from {net_path}, which cannot be opened here ({e}); pass that "
                              f"network as G") from None
     elif isinstance(G, (str, os.PathLike)):
-        G = loading.load_network(os.fspath(G))
+        G = loading.load_network(os.fspath(G), trust_pickle=trust_pickle)
     if meta.get("fingerprint") and fingerprint(G) != meta["fingerprint"]:
         raise ValueError(f"{path} was made from a different network ({meta.get('network') or 'unknown'}); "
                          f"pass the network it was made from")
@@ -262,12 +262,12 @@ def network_of(path) -> str:
 # ----------------------------------------------------------------------------- helpers
 
 
-def _resolve_generator(G, info, D):
+def _resolve_generator(G, info, D, trust_pickle=False):
     """Accept a module or a path; return (G, info, D, network path or None)."""
     path = None
     if isinstance(G, (str, os.PathLike)):
         path = os.fspath(G)
-        snapshot = loading.load_snapshot(path)
+        snapshot = loading.load_snapshot(path, trust_pickle=trust_pickle)
         net = snapshot.get("G_ema") or snapshot.get("G")
         if not isinstance(net, torch.nn.Module):
             present = [k for k, v in snapshot.items() if isinstance(v, torch.nn.Module)]
@@ -526,7 +526,7 @@ class _Run:
 
 def invert(G, target, camera=None, num_steps=None, tune_steps=None, seed=0, loss="auto", device=None,
            progress=None, *, w_plus=False, optimize_noise=False, info=None, D=None, network_path=None,
-           verbose=True, log=None, **options) -> Inversion:
+           verbose=True, log=None, trust_pickle=False, **options) -> Inversion:
     """Invert `target` (path, PIL image or H x W x 3 uint8 array) into generator `G` (module or path).
 
     camera: a (25,) / (1,25) label to keep fixed, or None to estimate it (networks with a camera).
@@ -535,7 +535,8 @@ def invert(G, target, camera=None, num_steps=None, tune_steps=None, seed=0, loss
     optimize_noise: fit the per-layer constant noise maps too (StyleGAN2-ADA projector style).
     info: a raycond.loading.NetworkInfo (for the camera ranges of a module loaded elsewhere);
     D: a discriminator for loss 'd'; network_path: recorded in saved files so that
-    `load` can reopen the network. Other keyword options override DEFAULTS.
+    `load` can reopen the network; trust_pickle: as in raycond.loading, for a path `G`.
+    Other keyword options override DEFAULTS.
     """
     start = time.time()
     log = log or (print if verbose else (lambda *_: None))
@@ -547,7 +548,7 @@ def invert(G, target, camera=None, num_steps=None, tune_steps=None, seed=0, loss
     tune_steps = opts["tune_steps"] if tune_steps is None else int(tune_steps)
     if num_steps < 0 or tune_steps < 0:
         raise ValueError(f"step counts must be non-negative, got num_steps={num_steps}, tune_steps={tune_steps}")
-    base_G, info, D, path = _resolve_generator(G, info, D)
+    base_G, info, D, path = _resolve_generator(G, info, D, trust_pickle)
     network_path = network_path or path
     if device is None:
         device = next(base_G.parameters()).device
