@@ -242,7 +242,7 @@ def test_non_square_target_is_centre_cropped_and_resized(small_generator, capsys
 def test_file_without_generator(tmp_path):
     path = tmp_path / "d-only.pkl"
     with open(path, "wb") as f:
-        pickle.dump({"D": torch.nn.Linear(2, 2)}, f)
+        pickle.dump({"training_set_kwargs": {"resolution": 32}, "kimg": 3.0}, f)
     with pytest.raises(loading.NetworkLoadError, match="has no generator"):
         inversion.invert(str(path), np.zeros((32, 32, 3), np.uint8), **QUICK)
 
