@@ -12,6 +12,8 @@ training distribution, each row renders the head at the input camera and at nove
   (d) W+PTI     pivot + pivotal tuning, camera estimated (the default `invert`);
   (e) (d) with the true camera given.
 
+Rows render at the true cameras, so camera-estimation error counts against (c) and (d) everywhere.
+
     python benchmarks/bench_inversion.py --num-heads=16 --threads=2
 """
 
