@@ -86,6 +86,7 @@ class PhotoWidget:
         self.error = None
         self.message = None
         self._result = None              # the library's result behind `source` (what Save writes)
+        self.invert_button_rect = None   # (x, y, w, h) of the Invert button in the last frame (GUI tests)
         self._textures = {}              # name -> [gl_utils.Texture, image uploaded]
 
     # -- state ---------------------------------------------------------------------------------
@@ -302,7 +303,10 @@ class PhotoWidget:
             return
         with imgui_utils.grayed_out(self.photo_path is None or viz.current_args is None
                                     or viz.current_args.pkl is None):
-            if imgui.button('Invert'):
+            clicked = imgui.button('Invert')
+            lo, hi = imgui.get_item_rect_min(), imgui.get_item_rect_max()
+            self.invert_button_rect = (lo.x, lo.y, hi.x - lo.x, hi.y - lo.y)
+            if clicked:
                 try:
                     self.invert(viz.current_args, viz.info)
                 except (ValueError, OSError) as e:
