@@ -4,7 +4,6 @@ showing an inverted photo at any camera, the widget's state, and the panel drive
 import copy
 import os
 import threading
-import types
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ from raycond import generate as gen
 from viz.camera import CameraWidget, orbit_from_label
 from viz.capture import record_orbit
 from viz.inversion_job import PhotoJob, preview_to_uint8, start_inversion
-from viz.photo import PhotoWidget, is_photo_file, read_photo
+from viz.photo import PhotoWidget, as_uint8_image, is_photo_file
 from viz.renderer import DIFFERENCE_GAIN, PhotoSource, RenderArgs, Renderer
 
 EST_CAMERA = dict(yaw_deg=14.0, pitch_deg=-6.0, fov_deg=13.37, radius=2.7, lookat=(0.0, 0.0, 0.2))
@@ -29,10 +28,11 @@ def _label(**kw):
 
 
 class FakeResult:
-    """What raycond.inversion.invert returns, for a network: a copy of G, a pivot, a camera."""
+    """What raycond.inversion.invert returns: a copy of G, a pivot, a camera, the target as seen."""
 
-    def __init__(self, G, ws, camera):
-        self.G, self.ws, self.camera = G, ws, camera
+    def __init__(self, G, ws, camera, target=None, meta=None):
+        self.G, self.ws, self.camera, self.target, self.meta = G, ws, camera, target, meta or {}
+        self.z = None
 
     def render(self, camera):
         with torch.no_grad():
@@ -43,11 +43,16 @@ class FakeResult:
 
 
 def fake_invert(G, target, camera=None, num_steps=None, tune_steps=None, seed=0, loss='auto', device=None,
-                progress=None, calls=None):
-    """The announced API, quickly: 3 reported steps with previews, then seed `seed`'s ws at the camera."""
+                progress=None, calls=None, log=print, **kwargs):
+    """raycond.inversion.invert's interface, quickly: 3 reported steps with previews, then seed
+    `seed`'s ws at the 'estimated' camera EST_CAMERA."""
     if calls is not None:
-        calls.append(dict(target=target, camera=camera, num_steps=num_steps, tune_steps=tune_steps, seed=seed,
-                          device=device))
+        calls.append(dict(G=G, target=target, camera=camera, num_steps=num_steps, tune_steps=tune_steps, seed=seed,
+                          device=device, **kwargs))
+    if isinstance(G, str):
+        from raycond import loading
+        G = loading.load_network(G)
+    log('inversion loss: fake')
     camera = _label() if camera is None else camera
     with torch.no_grad():
         ws = gen.map_latents(G, gen.seeds_to_z([seed], G.z_dim), camera)
@@ -55,7 +60,9 @@ def fake_invert(G, target, camera=None, num_steps=None, tune_steps=None, seed=0,
             preview = gen.synthesize(G, ws, camera) * (i + 1) / 3
             if progress is not None and progress(i + 1, 3, 'pivot', 1.0 / (i + 1), preview) is False:
                 raise RuntimeError('cancelled')
-    return FakeResult(copy.deepcopy(G), ws, camera)
+    target_u8 = torch.from_numpy(np.array(Image.open(target).convert('RGB'))).permute(2, 0, 1)[None]
+    return FakeResult(copy.deepcopy(G), ws, camera, target_u8, dict(has_camera=True, camera_estimated=True,
+                                                                     lookat=[0.0, 0.0, 0.2], seconds=1.0))
 
 
 def _fake_load_network(small_generator):
@@ -78,8 +85,9 @@ def test_job_reports_progress_and_preview_then_result():
     go = threading.Event()
     seen = threading.Event()
 
-    def work(report):
-        report(1, 4, 'camera', 0.5, torch.zeros(1, 3, 8, 8))
+    def work(job):
+        job.report(1, 4, 'camera', 0.5, torch.zeros(1, 3, 8, 8))
+        job.log('inversion loss:', 'pixel')
         seen.set()
         go.wait(10)
         return 'the result'
@@ -89,6 +97,7 @@ def test_job_reports_progress_and_preview_then_result():
     assert (job.progress.step, job.progress.total, job.progress.stage, job.progress.loss) == (1, 4, 'camera', 0.5)
     assert job.progress.fraction == 0.25
     assert job.preview.shape == (8, 8, 3) and job.preview.dtype == np.uint8 and job.preview_version == 1
+    assert job.messages == ['inversion loss: pixel']
     go.set()
     assert job.wait(10)
     assert job.state == 'done' and job.result == 'the result' and job.error is None
@@ -97,9 +106,9 @@ def test_job_reports_progress_and_preview_then_result():
 def test_cancel_makes_report_return_false_and_ends_cancelled():
     answers = []
 
-    def work(report):
+    def work(job):
         for i in range(1000):
-            ok = report(i, 1000, 'pivot', 1.0)
+            ok = job.report(i, 1000, 'pivot', 1.0)
             answers.append(ok)
             if not ok:
                 raise RuntimeError('stopped by the callback')
@@ -113,7 +122,7 @@ def test_cancel_makes_report_return_false_and_ends_cancelled():
 
 
 def test_failure_is_one_line_error_with_traceback():
-    def work(report):
+    def work(job):
         raise ValueError('face.png: expected an RGB image, got 4 channels\nsecond line')
     job = PhotoJob(work)
     assert job.wait(10)
@@ -129,21 +138,19 @@ def test_preview_to_uint8_maps_range_and_grey():
     assert preview_to_uint8(None) is None
 
 
-def test_start_inversion_loads_network_on_the_job_and_passes_options(small_generator, photo_png):
+def test_start_inversion_hands_the_network_file_and_options_to_the_library(small_pickle, photo_png):
     calls = []
-    job = start_inversion('net.pkl', 'G_ema', photo_png, camera=None, num_steps=7, tune_steps=0, seed=3,
-                          invert_fn=lambda *a, **k: fake_invert(*a, calls=calls, **k),
-                          load_network_fn=_fake_load_network(small_generator))
+    job = start_inversion(small_pickle, photo_png, device='cpu', camera=None, num_steps=7, tune_steps=0, seed=3,
+                          invert_fn=lambda *a, **k: fake_invert(*a, calls=calls, **k))
     assert job.wait(30) and job.state == 'done', job.error
-    assert calls == [dict(target=photo_png, camera=None, num_steps=7, tune_steps=0, seed=3,
-                          device=torch.device('cpu'))]
-    assert job.progress.step == 3 and job.preview_version == 3
-    assert job.result.G is not small_generator
+    assert calls == [dict(G=small_pickle, target=photo_png, camera=None, num_steps=7, tune_steps=0, seed=3,
+                          device=torch.device('cpu'), network_path=small_pickle)]
+    assert job.progress.step == 3 and job.preview_version == 3 and job.messages == ['inversion loss: fake']
 
 
 def test_start_inversion_without_network_is_refused():
     with pytest.raises(ValueError, match='load a network'):
-        start_inversion(None, 'G_ema', 'face.png')
+        start_inversion(None, 'face.png')
 
 
 # -- rendering an inverted photo ---------------------------------------------------------------------
@@ -151,7 +158,7 @@ def test_start_inversion_without_network_is_refused():
 @pytest.fixture
 def source(small_generator, photo_png):
     res = fake_invert(small_generator, photo_png, seed=5)
-    return PhotoSource.from_result(res, target=read_photo(photo_png, 32), name='face.png')
+    return PhotoSource.from_result(res, target=as_uint8_image(res.target), name='face.png')
 
 
 def test_renderer_renders_photo_at_the_chosen_camera(small_pickle, source):
@@ -216,7 +223,7 @@ def test_widget_takes_result_sets_camera_and_shows_photo_only_on_its_network(sma
     w = PhotoWidget(camw)
     assert w.open(photo_png) and w.recent == [photo_png] and w.thumbnail.shape == (32, 32, 3)
     args = RenderArgs(pkl=small_pickle, device='cpu')
-    w.invert(args, None, invert_fn=fake_invert, load_network_fn=_fake_load_network(small_generator))
+    w.invert(args, None, invert_fn=fake_invert)
     assert w.job.wait(30)
     assert w.poll() and not w.poll()
     assert (camw.yaw, camw.pitch, camw.fov) == pytest.approx((14.0, -6.0, 13.37), abs=1e-3)
@@ -249,8 +256,7 @@ def test_widget_failed_inversion_shows_error_text(small_generator, photo_png, sm
         raise ValueError('network without a generator: expected G_ema')
     w = PhotoWidget(CameraWidget())
     w.open(photo_png)
-    w.invert(RenderArgs(pkl=small_pickle), None, invert_fn=broken,
-             load_network_fn=_fake_load_network(small_generator))
+    w.invert(RenderArgs(pkl=small_pickle), None, invert_fn=broken)
     assert w.job.wait(30) and not w.poll()
     assert w.error == 'invert failed: network without a generator: expected G_ema' and w.source is None
 
@@ -259,7 +265,7 @@ def test_widget_save_then_load_round_trip(small_generator, photo_png, small_pick
     w = PhotoWidget(CameraWidget(), capture_dir=str(tmp_path))
     w.open(photo_png)
     args = RenderArgs(pkl=small_pickle, device='cpu')
-    w.invert(args, None, invert_fn=fake_invert, load_network_fn=_fake_load_network(small_generator))
+    w.invert(args, None, invert_fn=fake_invert)
     w.job.wait(30)
     w.poll()
     w.save_inversion('')
@@ -267,7 +273,7 @@ def test_widget_save_then_load_round_trip(small_generator, photo_png, small_pick
     path = str(tmp_path / 'inversion-0000.pt')
     assert w.message == f'saved {path}' and os.path.isfile(path)
 
-    def load(p, G=None):
+    def load(p, G=None, device=None):
         d = torch.load(p)
         return FakeResult(G, d['ws'], d['camera'])
     first = w.source
@@ -286,12 +292,9 @@ from test_gui_window import xvfb  # noqa: E402,F401  (the module-scoped virtual 
 
 
 @pytest.mark.gui
-def test_gui_inverts_dropped_photo_and_view_turns_with_camera(xvfb, small_pickle, photo_png, tmp_path, monkeypatch):
+def test_gui_inverts_dropped_photo_and_view_turns_with_camera(xvfb, small_pickle, photo_png, tmp_path):
+    """Drop a photo, press Invert (raycond.inversion, few steps), then turn the inverted face."""
     from viz.app import Visualizer
-    fake_module = types.SimpleNamespace(invert=fake_invert)
-    monkeypatch.setitem(__import__('sys').modules, 'raycond.inversion', fake_module)
-    import raycond
-    monkeypatch.setattr(raycond, 'inversion', fake_module, raising=False)
     app = Visualizer([small_pickle], capture_dir=str(tmp_path), device='cpu', fps_limit=0)
     try:
         app.perf.smooth = False
@@ -299,6 +302,7 @@ def test_gui_inverts_dropped_photo_and_view_turns_with_camera(xvfb, small_pickle
         app.on_drop(None, [photo_png.encode()])                     # a photo drop opens it, not as a network
         app.run_frames(2)
         assert app.photo.photo_path == photo_png and app.network.current == small_pickle
+        app.photo.default_steps, app.photo.num_steps, app.photo.tune_steps = False, 4, 2
         for _ in range(20):                                           # scroll the side panel down to the button
             x, y, w, h = app.photo.invert_button_rect
             if y + h < app.window_size[1] - 10:
@@ -313,22 +317,30 @@ def test_gui_inverts_dropped_photo_and_view_turns_with_camera(xvfb, small_pickle
         app.run_frames(1)
         app.on_mouse_button(None, 0, 0)
         app.run_frames(1)
-        assert app.photo.job is not None, (app.photo.error, app.photo.invert_button_rect)
-        assert app.photo.job.wait(60)
+        job = app.photo.job
+        assert job is not None, (app.photo.error, app.photo.invert_button_rect)
+        frames = app.frame_count
+        while not job.wait(0.05):
+            app.run_frames(1)                                         # the window keeps drawing meanwhile
+        assert job.state == 'done', job.error
+        assert app.frame_count > frames and job.preview is not None
         app.run_frames(1)
         assert app.photo.source is not None, app.photo.error
+        meta = job.result.meta
+        assert (app.camera.yaw, app.camera.pitch) == pytest.approx((meta['yaw_deg'], meta['pitch_deg']), abs=1e-3)
         shown = app.wait_for_render(timeout=60)
-        assert shown.args.photo is app.photo.source and (app.camera.yaw, app.camera.pitch) == pytest.approx(
-            (14.0, -6.0), abs=1e-3)
+        assert shown.args.photo is app.photo.source
+        expected = gen.to_uint8(job.result.render())[0].numpy()       # the library's own render at its camera
+        assert np.abs(shown.image.astype(int) - expected).max() <= 1
         assert np.abs(shown.image.astype(int) - seed_image).mean() > 1.0
         before = app.image_pixels_on_screen().astype(int)
         app.camera.set_angles(app.camera.yaw - 30, app.camera.pitch)     # as the yaw slider would
         turned = app.wait_for_render(timeout=60)
-        assert turned.args.photo is app.photo.source and turned.args.yaw_deg == pytest.approx(-16.0, abs=1e-3)
+        assert turned.args.photo is app.photo.source
+        assert turned.args.yaw_deg == pytest.approx(meta['yaw_deg'] - 30, abs=1e-3)
         after = app.image_pixels_on_screen().astype(int)
         assert after.shape == before.shape and np.abs(after - before).mean() > 1.0
         app.photo.show_seeds()                                           # one click back to seeds
-        back = app.wait_for_render(timeout=60)
-        assert back.args.photo is None
+        assert app.wait_for_render(timeout=60).args.photo is None
     finally:
         app.close()

@@ -128,10 +128,10 @@ class CameraWidget:
         self.pitch = min(max(float(pitch), -PITCH_LIMIT), PITCH_LIMIT)
         self._include_in_ranges()
 
-    def set_label(self, c):
+    def set_label(self, c, lookat_hint=None):
         """Start the sliders at a camera label (e.g. the camera estimated from a photo); the look-at
         stays on the current mode unless the label needs another one. Returns the rebuild residual."""
-        o, residual = orbit_from_label(c, self.lookat)
+        o, residual = orbit_from_label(c, self.lookat if lookat_hint is None else lookat_hint)
         self.orbit = False
         self.set_angles(o['yaw_deg'], o['pitch_deg'])
         self.fov = min(max(o['fov_deg'], FOV_LIMITS[0]), FOV_LIMITS[1])

@@ -3,11 +3,12 @@
 Contract: the GUI starts a job and from then on only reads. `state` is 'running', then exactly one
 of 'done', 'cancelled' or 'failed'. `progress` is the newest (step, total, stage, loss) reported;
 `preview` the newest reconstruction as HxWx3 uint8 with `preview_version` counting updates, so the
-GUI re-uploads a texture only when it changed. A failure leaves `error` (one line, shown in the
-panel) and `traceback`. `cancel()` sets an event: the library's progress callback answers it with
+GUI re-uploads a texture only when it changed; `messages` keeps the library's log lines (e.g.
+which loss it uses). A failure leaves `error` (one line, shown in the panel) and `traceback`. `cancel()` sets an event: the library's progress callback answers it with
 False at its next step, and the job ends as 'cancelled' whatever the library then returns or
-raises. The inversion loads its own copy of the network here, on the job's thread, so the render
-thread never shares a module that is being optimised, and the GUI never waits on a file.
+raises. The library opens the network file itself, on the job's thread (its own copy, with the
+snapshot's discriminator and camera ranges when the file has them), so the render thread never
+shares a module that is being optimised, and the GUI never waits on a file.
 """
 
 from __future__ import annotations
@@ -53,8 +54,9 @@ def preview_to_uint8(preview) -> np.ndarray | None:
 
 
 class PhotoJob:
-    """Runs `work(report)` on one daemon thread; `report(step, total, stage, loss, preview)` returns
-    False once cancelled. `work` returns the job's result (kept in `result`)."""
+    """Runs `work(job)` on one daemon thread. `work` passes `job.report` to the library as its
+    progress callback (it returns False once cancelled) and `job.log` as its log, and returns the
+    job's result (kept in `result`)."""
 
     def __init__(self, work, *, name='viz-photo-job', start=True):
         self._work = work
@@ -65,6 +67,7 @@ class PhotoJob:
         self.preview = None           # newest reconstruction preview, HxWx3 uint8
         self.preview_version = 0      # incremented with every new preview
         self.result = None
+        self.messages = []            # log lines of the library, newest last
         self.error = None             # one line for the panel
         self.traceback = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -100,9 +103,14 @@ class PhotoJob:
                 self.preview_version += 1
         return not self._cancel.is_set()
 
+    def log(self, *parts):
+        """The library's `log` (print-like): keeps the line for the panel."""
+        with self._lock:
+            self.messages = self.messages[-19:] + [' '.join(str(p) for p in parts)]
+
     def _run(self):
         try:
-            result = self._work(self.report)
+            result = self._work(self)
         except Exception as e:  # noqa: BLE001 - every failure is shown in the panel
             if self._cancel.is_set():
                 self.state = 'cancelled'
@@ -143,22 +151,22 @@ def check_photo_path(path) -> str:
     return path
 
 
-def start_inversion(pkl, key, target, *, device='auto', camera=None, num_steps=None, tune_steps=None, seed=0,
-                    loss='auto', invert_fn=None, load_network_fn=None) -> PhotoJob:
-    """Invert `target` (a path or an HxWx3 uint8 image) into the network `pkl`; the result is the
-    library's inversion result."""
+def start_inversion(pkl, target, *, device='auto', camera=None, num_steps=None, tune_steps=None, seed=0,
+                    loss='auto', invert_fn=None) -> PhotoJob:
+    """Invert `target` (a path or an HxWx3 uint8 image) into the network file `pkl`; the job's
+    result is the library's `Inversion`."""
     if pkl is None:
         raise ValueError('load a network before inverting a photo')
 
-    def work(report):
-        G, _info, dev = (load_network_fn or _load_network)(pkl, key, device)
-        report(0, 0, 'starting')
+    def work(job):
+        from raycond import generate as gen
+        job.report(0, 0, 'loading network')
         invert = invert_fn
         if invert is None:
             from raycond import inversion
             invert = inversion.invert
-        return invert(G, target, camera=camera, num_steps=num_steps, tune_steps=tune_steps, seed=seed, loss=loss,
-                      device=dev, progress=report)
+        return invert(pkl, target, camera=camera, num_steps=num_steps, tune_steps=tune_steps, seed=seed, loss=loss,
+                      device=gen.resolve_device(device), progress=job.report, network_path=pkl, log=job.log)
     return PhotoJob(work, name='viz-invert')
 
 
@@ -167,24 +175,24 @@ def start_load(path, pkl, key, *, device='auto', load_fn=None, load_network_fn=N
     if pkl is None:
         raise ValueError('load the network the inversion was made with before loading it')
 
-    def work(report):
-        report(0, 1, 'loading')
-        G, _info, _dev = (load_network_fn or _load_network)(pkl, key, device)
+    def work(job):
+        job.report(0, 1, 'loading')
+        G, _info, dev = (load_network_fn or _load_network)(pkl, key, device)
         load = load_fn
         if load is None:
             from raycond import inversion
             load = inversion.load
-        res = load(path, G=G)
-        report(1, 1, 'loaded')
+        res = load(path, G=G, device=dev)
+        job.report(1, 1, 'loaded')
         return res
     return PhotoJob(work, name='viz-photo-load')
 
 
 def start_save(result, path) -> PhotoJob:
     """Write an inversion result to `path` (the library writes it; no pickled code)."""
-    def work(report):
-        report(0, 1, 'saving')
+    def work(job):
+        job.report(0, 1, 'saving')
         result.save(path)
-        report(1, 1, 'saved')
+        job.report(1, 1, 'saved')
         return path
     return PhotoJob(work, name='viz-photo-save')

@@ -28,29 +28,35 @@ VIEW_LABELS = {'render': 'Reconstruction', 'target': 'Target', 'difference': 'Di
 THUMBNAIL_SIZE = 256
 
 
-def read_photo(path, size=None) -> np.ndarray:
-    """An image file as HxWx3 uint8 (grey and RGBA become RGB). With `size`, centre-cropped to a
-    square and resized to size x size: how the target is framed for the network."""
+def read_thumbnail(path) -> np.ndarray:
+    """An image file as HxWx3 uint8 at most THUMBNAIL_SIZE on its long side (only for the panel: the
+    library frames the target for the network itself)."""
     try:
         with Image.open(path) as im:
+            im.draft('RGB', (THUMBNAIL_SIZE, THUMBNAIL_SIZE))     # JPEGs decode at a reduced size
             im = im.convert('RGB')
-            if size is not None:
-                w, h = im.size
-                s = min(w, h)
-                im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
-                im = im.resize((int(size), int(size)), Image.LANCZOS)
+            im.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.LANCZOS)
             return np.asarray(im, dtype=np.uint8).copy()
     except OSError as e:
         raise ValueError(f'{os.path.basename(path)}: not a readable image ({e})') from e
 
 
 def as_uint8_image(img) -> np.ndarray | None:
-    """A target as the library may keep it ((1, 3, H, W) in [-1, 1], or HxWx3 uint8) -> HxWx3 uint8."""
+    """A target as the library keeps it ((1, C, H, W) uint8 tensor) -> HxWx3 uint8; None stays None."""
     if img is None:
         return None
-    if isinstance(img, np.ndarray) and img.dtype == np.uint8 and img.ndim == 3:
-        return img
-    return preview_to_uint8(img)
+    x = img.detach().cpu().numpy() if hasattr(img, 'detach') else np.asarray(img)
+    if x.dtype != np.uint8:
+        return preview_to_uint8(img)
+    if x.ndim == 4:
+        x = x[0]
+    if x.ndim == 3 and x.shape[0] in (1, 3) and x.shape[2] not in (1, 3):
+        x = np.transpose(x, (1, 2, 0))                            # CHW -> HWC
+    if x.ndim == 2:
+        x = x[:, :, None]
+    if x.shape[2] == 1:
+        x = np.repeat(x, 3, axis=2)
+    return np.ascontiguousarray(x[:, :, :3])
 
 
 def is_photo_file(path) -> bool:
@@ -96,15 +102,11 @@ class PhotoWidget:
         self.error = self.message = None
         try:
             path = check_photo_path(self.path_input)
-            thumb = read_photo(path)
+            thumb = read_thumbnail(path)
         except (ValueError, OSError) as e:
             self.error = str(e)
             return False
         h, w = thumb.shape[:2]
-        if max(h, w) > THUMBNAIL_SIZE:
-            s = THUMBNAIL_SIZE / max(h, w)
-            thumb = np.asarray(Image.fromarray(thumb).resize((max(int(w * s), 1), max(int(h * s), 1)),
-                                                             Image.LANCZOS))
         self.photo_path, self.thumbnail = path, thumb
         if path in self.recent:
             self.recent.remove(path)
@@ -122,7 +124,7 @@ class PhotoWidget:
         self.job, self._job_kind, self._job_pkl, self._job_name = job, kind, pkl, name
         self.error, self.message = None, None
 
-    def invert(self, args, info, *, invert_fn=None, load_network_fn=None):
+    def invert(self, args, info, *, invert_fn=None):
         """Start inverting the opened photo into the network of `args` (the current RenderArgs)."""
         if self.busy:
             raise ValueError('a photo job is already running: wait for it or press Cancel')
@@ -134,8 +136,8 @@ class PhotoWidget:
                                        lookat=args.lookat)
         steps = dict(num_steps=None, tune_steps=None) if self.default_steps else \
             dict(num_steps=int(self.num_steps), tune_steps=int(self.tune_steps))
-        job = start_inversion(args.pkl, args.key, self.photo_path, device=args.device, camera=camera,
-                              seed=int(self.seed), invert_fn=invert_fn, load_network_fn=load_network_fn, **steps)
+        job = start_inversion(args.pkl, self.photo_path, device=args.device, camera=camera, seed=int(self.seed),
+                              invert_fn=invert_fn, **steps)
         self._start('invert', job, args.pkl, os.path.basename(self.photo_path))
 
     def load_inversion(self, path, args, *, load_fn=None, load_network_fn=None):
@@ -190,18 +192,23 @@ class PhotoWidget:
         return True
 
     def _take_result(self, result, pkl, name, from_photo):
-        target = as_uint8_image(getattr(result, 'target', None))
-        if target is None and from_photo:
-            target = read_photo(self.photo_path, int(result.G.img_resolution))
         self._result = result
-        self.source = PhotoSource.from_result(result, target=target, name=name)
+        self.source = PhotoSource.from_result(result, target=as_uint8_image(getattr(result, 'target', None)),
+                                              name=name)
         self.source_pkl = pkl
         self.show_photo = True
         self.view = 'render'
-        self.camera_residual = self.camera.set_label(self.source.camera.cpu())
-        c = self.camera
+        meta = getattr(result, 'meta', None) or {}
         what = 'inverted' if from_photo else 'loaded'
-        self.message = f'{what} {name}: camera yaw {c.yaw:+.1f}, pitch {c.pitch:+.1f}, FOV {c.fov:.2f} deg'
+        if 'seconds' in meta and from_photo:
+            what += f' in {meta["seconds"]:.0f} s'
+        if not meta.get('has_camera', self.source.camera.shape[1] == 25):
+            self.message = f'{what} {name} (this network has no camera: only the latent was inverted)'
+            return
+        self.reset_camera()
+        c = self.camera
+        how = 'estimated' if meta.get('camera_estimated', True) else 'given'
+        self.message = f'{what} {name}: {how} camera yaw {c.yaw:+.1f}, pitch {c.pitch:+.1f}, FOV {c.fov:.2f} deg'
 
     def update_args(self, d):
         """Show the photo while it is selected and its network is the current one."""
@@ -214,7 +221,8 @@ class PhotoWidget:
     def reset_camera(self):
         """Sliders back to the estimated camera of the shown inversion."""
         if self.source is not None:
-            self.camera_residual = self.camera.set_label(self.source.camera.cpu())
+            lookat = (getattr(self._result, 'meta', None) or {}).get('lookat')
+            self.camera_residual = self.camera.set_label(self.source.camera.cpu(), lookat_hint=lookat)
 
     # -- drawing -------------------------------------------------------------------------------
     def _texture(self, name, image):
@@ -269,6 +277,8 @@ class PhotoWidget:
         if self.source is not None:
             self._draw_result(viz, avail)
         self._draw_files(viz, avail)
+        if self.job is not None and self.job.messages:
+            imgui_utils.dim_text(self.job.messages[-1])              # e.g. which loss the library uses
         if self.error:
             imgui_utils.colored_text(imgui_utils.ERROR_COLOR, self.error)
         elif self.message:

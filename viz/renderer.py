@@ -29,16 +29,18 @@ DIFFERENCE_GAIN = 4                    # |target - reconstruction| is amplified 
 
 class PhotoSource:
     """An inverted photo as something to render: its tuned generator, pivot ws, estimated camera
-    label (1, 25) and the target at the network's resolution (HxWx3 uint8, or None).
+    label (1, 25) and the target at the network's resolution (HxWx3 uint8, or None). Networks whose
+    mapping sees the camera keep the pivot in Z (`z`): their ws are mapped again at every camera.
 
     Compared by identity (plain object equality), so RenderArgs holding one stay hashable and each
     new inversion counts as a change. Read-only once made: the render thread, the orbit recorder
     and the GUI share it.
     """
 
-    def __init__(self, G, ws, camera, target=None, name=''):
+    def __init__(self, G, ws, camera, target=None, name='', z=None):
         self.G = G
         self.ws = ws.detach()
+        self.z = None if z is None else z.detach()
         self.camera = torch.as_tensor(camera, dtype=torch.float32).detach().reshape(1, -1)
         self.target = None if target is None else np.ascontiguousarray(target)
         self.name = name
@@ -47,17 +49,23 @@ class PhotoSource:
     @classmethod
     def from_result(cls, result, target=None, name=''):
         """From `raycond.inversion.invert`/`load`'s result."""
-        return cls(result.G, result.ws, result.camera, target=target, name=name)
+        return cls(result.G, result.ws, result.camera, target=target, name=name, z=getattr(result, 'z', None))
 
     def on_device(self, device: torch.device):
-        """(G, ws, camera) on `device`; G is copied once per other device (the user may switch)."""
+        """(G, camera) on `device`; G is copied once per other device (the user may switch)."""
         param = next(self.G.parameters(), None)
         if param is None or param.device == device:
-            return self.G, self.ws.to(device), self.camera.to(device)
+            return self.G, self.camera.to(device)
         key = str(device)
         if key not in self._moved:
-            self._moved[key] = (copy.deepcopy(self.G).to(device), self.ws.to(device), self.camera.to(device))
+            self._moved[key] = (copy.deepcopy(self.G).to(device), self.camera.to(device))
         return self._moved[key]
+
+    def ws_at(self, G, c, device):
+        """The pivot ws for camera `c` (the same ws at every camera unless the pivot is in Z)."""
+        if self.z is None:
+            return self.ws.to(device)
+        return G.mapping(self.z.to(device), gen.mapping_c(G, c, 1, device))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -278,9 +286,10 @@ class Renderer:
                     res.stats = dict(resolution=tuple(target.shape[:2]))
                     timer.finish()
                     return
-                G, ws, photo_c = args.photo.on_device(device)
-                if args.photo_view == 'difference':
+                G, photo_c = args.photo.on_device(device)
+                if args.photo_view == 'difference' and info.camera:
                     c = photo_c                     # the difference is meaningful at the estimated camera only
+                ws = args.photo.ws_at(G, c, device)
             else:
                 ws = self._seed_ws(G, args, c, device)
             timer.lap('mapping')
