@@ -4,6 +4,7 @@ showing an inverted photo at any camera, the widget's state, and the panel drive
 import copy
 import os
 import threading
+import types
 
 import numpy as np
 import pytest
@@ -238,6 +239,21 @@ def test_widget_takes_result_sets_camera_and_shows_photo_only_on_its_network(sma
     d = dict(pkl=small_pickle)
     w.update_args(d)
     assert 'photo' not in d
+
+
+def test_widget_current_camera_option_passes_the_slider_camera(photo_png, small_pickle):
+    calls = []
+    w = PhotoWidget(CameraWidget())
+    w.open(photo_png)
+    w.use_current_camera = True
+    info = types.SimpleNamespace(camera=True, c_dim=25, camera_stats=None)
+    args = RenderArgs(pkl=small_pickle, device='cpu', yaw_deg=-12.0, pitch_deg=3.0, fov_deg=15.0, radius=2.7,
+                      lookat=(0.0, 0.0, 0.2))
+    w.invert(args, info, invert_fn=lambda *a, **k: fake_invert(*a, calls=calls, **k))
+    assert w.job.wait(30) and w.poll()
+    expected = _label(yaw_deg=-12.0, pitch_deg=3.0, fov_deg=15.0)
+    assert torch.allclose(calls[0]['camera'], expected) and calls[0]['num_steps'] is None
+    assert w.camera.yaw == pytest.approx(-12.0, abs=1e-3)
 
 
 def test_widget_open_refuses_missing_and_non_image_files(tmp_path):

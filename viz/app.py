@@ -305,8 +305,8 @@ class Visualizer(ImguiWindow):
         parts.append(f'{self.perf.gui_fps:.0f} fps')
         if self.info is not None and self.info.camera:
             parts.append(f'yaw {self.camera.yaw:+.1f}  pitch {self.camera.pitch:+.1f}  fov {self.camera.fov:.1f}')
-        parts.append(f'photo {res.args.photo.name}' if res is not None and res.args is not None and res.args.photo
-                     else f'seed {self.latent.seed:.2f}')
+        photo = res.args.photo if res is not None and res.args is not None else None
+        parts.append(f'photo {photo.name}' if photo is not None else f'seed {self.latent.seed:.2f}')
         if self.renderer.busy:
             parts.append('rendering...')
         text = '   '.join(parts)
