@@ -151,15 +151,23 @@ def check_photo_path(path) -> str:
     return path
 
 
+def _use_threads(num_threads):
+    """The Performance section's CPU thread count, on this job's thread (OpenMP counts are per thread)."""
+    if num_threads:
+        from raycond import threads
+        threads.set_num_threads(num_threads)
+
+
 def start_inversion(pkl, target, *, device='auto', camera=None, num_steps=None, tune_steps=None, seed=0,
-                    loss='auto', invert_fn=None) -> PhotoJob:
+                    loss='auto', num_threads=0, invert_fn=None) -> PhotoJob:
     """Invert `target` (a path or an HxWx3 uint8 image) into the network file `pkl`; the job's
-    result is the library's `Inversion`."""
+    result is the library's `Inversion`. num_threads: torch CPU threads (0 = as they are)."""
     if pkl is None:
         raise ValueError('load a network before inverting a photo')
 
     def work(job):
         from raycond import generate as gen
+        _use_threads(num_threads)
         job.report(0, 0, 'loading network')
         invert = invert_fn
         if invert is None:
@@ -170,12 +178,13 @@ def start_inversion(pkl, target, *, device='auto', camera=None, num_steps=None, 
     return PhotoJob(work, name='viz-invert')
 
 
-def start_load(path, pkl, key, *, device='auto', load_fn=None, load_network_fn=None) -> PhotoJob:
+def start_load(path, pkl, key, *, device='auto', num_threads=0, load_fn=None, load_network_fn=None) -> PhotoJob:
     """Read a saved inversion (`inversion.pt`) onto the network `pkl`."""
     if pkl is None:
         raise ValueError('load the network the inversion was made with before loading it')
 
     def work(job):
+        _use_threads(num_threads)
         job.report(0, 1, 'loading')
         G, _info, dev = (load_network_fn or _load_network)(pkl, key, device)
         load = load_fn

@@ -137,7 +137,7 @@ class PhotoWidget:
         steps = dict(num_steps=None, tune_steps=None) if self.default_steps else \
             dict(num_steps=int(self.num_steps), tune_steps=int(self.tune_steps))
         job = start_inversion(args.pkl, self.photo_path, device=args.device, camera=camera, seed=int(self.seed),
-                              invert_fn=invert_fn, **steps)
+                              num_threads=args.num_threads, invert_fn=invert_fn, **steps)
         self._start('invert', job, args.pkl, os.path.basename(self.photo_path))
 
     def load_inversion(self, path, args, *, load_fn=None, load_network_fn=None):
@@ -149,8 +149,9 @@ class PhotoWidget:
             raise ValueError('no inversion file given: enter the path of an inversion.pt')
         if not os.path.isfile(path):
             raise FileNotFoundError(f'inversion file not found: {path}')
-        self._start('load', start_load(path, args.pkl, args.key, device=args.device, load_fn=load_fn,
-                                       load_network_fn=load_network_fn), args.pkl, os.path.basename(path))
+        self._start('load', start_load(path, args.pkl, args.key, device=args.device, num_threads=args.num_threads,
+                                       load_fn=load_fn, load_network_fn=load_network_fn),
+                    args.pkl, os.path.basename(path))
 
     def save_inversion(self, path=None):
         """Start writing the shown inversion; an empty path picks capture_dir/inversion-NNNN.pt."""
