@@ -35,7 +35,8 @@ class FakeResult:
         self.G, self.ws, self.camera, self.target, self.meta = G, ws, camera, target, meta or {}
         self.z = None
 
-    def render(self, camera):
+    def render(self, camera=None):
+        camera = self.camera if camera is None else camera
         with torch.no_grad():
             return gen.synthesize(self.G, self.ws.expand(camera.shape[0], -1, -1), camera)
 
@@ -229,6 +230,7 @@ def test_widget_takes_result_sets_camera_and_shows_photo_only_on_its_network(sma
     assert w.poll() and not w.poll()
     assert (camw.yaw, camw.pitch, camw.fov) == pytest.approx((14.0, -6.0, 13.37), abs=1e-3)
     assert w.source.target.shape == (32, 32, 3) and 'yaw +14.0' in w.message
+    assert w.reconstruction is w.job.preview                          # the panel's reconstruction thumbnail
     d = dict(pkl=small_pickle)
     w.update_args(d)
     assert d['photo'] is w.source and d['photo_view'] == 'render'
@@ -298,6 +300,7 @@ def test_widget_save_then_load_round_trip(small_generator, photo_png, small_pick
     assert w.job.wait(30) and w.poll()
     assert w.source is not first and torch.equal(w.source.ws, first.ws)
     assert w.camera.yaw == pytest.approx(14.0, abs=1e-3) and w.source.target is None
+    assert w.reconstruction.shape == (32, 32, 3)                      # rendered on the load job
     with pytest.raises(FileNotFoundError, match='inversion file not found'):
         w.load_inversion(str(tmp_path / 'missing.pt'), args)
 
@@ -308,6 +311,7 @@ from test_gui_window import xvfb  # noqa: E402,F401  (the module-scoped virtual 
 
 
 @pytest.mark.gui
+@pytest.mark.slow
 def test_gui_inverts_dropped_photo_and_view_turns_with_camera(xvfb, small_pickle, photo_png, tmp_path):
     """Drop a photo, press Invert (raycond.inversion, few steps), then turn the inverted face."""
     from viz.app import Visualizer
@@ -356,6 +360,18 @@ def test_gui_inverts_dropped_photo_and_view_turns_with_camera(xvfb, small_pickle
         assert turned.args.yaw_deg == pytest.approx(meta['yaw_deg'] - 30, abs=1e-3)
         after = app.image_pixels_on_screen().astype(int)
         assert after.shape == before.shape and np.abs(after - before).mean() > 1.0
+        path = str(tmp_path / 'face-inversion.pt')                       # Save, then Load: the same face
+        app.photo.save_inversion(path)
+        assert app.photo.job.wait(60)
+        app.run_frames(1)
+        assert app.photo.message == f'saved {path}', app.photo.error
+        first = app.photo.source
+        app.photo.load_inversion(path, app.current_args)
+        assert app.photo.job.wait(60)
+        app.run_frames(1)
+        assert app.photo.source is not first, app.photo.error
+        loaded = app.wait_for_render(timeout=60)                         # sliders back at the estimate
+        assert loaded.args.photo is app.photo.source and np.abs(loaded.image.astype(int) - shown.image).max() <= 1
         app.photo.show_seeds()                                           # one click back to seeds
         assert app.wait_for_render(timeout=60).args.photo is None
     finally:

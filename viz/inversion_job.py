@@ -192,7 +192,7 @@ def start_load(path, pkl, key, *, device='auto', num_threads=0, load_fn=None, lo
             from raycond import inversion
             load = inversion.load
         res = load(path, G=G, device=dev)
-        job.report(1, 1, 'loaded')
+        job.report(1, 1, 'loaded', None, res.render())    # the reconstruction, for the panel's thumbnail
         return res
     return PhotoJob(work, name='viz-photo-load')
 

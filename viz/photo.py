@@ -92,6 +92,7 @@ class PhotoWidget:
         self.error = None
         self.message = None
         self._result = None              # the library's result behind `source` (what Save writes)
+        self.reconstruction = None       # HxWx3 uint8 render of `source` at its camera (panel thumbnail)
         self.invert_button_rect = None   # (x, y, w, h) of the Invert button in the last frame (GUI tests)
         self._textures = {}              # name -> [gl_utils.Texture, image uploaded]
 
@@ -106,14 +107,11 @@ class PhotoWidget:
         except (ValueError, OSError) as e:
             self.error = str(e)
             return False
-        h, w = thumb.shape[:2]
         self.photo_path, self.thumbnail = path, thumb
         if path in self.recent:
             self.recent.remove(path)
         self.recent.insert(0, path)
         del self.recent[10:]
-        if h != w:
-            self.message = f'{w}x{h} is not square: the centre square is inverted'
         return True
 
     @property
@@ -190,6 +188,7 @@ class PhotoWidget:
             self.message = f'saved {job.result}'
             return False
         self._take_result(job.result, self._job_pkl, self._job_name, from_photo=kind == 'invert')
+        self.reconstruction = job.preview
         return True
 
     def _take_result(self, result, pkl, name, from_photo):
@@ -237,13 +236,17 @@ class PhotoWidget:
         return entry[0]
 
     def _draw_images(self, avail):
-        """Target | live preview (while inverting) or reconstruction (its last preview)."""
+        """Photo | live preview while inverting; target | reconstruction of the shown inversion after."""
         pairs = []
-        if self.thumbnail is not None:
-            pairs.append(('target', self.thumbnail, 'photo'))
-        job = self.job
-        if job is not None and job.preview is not None and self._job_kind in ('invert', None):
-            pairs.append(('preview', job.preview, 'inverting ...' if job.running else 'reconstruction'))
+        inverting = self.busy and self._job_kind == 'invert'
+        if not inverting and self.source is not None and self.source.target is not None:
+            pairs.append(('target', self.source.target, 'target'))
+        elif self.thumbnail is not None:
+            pairs.append(('photo', self.thumbnail, 'photo'))
+        if inverting and self.job.preview is not None:
+            pairs.append(('preview', self.job.preview, 'inverting ...'))
+        elif not inverting and self.source is not None and self.reconstruction is not None:
+            pairs.append(('reconstruction', self.reconstruction, 'reconstruction'))
         if not pairs:
             return
         size = min((avail - 8 * (len(pairs) - 1)) / len(pairs), 160.0)
