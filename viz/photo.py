@@ -199,16 +199,16 @@ class PhotoWidget:
         self.show_photo = True
         self.view = 'render'
         meta = getattr(result, 'meta', None) or {}
-        what = 'inverted' if from_photo else 'loaded'
+        what = f'inverted {name}' if from_photo else f'loaded {name}'
         if 'seconds' in meta and from_photo:
             what += f' in {meta["seconds"]:.0f} s'
         if not meta.get('has_camera', self.source.camera.shape[1] == 25):
-            self.message = f'{what} {name} (this network has no camera: only the latent was inverted)'
+            self.message = f'{what} (this network has no camera: only the latent was inverted)'
             return
         self.reset_camera()
         c = self.camera
         how = 'estimated' if meta.get('camera_estimated', True) else 'given'
-        self.message = f'{what} {name}: {how} camera yaw {c.yaw:+.1f}, pitch {c.pitch:+.1f}, FOV {c.fov:.2f} deg'
+        self.message = f'{what}: {how} camera yaw {c.yaw:+.1f}, pitch {c.pitch:+.1f}, FOV {c.fov:.2f} deg'
 
     def update_args(self, d):
         """Show the photo while it is selected and its network is the current one."""
