@@ -134,8 +134,9 @@ class PhotoWidget:
                                        lookat=args.lookat)
         steps = dict(num_steps=None, tune_steps=None) if self.default_steps else \
             dict(num_steps=int(self.num_steps), tune_steps=int(self.tune_steps))
-        job = start_inversion(args.pkl, self.photo_path, device=args.device, camera=camera, seed=int(self.seed),
-                              num_threads=args.num_threads, invert_fn=invert_fn, **steps)
+        job = start_inversion(args.pkl, self.photo_path, key=args.key, device=args.device, camera=camera,
+                              seed=int(self.seed), num_threads=args.num_threads, trust_pickle=args.trust_pickle,
+                              invert_fn=invert_fn, **steps)
         self._start('invert', job, args.pkl, os.path.basename(self.photo_path))
 
     def load_inversion(self, path, args, *, load_fn=None, load_network_fn=None):
@@ -148,7 +149,8 @@ class PhotoWidget:
         if not os.path.isfile(path):
             raise FileNotFoundError(f'inversion file not found: {path}')
         self._start('load', start_load(path, args.pkl, args.key, device=args.device, num_threads=args.num_threads,
-                                       load_fn=load_fn, load_network_fn=load_network_fn),
+                                       trust_pickle=args.trust_pickle, load_fn=load_fn,
+                                       load_network_fn=load_network_fn),
                     args.pkl, os.path.basename(path))
 
     def save_inversion(self, path=None):
