@@ -3,7 +3,7 @@ NVIDIA's StyleGAN2-ADA/StyleGAN3 pickles, and our "safe" weight files (plain ten
 name, loadable with `torch.load(weights_only=True)`, so no code inside the file runs).
 
 Network pickles carry their own module source (see torch_utils.persistence); what they need from
-the host tree is listed in shared/COMPAT.md. This module never imports `training` directly: a
+the host tree is listed in docs/compatibility.md. This module never imports `training` directly: a
 safe weight file names its class, which is built through `dnnlib.util.construct_class_by_name`.
 """
 

@@ -6,7 +6,7 @@ those modules use (keyword names, padding lists, filters that are None or 2-D, n
 weights stored as attributes, old pickle layouts) and checks the result against a naive restatement
 of the documented semantics, or checks that a pickle survives a fresh process. A verification run
 that loaded pickles built from the real release modules found every pattern below (see
-shared/COMPAT.md); these tests keep them working.
+docs/compatibility.md); these tests keep them working.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Persistent pickles load where their defining module is not importable, and give the same image.
 
 The network module below is written the way foreign releases write theirs (it calls only the
-host-tree names listed in shared/COMPAT.md)."""
+host-tree names listed in docs/compatibility.md)."""
 
 import os
 import pickle
