@@ -9,8 +9,7 @@ import PIL.Image
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from gen_video import interpolate_keyframes  # noqa: E402
+from gen_video import interpolate_keyframes
 
 
 def run(*args):

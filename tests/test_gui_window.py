@@ -157,12 +157,8 @@ def test_real_x_events_drag(app, xvfb):
     assert app.camera.pitch == pytest.approx(-60 * 90.0 / w, abs=1.0) and app.camera.yaw == pytest.approx(yaw1)
 
 
-def test_drop_file_switches_network(app, tmp_path):
-    import dnnlib
-    import torch
-    from conftest import small_raycond_kwargs
-    torch.manual_seed(123)
-    G = dnnlib.util.construct_class_by_name(**small_raycond_kwargs(res=16)).eval()
+def test_drop_file_switches_network(app, tmp_path, tiny_generator):
+    G = tiny_generator(res=16, seed=123)
     path = tmp_path / 'dropped.pkl'
     with open(path, 'wb') as f:
         pickle.dump({'G_ema': G}, f)
@@ -258,6 +254,35 @@ def test_gl_texture_quad_and_readback(xvfb):
         with pytest.raises(ValueError, match='uint8'):
             textures[0].update(np.zeros((4, 4), np.float32))
         win.end_frame()
+    finally:
+        win.close()
+
+
+def _draw_and_read(win, texture, size):
+    import OpenGL.GL as gl
+    from gui_utils import gl_utils
+    win.begin_frame()
+    gl.glClearColor(0, 0, 0, 1)
+    gl.glClear(gl.GL_COLOR_BUFFER_BIT)
+    gl_utils.QuadRenderer().draw(texture, (0, 0, size[1], size[0]), win.framebuffer_size)
+    px = win.capture_frame()
+    win.end_frame()
+    return px[:size[0], :size[1]]
+
+
+def test_texture_shows_colour_after_holding_a_grey_image(xvfb):
+    """A texture reallocated from one channel (grey swizzle) to three shows the RGB colours."""
+    from gui_utils import gl_utils
+    from gui_utils.glfw_window import GlfwWindow
+    win = GlfwWindow(title='gl swizzle test', width=32, height=32, fps_limit=0)
+    try:
+        grey = np.full((8, 8), 77, np.uint8)
+        rgb = np.zeros((8, 8, 3), np.uint8)
+        rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, 40, 90
+        tex = gl_utils.Texture(grey, linear=False)
+        np.testing.assert_array_equal(_draw_and_read(win, tex, (8, 8)), np.full((8, 8, 3), 77, np.uint8))
+        tex.update(rgb)
+        np.testing.assert_array_equal(_draw_and_read(win, tex, (8, 8)), rgb)
     finally:
         win.close()
 

@@ -16,20 +16,12 @@ import torch
 from click.testing import CliRunner
 
 import dnnlib
+from conftest import make_tiny_generator
 from raycond.camera import camera_label
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['--batch=4', '--gamma=1', '--cbase=1024', '--cmax=32', '--map-depth=2', '--workers=0', '--snap=1',
         '--metrics=none']
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks run fastest single-threaded (and much faster on a busy 2-core machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _make_dataset(path, n=8, res=32, labels='camera', seed=0):
@@ -247,10 +239,8 @@ def test_two_process_gloo_identical_parameters(tmp_path):
 
 
 def _tiny_nets(res=16):
-    torch.manual_seed(0)
-    G = dnnlib.util.construct_class_by_name(class_name='training.networks_raycond2.Generator', z_dim=16, c_dim=25,
-                                            w_dim=16, img_resolution=res, img_channels=3, channel_base=256,
-                                            channel_max=16, mapping_kwargs=dict(num_layers=1))
+    G = make_tiny_generator('raycond2', res, z_dim=16, w_dim=16, channel_base=256, channel_max=16,
+                            mapping_kwargs=dict(num_layers=1))
     D = dnnlib.util.construct_class_by_name(class_name='training.networks_raycond2.Discriminator', c_dim=25,
                                             img_resolution=res, img_channels=3, channel_base=256, channel_max=16,
                                             epilogue_kwargs=dict(mbstd_group_size=4))
@@ -339,11 +329,9 @@ def test_augment_pipes():
 
 def test_resume_from_unconditional_stylegan2_copies_leading_channels():
     from training.training_loop import copy_params_partial
-    torch.manual_seed(0)
-    kw = dict(z_dim=16, w_dim=16, img_resolution=16, img_channels=3, channel_base=256, channel_max=16,
-              mapping_kwargs=dict(num_layers=1))
-    src = dnnlib.util.construct_class_by_name(class_name='training.networks_stylegan2.Generator', c_dim=0, **kw)
-    dst = dnnlib.util.construct_class_by_name(class_name='training.networks_raycond2.Generator', c_dim=25, **kw)
+    kw = dict(z_dim=16, w_dim=16, channel_base=256, channel_max=16, mapping_kwargs=dict(num_layers=1))
+    src = make_tiny_generator('stylegan2', 16, **kw)
+    dst = make_tiny_generator('raycond2', 16, seed=1, **kw)
     fresh = {k: v.clone() for k, v in dst.state_dict().items()}
     rep = copy_params_partial(src, dst)
     assert rep['partial'] and rep['full']

@@ -204,14 +204,9 @@ def test_training_command_and_process(tmp_path):
     assert 'stopped cleanly' in proc.lines
 
 
-def test_unconditional_network_disables_camera(tmp_path):
+def test_unconditional_network_disables_camera(tmp_path, tiny_generator):
     import pickle
-    import torch
-    import dnnlib
-    torch.manual_seed(0)
-    G = dnnlib.util.construct_class_by_name(class_name='training.networks_stylegan2.Generator', z_dim=16, c_dim=0,
-                                            w_dim=16, img_resolution=16, img_channels=3, channel_base=256,
-                                            channel_max=16, mapping_kwargs=dict(num_layers=1)).eval()
+    G = tiny_generator('stylegan2', res=16)
     path = tmp_path / 'sg2.pkl'
     with open(path, 'wb') as f:
         pickle.dump({'G_ema': G}, f)
@@ -235,14 +230,9 @@ def test_record_orbit_mp4(small_pickle, tmp_path):
     reader.close()
 
 
-def test_class_conditional_network(tmp_path):
+def test_class_conditional_network(tmp_path, tiny_generator):
     import pickle
-    import torch
-    import dnnlib
-    torch.manual_seed(0)
-    G = dnnlib.util.construct_class_by_name(class_name='training.networks_stylegan2.Generator', z_dim=16, c_dim=4,
-                                            w_dim=16, img_resolution=16, img_channels=3, channel_base=256,
-                                            channel_max=16, mapping_kwargs=dict(num_layers=1)).eval()
+    G = tiny_generator('stylegan2', res=16, c_dim=4)
     path = tmp_path / 'cond.pkl'
     with open(path, 'wb') as f:
         pickle.dump({'G_ema': G}, f)
