@@ -134,6 +134,7 @@ def test_help_lists_metrics():
         assert word in r.output
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_one(tmp_path, tiny_G):
     """--gpus 2 on the CPU: work is split across two gloo processes and gathered; the cached
     dataset statistics equal a single-process computation."""

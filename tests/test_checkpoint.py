@@ -33,6 +33,7 @@ def test_checkpoint_is_small_and_camera_conditioned():
     assert info.camera_stats and info.camera_stats["num_labels"] >= 10000
 
 
+@pytest.mark.slow
 def test_loads_and_renders_in_fresh_process(tmp_path):
     script = textwrap.dedent(f"""
         import numpy as np

@@ -333,6 +333,7 @@ _TORCH19_MODULE_KEYS = {"training", "_parameters", "_buffers", "_non_persistent_
                         "_load_state_dict_pre_hooks", "_modules"}
 
 
+@pytest.mark.slow
 def test_release_style_pickle_renders_identically_in_fresh_process(tmp_path, monkeypatch):
     from raycond.camera import camera_label
     from raycond import generate as gen

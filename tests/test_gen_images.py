@@ -16,6 +16,7 @@ def run(*args):
                           text=True, timeout=300, cwd=ROOT)
 
 
+@pytest.mark.slow
 def test_writes_pngs_and_views_differ(tmp_path, small_pickle):
     out = tmp_path / "out"
     r = run(f"--network={small_pickle}", "--seeds=2-3", "--yaw=-30,30", f"--outdir={out}", "--grid",
@@ -33,6 +34,7 @@ def test_writes_pngs_and_views_differ(tmp_path, small_pickle):
     np.testing.assert_array_equal(grid[:32, 32:], b)
 
 
+@pytest.mark.slow
 def test_single_view_uses_seed_readme_names(tmp_path, small_pickle):
     r = run(f"--network={small_pickle}", "--seeds=2", f"--outdir={tmp_path}", "--device=cpu")
     assert r.returncode == 0, r.stderr

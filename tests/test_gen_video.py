@@ -17,6 +17,7 @@ def run(*args):
                           text=True, timeout=300, cwd=ROOT)
 
 
+@pytest.mark.slow
 def test_gif_frame_count_and_size(tmp_path, small_pickle):
     out = tmp_path / "orbit.gif"
     r = run(f"--network={small_pickle}", "--seeds=0-3", "--grid=1x2", "--num-keyframes=2", "--w-frames=3",

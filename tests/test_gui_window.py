@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+pytestmark = pytest.mark.gui
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -78,7 +80,21 @@ def test_screenshot_shows_generated_image(app, small_pickle):
     x, y, iw, ih = app.image_rect
     vx, vy, vw, vh = app.view_rect
     assert vx >= app.panel_width - 1 and abs((x - vx) - (vx + vw - x - iw)) < 2
-    Image.fromarray(app.capture_frame_now()).save(os.path.join(app.capture.capture_dir, 'screenshot.png'))
+
+
+def test_window_screenshot_png_shows_the_image(app):
+    """A captured frame saved as PNG holds the whole window with the generated image in place."""
+    app.wait_for_render()
+    path = os.path.join(app.capture.capture_dir, 'screenshot.png')
+    Image.fromarray(app.capture_frame_now()).save(path)
+    with Image.open(path) as im:
+        assert im.size == tuple(app.framebuffer_size)
+        saved = np.asarray(im.convert('RGB')).astype(np.int16)
+    sx, sy = app._fb_scale()
+    x, y = int(round(app.image_rect[0] * sx)), int(round(app.image_rect[1] * sy))
+    on_screen = app.image_pixels_on_screen().astype(np.int16)
+    crop = saved[y:y + on_screen.shape[0], x:x + on_screen.shape[1]]
+    assert on_screen.std() > 5 and np.abs(crop - on_screen).mean() < 2
 
 
 def _drag(app, start, end, steps=8):
@@ -169,7 +185,9 @@ def test_drop_file_switches_network(app, tmp_path, tiny_generator):
     assert app.info.camera_stats is None and app.camera.lookat_mode == 'ffhq'
 
 
-def test_bad_network_shows_error_and_gui_keeps_running(app, tmp_path, small_pickle):
+def test_missing_network_shows_red_banner_instead_of_image(app, tmp_path, small_pickle):
+    app.network.load(small_pickle)
+    app.wait_for_render()
     app.network.load(str(tmp_path / 'missing.pkl'))
     res = app.wait_for_render()
     assert 'not found' in res.error
@@ -179,6 +197,9 @@ def test_bad_network_shows_error_and_gui_keeps_running(app, tmp_path, small_pick
     band = frame[vy + 4:vy + 20, vx + 40:vx + vw - 40].reshape(-1, 3).astype(int)
     reddish = (band[:, 0] > band[:, 1] + 30).mean()
     assert reddish > 0.3                                             # the red error banner is drawn
+
+
+def test_dropped_garbage_file_reports_error_and_frames_keep_running(app, tmp_path):
     garbage = tmp_path / 'garbage.pkl'
     garbage.write_bytes(b'this is not a pickle')
     app.on_drop(None, [str(garbage)])
@@ -187,18 +208,27 @@ def test_bad_network_shows_error_and_gui_keeps_running(app, tmp_path, small_pick
     n = app.frame_count
     app.run_frames(5)
     assert app.frame_count == n + 5
-    app.network.load(small_pickle)                                   # and recovers
+
+
+def test_good_network_after_an_error_shows_image_again(app, tmp_path, small_pickle):
+    app.network.load(str(tmp_path / 'missing.pkl'))
+    app.wait_for_render()
+    app.network.load(small_pickle)
     res = app.wait_for_render()
     assert res.error is None and app.showing_image
 
 
-def test_headless_capture_cli(small_pickle, tmp_path):
-    out = tmp_path / 'frame.png'
+def _no_display_env():
     env = dict(os.environ)
     env.pop('DISPLAY', None)
+    return env
+
+
+def test_headless_capture_cli_writes_the_rendered_frame(small_pickle, tmp_path):
+    out = tmp_path / 'frame.png'
     r = subprocess.run([sys.executable, os.path.join(ROOT, 'visualizer.py'), small_pickle, '--headless',
                         '--capture', str(out), '--device', 'cpu', '--yaw', '15'],
-                       capture_output=True, text=True, env=env, timeout=120)
+                       capture_output=True, text=True, env=_no_display_env(), timeout=120)
     assert r.returncode == 0, r.stderr
     from viz.renderer import RenderArgs, Renderer
     img = np.asarray(Image.open(out))
@@ -206,8 +236,11 @@ def test_headless_capture_cli(small_pickle, tmp_path):
     exp = Renderer().render(RenderArgs(pkl=small_pickle, device='cpu', yaw_deg=15.0, fov_deg=13.37, radius=2.7,
                                        lookat=(0.0, 0.0, 0.2))).image
     np.testing.assert_array_equal(img, exp)
+
+
+def test_window_without_display_says_to_use_headless(small_pickle):
     r = subprocess.run([sys.executable, os.path.join(ROOT, 'visualizer.py'), small_pickle],
-                       capture_output=True, text=True, env=env, timeout=120)
+                       capture_output=True, text=True, env=_no_display_env(), timeout=120)
     assert r.returncode != 0 and 'No display found' in r.stderr and '--headless' in r.stderr
     assert r.stderr.count('\n') <= 2
 

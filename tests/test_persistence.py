@@ -121,6 +121,7 @@ def _run(script, *args, cwd):
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_foreign_style_pickle_loads_without_its_module(tmp_path):
     mod_dir = tmp_path / "mods"
     mod_dir.mkdir()

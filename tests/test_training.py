@@ -65,6 +65,7 @@ def first_run(tmp_path_factory):
     return dnnlib.EasyDict(data=data, outdir=outdir, run_dir=run_dir, tmp=tmp)
 
 
+@pytest.mark.slow
 def test_run_writes_all_files(first_run):
     run_dir = first_run.run_dir
     for name in ['training_options.json', 'log.txt', 'stats.jsonl', 'fakes_init.png', 'fakes000000.png',
@@ -87,6 +88,7 @@ def test_run_writes_all_files(first_run):
     assert PIL.Image.open(os.path.join(run_dir, 'fakes_init.png')).size == (8 * 32, 6 * 32)
 
 
+@pytest.mark.slow
 def test_snapshot_loads_in_fresh_process(first_run):
     pkl = os.path.join(first_run.run_dir, 'network-snapshot-000000.pkl')
     code = textwrap.dedent(f'''
@@ -111,6 +113,7 @@ def test_snapshot_loads_in_fresh_process(first_run):
     assert lo == pytest.approx(-hi, abs=1e-3)  # --mirror=1: mirrored cameras make the range symmetric
 
 
+@pytest.mark.slow
 def test_resume_auto_continues_kimg(first_run):
     _train(['--outdir', first_run.outdir, '--data', first_run.data, '--kimg=0.012', '--tick=0.004', '--mirror=1',
             '--resume=auto'] + TINY)
@@ -216,6 +219,7 @@ if __name__ == '__main__':
 '''
 
 
+@pytest.mark.slow
 def test_two_process_gloo_identical_parameters(tmp_path):
     data = _make_dataset(tmp_path / 'd.zip', n=8, res=16)
     script = tmp_path / 'ddp.py'
