@@ -1,19 +1,17 @@
 """gen_images.py end to end on a small pickled network, and its one-line errors."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import PIL.Image
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import run_script
+
 
 
 def run(*args):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "gen_images.py"), *args], capture_output=True,
-                          text=True, timeout=300, cwd=ROOT)
+    return run_script("gen_images.py", *args)
 
 
 @pytest.mark.slow

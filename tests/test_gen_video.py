@@ -1,20 +1,15 @@
 """gen_video.py: GIF frame count and size, keyframe interpolation, errors."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import PIL.Image
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import run_script
 from gen_video import interpolate_keyframes
 
 
 def run(*args):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "gen_video.py"), *args], capture_output=True,
-                          text=True, timeout=300, cwd=ROOT)
+    return run_script("gen_video.py", *args)
 
 
 @pytest.mark.slow

@@ -259,33 +259,43 @@ def _losses(loss, G, D, reals, c, z):
     return float(d), float(g)
 
 
-def test_losses_decrease_on_tiny_problem():
+def _tiny_loss_problem():
     from training.loss import StyleGAN2Loss
     G, D = _tiny_nets()
     loss = StyleGAN2Loss(device='cpu', G=G, D=D, r1_gamma=0.1, style_mixing_prob=0.9)
     c = camera_label(np.linspace(-20, 20, 4), np.zeros(4))
     reals = torch.full([4, 3, 16, 16], 0.8) + 0.05 * torch.randn([4, 3, 16, 16])
-    z_eval = torch.randn([4, 16])
-    d0, _ = _losses(loss, G, D, reals, c, z_eval)
-    opt_D = torch.optim.Adam(D.parameters(), lr=0.005, betas=(0.0, 0.99))
-    for _ in range(15):  # D-only steps: G (and so the fake distribution) is fixed.
-        opt_D.zero_grad(set_to_none=True)
-        D.requires_grad_(True)
-        loss.accumulate_gradients('Dboth', reals, c, torch.randn([4, 16]), c, gain=1, cur_nimg=0)
-        D.requires_grad_(False)
-        opt_D.step()
-    d1, g1 = _losses(loss, G, D, reals, c, z_eval)
+    return dnnlib.EasyDict(loss=loss, G=G, D=D, c=c, reals=reals, z_eval=torch.randn([4, 16]))
+
+
+def _optimize(p, phase, net, steps=15):
+    """`steps` Adam steps of one phase ('Dboth' or 'Gboth') on `net`; the other network stays fixed."""
+    opt = torch.optim.Adam(net.parameters(), lr=0.005, betas=(0.0, 0.99))
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        net.requires_grad_(True)
+        p.loss.accumulate_gradients(phase, p.reals, p.c, torch.randn([4, 16]), p.c, gain=1, cur_nimg=0)
+        net.requires_grad_(False)
+        opt.step()
+
+
+def test_discriminator_steps_lower_its_loss():
+    p = _tiny_loss_problem()
+    d0, _ = _losses(p.loss, p.G, p.D, p.reals, p.c, p.z_eval)
+    _optimize(p, 'Dboth', p.D)
+    d1, _ = _losses(p.loss, p.G, p.D, p.reals, p.c, p.z_eval)
     assert d1 < 0.7 * d0, (d0, d1)
-    opt_G = torch.optim.Adam(G.parameters(), lr=0.005, betas=(0.0, 0.99))
-    for _ in range(15):  # G-only steps against the fixed D.
-        opt_G.zero_grad(set_to_none=True)
-        G.requires_grad_(True)
-        loss.accumulate_gradients('Gboth', reals, c, torch.randn([4, 16]), c, gain=1, cur_nimg=0)
-        G.requires_grad_(False)
-        opt_G.step()
-    _, g2 = _losses(loss, G, D, reals, c, z_eval)
+
+
+def test_generator_steps_lower_its_loss_against_a_fixed_discriminator():
+    p = _tiny_loss_problem()
+    _losses(p.loss, p.G, p.D, p.reals, p.c, p.z_eval)  # same random stream as the D test up to here
+    _optimize(p, 'Dboth', p.D)
+    _, g1 = _losses(p.loss, p.G, p.D, p.reals, p.c, p.z_eval)
+    _optimize(p, 'Gboth', p.G)
+    _, g2 = _losses(p.loss, p.G, p.D, p.reals, p.c, p.z_eval)
     assert g2 < 0.7 * g1, (g1, g2)
-    assert float(loss.pl_mean) > 0  # path-length regularization ran and tracked its mean
+    assert float(p.loss.pl_mean) > 0  # path-length regularization ran and tracked its mean
 
 
 def test_gpc_swap_only_changes_mapping_camera():
