@@ -20,8 +20,13 @@ import traceback
 import zipfile
 
 import click
-import numpy as np
-from PIL import Image
+
+from raycond import threads
+
+threads.prepare()  # before torch loads: OpenMP reads its wait policy once (raycond/threads.py)
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from raycond.synth.writer import DatasetWriter, check_destination, image_path
 
@@ -285,6 +290,7 @@ def synth_cmd(dest, count, resolution, seed, yaw_std, pitch_std, max_yaw, max_pi
     from tqdm import tqdm
     from raycond.synth.dataset import default_workers, write_dataset
     workers = default_workers() if workers is None else workers
+    threads.apply()   # this process renders itself when --workers=1; workers use one thread each
     with tqdm(total=count, desc='Rendering', unit='img', disable=not sys.stderr.isatty() and count < 1000) as bar:
         info = _run(verbose, write_dataset, dest, count, resolution=resolution, seed=seed, yaw_std=yaw_std,
                     pitch_std=pitch_std, max_yaw=max_yaw, max_pitch=max_pitch, batch=batch,

@@ -24,7 +24,12 @@ import sys
 import tempfile
 
 import click
-import torch
+
+from raycond import threads
+
+threads.prepare()  # before torch loads: OpenMP reads its wait policy once (raycond/threads.py)
+
+import torch  # noqa: E402
 
 import dnnlib
 from metrics import metric_main
@@ -89,9 +94,11 @@ def _rank_device(device_type, local_rank):
     return f'cuda:{local_rank}' if device_type == 'cuda' else 'cpu'
 
 
-def _set_cpu_threads(device_type, procs_per_machine):
-    if device_type == 'cpu' and procs_per_machine > 1:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // procs_per_machine))
+def _set_cpu_threads(c, procs_per_machine, rank):
+    """The thread policy of raycond.threads; CPU ranks on one machine share its cores."""
+    policy = threads.apply(c.get('threads') or None, procs=procs_per_machine if c.device_type == 'cpu' else 1)
+    if rank == 0 and c.device_type == 'cpu':
+        print(f'CPU threads per process: {policy.describe()}')
 
 
 def subprocess_fn(rank, c, temp_dir):
@@ -104,7 +111,7 @@ def subprocess_fn(rank, c, temp_dir):
         backend = 'nccl' if device_type == 'cuda' else 'gloo'
         torch.distributed.init_process_group(backend=backend, init_method=f'file://{init_file}',
                                              rank=rank, world_size=c.num_gpus)
-    _set_cpu_threads(device_type, c.num_gpus)
+    _set_cpu_threads(c, c.num_gpus, rank)
     device = _rank_device(device_type, rank)
     if device_type == 'cuda':
         torch.cuda.set_device(device)
@@ -127,7 +134,7 @@ def _init_stats(rank, num_gpus, device):
 
 
 def _run_loop(c, rank, device):
-    kwargs = {k: v for k, v in c.items() if k not in ('device_type', 'desc')}
+    kwargs = {k: v for k, v in c.items() if k not in ('device_type', 'desc', 'threads')}
     tl.training_loop(rank=rank, device=device, **kwargs)
 
 
@@ -208,7 +215,7 @@ def _launch_torchrun(c, desc, outdir, dry_run, env):
     if rank == 0:
         _open_log(c.run_dir)
     local_procs = int(os.environ.get('LOCAL_WORLD_SIZE', world_size))
-    _set_cpu_threads(c.device_type, local_procs)
+    _set_cpu_threads(c, local_procs, rank)
     device = _rank_device(c.device_type, local_rank)
     if c.device_type == 'cuda':
         torch.cuda.set_device(device)
@@ -250,6 +257,7 @@ def build_config(opts):
     """Validate options and build the training_loop kwargs (EasyDict). Raises ValueError early."""
     c = dnnlib.EasyDict()
     c.device_type = resolve_device(opts.device)
+    c.threads = opts.threads
 
     # Processes and batch.
     torchrun = _torchrun_env()
@@ -494,6 +502,8 @@ def build_config(opts):
               show_default=True)
 @click.option('--device', help='Device: auto (cuda if available, else cpu), cuda or cpu',
               type=click.Choice(['auto', 'cuda', 'cpu']), default='auto', show_default=True)
+@click.option('--threads', help=threads.THREADS_HELP + ' Split among CPU processes.', metavar='INT',
+              type=click.IntRange(min=0), default=0, show_default=True)
 @click.option('-n', '--dry-run', help='Print training options and exit', is_flag=True)
 @click.option('--verbose', help='Show full tracebacks for errors', is_flag=True)
 def main(ctx, **kwargs):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
-import os
 import time
 
 import numpy as np
 import torch
 
+from raycond import threads
 from raycond.synth.cameras import sample_cameras
 from raycond.synth.params import sample_head_params, select_heads
 from raycond.synth.render import render_heads
@@ -27,7 +27,7 @@ def _init_worker():
 
 def default_workers() -> int:
     """Number of render processes used by default (CPU cores, at most 8)."""
-    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1))
+    return max(1, min(8, threads.usable_cpus()))
 
 
 def write_dataset(dest, count: int, resolution: int = 64, seed: int = 0, yaw_std: float = 20.0,
