@@ -129,36 +129,52 @@ def test_resume_auto_continues_kimg(first_run):
         assert pickle.load(f)['progress']['cur_nimg'] == 12
 
 
-def test_cli_errors_before_work(first_run, tmp_path):
+@pytest.fixture(scope='module')
+def labeled_data(tmp_path_factory):
+    return _make_dataset(tmp_path_factory.mktemp('data') / 'heads.zip')
+
+
+@pytest.fixture(scope='module')
+def resume_snapshot(tmp_path_factory, tiny_generator):
+    """A 32x32 snapshot 8 images into training: what `--resume` reads before any work starts."""
+    path = tmp_path_factory.mktemp('snap') / 'network-snapshot-000000.pkl'
+    with open(path, 'wb') as f:
+        pickle.dump({'G_ema': tiny_generator(res=32), 'progress': {'cur_nimg': 8}}, f)
+    return str(path)
+
+
+CLI_ERRORS = {
+    # name: (arguments after --data, the message expected in the one-line error)
+    'missing_dataset': (['{tmp}/missing.zip'], 'dataset not found'),
+    'batch_not_multiple_of_gpus': (['{data}', '--gpus=3'], '--batch=4 must be a multiple of --gpus=3'),
+    'cond_without_labels': (['{unlabeled}', '--cfg=stylegan2', '--cond=1'], 'has no labels'),
+    'raycond_without_cameras': (['{unlabeled}'], 'needs 25-float camera labels'),
+    'resume_of_other_resolution': (['{small}', '--resume', '{snapshot}'], 'generates 32x32 images but dataset'),
+    'resume_already_finished': (['{data}', '--resume', '{snapshot}', '--kimg=0.008'], 'is not more than the progress'),
+    'resume_missing': (['{data}', '--resume', '{tmp}/nope.pkl'], 'snapshot not found'),
+    'ray_layers_not_a_block': (['{data}', '--ray-layers=5'], '--ray-layers'),
+    'batch_gpu_below_mbstd_group': (['{data}', '--batch-gpu=2'], '--mbstd-group'),
+    'unknown_metric': (['{data}', '--metrics=bogus'], 'bogus'),
+}
+
+
+@pytest.mark.parametrize('case', sorted(CLI_ERRORS))
+def test_cli_error_before_work(case, labeled_data, resume_snapshot, tmp_path):
     from train import main
-    runner = CliRunner()
-    base = ['--outdir', str(tmp_path / 'runs')] + TINY
-    unlabeled = _make_dataset(tmp_path / 'plain.zip', n=2, labels=None)
-    small = _make_dataset(tmp_path / 'small.zip', n=2, res=16)
-    snapshot = os.path.join(first_run.run_dir, 'network-snapshot-000000.pkl')
-    cases = [
-        (['--data', str(tmp_path / 'missing.zip')], 'dataset not found'),
-        (['--data', first_run.data, '--gpus=3'], '--batch=4 must be a multiple of --gpus=3'),
-        (['--data', unlabeled, '--cfg=stylegan2', '--cond=1'], 'has no labels'),
-        (['--data', unlabeled], 'needs 25-float camera labels'),
-        (['--data', small, '--resume', snapshot], 'generates 32x32 images but dataset'),
-        (['--data', first_run.data, '--resume', snapshot, '--kimg=0.008'], 'is not more than the progress'),
-        (['--data', first_run.data, '--resume', str(tmp_path / 'nope.pkl')], 'snapshot not found'),
-        (['--data', first_run.data, '--ray-layers=5'], '--ray-layers'),
-        (['--data', first_run.data, '--batch-gpu=2'], '--mbstd-group'),
-        (['--data', first_run.data, '--metrics=bogus'], 'bogus'),
-    ]
-    for args, message in cases:
-        result = runner.invoke(main, base + args)
-        assert result.exit_code != 0, args
-        assert message in result.output, (args, result.output)
-        assert 'Traceback' not in result.output
+    paths = dict(tmp=tmp_path, data=labeled_data, snapshot=resume_snapshot,
+                 unlabeled=_make_dataset(tmp_path / 'plain.zip', n=2, labels=None),
+                 small=_make_dataset(tmp_path / 'small.zip', n=2, res=16))
+    args, message = CLI_ERRORS[case]
+    result = CliRunner().invoke(main, ['--outdir', str(tmp_path / 'runs')] + TINY +
+                                ['--data'] + [a.format(**paths) for a in args])
+    assert result.exit_code != 0
+    assert message in result.output and 'Traceback' not in result.output
     assert not os.path.exists(tmp_path / 'runs')  # nothing was created
 
 
-def test_dry_run_prints_options(first_run, tmp_path):
+def test_dry_run_prints_options(labeled_data, tmp_path):
     from train import main
-    result = CliRunner().invoke(main, ['--outdir', str(tmp_path / 'runs'), '--data', first_run.data,
+    result = CliRunner().invoke(main, ['--outdir', str(tmp_path / 'runs'), '--data', labeled_data,
                                        '--cfg=posecond2', '--gpc-swap=0.5', '--dry-run'] + TINY)
     assert result.exit_code == 0, result.output
     assert 'Dry run; exiting.' in result.output and '"camera_in_mapping": true' in result.output
@@ -166,9 +182,9 @@ def test_dry_run_prints_options(first_run, tmp_path):
     assert not os.path.exists(tmp_path / 'runs')
 
 
-def test_dry_run_ray_layers_reach_the_generator(first_run, tmp_path):
+def test_dry_run_ray_layers_reach_the_generator(labeled_data, tmp_path):
     from train import main
-    result = CliRunner().invoke(main, ['--outdir', str(tmp_path / 'runs'), '--data', first_run.data,
+    result = CliRunner().invoke(main, ['--outdir', str(tmp_path / 'runs'), '--data', labeled_data,
                                        '--ray-layers=4,16', '--dry-run'] + TINY)
     assert result.exit_code == 0, result.output
     assert '"ray_layers": [\n      4,\n      16\n    ]' in result.output
