@@ -10,7 +10,6 @@ import torch
 from conftest import run_script
 
 
-
 def run(*args):
     return run_script("gen_images.py", *args)
 
@@ -63,8 +62,7 @@ def test_corrupt_pickle(tmp_path):
 
 @pytest.mark.parametrize("script", ["gen_images.py", "gen_video.py", "visualizer.py"])
 def test_help_mentions_fp32_switch(script):
-    r = subprocess.run([sys.executable, os.path.join(ROOT, script), "--help"], capture_output=True, text=True,
-                       timeout=120, cwd=ROOT)
+    r = run_script(script, "--help", timeout=120)
     assert r.returncode == 0, r.stderr
     assert "--fp32" in r.stdout and "fp16" in r.stdout
 
