@@ -145,7 +145,8 @@ def _is_official_raycond(src: str) -> bool:
 
 
 def _official_modules(theirs: dict[str, _Signature]) -> tuple[str, ...]:
-    """The official-release module (with its base modules) whose classes `theirs` all define."""
+    """Our counterpart of the official-release module `theirs` (the first whose classes `theirs`
+    all define), followed by the modules it takes its dense layers from; () if none fits."""
     for module_name, bases in OFFICIAL_FAMILIES.items():
         if set(_family_interface(module_name)) <= set(theirs):
             return (module_name,) + bases
@@ -162,7 +163,14 @@ def candidate_modules(record: PersistentRecord) -> list[str]:
         return []
     modules = FAMILY_MODULES
     if _is_official_raycond(record.module_src):
-        modules = _official_modules(theirs)   # their numerics differ from our ray-conditioned networks
+        # Their numerics differ from our ray-conditioned networks: a class the release module
+        # defines is rebuilt only from our official counterpart; the others (dense layers) from
+        # the StyleGAN modules that counterpart builds them from.
+        modules = _official_modules(theirs)
+        if modules and record.class_name in _family_interface(modules[0]):
+            modules = modules[:1]
+        else:
+            modules = modules[1:]
     sig = theirs[record.class_name]
     scored = []
     for rank, m in enumerate(modules):
