@@ -218,31 +218,18 @@ class SynthesisNetwork(sg2.SynthesisNetwork):
 
     def forward(self, ws, c, **block_kwargs):
         x = img = None
-        for res, cur_ws in zip(self.block_resolutions, self._split_ws(ws)):
+        for res, cur_ws in zip(self.block_resolutions, self.split_ws(ws)):
             x, img = getattr(self, f'b{res}')(x, img, c, cur_ws, **block_kwargs)
         return img
 
 
 @persistence.persistent_class
-class Generator(torch.nn.Module):
-    """The release's generator: img = synthesis(mapping(z, c), c)."""
+class Generator(sg2.Generator):
+    """The release's generator: img = synthesis(mapping(z, c), c); StyleGAN2's constructor and
+    forward (the mapping network is given c_dim and ignores it, as in the release)."""
 
     synthesis_class = SynthesisNetwork
     mapping_class = MappingNetwork
 
-    def __init__(self, z_dim, c_dim, w_dim, img_resolution, img_channels, mapping_kwargs={}, **synthesis_kwargs):
-        super().__init__()
-        self.z_dim = z_dim
-        self.c_dim = c_dim
-        self.w_dim = w_dim
-        self.img_resolution = img_resolution
-        self.img_channels = img_channels
-        self.synthesis = self.synthesis_class(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
-                                              **synthesis_kwargs)
-        self.num_ws = self.synthesis.num_ws
-        self.mapping = self.mapping_class(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=self.num_ws, **mapping_kwargs)
-
-    def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, update_emas=False, **synthesis_kwargs):
-        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
-                          update_emas=update_emas)
-        return self.synthesis(ws, c, update_emas=update_emas, **synthesis_kwargs)
+    def synthesize(self, ws, c, **synthesis_kwargs):
+        return self.synthesis(ws, c, **synthesis_kwargs)
