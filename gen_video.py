@@ -117,7 +117,8 @@ def main(verbose, num_threads, **kwargs):
 
 
 def make_video(network, seeds, grid, truncation_psi, truncation_cutoff, num_keyframes, w_frames, orbit, yaw_range,
-               pitch_range, fov, noise_mode, output, fps, device, batch_size, trust_pickle=False, fp32=False, projected=None):
+               pitch_range, fov, noise_mode, output, fps, device, batch_size, trust_pickle=False, fp32=False,
+               projected=None):
     import numpy as np
     import torch
     from tqdm import tqdm
