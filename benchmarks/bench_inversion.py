@@ -90,7 +90,12 @@ def main(network, num_heads, seed, num_steps, tune_steps, loss, rows, extra, thr
     options = {}
     for item in extra:
         name, _, value = item.partition("=")
-        options[name] = float(value) if "." in value or "e" in value else int(value)
+        for kind in (int, float, str):
+            try:
+                options[name] = kind(value)
+                break
+            except ValueError:
+                pass
     rng = np.random.default_rng(seed)
     params = synth.sample_head_params(rng, num_heads)
     cams_in = synth.sample_cameras(rng, num_heads)

@@ -45,6 +45,7 @@ import dataclasses
 import hashlib
 import math
 import os
+import re
 import time
 
 import numpy as np
@@ -54,6 +55,7 @@ import torch.nn.functional as F
 from raycond import camera as cam
 from raycond import generate as rgen
 from raycond import loading
+from raycond import pose_regressor
 from raycond.inversion_losses import LOSS_KINDS, make_loss
 from raycond.target_image import TargetImageError, prepare_target
 
@@ -67,6 +69,10 @@ CAMERA_MARGIN_DEG = 5.0   # estimated yaw/pitch stay within the training range w
 DEFAULTS = dict(
     num_steps=200,            # pivot steps (stage 3)
     tune_steps=100,           # pivotal tuning steps (stage 4)
+    camera_start="regressor", # 'regressor' (raycond.pose_regressor) or 'grid' (mean face scored on a grid)
+    pose_samples=1024,        # regressor: generator samples rendered to train it (once per network, cached)
+    pose_steps=800,           # regressor: training steps
+    pose_spread=0.0,          # regressor: also refine starts this many degrees of yaw either side
     grid_yaws=9,              # camera grid: yaw values over the training range
     grid_pitches=5,           # camera grid: pitch values over the training range
     grid_keep=3,              # grid cells (of distinct yaws) refined before choosing the start, plus the
@@ -80,6 +86,7 @@ DEFAULTS = dict(
     lr_rampup=0.05,           # linear warm-up over the first 5%
     noise_reg_weight=1e5,     # noise-map regulariser (StyleGAN2-ADA)
     tune_lr=3e-4,             # pivotal tuning learning rate (PTI)
+    tune_from_res=0,          # tune only synthesis blocks at this resolution and above (0: all)
     locality_weight=1.0,      # weight of the other-camera / other-latent locality terms
     locality_bank=8,          # reference renders of each locality kind
     locality_radius=30.0,     # PTI's locality ball radius in W
@@ -304,6 +311,16 @@ def _lr_at(t: float, opts: dict) -> float:
     return ramp * min(1.0, t / opts["lr_rampup"])
 
 
+def _tuned_parameters(G, from_res: int) -> list:
+    """Synthesis parameters that pivotal tuning changes: all, or only those of the blocks at
+    resolution >= from_res (StyleGAN2-style names `b<res>.`; other layouts tune everything)."""
+    named = list(G.synthesis.named_parameters())
+    if from_res <= 0:
+        return [p for _, p in named]
+    picked = [p for n, p in named if re.match(r"b(\d+)\.", n) and int(re.match(r"b(\d+)\.", n).group(1)) >= from_res]
+    return picked or [p for _, p in named]
+
+
 def _noise_buffers(G) -> dict:
     return {n: b for n, b in G.synthesis.named_buffers() if "noise_const" in n}
 
@@ -411,6 +428,46 @@ class _Run:
         loss, latent, yaw, pitch = min(candidates, key=lambda t: t[0])
         return latent, yaw, pitch
 
+    def pose_units(self, fp) -> int:
+        """Progress steps the regressor start takes (training counts only when it is not cached)."""
+        o = self.opts
+        spread = [0.0] + ([-o["pose_spread"], o["pose_spread"]] if o["pose_spread"] > 0 else [])
+        units = len(spread) * o["grid_refine_steps"]
+        if not os.path.isfile(pose_regressor.cache_path(fp, o["pose_samples"], o["pose_steps"])):
+            units += math.ceil(o["pose_samples"] / 32) + o["pose_steps"] // 25
+        return units
+
+    def regressor_start(self, latent0, target, fp):
+        """Start from this network's pose regressor's estimate (trained on its own samples; cached)."""
+        o = self.opts
+
+        def sample(yaw, pitch):
+            c = self.label(yaw, pitch)
+            z = torch.randn([c.shape[0], self.G.z_dim], generator=self.gen).to(self.device)
+            ws = self.G.mapping(z, rgen.mapping_c(self.G, c, c.shape[0], self.device))
+            return self.render(self.G, ws, c)
+
+        def report(_done, _total):
+            self.step += 1
+            if self.progress is not None and self.progress(self.step, self.total, "camera", float("nan"), None) is False:
+                raise Cancelled("camera", self.step)
+
+        net = pose_regressor.get(fp, sample, self.yaw_range, self.pitch_range, num_samples=int(o["pose_samples"]),
+                                 steps=int(o["pose_steps"]), device=self.device, progress=report, log=self.log)
+        yaw0, pitch0 = net.predict(target)
+        lo_y, hi_y = self.yaw_range[0] - CAMERA_MARGIN_DEG, self.yaw_range[1] + CAMERA_MARGIN_DEG
+        lo_p, hi_p = self.pitch_range[0] - CAMERA_MARGIN_DEG, self.pitch_range[1] + CAMERA_MARGIN_DEG
+        pitch0 = min(max(pitch0, lo_p), hi_p)
+        spread = [0.0] + ([-o["pose_spread"], o["pose_spread"]] if o["pose_spread"] > 0 else [])
+        candidates = []
+        for dy in spread:
+            yaw = min(max(yaw0 + dy, lo_y), hi_y)
+            latent, yaw, pitch, loss = self.optimise(latent0, yaw, pitch0, o["grid_refine_steps"], stage="camera",
+                                                     ramp=False)
+            candidates.append((loss, latent, yaw, pitch))
+        loss, latent, yaw, pitch = min(candidates, key=lambda t: t[0])
+        return latent, yaw, pitch
+
     # ------------------------------------------------------------------ stage 3: pivot
     def optimise(self, latent0, yaw0, pitch0, steps, stage="pivot", ramp=True, refine_camera=True,
                  noise=False):
@@ -501,7 +558,7 @@ class _Run:
             ref_img = torch.cat([self.render(G_t, ref_ws[i:i + 8], ref_c[i:i + 8]) for i in range(0, len(ref_ws), 8)])
             pivot_ws = self.ws_from(latent, c)
         kinds = 2 if self.has_camera else 1
-        params = [p for p in G_t.synthesis.parameters()]
+        params = _tuned_parameters(G_t, int(o["tune_from_res"]))
         for p in params:
             p.requires_grad_(True)
         opt = torch.optim.Adam(params, lr=o["tune_lr"])
@@ -565,9 +622,18 @@ def invert(G, target, camera=None, num_steps=None, tune_steps=None, seed=0, loss
     loss_fn = make_loss(loss, target_f, device, D=D, pixel_weight=opts["pixel_weight"], log=log)
 
     estimate = info.camera and fixed_camera is None
+    if opts["camera_start"] not in ("regressor", "grid"):
+        raise ValueError(f"camera_start must be 'regressor' or 'grid', got {opts['camera_start']!r}")
+    fp = fingerprint(base_G)
     grid_n = math.ceil(opts["grid_yaws"] * opts["grid_pitches"] / 16)
-    total = (grid_n + (opts["grid_keep"] + 1) * opts["grid_refine_steps"] if estimate else 0) + num_steps + tune_steps
-    run = _Run(work_G, info, loss_fn, opts, device, progress, total, seed, log)
+    run = _Run(work_G, info, loss_fn, opts, device, progress, 0, seed, log)
+    if not estimate:
+        camera_units = 0
+    elif opts["camera_start"] == "regressor":
+        camera_units = run.pose_units(fp)
+    else:
+        camera_units = grid_n + (opts["grid_keep"] + 1) * opts["grid_refine_steps"]
+    run.total = camera_units + num_steps + tune_steps
     times = {}
 
     # Initial latent: the mean (z from the seed for networks whose mapping sees the camera).
@@ -578,7 +644,9 @@ def invert(G, target, camera=None, num_steps=None, tune_steps=None, seed=0, loss
 
     t0 = time.time()
     yaw = pitch = 0.0
-    if estimate:
+    if estimate and opts["camera_start"] == "regressor":
+        latent0, yaw, pitch = run.regressor_start(latent0, target_f, fp)
+    elif estimate:
         latent0, yaw, pitch = run.grid_start(latent0)
     elif fixed_camera is not None:
         y, p, _ = cam.yaw_pitch_from_pose(fixed_camera[:, :16].reshape(1, 4, 4))
@@ -605,7 +673,7 @@ def invert(G, target, camera=None, num_steps=None, tune_steps=None, seed=0, loss
         has_camera=bool(info.camera), camera_estimated=bool(estimate), yaw_deg=yaw, pitch_deg=pitch,
         fov_deg=run.fov_deg, radius=run.radius, lookat=list(run.lookat), loss=loss_fn.kind,
         num_steps=num_steps, tune_steps=tune_steps, w_plus=bool(w_plus), seed=int(seed),
-        network=None if network_path is None else str(network_path), fingerprint=fingerprint(base_G),
+        network=None if network_path is None else str(network_path), fingerprint=fp,
         kind=info.kind, seconds=time.time() - start, stage_seconds=times,
     )
     return Inversion(camera=c.detach().float(), ws=ws, G=work_G, target=target_u8, meta=meta,

@@ -18,6 +18,9 @@ if ROOT not in sys.path:
 # threads of several processes (subprocess tests, two-rank training) stall each other badly
 # (a gradgradcheck measured 0.27 s with one thread and 39 s with two under load).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Inversion's camera start trains a pose regressor per network (about a minute); tests, and the
+# scripts and notebooks they start, get a throwaway one trained in a second (raycond.pose_regressor).
+os.environ.setdefault("RAYCOND_POSE_QUICK", "1")
 import torch  # noqa: E402
 
 torch.set_num_threads(1)

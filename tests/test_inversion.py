@@ -26,8 +26,8 @@ from test_metrics import save_fake_detector  # noqa: E402 (tests/ is on sys.path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUNDLED = os.path.join(ROOT, "checkpoints", "raycond2-synthheads-64.pkl")
-QUICK = dict(num_steps=4, tune_steps=2, grid_yaws=3, grid_pitches=2, grid_keep=1, grid_refine_steps=2,
-             verbose=False)
+QUICK = dict(num_steps=4, tune_steps=2, camera_start="grid", grid_yaws=3, grid_pitches=2, grid_keep=1,
+             grid_refine_steps=2, verbose=False)
 
 
 @pytest.fixture(autouse=True)
@@ -96,14 +96,38 @@ def test_recovers_off_grid_camera_through_ray_gradients(small_generator):
         img = rgen.synthesize(G, w_avg.reshape(1, 1, -1).repeat(1, G.num_ws, 1), c_true)
     target = rgen.to_uint8(img)[0].numpy()
     res = inversion.invert(G, target, info=info, num_steps=60, tune_steps=0, lr=0.0, noise_factor=0.0,
-                           camera_lr=1.0, grid_yaws=5, grid_pitches=3, grid_keep=1, grid_refine_steps=20,
+                           camera_lr=1.0, camera_start="grid", grid_yaws=5, grid_pitches=3, grid_keep=1, grid_refine_steps=20,
                            loss="pixel", verbose=False)
     assert abs(res.meta["yaw_deg"] - 22.0) < 2.0
     assert abs(res.meta["pitch_deg"] + 4.0) < 2.0
 
 
+def test_regressor_start_reports_camera_progress_and_caches(small_generator, monkeypatch, tmp_path):
+    monkeypatch.setenv("DNNLIB_CACHE_DIR", str(tmp_path))
+    target, _ = render_own(small_generator, loading.network_info(small_generator), 10, 0)
+    stages = []
+    res = inversion.invert(small_generator, target, progress=lambda *a: stages.append(a[2]),
+                           **dict(QUICK, camera_start="regressor"))
+    assert "camera" in stages and res.meta["camera_estimated"]
+    assert len(os.listdir(tmp_path / "raycond-pose")) == 1
+
+
+def test_unknown_camera_start_is_refused(small_generator):
+    with pytest.raises(ValueError, match="camera_start must be"):
+        inversion.invert(small_generator, np.zeros((32, 32, 3), np.uint8), **dict(QUICK, camera_start="guess"))
+
+
+def test_tuning_from_a_resolution_leaves_coarser_blocks_unchanged(small_generator):
+    target, _ = render_own(small_generator, loading.network_info(small_generator), 10, 0)
+    res = inversion.invert(small_generator, target, **dict(QUICK, tune_from_res=16))
+    before, after = small_generator.state_dict(), res.G.state_dict()
+    changed = {k.split(".")[1] for k in after if k.startswith("synthesis.") and not torch.equal(after[k], before[k])}
+    assert changed and all(int(b[1:]) >= 16 for b in changed)
+
+
 @pytest.mark.slow
-def test_bundled_checkpoint_inversion_recovers_camera_and_reconstructs():
+def test_bundled_checkpoint_inversion_recovers_camera_and_reconstructs(monkeypatch):
+    monkeypatch.delenv("RAYCOND_POSE_QUICK", raising=False)     # the real regressor (cached after one run)
     G, info = loading.load_network_and_info(BUNDLED)
     ws = rgen.map_latents(G, rgen.seeds_to_z([3], G.z_dim), truncation_psi=0.6)
     target, _ = render_own(G, info, 20.0, -5.0, ws)
