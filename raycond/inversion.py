@@ -6,12 +6,16 @@ method, in four stages (`invert`):
 
 1. **Target.** The photo is centre-cropped/resized to the network's resolution
    (raycond.target_image), with one line saying what was converted.
-2. **Camera start** (when no camera is given and the network has one). A coarse grid of yaws and
-   pitches, inside the training data's camera ranges stored in the snapshot (`camera_stats`), is
-   rendered at the mean latent (networks whose mapping sees the camera: the mean over a few latents
-   mapped at each camera) and scored against the photo with the reconstruction loss; the best cells
-   of a few distinct yaws, plus the cell nearest the mean training pose, are each refined for a few
-   joint steps and the one with the lowest loss starts stage 3.
+2. **Camera start** (when no camera is given and the network has one). A tiny pose regressor
+   trained on this network's own samples at known cameras (raycond.pose_regressor: grey,
+   per-image normalised 32² input, so brightness and colour do not matter; trained once per
+   network, cached) predicts yaw/pitch; that start is refined for a few joint steps. The older
+   start, `camera_start='grid'`, renders a coarse grid of yaws and pitches inside the training
+   ranges (`camera_stats`) at the mean latent (networks whose mapping sees the camera: the mean
+   over a few latents mapped at each camera), scores it against the photo with the
+   reconstruction loss and refines the best cells of a few distinct yaws plus the cell nearest
+   the mean training pose; it was fooled by photos far from the mean face (a dark, low-contrast
+   head matched the mean face best 26° away from its true yaw).
 3. **Pivot** (StyleGAN2-ADA projector style). From the mean latent, Adam on w (W, or W+ with
    `w_plus=True`; networks whose mapping sees the camera optimise z, so that the camera keeps
    acting through the mapping) with a learning-rate ramp (warm-up, cosine decay), decaying noise
@@ -32,7 +36,8 @@ Losses (raycond.inversion_losses): LPIPS through NVIDIA's VGG16 detector file pl
 pixel + gradient MSE, and prints which one it uses.
 
 `progress(step, total, stage, loss, preview)` is called after every step (stage in 'camera',
-'pivot', 'tune'; preview a (1,3,H,W) float tensor in [-1,1] on the CPU); returning False cancels
+'pivot', 'tune'; preview a (1,3,H,W) float tensor in [-1,1] on the CPU, or None and loss NaN
+while the pose regressor trains); returning False cancels
 and `invert` raises `Cancelled`. Results save to a torch file of tensors and plain values
 (`torch.load(weights_only=True)` reads it; no pickled code) holding the pivot, the camera, the
 target and the tuned weights that changed; `load` needs the original network, named in the file.

@@ -107,7 +107,7 @@ def test_regressor_start_reports_camera_progress_and_caches(small_generator, mon
     target, _ = render_own(small_generator, loading.network_info(small_generator), 10, 0)
     stages = []
     res = inversion.invert(small_generator, target, progress=lambda *a: stages.append(a[2]),
-                           **dict(QUICK, camera_start="regressor"))
+                           **dict(QUICK, camera_start="regressor", pose_samples=32, pose_steps=25))
     assert "camera" in stages and res.meta["camera_estimated"]
     assert len(os.listdir(tmp_path / "raycond-pose")) == 1
 

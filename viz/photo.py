@@ -314,7 +314,7 @@ class PhotoWidget:
             imgui.same_line()
             if imgui.button('Cancel'):
                 self.cancel()
-            if p.loss is not None:
+            if p.loss is not None and p.loss == p.loss:         # NaN while the pose regressor trains
                 imgui_utils.dim_text(f'loss {p.loss:.4f}' + ('   cancelling ...' if job.cancel_requested else ''))
             return
         with imgui_utils.grayed_out(self.photo_path is None or viz.current_args is None
