@@ -355,6 +355,7 @@ class _Run:
         self.mapping_camera = self.has_camera and int(getattr(G.mapping, "c_dim", 0) or 0) == 25
         d = rgen.default_camera(info)
         self.fov_deg, self.radius, self.lookat = d["fov_deg"], d["radius"], d["lookat"]
+        self.mirror = abs(float(self.lookat[0])) < 1e-4   # mirror images are views of a mirrored head
         stats = info.camera_stats or {}
         self.yaw_range = tuple(stats.get("yaw_range_deg") or (-35.0, 35.0))
         self.pitch_range = tuple(stats.get("pitch_range_deg") or (-15.0, 15.0))
@@ -438,7 +439,7 @@ class _Run:
         o = self.opts
         spread = [0.0] + ([-o["pose_spread"], o["pose_spread"]] if o["pose_spread"] > 0 else [])
         units = len(spread) * o["grid_refine_steps"]
-        if not os.path.isfile(pose_regressor.cache_path(fp, o["pose_samples"], o["pose_steps"])):
+        if not os.path.isfile(pose_regressor.cache_path(fp, o["pose_samples"], o["pose_steps"], self.mirror)):
             units += math.ceil(o["pose_samples"] / 32) + o["pose_steps"] // 25
         return units
 
@@ -454,12 +455,15 @@ class _Run:
 
         def report(_done, _total):
             self.step += 1
-            if self.progress is not None and self.progress(self.step, self.total, "camera", float("nan"), None) is False:
+            if self.progress is None:
+                return
+            if self.progress(self.step, self.total, "camera", float("nan"), None) is False:
                 raise Cancelled("camera", self.step)
 
         net = pose_regressor.get(fp, sample, self.yaw_range, self.pitch_range, num_samples=int(o["pose_samples"]),
-                                 steps=int(o["pose_steps"]), device=self.device, progress=report, log=self.log)
-        yaw0, pitch0 = net.predict(target)
+                                 steps=int(o["pose_steps"]), device=self.device, progress=report, log=self.log,
+                                 mirror=self.mirror)
+        yaw0, pitch0 = net.predict(target, mirror=self.mirror)
         lo_y, hi_y = self.yaw_range[0] - CAMERA_MARGIN_DEG, self.yaw_range[1] + CAMERA_MARGIN_DEG
         lo_p, hi_p = self.pitch_range[0] - CAMERA_MARGIN_DEG, self.pitch_range[1] + CAMERA_MARGIN_DEG
         pitch0 = min(max(pitch0, lo_p), hi_p)

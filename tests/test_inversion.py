@@ -96,7 +96,8 @@ def test_recovers_off_grid_camera_through_ray_gradients(small_generator):
         img = rgen.synthesize(G, w_avg.reshape(1, 1, -1).repeat(1, G.num_ws, 1), c_true)
     target = rgen.to_uint8(img)[0].numpy()
     res = inversion.invert(G, target, info=info, num_steps=60, tune_steps=0, lr=0.0, noise_factor=0.0,
-                           camera_lr=1.0, camera_start="grid", grid_yaws=5, grid_pitches=3, grid_keep=1, grid_refine_steps=20,
+                           camera_lr=1.0, camera_start="grid", grid_yaws=5, grid_pitches=3, grid_keep=1,
+                           grid_refine_steps=20,
                            loss="pixel", verbose=False)
     assert abs(res.meta["yaw_deg"] - 22.0) < 2.0
     assert abs(res.meta["pitch_deg"] + 4.0) < 2.0
