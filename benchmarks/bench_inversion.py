@@ -53,8 +53,8 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
     """SSIM (Wang et al. 2004; 11x11 Gaussian window, sigma 1.5) of two HxWx3 uint8 images, channel mean."""
-    x = torch.from_numpy(a).permute(2, 0, 1)[None].double()
-    y = torch.from_numpy(b).permute(2, 0, 1)[None].double()
+    x = torch.from_numpy(np.array(a)).permute(2, 0, 1)[None].double()
+    y = torch.from_numpy(np.array(b)).permute(2, 0, 1)[None].double()
     g = torch.exp(-((torch.arange(11, dtype=torch.float64) - 5) ** 2) / (2 * 1.5 ** 2))
     g = (g / g.sum())
     k = (g[:, None] * g[None, :]).expand(3, 1, 11, 11)

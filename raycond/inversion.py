@@ -158,7 +158,7 @@ class Inversion:
         if camera is None:
             c = self.camera
         else:
-            c = torch.as_tensor(np.asarray(camera, dtype=np.float32) if not torch.is_tensor(camera) else camera)
+            c = torch.as_tensor(np.array(camera, dtype=np.float32) if not torch.is_tensor(camera) else camera)
             c = c.float().reshape(1, -1) if c.ndim == 1 else c.float()
             if c.ndim != 2 or c.shape[1] != self.camera.shape[1]:
                 raise ValueError(f"camera must have shape ({self.camera.shape[1]},) or (N, {self.camera.shape[1]}), "
@@ -297,7 +297,7 @@ def _resolve_generator(G, info, D, trust_pickle=False):
 
 
 def _check_camera(camera, info) -> torch.Tensor:
-    c = torch.as_tensor(np.asarray(camera, dtype=np.float32) if not torch.is_tensor(camera) else camera).float()
+    c = torch.as_tensor(np.array(camera, dtype=np.float32) if not torch.is_tensor(camera) else camera).float()
     if c.ndim == 1:
         c = c.unsqueeze(0)
     if c.shape != (1, 25):
