@@ -16,7 +16,6 @@ import io
 import os
 import pickle
 import time
-import uuid
 import warnings
 import zipfile
 
@@ -235,8 +234,9 @@ class FeatureStats:
         return mean, cov
 
     def save(self, pkl_file):
-        with open(pkl_file, 'wb') as f:
-            pickle.dump(self.__dict__, f)
+        """Pickle the statistics to `pkl_file` atomically (a cache must never be half-written)."""
+        os.makedirs(os.path.dirname(pkl_file) or '.', exist_ok=True)
+        dnnlib.util.atomic_write(pkl_file, lambda f: pickle.dump(self.__dict__, f))
 
     @staticmethod
     def load(pkl_file):
@@ -343,19 +343,6 @@ def _cache_exists(opts, cache_file) -> bool:
     return flag
 
 
-def save_atomic(obj_save, path):
-    """Call obj_save(temp_path) then rename onto path."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f'{path}.{uuid.uuid4().hex}.tmp'
-    try:
-        obj_save(tmp)
-        os.replace(tmp, path)
-    except BaseException:  # Ctrl-C or a full disk: leave neither the target nor a partial temp
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _default_loader_kwargs(device) -> dict:
     if torch.device(device).type == 'cuda':
         return dict(pin_memory=True, num_workers=3, prefetch_factor=2)
@@ -395,7 +382,7 @@ def compute_feature_stats_for_dataset(opts, detector_url, detector_kwargs, rel_l
         progress.close()
 
     if cache_file is not None and opts.rank == 0:
-        save_atomic(stats.save, cache_file)
+        stats.save(cache_file)
     return stats
 
 # ----------------------------------------------------------------------------- generated images

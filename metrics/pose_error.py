@@ -199,7 +199,8 @@ def get_pose_estimator(opts, input_res=32, steps=1500, batch_size=64, max_train=
     if cache_file is not None:
         if opts.rank == 0:
             state = dict(model={k: v.cpu() for k, v in model.state_dict().items()}, floor=floor, config=config)
-            metric_utils.save_atomic(lambda p: torch.save(state, p), cache_file)
+            os.makedirs(os.path.dirname(cache_file) or '.', exist_ok=True)
+            dnnlib.util.atomic_write(cache_file, lambda f: torch.save(state, f))
             metric_utils.barrier(opts.num_gpus)
     return model, floor
 

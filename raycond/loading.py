@@ -246,9 +246,7 @@ def save_safe_weights(path: str, nets: dict[str, torch.nn.Module], dtype: torch.
         payload["networks"][key] = {"class_name": _class_name_of(net), "init_args": list(net.init_args),
                                     "init_kwargs": dict(init_kwargs), "state_dict": state}
     payload.update(extra)
-    tmp = f"{path}.tmp{os.getpid()}"
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    dnnlib.util.atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def _load_safe_weights(data: bytes, name: str) -> dict:
@@ -285,8 +283,5 @@ def export_generator(snapshot_path: str, out_path: str, key: str = "G_ema", trus
         "training_set_kwargs": snapshot.get("training_set_kwargs"),
         "kimg": None if cur_nimg is None else cur_nimg / 1000,
     }
-    tmp = f"{out_path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        pickle.dump(out, f)
-    os.replace(tmp, out_path)
+    dnnlib.util.atomic_write(out_path, lambda f: pickle.dump(out, f))
     return out

@@ -94,7 +94,7 @@ def save_image_grid(img, fname, drange, grid_size):
     _n, c, h, w = img.shape
     img = img.reshape(gh, gw, c, h, w).transpose(0, 3, 1, 4, 2).reshape(gh * h, gw * w, c)
     pil = PIL.Image.fromarray(img[:, :, 0], 'L') if c == 1 else PIL.Image.fromarray(img, 'RGB')
-    rundir.atomic_write(fname, lambda f: pil.save(f, format='png'))  # a killed run leaves no truncated PNG
+    dnnlib.util.atomic_write(fname, lambda f: pil.save(f, format='png'))  # a killed run leaves no truncated PNG
 
 
 def grid_shape(resolution):
