@@ -53,6 +53,9 @@ import torch  # noqa: E402
 
 import dnnlib
 from metrics import metric_main
+from raycond import camera as cam
+from raycond import generate as gen
+from raycond import loading
 from raycond import rundir
 from training import training_loop as tl
 from training.augment import AUGPIPE_SPECS, default_augpipe
@@ -307,7 +310,7 @@ def parse_ray_layers(s, resolution):
 
 def _resume_snapshot_info(resume_pkl, trust_pickle=False):
     """(img_resolution, kimg of progress or None) of a resume snapshot."""
-    snap = tl._load_snapshot(resume_pkl, trust_pickle)
+    snap = loading.load_snapshot(resume_pkl, trust_pickle=trust_pickle)
     G = snap.get('G_ema', snap.get('G'))
     if G is None:
         raise ValueError(f'--resume={resume_pkl}: the snapshot has no generator (G_ema or G)')
@@ -354,7 +357,7 @@ def build_config(opts):
             raise ValueError(f'--cfg={opts.cfg} needs camera labels; --cond=0 is only for --cfg=stylegan2, '
                              f'stylegan3-t or stylegan3-r')
         if label_kind != 'camera':
-            raise ValueError(f'--cfg={opts.cfg} needs 25-float camera labels (EG3D format) in dataset.json; '
+            raise ValueError(f'--cfg={opts.cfg} needs {cam.LABEL_DIM}-float camera labels (EG3D format) in dataset.json; '
                              f'dataset {opts.data} has ' + ('no labels' if label_kind == 'none' else 'class labels'))
     if cond and label_kind == 'none':
         raise ValueError(f'--cond=1 but dataset {opts.data} has no labels (dataset.json with "labels")')

@@ -20,6 +20,7 @@ threads.prepare()  # before torch loads: the project's thread policy (raycond/th
 
 import torch  # noqa: E402
 
+from raycond.camera import LABEL_DIM, camera_label  # noqa: E402
 from training import networks_stylegan2  # noqa: E402
 
 
@@ -31,7 +32,7 @@ def build_generator(cfg, res, cbase, cmax, fp16, device):
         G = networks_stylegan2.Generator(c_dim=0, **common)
     elif cfg == 'raycond2':
         from training import networks_raycond2
-        G = networks_raycond2.Generator(c_dim=25, embedding='plucker', **common)
+        G = networks_raycond2.Generator(c_dim=LABEL_DIM, embedding='plucker', **common)
     else:
         raise click.ClickException(f"--cfg must be 'stylegan2' or 'raycond2', got {cfg!r}")
     return G.eval().requires_grad_(False).to(device)
@@ -40,8 +41,7 @@ def build_generator(cfg, res, cbase, cmax, fp16, device):
 def make_inputs(G, cfg, batch, device):
     z = torch.randn([batch, G.z_dim], generator=torch.Generator().manual_seed(0)).to(device)
     if cfg == 'raycond2':
-        from raycond.camera import camera_label
-        c = torch.as_tensor(camera_label(20.0, -5.0), dtype=torch.float32).reshape(1, 25).repeat(batch, 1).to(device)
+        c = torch.as_tensor(camera_label(20.0, -5.0), dtype=torch.float32).repeat(batch, 1).to(device)
     else:
         c = torch.zeros([batch, 0], device=device)
     return z, c

@@ -300,7 +300,7 @@ class ProgressMonitor:
 # ----------------------------------------------------------------------------- datasets
 
 
-def _file_fingerprint(path) -> str:
+def file_fingerprint(path) -> str:
     """Size and modification time of a dataset file (or of a folder's entries), so a dataset
     rewritten at the same path gets fresh statistics."""
     try:
@@ -327,7 +327,7 @@ def stats_cache_file(opts, dataset_name, detector_url, detector_kwargs, stats_kw
     """Cache file for dataset statistics under make_cache_dir_path('gan-metrics')."""
     args = dict(dataset_kwargs=dict(opts.dataset_kwargs), detector_url=detector_url,
                 detector_kwargs=detector_kwargs, stats_kwargs=stats_kwargs, extra=extra,
-                fingerprint=_file_fingerprint(opts.dataset_kwargs.get('path')))
+                fingerprint=file_fingerprint(opts.dataset_kwargs.get('path')))
     md5 = hashlib.md5(repr(sorted(args.items())).encode('utf-8')).hexdigest()
     tag = f'{dataset_name}-{get_feature_detector_name(detector_url)}-{md5}'
     return dnnlib.util.make_cache_dir_path('gan-metrics', tag + '.pkl')
@@ -418,7 +418,7 @@ def dataset_labels(dataset_kwargs) -> np.ndarray:
     """All labels (N, label_dim) float32 of a dataset, as `get_label` returns them (x-flipped items
     get mirrored cameras). Labels are loaded even if the kwargs say use_labels=False, because a
     generator that takes a camera needs one."""
-    key = repr(sorted(dict(dataset_kwargs).items())) + _file_fingerprint(dataset_kwargs.get('path'))
+    key = repr(sorted(dict(dataset_kwargs).items())) + file_fingerprint(dataset_kwargs.get('path'))
     if key not in _labels_cache:
         kwargs = dnnlib.EasyDict(dataset_kwargs)
         if 'use_labels' in kwargs or kwargs.get('class_name', '').endswith('ImageFolderDataset'):

@@ -125,10 +125,15 @@ def _synthesis_takes_c(G: torch.nn.Module) -> bool:
     return cached
 
 
-def check_camera(c: torch.Tensor, batch: int | None = None) -> None:
-    """Clear errors for a camera label of the wrong shape or with NaNs."""
-    if c.ndim != 2 or c.shape[1] != 25:
-        raise ValueError(f"camera label must have shape (N, 25) (16 cam2world + 9 intrinsics), got {tuple(c.shape)}")
+def validate_camera_batch(c: torch.Tensor, batch: int | None = None) -> None:
+    """Clear errors for a camera label of the wrong shape or with NaNs, before the network sees it.
+
+    (Named apart from `training.networks_raycond2.check_camera`, which the networks call and which
+    returns the label converted for them.)
+    """
+    if c.ndim != 2 or c.shape[1] != cam.LABEL_DIM:
+        raise ValueError(f"camera label must have shape (N, {cam.LABEL_DIM}) ({cam.POSE_DIM} cam2world + "
+                         f"{cam.INTRINSICS_DIM} intrinsics), got {tuple(c.shape)}")
     if batch is not None and c.shape[0] not in (1, batch):
         raise ValueError(f"camera label batch {c.shape[0]} does not match latent batch {batch}")
     if not torch.isfinite(c).all():
@@ -144,7 +149,7 @@ def synthesize(G: torch.nn.Module, ws: torch.Tensor, c: torch.Tensor | None = No
         if c is None:
             raise ValueError("this network is camera-conditioned: a camera label c is required")
         c = c.to(device=ws.device, dtype=torch.float32)
-        check_camera(c, ws.shape[0])
+        validate_camera_batch(c, ws.shape[0])
         if c.shape[0] == 1 and ws.shape[0] > 1:
             c = c.expand(ws.shape[0], -1)
         return G.synthesis(ws, c, noise_mode=noise_mode, force_fp32=force_fp32, **kwargs)

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 import dnnlib
+from raycond import camera as cam
 from raycond import rebuild, safe_pickle, safe_weights
 from raycond.safe_pickle import NetworkLoadError, UntrustedPickleError
 
@@ -197,7 +198,7 @@ def network_info(net: torch.nn.Module, snapshot: dict | None = None) -> NetworkI
         kind = "stylegan2"
     else:
         kind = "unknown"
-    camera = c_dim == 25 and (takes_c or mapping_c == 25)
+    camera = c_dim == cam.LABEL_DIM and (takes_c or mapping_c == cam.LABEL_DIM)
     synthesis = getattr(net, "synthesis", None)
     layer_names = [name for name, _ in synthesis.named_children()] if synthesis is not None else []
     camera_stats = None

@@ -11,7 +11,6 @@ the tensors strictly, so the file needs nothing but this installation's own code
 from __future__ import annotations
 
 import json
-import os
 import struct
 from typing import Any
 

@@ -11,16 +11,17 @@ and atomic network snapshots. Gradients are averaged across ranks with
 import copy
 import json
 import os
-import pickle
 import resource
 import time
-import warnings
 
 import numpy as np
 import PIL.Image
 import torch
 
 import dnnlib
+from metrics import metric_main
+from raycond import camera as cam
+from raycond import loading
 from raycond import rundir
 from torch_utils import misc
 from torch_utils import training_stats
@@ -117,10 +118,9 @@ def setup_snapshot_grid(training_set, camera_stats, use_camera_grid, z_dim, rand
     real_idx = rnd.randint(len(training_set), size=num)
     reals = np.stack([training_set[i][0] for i in real_idx])
     if use_camera_grid and camera_stats is not None:
-        from raycond.camera import camera_label
         lo, hi = camera_stats['yaw_range_deg']
         yaws = np.linspace(lo, hi, cols)
-        c_cols = camera_label(yaws, np.full(cols, camera_stats['pitch_mean_deg']), focal=camera_stats['focal'],
+        c_cols = cam.camera_label(yaws, np.full(cols, camera_stats['pitch_mean_deg']), focal=camera_stats['focal'],
                               radius=camera_stats['radius'], lookat=camera_stats['lookat'])
         z_rows = torch.from_numpy(rnd.randn(rows, z_dim).astype(np.float32))
         z = z_rows.repeat_interleave(cols, dim=0)
@@ -140,22 +140,6 @@ def generate_grid(G, z, c, batch, device):
         out.append(G(zb.to(device), cb.to(device), noise_mode='const').cpu())
     return torch.cat(out).numpy()
 
-
-def _load_snapshot(path, trust_pickle=False):
-    try:
-        from raycond.loading import load_snapshot
-    except ImportError:  # pragma: no cover - lead's module missing
-        with dnnlib.util.open_url(path) as f:
-            return pickle.load(f)
-    return load_snapshot(path, trust_pickle=trust_pickle)
-
-
-def _get_metric_main():
-    try:
-        from metrics import metric_main
-    except ImportError:
-        return None
-    return metric_main
 
 
 def build_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval=4, D_reg_interval=16):
@@ -437,7 +421,7 @@ def training_loop(
     if resume_pkl is not None:
         if rank == 0:
             print(f'Resuming from "{resume_pkl}"')
-        resume_data = _load_snapshot(resume_pkl, resume_trust_pickle)
+        resume_data = loading.load_snapshot(resume_pkl, trust_pickle=resume_trust_pickle)
         same_architecture = restore_networks(resume_data, G, D, G_ema, rank=rank)
         if resume_progress and isinstance(resume_data.get('progress'), dict):
             progress = resume_data['progress']
@@ -447,9 +431,8 @@ def training_loop(
     if rank == 0:
         z = torch.empty([batch_gpu, G.z_dim], device=device)
         c = torch.empty([batch_gpu, G.c_dim], device=device)
-        if G.c_dim == 25:
-            from raycond.camera import camera_label
-            c = camera_label(np.zeros(batch_gpu), np.zeros(batch_gpu)).to(device)
+        if G.c_dim == cam.LABEL_DIM:
+            c = cam.camera_label(np.zeros(batch_gpu), np.zeros(batch_gpu)).to(device)
         try:
             img = misc.print_module_summary(G, [z, c])
             misc.print_module_summary(D, [img, c])
@@ -486,7 +469,7 @@ def training_loop(
 
     # Snapshot grids.
     grid_size = grid_z = grid_c = None
-    use_camera_grid = training_set.is_camera and G.c_dim == 25
+    use_camera_grid = training_set.is_camera and G.c_dim == cam.LABEL_DIM
     if rank == 0:
         print('Exporting sample images...')
         grid_size, grid_z, grid_c, reals = setup_snapshot_grid(training_set, camera_stats, use_camera_grid,
@@ -513,12 +496,6 @@ def training_loop(
             pass  # TensorBoard is optional ('pip install tensorboard' to get event files)
         except Exception as err:
             print('Skipping tfevents export:', err)
-
-    metric_main = None
-    if metrics:
-        metric_main = _get_metric_main()
-        if metric_main is None and rank == 0:
-            warnings.warn(f'metrics package not available: skipping metrics {", ".join(metrics)}')
 
     # Train.
     total_nimg = int(total_kimg * 1000)
@@ -640,7 +617,7 @@ def training_loop(
                 snapshot_pkl = write_network_snapshot(run_dir, cur_nimg, snapshot_data)
 
         # Evaluate metrics.
-        if snapshot_data is not None and metrics and metric_main is not None:
+        if snapshot_data is not None and metrics:
             if rank == 0:
                 print('Evaluating metrics...')
             for metric in list(metrics):
