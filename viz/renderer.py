@@ -23,7 +23,6 @@ from raycond import generate as gen
 from raycond import loading
 from raycond import threads
 
-NOISE_MODES = ('const', 'random', 'none')
 PHOTO_VIEWS = ('render', 'target', 'difference')
 DIFFERENCE_GAIN = 4                    # |target - reconstruction| is amplified so that small errors show
 
@@ -278,8 +277,7 @@ class Renderer:
         G, info = self.get_network(args.pkl, args.key, device, args.trust_pickle)
         res.timings['load'] = time.perf_counter() - t_load
         res.info = info
-        if args.noise_mode not in NOISE_MODES:
-            raise ValueError(f'noise mode must be one of {", ".join(NOISE_MODES)}, got {args.noise_mode!r}')
+        gen.check_noise_mode(args.noise_mode)
         timer = _Timer(device, res.timings)
         with torch.inference_mode():
             c = gen.c_for_network(info, args.yaw_deg, args.pitch_deg, fov_deg=args.fov_deg, radius=args.radius,
