@@ -12,6 +12,10 @@ import click
 
 from raycond import camera as cam
 from raycond import generate as gen
+from raycond import inversion, loading
+
+FP32_HELP = ("Run every layer in float32. Default: on CUDA the network's fp16 layers run in fp16 (faster); "
+             "CPU and MPS always use float32.")
 
 # How a script takes --yaw/--pitch: several views, one known camera, or not at all.
 ANGLE_STYLES = ('views', 'known', None)
@@ -71,3 +75,11 @@ def camera_model(fov: float | None, radius: float | None, lookat: str | None,
     if radius is not None and not radius > 0:
         raise ValueError(f'--radius must be positive, got {radius}')
     return fov, radius, lookat_vec
+
+
+def network_arg(network: str | None, projected: str | None = None) -> str:
+    """The network a generating script opens: --network, else the one an inverted photo (--projected)
+    was made with, else the bundled checkpoint (`raycond.loading.resolve_network_arg`)."""
+    if projected and not network:
+        network = inversion.network_of(projected)
+    return loading.resolve_network_arg(network)

@@ -49,6 +49,16 @@ def resolve_device(name: str | torch.device | None = "auto", allow_mps: bool = T
     return torch.device(name)
 
 
+def force_fp32_for(device: str | torch.device, fp32: bool = False) -> bool:
+    """The `force_fp32` to pass to G.synthesis: False (the network's fp16 layers run in fp16)
+    only on CUDA when the user did not ask for --fp32.
+
+    The one place this rule lives (gen_images.py, gen_video.py and the visualizer call it). fp16 pays
+    off on CUDA only; elsewhere it is slow or unsupported, and release networks (StyleGAN2-ADA)
+    switch to fp16 whenever force_fp32 is False, whatever the device."""
+    return bool(fp32) or torch.device(device).type != "cuda"
+
+
 # ----------------------------------------------------------------------------- parsing
 
 def parse_int_list(s: str | Iterable[int]) -> list[int]:

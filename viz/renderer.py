@@ -86,7 +86,7 @@ class RenderArgs:
     fov_deg: float | None = None       # true full FOV in degrees (None = network default)
     radius: float | None = None
     lookat: tuple | None = None
-    force_fp32: bool = True
+    force_fp32: bool = False           # user asked for fp32; applied via gen.force_fp32_for (CUDA only)
     layer: str | None = None           # synthesis sub-module whose output is shown in the Layers view
     layer_channel: int = 0
     layer_rgb: bool = False            # show channels [c, c+1, c+2] as RGB instead of one channel
@@ -312,7 +312,8 @@ class Renderer:
             fork = torch.random.fork_rng(devices=[device.index or 0] if device.type == 'cuda' else [])
             with fork:
                 torch.manual_seed(int(args.noise_seed))
-                img = gen.synthesize(G, ws, c, noise_mode=args.noise_mode, force_fp32=args.force_fp32)
+                img = gen.synthesize(G, ws, c, noise_mode=args.noise_mode, 
+                                     force_fp32=gen.force_fp32_for(device, args.force_fp32))
             timer.lap('synthesis')
 
             img_u8 = gen.to_uint8(img)[0].cpu().numpy()
@@ -391,7 +392,6 @@ def available_devices() -> list[str]:
         out.append('cuda')
         if torch.cuda.device_count() > 1:
             out += [f'cuda:{i}' for i in range(torch.cuda.device_count())]
-    mps = getattr(torch.backends, 'mps', None)
-    if mps is not None and mps.is_available():
+    if gen.mps_available():
         out.append('mps')
     return out
