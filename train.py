@@ -62,7 +62,7 @@ from torch_utils import distributed
 from torch_utils import training_stats
 from training import training_loop as tl
 from training.augment import AUGPIPE_SPECS, default_augpipe
-from training.dataset import DatasetError
+from training.dataset import DatasetError, ImageFolderDataset
 
 CFGS = rundir.TRAIN_CFGS
 SG3_CFGS = ('raycond3-t', 'raycond3-r', 'stylegan3-t', 'stylegan3-r')
@@ -316,7 +316,6 @@ def build_config(opts):
     # Dataset (opened now so that bad data fails before any work).
     if not os.path.exists(opts.data):
         raise FileNotFoundError(f'--data: dataset not found: {opts.data}')
-    from training.dataset import ImageFolderDataset
     dataset = ImageFolderDataset(path=opts.data, use_labels=True, xflip=False, random_seed=opts.seed)
     label_kind = dataset.file_label_kind
     camera_cfg = opts.cfg in ('raycond2', 'posecond2', 'raycond3-t', 'raycond3-r')

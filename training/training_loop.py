@@ -25,6 +25,7 @@ from raycond import loading
 from raycond import rundir
 from torch_utils import misc
 from torch_utils import training_stats
+from torch_utils.ops import conv2d_gradfix, grid_sample_gradfix
 
 # ----------------------------------------------------------------------------
 # Small helpers.
@@ -377,13 +378,8 @@ def training_loop(
     torch.backends.cudnn.benchmark = cudnn_benchmark
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    for mod_name in ('conv2d_gradfix', 'grid_sample_gradfix'):
-        try:
-            mod = __import__(f'torch_utils.ops.{mod_name}', fromlist=[mod_name])
-            if hasattr(mod, 'enabled'):
-                mod.enabled = True
-        except ImportError:
-            pass
+    conv2d_gradfix.enabled = True       # the ops' double-backward paths that R1 and path length need
+    grid_sample_gradfix.enabled = True
     assert batch_size % num_gpus == 0 and (batch_size // num_gpus) % batch_gpu == 0
     num_rounds = batch_size // num_gpus // batch_gpu
 
