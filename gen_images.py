@@ -32,6 +32,9 @@ def resolve_network_arg(network: str | None) -> str:
                            f"{os.path.relpath(DEFAULT_CHECKPOINT)})")
 
 
+FP32_HELP = "Run every layer in float32. Default: on CUDA the network's fp16 layers run in fp16 (faster); CPU and MPS always use float32."
+
+
 def _fmt_angle(x: float) -> str:
     return f"{x:g}".replace("-", "m") if x < 0 else f"{x:g}"
 
@@ -53,6 +56,7 @@ def _fmt_angle(x: float) -> str:
 @click.option("--grid", is_flag=True, help="Also write grid.png: rows are seeds, columns are views.")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
 @click.option("--batch", "batch_size", type=int, default=8, show_default=True, help="Images per forward pass.")
+@click.option("--fp32", is_flag=True, help=FP32_HELP)
 @click.option("--threads", "num_threads", type=click.IntRange(min=0), default=0, show_default=True, help=threads.THREADS_HELP)
 @click.option("--trust-pickle", is_flag=True, help="Load network pickles that carry code this project does not recognise (runs that code; only for files you trust).")
 @click.option("--verbose", is_flag=True, help="Show full tracebacks on errors.")
@@ -71,7 +75,7 @@ def main(**kwargs):
 
 
 def generate(network, seeds, truncation_psi, truncation_cutoff, noise_mode, outdir, yaw, pitch, fov, radius,
-             lookat, preset, class_idx, grid, device, batch_size, trust_pickle=False):
+             lookat, preset, class_idx, grid, device, batch_size, trust_pickle=False, fp32=False):
     import numpy as np
     import PIL.Image
     import torch
@@ -104,6 +108,7 @@ def generate(network, seeds, truncation_psi, truncation_cutoff, noise_mode, outd
     print(f'Loading network from "{network}"...')
     G, info = load_network_and_info(network, device=dev, trust_pickle=trust_pickle)
     print(f"  {info.summary()}")
+    force_fp32 = gen.force_fp32_for(dev, fp32)
 
     if info.camera:
         cams = [gen.c_for_network(info, y, p, fov, radius, lookat_vec, device=dev) for y, p in zip(yaws, pitches)]
@@ -126,7 +131,7 @@ def generate(network, seeds, truncation_psi, truncation_cutoff, noise_mode, outd
     for view, c in enumerate(cams):
         imgs = gen.generate_images(G, seed_list, c, truncation_psi=truncation_psi,
                                    truncation_cutoff=truncation_cutoff, noise_mode=noise_mode,
-                                   batch_size=batch_size, device=dev)
+                                   batch_size=batch_size, device=dev, force_fp32=force_fp32)
         for seed, img in zip(seed_list, imgs):
             name = f"seed{seed:04d}.png" if n_views == 1 else \
                 f"seed{seed:04d}-yaw{_fmt_angle(yaws[view])}-pitch{_fmt_angle(pitches[view])}.png"

@@ -42,6 +42,16 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     return torch.device(name)
 
 
+def force_fp32_for(device: str | torch.device, fp32: bool = False) -> bool:
+    """The `force_fp32` to pass to G.synthesis: False (the network's fp16 layers run in fp16)
+    only on CUDA when the user did not ask for --fp32.
+
+    The one place this rule lives (gen_images.py, gen_video.py and the visualizer call it). fp16 pays
+    off on CUDA only; elsewhere it is slow or unsupported, and release networks (StyleGAN2-ADA)
+    switch to fp16 whenever force_fp32 is False, whatever the device."""
+    return bool(fp32) or torch.device(device).type != "cuda"
+
+
 # ----------------------------------------------------------------------------- parsing
 
 def parse_int_list(s: str | Iterable[int]) -> list[int]:
@@ -276,7 +286,7 @@ class FrameSpec:
     radius: float | None = None
     lookat: tuple | None = None
     class_idx: int = 0                 # class of class-conditional networks without a camera
-    force_fp32: bool = True
+    force_fp32: bool = False           # the user asked for fp32; otherwise fp16 layers on CUDA (force_fp32_for)
     pivot: Any = None                  # an inverted photo (ws, z, camera, e.g. raycond.inversion.Inversion)
     at_pivot_camera: bool = False      # with a pivot: render at its estimated camera, not at yaw/pitch
 
@@ -331,7 +341,8 @@ def synthesize_frame(G: torch.nn.Module, ws: torch.Tensor, c: torch.Tensor | Non
     device = ws.device
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         torch.manual_seed(int(spec.noise_seed))
-        return synthesize(G, ws, c, noise_mode=spec.noise_mode, force_fp32=spec.force_fp32)
+        fp32 = force_fp32_for(device, spec.force_fp32)
+        return synthesize(G, ws, c, noise_mode=spec.noise_mode, force_fp32=fp32)
 
 
 def render_frame(G: torch.nn.Module, info, spec: FrameSpec, device=None) -> torch.Tensor:

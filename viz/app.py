@@ -38,14 +38,14 @@ class Visualizer(ImguiWindow):
 
     def __init__(self, pkls=(), *, browse_dir=None, capture_dir='captures', device='auto', seed=0.0, trunc_psi=1.0,
                  yaw=None, pitch=None, fov=None, renderer=None, width=1280, height=800, fps_limit=60, vsync=False,
-                 visible=True, ui_scale=None):
+                 visible=True, ui_scale=None, fp32=False):
         super().__init__(title='raycond visualizer', width=width, height=height, fps_limit=fps_limit, vsync=vsync,
                          visible=visible, ui_scale=ui_scale)
         self.network = NetworkWidget(browse_dir=browse_dir)
         self.camera = CameraWidget()
         self.latent = LatentWidget(seed=seed, trunc_psi=trunc_psi)
         self.layers = LayerWidget()
-        self.perf = PerformanceWidget(device=device, fps_limit=fps_limit, vsync=vsync)
+        self.perf = PerformanceWidget(device=device, fps_limit=fps_limit, vsync=vsync, force_fp32=fp32)
         self.capture = CaptureWidget(capture_dir=capture_dir)
         self.training = TrainingWidget()
         self.photo = PhotoWidget(self.camera, capture_dir=capture_dir)

@@ -79,7 +79,7 @@ class RenderArgs:
     fov_deg: float | None = None       # true full FOV in degrees (None = network default)
     radius: float | None = None
     lookat: tuple | None = None
-    force_fp32: bool = True
+    force_fp32: bool = False           # user asked for fp32; applied via gen.force_fp32_for (CUDA only)
     layer: str | None = None           # synthesis sub-module whose output is shown in the Layers view
     layer_channel: int = 0
     layer_rgb: bool = False            # show channels [c, c+1, c+2] as RGB instead of one channel
