@@ -59,6 +59,7 @@ def _fmt_angle(x: float) -> str:
 @click.option("--fp32", is_flag=True, help=FP32_HELP)
 @click.option("--threads", "num_threads", type=click.IntRange(min=0), default=0, show_default=True, help=threads.THREADS_HELP)
 @click.option("--trust-pickle", is_flag=True, help="Load network pickles that carry code this project does not recognise (runs that code; only for files you trust).")
+@click.option("--projected", default=None, metavar="FILE", help="Render an inverted photo (projector.py's inversion.pt) at the views instead of seeds.")
 @click.option("--verbose", is_flag=True, help="Show full tracebacks on errors.")
 def main(**kwargs):
     """Generate images (seeds × camera views) with a pretrained network."""
@@ -75,7 +76,7 @@ def main(**kwargs):
 
 
 def generate(network, seeds, truncation_psi, truncation_cutoff, noise_mode, outdir, yaw, pitch, fov, radius,
-             lookat, preset, class_idx, grid, device, batch_size, trust_pickle=False, fp32=False):
+             lookat, preset, class_idx, grid, device, batch_size, trust_pickle=False, fp32=False, projected=None):
     import numpy as np
     import PIL.Image
     import torch
@@ -104,6 +105,9 @@ def generate(network, seeds, truncation_psi, truncation_cutoff, noise_mode, outd
         raise ValueError(f"--fov must be between 0 and 180 degrees, got {fov}")
 
     dev = gen.resolve_device(device)
+    if projected and not network:
+        from raycond.inversion import network_of
+        network = network_of(projected)
     network = resolve_network_arg(network)
     print(f'Loading network from "{network}"...')
     G, info = load_network_and_info(network, device=dev, trust_pickle=trust_pickle)
@@ -127,7 +131,15 @@ def generate(network, seeds, truncation_psi, truncation_cutoff, noise_mode, outd
 
     os.makedirs(outdir, exist_ok=True)
     rows = []
-    bar = tqdm(total=len(seed_list) * n_views, unit="img", disable=len(seed_list) * n_views < 4)
+    if projected:  # the inverted photo (inversion.pt) at every view, in place of seeds
+        from raycond import inversion
+        res = inversion.load(projected, G=G, device=dev)
+        seed_list, rows = [0], [gen.to_uint8(res.render(c)).cpu().numpy() for c in cams]
+        for view, img in enumerate(rows):
+            name = "proj.png" if n_views == 1 else f"proj-yaw{_fmt_angle(yaws[view])}-pitch{_fmt_angle(pitches[view])}.png"
+            PIL.Image.fromarray(img[0].squeeze(-1) if img.shape[-1] == 1 else img[0]).save(os.path.join(outdir, name))
+        cams = []
+    bar = None if projected else tqdm(total=len(seed_list) * n_views, unit="img", disable=len(seed_list) * n_views < 4)
     for view, c in enumerate(cams):
         imgs = gen.generate_images(G, seed_list, c, truncation_psi=truncation_psi,
                                    truncation_cutoff=truncation_cutoff, noise_mode=noise_mode,
@@ -138,7 +150,8 @@ def generate(network, seeds, truncation_psi, truncation_cutoff, noise_mode, outd
             PIL.Image.fromarray(img.squeeze(-1) if img.shape[-1] == 1 else img).save(os.path.join(outdir, name))
         rows.append(imgs)
         bar.update(len(seed_list))
-    bar.close()
+    if bar is not None:
+        bar.close()
     if grid:
         stacked = np.stack(rows, axis=1).reshape(-1, *rows[0].shape[1:])  # seed-major
         g = gen.make_grid(stacked, len(seed_list), n_views)
