@@ -323,10 +323,12 @@ def seed_ws(G: torch.nn.Module, spec: FrameSpec, c: torch.Tensor | None, device)
 
 
 def pivot_ws(pivot, G: torch.nn.Module, c: torch.Tensor | None, device) -> torch.Tensor:
-    """A pivot's ws at camera c: its ws, or its Z pivot mapped at c when the mapping sees the camera."""
+    """A pivot's ws at cameras c (N, c_dim) (N = 1 without c): its ws, or its Z pivot mapped at each
+    camera when the mapping sees the camera (raycond.inversion keeps such pivots in Z)."""
+    n = 1 if c is None else c.shape[0]
     if getattr(pivot, "z", None) is None:
-        return pivot.ws.to(device)
-    return G.mapping(pivot.z.to(device), mapping_c(G, c, 1, device))
+        return pivot.ws.to(device).expand(n, -1, -1)
+    return G.mapping(pivot.z.to(device).expand(n, -1), mapping_c(G, c, n, device))
 
 
 def frame_latents(G: torch.nn.Module, info, spec: FrameSpec, device) -> tuple[torch.Tensor, torch.Tensor | None]:
