@@ -91,9 +91,7 @@ def generate(network, seeds, truncation_psi, truncation_cutoff, noise_mode, outd
         if info.c_dim:
             if class_idx is None:
                 raise ValueError(f"this network is class-conditional ({info.c_dim} classes): give --class")
-            if not 0 <= class_idx < info.c_dim:
-                raise ValueError(f"--class must be in 0..{info.c_dim - 1}, got {class_idx}")
-            c[:, class_idx] = 1
+            c = gen.class_label(info.c_dim, class_idx, dev)
         elif class_idx is not None:
             print("  warning: --class ignored (network is unconditional)")
         cams = [c]

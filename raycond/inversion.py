@@ -156,11 +156,7 @@ class Inversion:
                 raise ValueError("camera label contains NaN or infinite values")
         c = c.to(device)
         with torch.no_grad():
-            if self.z is not None:
-                ws = self.G.mapping(self.z.to(device).expand(c.shape[0], -1), c)
-            else:
-                ws = self.ws.to(device).expand(c.shape[0], -1, -1)
-            img = _synthesize(self.G, ws, c, self.has_camera)
+            img = _synthesize(self.G, rgen.pivot_ws(self, self.G, c, device), c, self.has_camera)
         return img.float().clamp(-1, 1)
 
     def save(self, path) -> None:

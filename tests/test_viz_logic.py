@@ -14,7 +14,8 @@ from viz.latent import LatentWidget
 from viz.layers import LayerWidget
 from viz.network import NetworkWidget
 from viz.performance import PerformanceWidget
-from viz.renderer import RenderArgs, Renderer, layer_to_image, seed_blend
+from raycond.generate import seed_blend
+from viz.renderer import RenderArgs, Renderer, layer_to_image
 from viz.training import TrainingProcess, build_train_command
 
 
