@@ -1,6 +1,5 @@
 """raycond.cli_options: the camera options that gen_images.py, gen_video.py and projector.py share."""
 
-import click
 import numpy as np
 import PIL.Image
 import pytest
