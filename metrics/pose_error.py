@@ -24,7 +24,6 @@ import dnnlib
 from metrics import metric_utils
 from raycond import camera as cam
 
-CAMERA_DIM = 25
 
 
 def preprocess_images(images, res) -> torch.Tensor:
@@ -71,9 +70,9 @@ class PoseEstimator(torch.nn.Module):
 def yaw_pitch_deg(labels) -> torch.Tensor:
     """(N, 25) camera labels → (N, 2) yaw and pitch in degrees."""
     labels = torch.as_tensor(np.asarray(labels), dtype=torch.float32)
-    if labels.ndim != 2 or labels.shape[1] != CAMERA_DIM:
-        raise ValueError(f'pose_err needs 25-value camera labels, got labels of shape {tuple(labels.shape)}')
-    yaw, pitch, _ = cam.yaw_pitch_from_pose(labels[:, :16].reshape(-1, 4, 4))
+    if labels.ndim != 2 or labels.shape[1] != cam.LABEL_DIM:
+        raise ValueError(f'pose_err needs {cam.LABEL_DIM}-value camera labels, got labels of shape {tuple(labels.shape)}')
+    yaw, pitch, _ = cam.yaw_pitch_from_pose(labels[:, :cam.POSE_DIM].reshape(-1, 4, 4))
     return torch.stack([yaw, pitch], dim=1) * (180 / math.pi)
 
 
@@ -174,7 +173,7 @@ def get_pose_estimator(opts, input_res=32, steps=1500, batch_size=64, max_train=
 
     cache_file = None
     if opts.cache:
-        key = repr(sorted(dict(kwargs).items())) + metric_utils._file_fingerprint(kwargs.get('path')) + repr(config)
+        key = repr(sorted(dict(kwargs).items())) + metric_utils.file_fingerprint(kwargs.get('path')) + repr(config)
         cache_file = dnnlib.util.make_cache_dir_path(
             'gan-metrics', f'{dataset.name}-pose-estimator-{hashlib.md5(key.encode()).hexdigest()}.pt')
         if opts.rank != 0:
@@ -199,7 +198,8 @@ def get_pose_estimator(opts, input_res=32, steps=1500, batch_size=64, max_train=
     if cache_file is not None:
         if opts.rank == 0:
             state = dict(model={k: v.cpu() for k, v in model.state_dict().items()}, floor=floor, config=config)
-            metric_utils.save_atomic(lambda p: torch.save(state, p), cache_file)
+            os.makedirs(os.path.dirname(cache_file) or '.', exist_ok=True)
+            dnnlib.util.atomic_write(cache_file, lambda f: torch.save(state, f))
             metric_utils.barrier(opts.num_gpus)
     return model, floor
 
@@ -210,13 +210,13 @@ def compute_pose_err(opts, num_gen, batch_size=64, **estimator_kwargs) -> dict:
     """Mean |yaw|/|pitch| error (degrees) of `num_gen` generated images at cameras drawn from the
     dataset's labels, with the estimator's error on held-out real images as the floor."""
     labels = metric_utils.dataset_labels(opts.dataset_kwargs)
-    if labels.shape[1] != CAMERA_DIM:
-        raise ValueError(f'pose_err needs a dataset with 25-value camera labels; '
+    if labels.shape[1] != cam.LABEL_DIM:
+        raise ValueError(f'pose_err needs a dataset with {cam.LABEL_DIM}-value camera labels; '
                          f'{opts.dataset_kwargs.get("path")} has labels of size {labels.shape[1]}')
     model, floor = get_pose_estimator(opts, **estimator_kwargs)
     G = metric_utils.prepare_generator(opts)
-    if G.c_dim not in (0, CAMERA_DIM):
-        raise ValueError(f'pose_err needs a camera-conditioned (c_dim=25) or camera-less network, got c_dim={G.c_dim}')
+    if G.c_dim not in (0, cam.LABEL_DIM):
+        raise ValueError(f'pose_err needs a camera-conditioned (c_dim={cam.LABEL_DIM}) or camera-less network, got c_dim={G.c_dim}')
     rng = opts.numpy_rng(salt=4)
     zgen = opts.torch_generator(salt=4)
 

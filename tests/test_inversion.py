@@ -319,5 +319,5 @@ def test_lpips_loss_refuses_when_the_file_is_missing():
 def test_read_only_camera_array_is_accepted_without_warning(small_generator, recwarn):
     c = rgen.c_for_network(loading.network_info(small_generator), 10.0, 0.0)[0].numpy().copy()
     c.setflags(write=False)
-    assert inversion._check_camera(c, loading.network_info(small_generator)).shape == (1, 25)
+    assert inversion._fixed_camera_label(c, loading.network_info(small_generator)).shape == (1, 25)
     assert not [w for w in recwarn if "not writable" in str(w.message)]

@@ -30,7 +30,7 @@ def render_first_frame(pkl, *, device='auto', seed=0.0, trunc_psi=1.0, yaw=None,
     if network.current is None:
         raise ValueError('no network given (pass a PKL path)')
     args = build_args([network, camera, latent, layers, perf])
-    res = renderer.render(args)           # loads the network: gives info for the camera defaults
+    res = renderer.render(args.replace(info_only=True))   # the network's camera defaults before the first frame
     if res.error:
         raise ValueError(res.error)
     camera.on_network(res.info)

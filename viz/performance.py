@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 
 import numpy as np
+import gui_utils  # noqa: F401 - sets the GLFW/OpenGL platform before imgui_bundle loads glfw
 from imgui_bundle import imgui, implot
 
 from gui_utils import imgui_utils
@@ -67,7 +68,8 @@ class PerformanceWidget:
         """Add one GUI frame time and (when new) the render time of `result`."""
         if gui_dt and gui_dt > 0:
             self.gui_times.append(float(gui_dt))
-        if result is not None and result.stamp != self._last_render_stamp and 'total' in result.timings:
+        if (result is not None and result.stamp != self._last_render_stamp and 'total' in result.timings
+                and not (result.args is not None and result.args.info_only)):   # a network load is no frame
             self._last_render_stamp = result.stamp
             self.render_times.append(float(result.timings['total']))
             self.render_cpu_others.append(getattr(result, 'cpu_others', None))
