@@ -166,9 +166,8 @@ def get(fingerprint: str, sample, yaw_range, pitch_range, num_samples: int = 102
     if use_cache:
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.tmp{os.getpid()}"
-            torch.save(net.state_dict(), tmp)
-            os.replace(tmp, path)
+            state = net.state_dict()
+            dnnlib.util.atomic_write(path, lambda f: torch.save(state, f))
         except OSError as e:
             log(f"camera start: could not cache the pose regressor ({e}); it will be trained again next time")
     return net
