@@ -129,11 +129,11 @@ def project(network, target, outdir, yaw, pitch, fov, radius, lookat, preset, ca
     def progress(step, total, stage, value, preview):
         if stage not in stage_seen:
             stage_seen[stage] = time.time()
-            tqdm.write(f"stage {stage}: " + {"camera": "coarse camera grid + short joint refinement",
+            tqdm.write(f"stage {stage}: " + {"camera": "pose regressor start + short joint refinement",
                                              "pivot": "latent (and camera) optimisation",
                                              "tune": "pivotal tuning with locality"}[stage])
         bar.total = total
-        bar.set_postfix_str(f"{stage} loss {value:.4f}", refresh=False)
+        bar.set_postfix_str(f"{stage} loss {value:.4f}" if value == value else stage, refresh=False)  # NaN: no loss yet
         bar.update(step - bar.n)
         return True
 
