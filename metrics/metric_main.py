@@ -15,6 +15,7 @@ import time
 import torch
 
 import dnnlib
+from metrics import equivariance
 from metrics import frechet_inception_distance
 from metrics import inception_score
 from metrics import kernel_inception_distance
@@ -198,6 +199,14 @@ def _kid_synth(name, num_gen):
     return register_metric(fn, name)
 
 
+def _eq(name, num_samples, kind):
+    def fn(opts):
+        return dict({name: equivariance.compute_equivariance(opts, num_samples=num_samples, kind=kind)})
+    fn.__name__ = name
+    fn.__doc__ = f'StyleGAN3 equivariance ({kind}) in dB PSNR over {num_samples} images.'
+    return register_metric(fn, name)
+
+
 # Recommended (StyleGAN2-ADA names).
 _fid('fid50k_full', 50000)
 _kid('kid50k_full', 50000)
@@ -225,6 +234,12 @@ _attr_tv('attr_tv', 5000)
 _attr_tv('attr_tv1k', 1000)
 _kid_synth('kid_synth', 5000)
 _kid_synth('kid_synth1k', 1000)
+
+# StyleGAN3 equivariance (StyleGAN3-based networks only), and small variants.
+for _n, _tag in ((50000, '50k'), (5000, '5k'), (1000, '1k')):
+    _eq(f'eqt{_tag}_int', _n, 'int')
+    _eq(f'eqt{_tag}_frac', _n, 'frac')
+    _eq(f'eqr{_tag}', _n, 'rot')
 
 # Small variants for quick checks (fewer generated images; real statistics over the full dataset).
 for _n, _tag in ((10000, '10k'), (5000, '5k'), (1000, '1k'), (100, '100')):
