@@ -10,8 +10,9 @@ import sys
 
 import pytest
 
-from test_metrics import save_fake_detector
-from test_training import ROOT, TINY, _make_dataset
+from test_metrics import save_fake_detector, write_gradient_dataset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 tensorboard = pytest.importorskip('tensorboard', reason='pip install -e ".[test]" installs tensorboard')
 
@@ -19,11 +20,12 @@ tensorboard = pytest.importorskip('tensorboard', reason='pip install -e ".[test]
 @pytest.mark.slow
 def test_tiny_run_writes_tfevents_with_stats_and_metrics(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    data = _make_dataset(tmp_path / 'heads.zip', n=8, res=16)
+    data = write_gradient_dataset(tmp_path / 'poses', n=8, res=16)
     env = dict(os.environ, OMP_NUM_THREADS='1', DNNLIB_CACHE_DIR=str(tmp_path / 'cache'),
                RAYCOND_DETECTOR_URL_INCEPTION=save_fake_detector(tmp_path / 'detector.pt'))
-    args = ['--outdir', str(tmp_path / 'runs'), '--data', data, '--kimg=0.004', '--tick=0.004']
-    args += [a for a in TINY if not a.startswith('--metrics')] + ['--metrics=fid100_full']
+    args = ['--outdir', str(tmp_path / 'runs'), '--data', data, '--kimg=0.004', '--tick=0.004', '--batch=4',
+            '--gamma=1', '--cbase=1024', '--cmax=32', '--map-depth=2', '--workers=0', '--snap=1',
+            '--metrics=fid100_full']
     r = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py')] + args, cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
