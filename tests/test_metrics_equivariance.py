@@ -112,3 +112,16 @@ def test_psnr_of_known_error():
     assert eq.psnr(4 * 0.01 * 10, 10) == pytest.approx(20 * math.log10(2) - 10 * math.log10(0.04))
     with pytest.raises(ValueError, match='unknown equivariance kind'):
         eq.draw_transform('shear', np.random.RandomState(0), 16)
+
+
+def test_ray_conditioned_stylegan3_gets_cameras_from_the_labels(tmp_path):
+    from test_metrics import write_gradient_dataset
+    from training import networks_raycond3 as r3
+    data = write_gradient_dataset(tmp_path / 'poses', n=8, res=16)
+    torch.manual_seed(0)
+    G = r3.Generator(c_dim=25, z_dim=16, w_dim=16, img_resolution=16, img_channels=3, channel_base=1024,
+                     channel_max=32, num_layers=4, num_critical=1, margin_size=2).eval()
+    dk = dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=data, use_labels=True)
+    opts = metric_utils.MetricOptions(G=G, dataset_kwargs=dk, device='cpu', seed=0)
+    value = eq.compute_equivariance(opts, num_samples=4, kind='frac', batch_size=4)
+    assert 10 < value < 200
