@@ -24,7 +24,12 @@ import tempfile
 import traceback
 
 import click
-import torch
+
+from raycond import threads
+
+threads.prepare()  # before torch loads: OpenMP reads its wait policy once (raycond/threads.py)
+
+import torch  # noqa: E402
 
 import dnnlib
 from metrics import metric_main, metric_utils
@@ -89,6 +94,7 @@ def run_process(rank: int, args: dnnlib.EasyDict, temp_dir: str | None) -> None:
         init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
         torch.distributed.init_process_group(backend=backend, init_method=f'file://{init_file}', rank=rank,
                                              world_size=args.num_gpus)
+        threads.apply(args.num_threads, procs=args.num_gpus)   # spawned ranks share the CPUs
     if args.device_type == 'cuda':
         device = torch.device('cuda', rank if args.num_gpus > 1 else (args.device.index or 0))
         torch.cuda.set_device(device)
@@ -113,7 +119,7 @@ def run_process(rank: int, args: dnnlib.EasyDict, temp_dir: str | None) -> None:
 
 
 def calc_metrics(network_pkl, metrics, data=None, mirror=None, gpus=1, device='auto', seed=None, cache=True,
-                 progress=True):
+                 progress=True, num_threads=0):
     """Load the network, work out the dataset and run directory, compute and report each metric."""
     metric_names = metric_main.parse_metric_list(metrics)
     if not metric_names:
@@ -143,7 +149,7 @@ def calc_metrics(network_pkl, metrics, data=None, mirror=None, gpus=1, device='a
 
     args = dnnlib.EasyDict(G=G, metrics=metric_names, dataset_kwargs=dataset_kwargs, num_gpus=gpus, run_dir=run_dir,
                            network_pkl=network_pkl, device=dev, device_type=dev.type, seed=seed, cache=cache,
-                           progress=progress)
+                           progress=progress, num_threads=num_threads)
     if gpus == 1:
         run_process(0, args, None)
     else:
@@ -172,13 +178,20 @@ def calc_metrics(network_pkl, metrics, data=None, mirror=None, gpus=1, device='a
 @click.option('--cache/--no-cache', default=True, show_default=True,
               help='Reuse dataset statistics and pose estimators cached under $DNNLIB_CACHE_DIR/gan-metrics.')
 @click.option('--quiet', is_flag=True, help='No progress bars or summaries, only the result lines.')
+@click.option('--threads', 'num_threads', type=click.IntRange(min=0), default=0, show_default=True,
+              help=threads.THREADS_HELP + ' Split among processes (--gpus).')
 @click.option('--verbose', is_flag=True, help='Show full tracebacks on errors.')
-def main(network_pkl, metrics, data, mirror, gpus, device, seed, cache, quiet, verbose):
+def main(network_pkl, metrics, data, mirror, gpus, device, seed, cache, quiet, num_threads, verbose):
     try:
+        threads.apply(num_threads, procs=gpus)
         calc_metrics(network_pkl, metrics, data=data, mirror=mirror, gpus=gpus, device=device, seed=seed,
-                     cache=cache, progress=not quiet)
+                     cache=cache, progress=not quiet, num_threads=num_threads)
     except (click.ClickException, click.Abort):
         raise
+    except KeyboardInterrupt:
+        # Caches are published atomically and results appended only when complete: nothing partial stays.
+        click.echo('Interrupted; no result was recorded for the unfinished metric.', err=True)
+        raise SystemExit(130) from None
     except Exception as e:  # one clear line unless --verbose
         if verbose:
             traceback.print_exc()

@@ -20,10 +20,15 @@ import traceback
 import zipfile
 
 import click
-import numpy as np
-from PIL import Image
 
-from raycond.synth.writer import DatasetWriter, check_destination, image_path
+from raycond import threads
+
+threads.prepare()  # before torch loads: OpenMP reads its wait policy once (raycond/threads.py)
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from raycond.synth.writer import DatasetWriter, check_destination, image_path, training_size_problem
 
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.ppm', '.tif', '.tiff')
 
@@ -169,6 +174,11 @@ def convert_dataset(source, dest, max_images=None, resolution=None, transform=No
     res = parse_resolution(resolution) if isinstance(resolution, (str, type(None))) else tuple(resolution)
     if transform is not None and res is None:
         raise ValueError(f'--transform={transform} needs --resolution')
+    if res is not None:  # refuse now what train.py would refuse after the whole conversion
+        out = (res[0], res[0]) if transform == 'center-crop-wide' else res
+        problem = training_size_problem(*out)
+        if problem is not None:
+            raise ValueError(f'--resolution={res[0]}x{res[1]} would make a dataset train.py refuses: it has {problem}')
     if max_images is not None and int(max_images) < 1:
         raise ValueError(f'--max-images must be at least 1, got {max_images}')
     check_destination(dest, force)
@@ -212,6 +222,10 @@ def convert_dataset(source, dest, max_images=None, resolution=None, transform=No
 def _run(verbose, fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
+    except KeyboardInterrupt:
+        # The writers publish the destination only when complete: nothing partial is left behind.
+        click.echo('Interrupted; the destination was not written (no partial dataset left behind).', err=True)
+        sys.exit(130)
     except (ValueError, FileNotFoundError, FileExistsError, OSError) as e:
         if verbose:
             traceback.print_exc()
@@ -285,6 +299,7 @@ def synth_cmd(dest, count, resolution, seed, yaw_std, pitch_std, max_yaw, max_pi
     from tqdm import tqdm
     from raycond.synth.dataset import default_workers, write_dataset
     workers = default_workers() if workers is None else workers
+    threads.apply()   # this process renders itself when --workers=1; workers use one thread each
     with tqdm(total=count, desc='Rendering', unit='img', disable=not sys.stderr.isatty() and count < 1000) as bar:
         info = _run(verbose, write_dataset, dest, count, resolution=resolution, seed=seed, yaw_std=yaw_std,
                     pitch_std=pitch_std, max_yaw=max_yaw, max_pitch=max_pitch, batch=batch,

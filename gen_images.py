@@ -13,6 +13,10 @@ import traceback
 
 import click
 
+from raycond import threads
+
+threads.prepare()  # before torch loads: OpenMP reads its wait policy once (raycond/threads.py)
+
 DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints",
                                   "raycond2-synthheads-64.pkl")
 
@@ -49,11 +53,13 @@ def _fmt_angle(x: float) -> str:
 @click.option("--grid", is_flag=True, help="Also write grid.png: rows are seeds, columns are views.")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
 @click.option("--batch", "batch_size", type=int, default=8, show_default=True, help="Images per forward pass.")
+@click.option("--threads", "num_threads", type=click.IntRange(min=0), default=0, show_default=True, help=threads.THREADS_HELP)
 @click.option("--verbose", is_flag=True, help="Show full tracebacks on errors.")
 def main(**kwargs):
     """Generate images (seeds × camera views) with a pretrained network."""
     verbose = kwargs.pop("verbose")
     try:
+        threads.apply(kwargs.pop("num_threads"))
         generate(**kwargs)
     except (click.ClickException, click.Abort):
         raise

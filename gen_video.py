@@ -13,7 +13,11 @@ import traceback
 
 import click
 
-from gen_images import resolve_network_arg
+from raycond import threads
+
+threads.prepare()  # before torch loads: OpenMP reads its wait policy once (raycond/threads.py)
+
+from gen_images import resolve_network_arg  # noqa: E402
 
 
 def _parse_grid(s: str) -> tuple[int, int]:
@@ -94,10 +98,12 @@ def write_video(frames, path: str, fps: int) -> None:
 @click.option("--fps", type=int, default=30, show_default=True, help="Frames per second.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--batch", "batch_size", type=int, default=16, show_default=True, help="Grid cells rendered per forward pass.")
+@click.option("--threads", "num_threads", type=click.IntRange(min=0), default=0, show_default=True, help=threads.THREADS_HELP)
 @click.option("--verbose", is_flag=True, help="Full tracebacks on errors.")
-def main(verbose, **kwargs):
+def main(verbose, num_threads, **kwargs):
     """Render an orbit video of generated identities (MP4 or GIF)."""
     try:
+        threads.apply(num_threads)
         make_video(**kwargs)
     except (click.ClickException, click.Abort):
         raise

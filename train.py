@@ -13,26 +13,52 @@ Examples:
       --cbase=8192 --cmax=256 --map-depth=2 --kimg=500 --tick=4 --snap=10
 
 \b
-  # Continue the newest matching run in --outdir.
-  python train.py ... --resume=auto
+  # Continue the newest matching run in --outdir (same options); run it again
+  # until it says the run is complete, e.g. in a cluster job that may be killed.
+  python train.py ... --kimg=5000 --resume=auto
+
+\b
+  # Fine-tune from another run's snapshot (or a StyleGAN2-ADA pickle): train 500 kimg more.
+  python train.py ... --kimg=500 --resume=~/training-runs/00003-stylegan2-ffhq/network-snapshot-025000.pkl
+
+\b
+--kimg with --resume: "auto" continues the same run, so --kimg is the total length
+counting the progress already made (a run that already reached it is reported as
+complete, exit status 0). A PATH or URL starts a new run from those weights: --kimg
+more images are trained and the counter starts at 0, as in StyleGAN2-ADA. Optimizer
+states and the augmentation probability come from the snapshot when it has them;
+optimizer states only when every parameter has the same shape.
+
+\b
+Output: <outdir>/NNNNN-<desc>/ holds log.txt, stats.jsonl, fakes<KIMG>.png and
+network-snapshot-<KIMG>.pkl (KIMG: thousands of images, six digits). A snapshot
+less than 1 kimg after another gets the exact count, network-snapshot-<KIMG>.<III>.pkl,
+so none is overwritten. Snapshots are written atomically; a killed run leaves at most
+a hidden .network-snapshot-*.tmp-<host>-<pid> file, removed by the next --resume=auto.
 """
 
+import contextlib
 import inspect
 import json
 import os
-import re
 import sys
 import tempfile
 
 import click
-import torch
+
+from raycond import threads
+
+threads.prepare()  # before torch loads: OpenMP reads its wait policy once (raycond/threads.py)
+
+import torch  # noqa: E402
 
 import dnnlib
+from raycond import rundir
 from training import training_loop as tl
 from training.augment import AUGPIPE_SPECS, default_augpipe
 from training.dataset import DatasetError
 
-CFGS = ('raycond2', 'stylegan2', 'posecond2', 'raycond3-t', 'raycond3-r', 'stylegan3-t', 'stylegan3-r')
+CFGS = rundir.TRAIN_CFGS
 SG3_CFGS = ('raycond3-t', 'raycond3-r', 'stylegan3-t', 'stylegan3-r')
 EMBEDDINGS = ('plucker', 'origin_dir', 'two_plane', 'none')
 
@@ -40,7 +66,11 @@ EMBEDDINGS = ('plucker', 'origin_dir', 'two_plane', 'none')
 
 
 class _Tee:
-    """Copy everything written to a stream into log.txt as well."""
+    """Copy everything written to a stream into log.txt as well.
+
+    When the log cannot be written (disk full, folder gone read-only) the console copy goes on,
+    so that the error explaining it still reaches the user.
+    """
 
     def __init__(self, stream, fname):
         self.stream = stream
@@ -48,12 +78,35 @@ class _Tee:
 
     def write(self, text):
         self.stream.write(text)
-        self.file.write(text)
-        self.file.flush()
+        if self.file is not None:
+            try:
+                self.file.write(text)
+                self.file.flush()
+            except OSError:
+                self._drop_file()
+
+    def _drop_file(self):
+        try:
+            self.file.close()
+        except OSError:
+            pass
+        self.file = None
 
     def flush(self):
         self.stream.flush()
-        self.file.flush()
+        if self.file is not None:
+            try:
+                self.file.flush()
+            except OSError:
+                self._drop_file()
+
+    def close(self):
+        if self.file is not None:
+            try:
+                self.file.close()
+            except OSError:
+                pass
+            self.file = None
 
     def isatty(self):
         return False
@@ -62,11 +115,21 @@ class _Tee:
         return getattr(self.stream, name)
 
 
+@contextlib.contextmanager
 def _open_log(run_dir):
-    """Tee stdout/stderr of this process into run_dir/log.txt."""
+    """Tee stdout/stderr of this process into run_dir/log.txt while the block runs."""
     fname = os.path.join(run_dir, 'log.txt')
-    sys.stdout = _Tee(sys.stdout, fname)
-    sys.stderr = _Tee(sys.stderr, fname)
+    old = sys.stdout, sys.stderr
+    sys.stdout = _Tee(old[0], fname)
+    sys.stderr = _Tee(old[1], fname)
+    try:
+        yield
+    finally:
+        tees = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = old
+        for tee in tees:
+            if isinstance(tee, _Tee):
+                tee.close()
 
 
 def resolve_device(name):
@@ -89,22 +152,27 @@ def _rank_device(device_type, local_rank):
     return f'cuda:{local_rank}' if device_type == 'cuda' else 'cpu'
 
 
-def _set_cpu_threads(device_type, procs_per_machine):
-    if device_type == 'cpu' and procs_per_machine > 1:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // procs_per_machine))
+def _set_cpu_threads(c, procs_per_machine, rank):
+    """The thread policy of raycond.threads; CPU ranks on one machine share its cores."""
+    policy = threads.apply(c.get('threads') or None, procs=procs_per_machine if c.device_type == 'cpu' else 1)
+    if rank == 0 and c.device_type == 'cpu':
+        print(f'CPU threads per process: {policy.describe()}')
 
 
 def subprocess_fn(rank, c, temp_dir):
     """Entry of one spawned training process (rank) on this machine."""
-    if rank == 0:
-        _open_log(c.run_dir)
+    with (_open_log(c.run_dir) if rank == 0 else contextlib.nullcontext()):
+        _subprocess_body(rank, c, temp_dir)
+
+
+def _subprocess_body(rank, c, temp_dir):
     device_type = c.device_type
     if c.num_gpus > 1:
         init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
         backend = 'nccl' if device_type == 'cuda' else 'gloo'
         torch.distributed.init_process_group(backend=backend, init_method=f'file://{init_file}',
                                              rank=rank, world_size=c.num_gpus)
-    _set_cpu_threads(device_type, c.num_gpus)
+    _set_cpu_threads(c, c.num_gpus, rank)
     device = _rank_device(device_type, rank)
     if device_type == 'cuda':
         torch.cuda.set_device(device)
@@ -116,8 +184,8 @@ def subprocess_fn(rank, c, temp_dir):
 
 def _init_stats(rank, num_gpus, device):
     from torch_utils import training_stats
-    sync_device = torch.device(device) if num_gpus > 1 else None
-    training_stats.init_multiprocessing(rank=rank, sync_device=sync_device)
+    if num_gpus > 1:  # one process needs no set-up (and may train several times, e.g. under CliRunner)
+        training_stats.init_multiprocessing(rank=rank, sync_device=torch.device(device))
     if rank != 0:
         try:
             from torch_utils import custom_ops
@@ -126,21 +194,20 @@ def _init_stats(rank, num_gpus, device):
             pass
 
 
+LAUNCH_KEYS = ('device_type', 'desc', 'resume_auto', 'threads')  # build_config keys that are not training_loop options
+
+
 def _run_loop(c, rank, device):
-    kwargs = {k: v for k, v in c.items() if k not in ('device_type', 'desc')}
+    if rank == 0 and c.get('resume_auto'):
+        # Killed writers (SIGKILL, power loss) leave hidden temporary snapshot files behind.
+        line = rundir.describe_cleanup(*rundir.clean_stale_temps(os.path.dirname(c.run_dir)))
+        if line:
+            print(line)
+    kwargs = {k: v for k, v in c.items() if k not in LAUNCH_KEYS}
     tl.training_loop(rank=rank, device=device, **kwargs)
 
 
-def next_run_dir(outdir, desc):
-    """outdir/NNNNN-desc with NNNNN one more than the largest existing run id."""
-    prev_run_ids = []
-    if os.path.isdir(outdir):
-        for x in os.listdir(outdir):
-            m = re.match(r'^\d+', x)
-            if m and os.path.isdir(os.path.join(outdir, x)):
-                prev_run_ids.append(int(m.group()))
-    cur_run_id = max(prev_run_ids, default=-1) + 1
-    return os.path.join(outdir, f'{cur_run_id:05d}-{desc}')
+next_run_dir = rundir.next_run_dir
 
 
 def print_options(c, desc, dry_run):
@@ -205,19 +272,22 @@ def _launch_torchrun(c, desc, outdir, dry_run, env):
         run_dir = [c.run_dir]
     torch.distributed.broadcast_object_list(run_dir, src=0)
     c.run_dir = run_dir[0]
-    if rank == 0:
-        _open_log(c.run_dir)
-    local_procs = int(os.environ.get('LOCAL_WORLD_SIZE', world_size))
-    _set_cpu_threads(c.device_type, local_procs)
-    device = _rank_device(c.device_type, local_rank)
-    if c.device_type == 'cuda':
-        torch.cuda.set_device(device)
-    _init_stats(rank, world_size, device)
-    _run_loop(c, rank=rank, device=device)
-    torch.distributed.destroy_process_group()
+    with (_open_log(c.run_dir) if rank == 0 else contextlib.nullcontext()):
+        local_procs = int(os.environ.get('LOCAL_WORLD_SIZE', world_size))
+        _set_cpu_threads(c, local_procs, rank)
+        device = _rank_device(c.device_type, local_rank)
+        if c.device_type == 'cuda':
+            torch.cuda.set_device(device)
+        _init_stats(rank, world_size, device)
+        _run_loop(c, rank=rank, device=device)
+        torch.distributed.destroy_process_group()
 
 
 # ----------------------------------------------------------------------------
+
+
+class RunComplete(Exception):
+    """--resume=auto found a run that already reached --kimg (not an error: exit status 0)."""
 
 
 def parse_ray_layers(s, resolution):
@@ -250,6 +320,7 @@ def build_config(opts):
     """Validate options and build the training_loop kwargs (EasyDict). Raises ValueError early."""
     c = dnnlib.EasyDict()
     c.device_type = resolve_device(opts.device)
+    c.threads = opts.threads
 
     # Processes and batch.
     torchrun = _torchrun_env()
@@ -398,9 +469,11 @@ def build_config(opts):
 
     # Resume.
     c.resume_pkl = None
+    c.resume_auto = opts.resume == 'auto'
+    c.resume_counters = c.resume_auto
     if opts.resume is not None:
-        if opts.resume == 'auto':
-            c.resume_pkl = tl.find_resume_snapshot(opts.outdir, desc)
+        if c.resume_auto:
+            c.resume_pkl = rundir.find_resume_snapshot(opts.outdir, desc)
             if c.resume_pkl is None:
                 print(f'--resume=auto: no earlier run "*-{desc}" with a snapshot in {opts.outdir}; starting from scratch')
         else:
@@ -412,10 +485,11 @@ def build_config(opts):
         if res != resolution:
             raise ValueError(f'--resume: snapshot {c.resume_pkl} generates {res}x{res} images but dataset '
                              f'{opts.data} is {resolution}x{resolution}')
-        if kimg is not None and kimg >= opts.kimg:
-            raise ValueError(f'--kimg={opts.kimg:g} is not more than the progress of the resumed snapshot '
-                             f'({kimg:g} kimg); --kimg is the total length, so raise it')
-        c.ema_rampup = None  # Like StyleGAN2-ADA: no EMA ramp-up when starting from trained weights.
+        if c.resume_auto and kimg is not None and kimg >= opts.kimg:
+            raise RunComplete(f'Training is complete: {c.resume_pkl} has reached {kimg:g} kimg of --kimg={opts.kimg:g}; '
+                              f'nothing to do (raise --kimg to train longer).')
+        if not c.resume_auto:
+            c.ema_rampup = None  # Like StyleGAN2-ADA: no EMA ramp-up when starting from trained weights.
     return c
 
 
@@ -445,9 +519,10 @@ def build_config(opts):
               '(brightness, contrast, luma flip, hue, saturation): no flips, rotations or scaling that would '
               'contradict the camera. Without camera labels: blit + geometry + colour',
               type=click.Choice(['noaug', 'ada', 'fixed']), default='ada', show_default=True)
-@click.option('--resume', help='Resume from a snapshot: PATH, URL, or "auto" (newest snapshot of the newest run '
-              'with the same description in --outdir, restoring optimizer states, augment p and the kimg '
-              'counter; starts from scratch if there is none)', metavar='[PATH|URL|auto]', type=str)
+@click.option('--resume', help='Resume from a snapshot. "auto": continue the newest run with the same description '
+              'in --outdir from its newest snapshot (kimg counter, optimizer states, augment p; starts from scratch '
+              'if there is none; says so and exits 0 if it is complete). PATH or URL: start a new run from those '
+              'weights and train --kimg more', metavar='[PATH|URL|auto]', type=str)
 @click.option('--freezed', help='Freeze first layers of D', metavar='INT', type=click.IntRange(min=0), default=0,
               show_default=True)
 # Misc hyperparameters.
@@ -485,7 +560,8 @@ def build_config(opts):
               'package) or "none". On the CPU, fid50k_full costs hours per snapshot: use none or a small variant '
               '(fid5k_full, pose_err1k). A metric that cannot run (e.g. detector offline) is switched off with a warning',
               metavar='[NAME|A,B,C|none]', type=str, default='fid50k_full', show_default=True)
-@click.option('--kimg', help='Total training duration (thousands of images, counting resumed progress)',
+@click.option('--kimg', help='Training duration in thousands of images (fractions allowed): the total with '
+              '--resume=auto, the amount to train more with --resume=PATH',
               metavar='KIMG', type=click.FloatRange(min=0, min_open=True), default=25000, show_default=True)
 @click.option('--tick', help='How often to print progress', metavar='KIMG', type=click.FloatRange(min=0, min_open=True),
               default=4, show_default=True)
@@ -500,6 +576,8 @@ def build_config(opts):
               show_default=True)
 @click.option('--device', help='Device: auto (cuda if available, else cpu), cuda or cpu',
               type=click.Choice(['auto', 'cuda', 'cpu']), default='auto', show_default=True)
+@click.option('--threads', help=threads.THREADS_HELP + ' Split among CPU processes.', metavar='INT',
+              type=click.IntRange(min=0), default=0, show_default=True)
 @click.option('-n', '--dry-run', help='Print training options and exit', is_flag=True)
 @click.option('--verbose', help='Show full tracebacks for errors', is_flag=True)
 def main(ctx, **kwargs):
@@ -508,10 +586,19 @@ def main(ctx, **kwargs):
     try:
         c = build_config(opts)
         launch_training(c=c, desc=c.desc, outdir=opts.outdir, dry_run=opts.dry_run)
+    except RunComplete as e:
+        click.echo(str(e))
+        return
     except (ValueError, FileNotFoundError, DatasetError) as e:
         if opts.verbose:
             raise
         raise click.ClickException(str(e)) from None
+    except OSError as e:
+        if opts.verbose or not rundir.is_disk_error(e):
+            raise
+        what = f'cannot write {e.filename}: {e.strerror}' if e.filename else (e.strerror or str(e))
+        raise click.ClickException(f'{what}; free space or choose another --outdir, then continue with '
+                                   f'--resume=auto (same options)') from None
     except KeyboardInterrupt:
         # Snapshots are written atomically, so the newest one on disk is complete.
         click.echo('Training interrupted; resume with --resume=auto (same options) to continue '

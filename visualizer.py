@@ -15,6 +15,10 @@ import traceback
 
 import click
 
+from raycond import threads
+
+threads.prepare()  # before torch loads: OpenMP reads its wait policy once (raycond/threads.py)
+
 ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CHECKPOINT = os.path.join(ROOT, 'checkpoints', 'raycond2-synthheads-64.pkl')
 
@@ -48,10 +52,13 @@ def _default_pkls(pkls):
 @click.option('--fov', type=float, default=None, help='Initial true FOV in degrees (default: from the snapshot).')
 @click.option('--width', type=int, default=1280, show_default=True, help='Window width in pixels.')
 @click.option('--height', type=int, default=800, show_default=True, help='Window height in pixels.')
+@click.option('--threads', 'num_threads', type=click.IntRange(min=0), default=0, show_default=True,
+              help=threads.THREADS_HELP + ' Changeable live in the Performance section.')
 @click.option('--verbose', is_flag=True, default=False, help='Show full tracebacks on errors.')
 def main(pkls, browse_dir, capture_dir, device, headless, capture_file, seed, trunc_psi, yaw, pitch, fov, width,
-         height, verbose):
+         height, num_threads, verbose):
     try:
+        threads.apply(num_threads)
         _run(pkls, browse_dir, capture_dir, device, headless, capture_file, seed, trunc_psi, yaw, pitch, fov, width,
              height)
     except click.ClickException:

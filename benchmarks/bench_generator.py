@@ -12,9 +12,13 @@ import sys
 import time
 
 import click
-import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from raycond import threads  # noqa: E402
+
+threads.prepare()  # before torch loads: the project's thread policy (raycond/threads.py)
+
+import torch  # noqa: E402
 
 from training import networks_stylegan2  # noqa: E402
 
@@ -164,18 +168,17 @@ def format_table(r):
 @click.option('--mallopt', 'use_mallopt', is_flag=True, default=False,
               help='Linux/glibc: keep freed large blocks in the heap (mallopt) so big activations are not '
                    're-faulted on every call.')
-@click.option('--threads', type=int, default=None, help='torch.set_num_threads (default: leave as is).')
+@click.option('--threads', 'num_threads', type=click.IntRange(min=0), default=0, show_default=True, help=threads.THREADS_HELP)
 @click.option('--profile', type=click.IntRange(min=0), default=0, show_default=True,
               help='Also run N iterations under torch.profiler and print the top operators.')
 @click.option('--verbose', is_flag=True, default=False, help='Show full tracebacks on errors.')
 def main(cfg, res, cbase, cmax, batch, device, iters, warmup, use_compile, fp16, channels_last, use_mallopt,
-         threads, profile, verbose):
+         num_threads, profile, verbose):
     """Time the generator's mapping and synthesis networks (noise_mode='const')."""
     try:
         if use_mallopt:
             tune_malloc()
-        if threads is not None:
-            torch.set_num_threads(threads)
+        threads.apply(num_threads)
         dev = torch.device(device)
         if dev.type == 'cuda' and not torch.cuda.is_available():
             raise ValueError(f'--device {device}: CUDA is not available')

@@ -16,10 +16,14 @@ import sys
 import time
 
 import click
-import numpy as np
-import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from raycond import threads  # noqa: E402
+
+threads.prepare()  # before torch loads: the project's thread policy (raycond/threads.py)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 import dnnlib  # noqa: E402
 from raycond.camera import camera_label  # noqa: E402
@@ -106,16 +110,14 @@ def bench_one(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters,
 @click.option('--map-depth', type=click.IntRange(min=1), default=2, show_default=True, help='Mapping network depth')
 @click.option('--iters', type=click.IntRange(min=1), default=16, show_default=True,
               help='Timed iterations (16 covers one full lazy-regularization cycle)')
-@click.option('--threads', type=click.IntRange(min=0), default=0, show_default=True,
-              help='torch CPU threads (0 = leave the default)')
+@click.option('--threads', 'num_threads', type=click.IntRange(min=0), default=0, show_default=True, help=threads.THREADS_HELP)
 @click.option('--fp32', is_flag=True, help='Disable fp16 layers on CUDA (always fp32 on the CPU)')
-def main(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters, threads, fp32):
+def main(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters, num_threads, fp32):
     if device == 'auto':
         device = 'cuda' if torch.cuda.is_available() else 'cpu'
     if device == 'cuda' and not torch.cuda.is_available():
         raise click.ClickException('--device=cuda given but CUDA is not available')
-    if threads:
-        torch.set_num_threads(threads)
+    threads.apply(num_threads)
     batch_gpu = batch_gpu or batch
     if batch % batch_gpu != 0 or batch_gpu % 4 != 0:
         raise click.ClickException(f'--batch={batch} must be a multiple of --batch-gpu={batch_gpu}, itself a multiple of 4')

@@ -20,6 +20,9 @@ import click
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from raycond import threads  # noqa: E402
+
+threads.prepare()  # before torch loads: the project's thread policy (raycond/threads.py)
 
 
 def _make_network(res, cbase, cmax, map_depth, path):
@@ -112,18 +115,16 @@ def _bench_one(pkl, device, repeats, seconds, fps_limit, yield_to_renderer=True)
 @click.option('--repeats', default=15, show_default=True, help='Slider changes timed for the latency.')
 @click.option('--seconds', default=8.0, show_default=True, help='Duration of the orbit measurement.')
 @click.option('--fps-limit', default=60, show_default=True, help='GUI frame cap (the GUI default is 60).')
-@click.option('--threads', default=0, show_default=True, help='torch intra-op threads (0 = the visualizer default).')
+@click.option('--threads', 'num_threads', type=click.IntRange(min=0), default=0, show_default=True, help=threads.THREADS_HELP)
 @click.option('--trials', default=1, show_default=True,
               help='Repeat each measurement; with more than one, print the median and the best trial.')
 @click.option('--yield/--no-yield', 'yield_to_renderer', default=True, show_default=True,
               help='The Performance option "Yield to renderer" (GUI waits for the image instead of redrawing).')
-def main(resolutions, cbase, cmax, map_depth, network, device, repeats, seconds, fps_limit, threads, trials,
+def main(resolutions, cbase, cmax, map_depth, network, device, repeats, seconds, fps_limit, num_threads, trials,
          yield_to_renderer):
     """Print latency and orbit FPS of the visualizer window."""
     xvfb = _start_xvfb()
-    import torch
-    if threads:
-        torch.set_num_threads(threads)
+    policy = threads.apply(num_threads)
     try:
         rows = []
         with tempfile.TemporaryDirectory() as tmp:
@@ -140,7 +141,7 @@ def main(resolutions, cbase, cmax, map_depth, network, device, repeats, seconds,
                 rows.append((f'{name}, median of {trials}', med))
                 rows.append((f'{name}, best of {trials}', best))
         import platform
-        print(f'\nVisualizer on {device} ({torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs, '
+        print(f'\nVisualizer on {device} ({policy.describe()}, '
               f'{platform.processor() or platform.machine()}), GUI cap {fps_limit} fps, yield {yield_to_renderer}, '
               f'display {os.environ.get("DISPLAY")}{" (Xvfb, software GL)" if xvfb else ""}')
         print('| network | render alone (ms) | render on the GUI\'s thread (ms) | slider -> screen latency '

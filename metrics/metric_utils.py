@@ -347,8 +347,13 @@ def save_atomic(obj_save, path):
     """Call obj_save(temp_path) then rename onto path."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f'{path}.{uuid.uuid4().hex}.tmp'
-    obj_save(tmp)
-    os.replace(tmp, path)
+    try:
+        obj_save(tmp)
+        os.replace(tmp, path)
+    except BaseException:  # Ctrl-C or a full disk: leave neither the target nor a partial temp
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def _default_loader_kwargs(device) -> dict:

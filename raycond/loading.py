@@ -83,10 +83,11 @@ def resolve_network_path(path_or_url: str) -> str:
     local = os.path.expanduser(path_or_url)
     if not os.path.isdir(local):
         return path_or_url
-    snaps = sorted(f for f in os.listdir(local) if f.startswith("network-snapshot-") and f.endswith(".pkl"))
-    if not snaps:
+    from raycond import rundir
+    snap = rundir.newest_snapshot(local)
+    if snap is None:
         raise NetworkLoadError(f"{path_or_url} is a directory without network-snapshot-*.pkl files")
-    return os.path.join(local, snaps[-1])
+    return snap
 
 
 def load_snapshot(path_or_url: str) -> dict:

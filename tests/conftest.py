@@ -47,3 +47,26 @@ def small_pickle(tmp_path_factory, small_generator):
                                       "fov_deg": 13.37, "yaw_mean_deg": 0.0, "pitch_mean_deg": 0.0,
                                       "num_labels": 10}}, f)
     return str(path)
+
+
+def make_camera_zip(path, n: int = 8, res: int = 16, seed: int = 0) -> str:
+    """A ZIP dataset of `n` random `res`² images with EG3D camera labels (for tiny training runs)."""
+    import io
+    import json
+    import zipfile
+
+    import numpy as np
+    import PIL.Image
+
+    from raycond.camera import camera_label
+    rnd = np.random.RandomState(seed)
+    c = camera_label(rnd.uniform(-30, 30, n), rnd.uniform(-10, 10, n)).numpy()
+    entries = []
+    with zipfile.ZipFile(path, "w") as z:
+        for i in range(n):
+            buf = io.BytesIO()
+            PIL.Image.fromarray((rnd.rand(res, res, 3) * 255).astype(np.uint8)).save(buf, format="png")
+            z.writestr(f"{i:05d}.png", buf.getvalue())
+            entries.append([f"{i:05d}.png", c[i].tolist()])
+        z.writestr("dataset.json", json.dumps({"labels": entries}))
+    return str(path)

@@ -18,6 +18,7 @@ import PIL.Image
 import torch
 
 import dnnlib
+from raycond.synth.writer import training_size_problem
 
 try:
     import pyspng
@@ -302,12 +303,9 @@ class ImageFolderDataset(Dataset):
                                    f'(use dataset_tool.py --resolution to resize)')
             gray = gray and mode in ('L', 'I;16', 'I', '1')
         w, h = first[1]
-        if w != h:
-            raise DatasetError(f'Dataset {self._path} has non-square images ({w}x{h}); expected square '
-                               f'images (use dataset_tool.py --transform=center-crop)')
-        if w < 4 or (w & (w - 1)) != 0:
-            raise DatasetError(f'Dataset {self._path} has images of {w}x{h}; expected a power-of-two '
-                               f'resolution such as 64, 128, 256 or 512')
+        problem = training_size_problem(w, h)
+        if problem is not None:
+            raise DatasetError(f'Dataset {self._path} has {problem}')
         return [1 if gray else 3, h, w]
 
     def _load_raw_image(self, raw_idx):

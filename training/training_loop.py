@@ -12,7 +12,6 @@ import copy
 import json
 import os
 import pickle
-import re
 import resource
 import time
 import warnings
@@ -22,6 +21,7 @@ import PIL.Image
 import torch
 
 import dnnlib
+from raycond import rundir
 from torch_utils import misc
 from torch_utils import training_stats
 
@@ -45,20 +45,6 @@ def memory_stats(device):
     if torch.device(device).type == 'cuda':
         gpu = torch.cuda.max_memory_allocated(device) / 2**30
     return rss, peak, gpu
-
-
-def atomic_pickle(obj, path):
-    """Pickle `obj` to `path` via a temporary file in the same folder and os.replace."""
-    tmp = os.path.join(os.path.dirname(path) or '.', f'.{os.path.basename(path)}.tmp{os.getpid()}')
-    try:
-        with open(tmp, 'wb') as f:
-            pickle.dump(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _to_cpu(obj):
@@ -107,10 +93,8 @@ def save_image_grid(img, fname, drange, grid_size):
     gw, gh = grid_size
     _n, c, h, w = img.shape
     img = img.reshape(gh, gw, c, h, w).transpose(0, 3, 1, 4, 2).reshape(gh * h, gw * w, c)
-    if c == 1:
-        PIL.Image.fromarray(img[:, :, 0], 'L').save(fname)
-    else:
-        PIL.Image.fromarray(img, 'RGB').save(fname)
+    pil = PIL.Image.fromarray(img[:, :, 0], 'L') if c == 1 else PIL.Image.fromarray(img, 'RGB')
+    rundir.atomic_write(fname, lambda f: pil.save(f, format='png'))  # a killed run leaves no truncated PNG
 
 
 def grid_shape(resolution):
@@ -229,6 +213,139 @@ def run_phases(phases, loss, batch_idx, phase_real_img, phase_real_c, all_gen_z,
 
 
 # ----------------------------------------------------------------------------
+# Resume: networks, optimizer states, counters, random streams.
+#
+# A run killed at any moment continues from its newest snapshot with `--resume=auto` and, on the
+# CPU, ends bit for bit where an uninterrupted run ends. That needs every piece of state the
+# next iteration reads to be either in the snapshot or re-derived from it: weights and buffers,
+# Adam states, augment p, the path-length mean, the image/tick/batch counters (lazy
+# regularization phases), and the random streams. Rather than pickling RNG states (one per rank,
+# and the DataLoader's sampler position), every run re-seeds torch/numpy and restarts its data
+# order at each network snapshot from (seed, rank, image count); a resumed run does the same
+# from the snapshot it starts at. The ADA sign accumulator is also restarted there (losing at
+# most ada_interval - 1 batches of signs per snapshot), since a partial interval is not saved.
+
+
+def resume_point_seeds(random_seed, num_gpus, rank, cur_nimg):
+    """(torch/numpy seed of this rank, data-order seed shared by all ranks) at `cur_nimg` images.
+
+    At 0 images these are the seeds runs always used; later, fresh streams derived from the count.
+    """
+    if cur_nimg == 0:
+        return random_seed * num_gpus + rank, random_seed
+    rank_seed = np.random.SeedSequence([random_seed, num_gpus, rank, cur_nimg]).generate_state(1)[0]
+    data_seed = np.random.SeedSequence([random_seed, num_gpus, cur_nimg]).generate_state(1)[0]
+    return int(rank_seed) % 2**31, int(data_seed) % 2**31
+
+
+def start_random_streams(training_set, random_seed, num_gpus, rank, cur_nimg, batch_size, dl_kwargs):
+    """Seed torch and numpy for `cur_nimg` and return a fresh training data iterator."""
+    rank_seed, data_seed = resume_point_seeds(random_seed, num_gpus, rank, cur_nimg)
+    sampler = misc.InfiniteSampler(dataset=training_set, rank=rank, num_replicas=num_gpus, seed=data_seed)
+    iterator = iter(torch.utils.data.DataLoader(dataset=training_set, sampler=sampler,
+                                                batch_size=batch_size // num_gpus, **dl_kwargs))
+    np.random.seed(rank_seed)
+    torch.manual_seed(rank_seed)  # after iter(): the DataLoader draws its base seed from torch
+    return iterator
+
+
+def restore_networks(resume_data, G, D, G_ema, rank=0):
+    """Copy G, D and G_ema from a loaded snapshot (leading channels where shapes grew).
+
+    Returns True when every tensor of every network was copied whole (same architecture), which
+    is when optimizer states may be restored too.
+    """
+    same = True
+    for name, module in [('G', G), ('D', D), ('G_ema', G_ema)]:
+        src = resume_data.get(name)
+        if src is None and name in ('G', 'G_ema'):  # files holding one generator seed both
+            src = resume_data.get('G_ema', resume_data.get('G'))
+        if src is None:
+            same = False
+            if rank == 0:
+                print(f'  {name}: not in the snapshot, starting fresh')
+            continue
+        rep = copy_params_partial(src, module)
+        same = same and not rep['partial'] and not rep['fresh']
+        if rank == 0:
+            msg = f'  {name}: {len(rep["full"])} tensors copied'
+            if rep['partial']:
+                msg += f', {len(rep["partial"])} copied into their leading channels'
+            if rep['fresh']:
+                msg += f', {len(rep["fresh"])} left fresh ({", ".join(rep["fresh"][:4])}' + \
+                    (', ...)' if len(rep['fresh']) > 4 else ')')
+            print(msg)
+    return same
+
+
+def optimizer_state_mismatch(opt, state_dict):
+    """Why `state_dict` cannot be loaded into `opt` (a short phrase), or None if every parameter
+    group has the same size and every per-parameter state tensor has its parameter's shape."""
+    try:
+        groups, saved_groups = opt.param_groups, state_dict['param_groups']
+        if len(groups) != len(saved_groups):
+            return f'{len(saved_groups)} parameter groups saved, {len(groups)} now'
+        saved_state = state_dict['state']
+        for group, saved in zip(groups, saved_groups):
+            if len(group['params']) != len(saved['params']):
+                return f'{len(saved["params"])} parameters saved, {len(group["params"])} now'
+            for param, index in zip(group['params'], saved['params']):
+                for value in saved_state.get(index, {}).values():
+                    if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape != param.shape:
+                        return f'a parameter of shape {list(param.shape)} has saved state of shape {list(value.shape)}'
+    except (KeyError, TypeError, AttributeError) as e:
+        return f'unreadable optimizer state ({type(e).__name__}: {e})'
+    return None
+
+
+def restore_optimizer_states(phases, progress, same_architecture, rank=0):
+    """Load the saved Adam states when the networks are the same architecture; else one line."""
+    targets = [('G_opt', phases[0].opt), ('D_opt', phases[-1].opt)]
+    saved = [(name, opt, progress.get(name)) for name, opt in targets if progress.get(name) is not None]
+    if not saved:
+        return False
+    reasons = [] if same_architecture else ['the network shapes differ from the snapshot']
+    for name, opt, state in saved:
+        why = optimizer_state_mismatch(opt, state)
+        if why is not None:
+            reasons.append(f'{name}: {why}')
+    if reasons:
+        if rank == 0:
+            print(f'  Optimizer states not restored ({reasons[0]}); Adam starts fresh.')
+        return False
+    for _name, opt, state in saved:
+        opt.load_state_dict(state)
+    return True
+
+
+def snapshot_progress(cur_nimg, cur_tick, batch_idx, augment_p, loss, phases):
+    """What a snapshot records so that training continues exactly where it stopped."""
+    return dict(cur_nimg=cur_nimg, cur_tick=cur_tick, batch_idx=batch_idx, augment_p=augment_p,
+                pl_mean=float(loss.pl_mean) if hasattr(loss, 'pl_mean') else None,
+                G_opt=_to_cpu(phases[0].opt.state_dict()), D_opt=_to_cpu(phases[-1].opt.state_dict()))
+
+
+def build_snapshot(modules, training_set_kwargs, camera_stats, progress, num_gpus=1):
+    """The snapshot dict: CPU copies of the networks plus the data options and the progress."""
+    data = dnnlib.EasyDict(training_set_kwargs=dnnlib.EasyDict(training_set_kwargs), camera_stats=camera_stats)
+    for name, module in modules:
+        if module is not None:
+            if num_gpus > 1:
+                misc.check_ddp_consistency(module, ignore_regex=r'.*\.[^.]+_(avg|ema)')
+            module = copy.deepcopy(module).eval().requires_grad_(False).cpu()
+        data[name] = module
+    data['progress'] = progress
+    return data
+
+
+def write_network_snapshot(run_dir, cur_nimg, snapshot_data):
+    """Write the snapshot atomically under its run-directory name; returns the path."""
+    path = rundir.snapshot_path(run_dir, cur_nimg)
+    rundir.atomic_pickle(dict(snapshot_data), path)
+    return path
+
+
+# ----------------------------------------------------------------------------
 
 
 def training_loop(
@@ -261,7 +378,8 @@ def training_loop(
     image_snapshot_ticks=50,        # How often to save image grids (None = never).
     network_snapshot_ticks=50,      # How often to save network snapshots (None = never).
     resume_pkl=None,                # Snapshot to resume from (path or URL).
-    resume_progress=True,           # Restore optimizer states, augment p and kimg from the snapshot.
+    resume_progress=True,           # Restore optimizer states (if shapes match), augment p, pl_mean.
+    resume_counters=True,           # Continue the snapshot's kimg/tick/batch counters (False: count from 0).
     cudnn_benchmark=True,           # Enable torch.backends.cudnn.benchmark?
     progress_fn=None,               # Callback(cur_nimg, total_nimg) after every iteration.
     abort_fn=None,                  # Callback() -> bool: stop training early.
@@ -288,12 +406,9 @@ def training_loop(
     if rank == 0:
         print('Loading training set...')
     training_set = dnnlib.util.construct_class_by_name(**training_set_kwargs)
-    sampler = misc.InfiniteSampler(dataset=training_set, rank=rank, num_replicas=num_gpus, seed=random_seed)
     dl_kwargs = dict(data_loader_kwargs)
     if dl_kwargs.get('num_workers', 0) == 0:
         dl_kwargs.pop('prefetch_factor', None)
-    training_set_iterator = iter(torch.utils.data.DataLoader(dataset=training_set, sampler=sampler,
-                                                             batch_size=batch_size // num_gpus, **dl_kwargs))
     camera_stats = training_set.camera_stats
     if rank == 0:
         print()
@@ -317,27 +432,12 @@ def training_loop(
 
     # Resume.
     progress = None
+    same_architecture = False
     if resume_pkl is not None:
         if rank == 0:
             print(f'Resuming from "{resume_pkl}"')
         resume_data = _load_snapshot(resume_pkl)
-        for name, module in [('G', G), ('D', D), ('G_ema', G_ema)]:
-            src = resume_data.get(name)
-            if src is None and name in ('G', 'G_ema'):  # files holding one generator seed both
-                src = resume_data.get('G_ema', resume_data.get('G'))
-            if src is None:
-                if rank == 0:
-                    print(f'  {name}: not in the snapshot, starting fresh')
-                continue
-            rep = copy_params_partial(src, module)
-            if rank == 0:
-                msg = f'  {name}: {len(rep["full"])} tensors copied'
-                if rep['partial']:
-                    msg += f', {len(rep["partial"])} copied into their leading channels'
-                if rep['fresh']:
-                    msg += f', {len(rep["fresh"])} left fresh ({", ".join(rep["fresh"][:4])}' + \
-                        (', ...)' if len(rep['fresh']) > 4 else ')')
-                print(msg)
+        same_architecture = restore_networks(resume_data, G, D, G_ema, rank=rank)
         if resume_progress and isinstance(resume_data.get('progress'), dict):
             progress = resume_data['progress']
         del resume_data
@@ -381,13 +481,7 @@ def training_loop(
         loss.pl_mean.fill_(float(progress['pl_mean']))
     phases = build_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval)
     if progress is not None:
-        for name, opt in [('G_opt', phases[0].opt), ('D_opt', phases[-1].opt)]:
-            if progress.get(name) is not None:
-                try:
-                    opt.load_state_dict(progress[name])
-                except (ValueError, KeyError) as e:
-                    if rank == 0:
-                        print(f'  {name}: optimizer state not restored ({e})')
+        restore_optimizer_states(phases, progress, same_architecture, rank=rank)
 
     # Snapshot grids.
     grid_size = grid_z = grid_c = None
@@ -427,16 +521,19 @@ def training_loop(
 
     # Train.
     total_nimg = int(total_kimg * 1000)
-    cur_nimg = int(progress.get('cur_nimg', 0)) if progress is not None else 0
-    cur_tick = int(progress.get('cur_tick', -1)) + 1 if progress is not None else 0
-    batch_idx = int(progress.get('batch_idx', 0)) if progress is not None else 0
+    counters = progress if (progress is not None and resume_counters) else {}
+    cur_nimg = int(counters.get('cur_nimg', 0))
+    cur_tick = int(counters.get('cur_tick', -1)) + 1
+    batch_idx = int(counters.get('batch_idx', 0))
     if rank == 0:
         print(f'Training for {total_kimg:g} kimg (starting at {cur_nimg / 1000:g} kimg)...')
         print()
     tick_start_nimg = cur_nimg
     tick_start_time = time.time()
     maintenance_time = tick_start_time - start_time
-    first_iteration = True
+    first_iteration = cur_nimg == 0  # a fresh run reports (and snapshots) after its first batch
+    training_set_iterator = start_random_streams(training_set, random_seed, num_gpus, rank, cur_nimg, batch_size,
+                                                 dl_kwargs)
     if progress_fn is not None:
         progress_fn(cur_nimg, total_nimg)
     done = cur_nimg >= total_nimg
@@ -526,28 +623,20 @@ def training_loop(
         # Save image snapshot.
         if rank == 0 and image_snapshot_ticks is not None and (done or cur_tick % image_snapshot_ticks == 0):
             images = generate_grid(G_ema, grid_z, grid_c, max(batch_gpu, 16), device)
-            save_image_grid(images, os.path.join(run_dir, f'fakes{cur_nimg // 1000:06d}.png'), drange=[-1, 1],
-                            grid_size=grid_size)
+            save_image_grid(images, rundir.snapshot_path(run_dir, cur_nimg, rundir.FAKES_PREFIX, rundir.FAKES_EXT),
+                            drange=[-1, 1], grid_size=grid_size)
 
         # Save network snapshot.
         snapshot_pkl = None
         snapshot_data = None
-        if network_snapshot_ticks is not None and (done or cur_tick % network_snapshot_ticks == 0):
-            snapshot_data = dnnlib.EasyDict(training_set_kwargs=dnnlib.EasyDict(training_set_kwargs),
-                                            camera_stats=camera_stats)
-            for name, module in [('G', G), ('D', D), ('G_ema', G_ema), ('augment_pipe', augment_pipe)]:
-                if module is not None:
-                    if num_gpus > 1:
-                        misc.check_ddp_consistency(module, ignore_regex=r'.*\.[^.]+_(avg|ema)')
-                    module = copy.deepcopy(module).eval().requires_grad_(False).cpu()
-                snapshot_data[name] = module
-            snapshot_data['progress'] = dict(
-                cur_nimg=cur_nimg, cur_tick=cur_tick, batch_idx=batch_idx, augment_p=aug_p,
-                pl_mean=float(loss.pl_mean) if hasattr(loss, 'pl_mean') else None,
-                G_opt=_to_cpu(phases[0].opt.state_dict()), D_opt=_to_cpu(phases[-1].opt.state_dict()))
-            snapshot_pkl = os.path.join(run_dir, f'network-snapshot-{cur_nimg // 1000:06d}.pkl')
+        resume_point = network_snapshot_ticks is not None and (done or cur_tick % network_snapshot_ticks == 0)
+        if resume_point:
+            snapshot_data = build_snapshot([('G', G), ('D', D), ('G_ema', G_ema), ('augment_pipe', augment_pipe)],
+                                           training_set_kwargs, camera_stats, num_gpus=num_gpus,
+                                           progress=snapshot_progress(cur_nimg, cur_tick, batch_idx, aug_p, loss,
+                                                                      phases))
             if rank == 0:
-                atomic_pickle(dict(snapshot_data), snapshot_pkl)
+                snapshot_pkl = write_network_snapshot(run_dir, cur_nimg, snapshot_data)
 
         # Evaluate metrics.
         if snapshot_data is not None and metrics and metric_main is not None:
@@ -588,6 +677,13 @@ def training_loop(
                 stats_tfevents.add_scalar(f'Metrics/{name}', value, global_step=global_step, walltime=walltime)
             stats_tfevents.flush()
 
+        # A run resumed from this snapshot starts its random streams here: so does this one.
+        if resume_point and not done:
+            training_set_iterator = start_random_streams(training_set, random_seed, num_gpus, rank, cur_nimg,
+                                                         batch_size, dl_kwargs)
+            if ada_stats is not None:
+                ada_stats.update()
+
         # Update state.
         cur_tick += 1
         tick_start_nimg = cur_nimg
@@ -603,20 +699,3 @@ def training_loop(
         print()
         print('Exiting...')
     return dict(G=G, D=D, G_ema=G_ema, augment_pipe=augment_pipe, cur_nimg=cur_nimg)
-
-
-def find_resume_snapshot(outdir, desc):
-    """Newest snapshot of the newest run in `outdir` named NNNNN-<desc> (None if there is none)."""
-    if not os.path.isdir(outdir):
-        return None
-    runs = []
-    for name in os.listdir(outdir):
-        m = re.fullmatch(r'(\d+)-(.+)', name)
-        if m and m.group(2) == desc and os.path.isdir(os.path.join(outdir, name)):
-            runs.append((int(m.group(1)), name))
-    for _run_id, name in sorted(runs, reverse=True):
-        run_dir = os.path.join(outdir, name)
-        snaps = sorted(f for f in os.listdir(run_dir) if re.fullmatch(r'network-snapshot-\d+\.pkl', f))
-        if snaps:
-            return os.path.join(run_dir, snaps[-1])
-    return None

@@ -1,4 +1,5 @@
-"""Performance widget: GUI and render frame times (ImPlot), FPS cap, vsync, device, force fp32."""
+"""Performance widget: GUI and render frame times (ImPlot), FPS cap, vsync, device, force fp32, CPU
+threads, and a warning when another program competes for the CPU."""
 
 from __future__ import annotations
 
@@ -8,8 +9,33 @@ import numpy as np
 from imgui_bundle import imgui, implot
 
 from gui_utils import imgui_utils
+from raycond import threads
 
 from .renderer import available_devices
+
+COMPETING_CORES = 0.5     # other processes using at least this many cores during renders: say so
+
+
+def competition_message(render_times, cpu_others, min_slowdown: float = 1.5) -> str | None:
+    """A warning when renders got slower while other processes used the CPU, else None.
+
+    render_times: recent render durations in seconds (oldest first); cpu_others: cores used by
+    other processes during each of those renders (None where unknown).
+    """
+    times = [float(t) for t in render_times if t and t > 0]
+    others = [float(o) for o in list(cpu_others)[-5:] if o is not None]
+    if len(times) < 2 or not others:
+        return None
+    busy = sum(others) / len(others)
+    if busy < COMPETING_CORES:
+        return None
+    recent = float(np.median(times[-5:]))
+    best = float(np.percentile(times, 10))
+    slowdown = recent / best if best > 0 else 1.0
+    if slowdown < min_slowdown and len(times) >= 10:
+        return None
+    return (f'Another program is using ~{busy:.1f} CPU core{"s" if busy >= 1.5 else ""}: '
+            f'renders take {slowdown:.1f}x their best here.')
 
 
 class PerformanceWidget:
@@ -25,6 +51,10 @@ class PerformanceWidget:
         self.yield_to_renderer = True      # GUI waits for the renderer instead of redrawing unchanged frames
         self.gui_times = collections.deque(maxlen=history)
         self.render_times = collections.deque(maxlen=history)
+        self.render_cpu_others = collections.deque(maxlen=history)   # cores used elsewhere per render
+        self.threads = threads.current()     # the policy the visualizer started with (raycond.threads)
+        self.num_threads = self.threads.num_threads
+        self.max_threads = max(self.num_threads, threads.usable_cpus())
         self._last_render_stamp = None
 
     def record_frame(self, gui_dt, result=None):
@@ -34,6 +64,7 @@ class PerformanceWidget:
         if result is not None and result.stamp != self._last_render_stamp and 'total' in result.timings:
             self._last_render_stamp = result.stamp
             self.render_times.append(float(result.timings['total']))
+            self.render_cpu_others.append(getattr(result, 'cpu_others', None))
 
     @staticmethod
     def _mean_ms(values, n=30):
@@ -46,7 +77,7 @@ class PerformanceWidget:
         return 1000.0 / ms if ms == ms and ms > 0 else 0.0
 
     def update_args(self, d):
-        d.update(device=self.device, force_fp32=bool(self.force_fp32))
+        d.update(device=self.device, force_fp32=bool(self.force_fp32), num_threads=int(self.num_threads))
 
     def draw(self, viz):
         gui_ms, ren_ms = self._mean_ms(self.gui_times), self._mean_ms(self.render_times)
@@ -70,6 +101,9 @@ class PerformanceWidget:
         lw = imgui.calc_text_size('FPS limit ').x + 10
         with imgui_utils.item_width(w - lw):
             _, self.fps_limit = imgui.slider_int('FPS limit', self.fps_limit, 5, 240)
+            _, self.num_threads = imgui.slider_int('Threads', self.num_threads, 1, self.max_threads)
+            imgui_utils.tooltip('CPU threads for the network (torch intra-op). Fewer threads can be faster\n'
+                                'while another program (e.g. training) uses the other cores.')
             if self.devices is None:
                 self.devices = available_devices()
             if imgui.begin_combo('Device', self.device):
@@ -89,3 +123,10 @@ class PerformanceWidget:
                             '(and sleep when idle): more CPU for the network, smoother orbits on small machines')
         if res is not None and res.device:
             imgui_utils.dim_text(f'rendering on {res.device}')
+        if res is not None and res.device.startswith('cpu'):
+            imgui_utils.dim_text(f'CPU threads {getattr(res, "num_threads", 0) or self.num_threads} of '
+                                 f'{self.threads.usable_cpus}, wait policy {self.threads.wait_policy} '
+                                 f'({self.threads.wait_from})')
+        warning = competition_message(self.render_times, self.render_cpu_others)
+        if warning:
+            imgui.text_colored(imgui.ImVec4(1.0, 0.75, 0.3, 1.0), warning)

@@ -19,6 +19,7 @@ import torch
 
 from raycond import generate as gen
 from raycond import loading
+from raycond import threads
 
 NOISE_MODES = ('const', 'random', 'none')
 
@@ -46,6 +47,7 @@ class RenderArgs:
     layer_channel: int = 0
     layer_rgb: bool = False            # show channels [c, c+1, c+2] as RGB instead of one channel
     class_idx: int = 0                 # class of class-conditional networks without a camera (one-hot c)
+    num_threads: int = 0               # CPU threads for torch on the render thread (0 = leave as is)
 
     def replace(self, **kwargs) -> 'RenderArgs':
         return dataclasses.replace(self, **kwargs)
@@ -66,6 +68,8 @@ class RenderResult:
     error: str | None = None
     traceback: str | None = None
     stamp: int = 0                                            # set by the async renderer
+    num_threads: int = 0                                      # torch CPU threads the render used
+    cpu_others: float | None = None                           # cores busy in other processes meanwhile
 
 
 def seed_blend(seed: float) -> list[tuple[int, float]]:
@@ -132,6 +136,7 @@ class Renderer:
         self._captured: dict = {}
         self._layer_shapes: dict = {}
         self._layer_order: list = []
+        self._cpu = threads.CpuCompetition()
 
     # -- networks ---------------------------------------------------------------------------
     def get_network(self, pkl: str, key: str, device: torch.device):
@@ -192,6 +197,10 @@ class Renderer:
         """Render one frame; never raises (errors are returned in the result)."""
         res = RenderResult(args=args)
         t0 = time.perf_counter()
+        if args.num_threads and args.num_threads != torch.get_num_threads():
+            threads.set_num_threads(args.num_threads)      # per thread in OpenMP: set on the render thread
+        res.num_threads = torch.get_num_threads()
+        self._cpu.sample()
         try:
             if not args.pkl:
                 res.error = None
@@ -203,6 +212,7 @@ class Renderer:
             res.image = None
         finally:
             res.timings['total'] = time.perf_counter() - t0
+            res.cpu_others = self._cpu.sample()
         return res
 
     def _render(self, args: RenderArgs, res: RenderResult):

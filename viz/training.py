@@ -20,9 +20,18 @@ from PIL import Image
 from imgui_bundle import imgui
 
 from gui_utils import imgui_utils
+from raycond import rundir
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CFGS = ('raycond2', 'stylegan2', 'posecond2')
+CFGS = rundir.TRAIN_CFGS  # every --cfg of train.py
+
+
+def format_kimg(kimg):
+    """--kimg value as train.py reads it: fractions kept, no float noise ('0.5', '100', '12.25')."""
+    kimg = float(kimg)
+    if not kimg > 0:
+        raise ValueError(f'training: kimg must be more than 0, got {kimg:g}')
+    return f'{kimg:.6f}'.rstrip('0').rstrip('.')
 
 
 def build_train_command(data, outdir, cfg='raycond2', kimg=100, batch=16, gpus=1, gamma=1.0, snap=10, mirror=False,
@@ -36,7 +45,7 @@ def build_train_command(data, outdir, cfg='raycond2', kimg=100, batch=16, gpus=1
         raise ValueError(f'training: --cfg must be one of {", ".join(CFGS)}, got {cfg!r}')
     cmd = [python or sys.executable, script or os.path.join(REPO_ROOT, 'train.py'),
            f'--outdir={outdir}', f'--data={data}', f'--cfg={cfg}', f'--gpus={int(gpus)}', f'--batch={int(batch)}',
-           f'--gamma={float(gamma):g}', f'--kimg={int(kimg)}', f'--snap={int(snap)}', f'--mirror={int(bool(mirror))}']
+           f'--gamma={float(gamma):g}', f'--kimg={format_kimg(kimg)}', f'--snap={int(snap)}', f'--mirror={int(bool(mirror))}']
     cmd += shlex.split(extra or '')
     return cmd
 
@@ -94,7 +103,8 @@ class TrainingProcess:
         return self._newest('fakes*.png')
 
     def newest_snapshot(self):
-        return self._newest('network-snapshot-*.pkl')
+        rd = self.run_dir()
+        return rundir.newest_snapshot(rd) if rd is not None else None
 
     def stop(self, timeout=15.0):
         """Ask the trainer to stop (SIGINT, like Ctrl-C), then terminate/kill if it does not exit."""
@@ -125,7 +135,7 @@ class TrainingWidget:
         self.data = ''
         self.outdir = outdir
         self.cfg = 'raycond2'
-        self.kimg = 100
+        self.kimg = 100.0
         self.batch = 16
         self.gpus = 1
         self.gamma = 1.0
@@ -192,7 +202,7 @@ class TrainingWidget:
                         self.cfg = c
                 imgui.end_combo()
         with imgui_utils.grayed_out(running), imgui_utils.item_width(w * 0.25):
-            _, self.kimg = imgui.input_int('kimg', self.kimg, 0)
+            _, self.kimg = imgui.input_float('kimg', float(self.kimg), 0, 0, '%g')
             imgui.same_line()
             _, self.batch = imgui.input_int('batch', self.batch, 0)
             _, self.gamma = imgui.input_float('gamma', self.gamma, 0, 0, '%g')

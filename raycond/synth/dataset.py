@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
-import os
 import time
 
 import torch
 
+from raycond import threads
 from raycond.synth.factors import draw_dataset, factor_records
 from raycond.synth.params import select_heads
 from raycond.synth.render import render_heads
@@ -26,7 +26,7 @@ def _init_worker():
 
 def default_workers() -> int:
     """Number of render processes used by default (CPU cores, at most 8)."""
-    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1))
+    return max(1, min(8, threads.usable_cpus()))
 
 
 def write_dataset(dest, count: int, resolution: int = 64, seed: int = 0, yaw_std: float = 20.0,

@@ -22,6 +22,17 @@ def image_path(index: int, ext: str = 'png') -> str:
     return f'{index // 1000:05d}/img{index:08d}.{ext}'
 
 
+def training_size_problem(width: int, height: int) -> str | None:
+    """What keeps `width`x`height` images from being a training set (train.py's rule, stated once
+    for both train.py and dataset_tool.py), phrased to follow "Dataset X has ..."; None if fine."""
+    if width != height:
+        return (f'non-square images ({width}x{height}); expected square images '
+                f'(use dataset_tool.py --transform=center-crop)')
+    if width < 4 or (width & (width - 1)) != 0:
+        return (f'images of {width}x{height}; expected a power-of-two resolution such as 64, 128, 256 or 512')
+    return None
+
+
 def is_zip_path(path: str) -> bool:
     return str(path).lower().endswith('.zip')
 

@@ -1,0 +1,255 @@
+"""Training run directories: their names, their snapshot names, and writing into them safely.
+
+One owner for the rules that `train.py`, the training loop, the loaders and the visualizer share:
+
+- A run directory is `<outdir>/NNNNN-<desc>`; a new run takes the next free id. `<desc>` starts
+  with the `--cfg` name (`TRAIN_CFGS`), so `--resume=auto` finds earlier runs of the same set-up.
+- A snapshot is `network-snapshot-<KIMG>.pkl` (KIMG = whole thousands of images, six digits), as
+  StyleGAN users expect. If that name is already taken in the run (two snapshots less than 1 kimg
+  apart, e.g. a tiny test run or a final snapshot just after a periodic one), the later one is
+  `network-snapshot-<KIMG>.<III>.pkl`, III being the remaining images, so that it never overwrites
+  an earlier snapshot. The same rule names the `fakes<KIMG>.png` grids. "Newest" is decided by
+  the image count in the name (`snapshot_key`), never by `sorted()` on names or by mtime.
+- Files are written atomically: to `.<name>.tmp-<host>-<pid>` in the same folder, flushed and
+  fsync'd, renamed over the target, then the folder is fsync'd, so a kill at any moment leaves
+  either the old file or the complete new one. A writer that dies leaves its temporary file;
+  `clean_stale_temps` removes those of writers that are provably dead (same host, pid gone) and
+  never touches one that a live process may still be writing.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import pickle
+import re
+import socket
+
+# Every --cfg of train.py (the first word of a run's description). Lives here so that the
+# visualizer's training panel, which may not import `training`, offers exactly the same list.
+TRAIN_CFGS = ('raycond2', 'stylegan2', 'posecond2', 'raycond3-t', 'raycond3-r', 'stylegan3-t', 'stylegan3-r')
+
+SNAPSHOT_PREFIX = 'network-snapshot-'
+SNAPSHOT_EXT = '.pkl'
+FAKES_PREFIX = 'fakes'
+FAKES_EXT = '.png'
+
+_RUN_RE = re.compile(r'(\d+)-(.+)')
+_TMP_RE = re.compile(r'\.(?P<target>.+)\.tmp(?:-(?P<host>[^/]+)-(?P<pid>\d+)|(?P<oldpid>\d+))')
+
+
+# ----------------------------------------------------------------------------- names
+
+def _name_re(prefix: str, ext: str) -> re.Pattern:
+    return re.compile(re.escape(prefix) + r'(\d{6,})(?:\.(\d{3}))?' + re.escape(ext))
+
+
+def snapshot_key(fname: str, prefix: str = SNAPSHOT_PREFIX, ext: str = SNAPSHOT_EXT) -> int | None:
+    """Sort key (images) of a snapshot or fakes file name; None if the name is not one.
+
+    'network-snapshot-000012.pkl' -> 12000; 'network-snapshot-000000.008.pkl' -> 8.
+    """
+    m = _name_re(prefix, ext).fullmatch(os.path.basename(fname))
+    if m is None:
+        return None
+    return int(m.group(1)) * 1000 + (int(m.group(2)) if m.group(2) else 0)
+
+
+def snapshot_path(run_dir: str, cur_nimg: int, prefix: str = SNAPSHOT_PREFIX, ext: str = SNAPSHOT_EXT) -> str:
+    """Where the snapshot (or fakes grid) taken at `cur_nimg` images goes in `run_dir`.
+
+    Whole kimg by default; the exact image count when that name is already taken (see module doc).
+    """
+    kimg, rest = divmod(int(cur_nimg), 1000)
+    plain = os.path.join(run_dir, f'{prefix}{kimg:06d}{ext}')
+    if not os.path.exists(plain):
+        return plain
+    return os.path.join(run_dir, f'{prefix}{kimg:06d}.{rest:03d}{ext}')
+
+
+def list_snapshots(run_dir: str) -> list[str]:
+    """Paths of the network snapshots in `run_dir`, oldest first."""
+    try:
+        names = os.listdir(run_dir)
+    except OSError:
+        return []
+    keyed = [(snapshot_key(n), n) for n in names]
+    return [os.path.join(run_dir, n) for k, n in sorted((k, n) for k, n in keyed if k is not None)]
+
+
+def newest_snapshot(run_dir: str) -> str | None:
+    """The newest complete network snapshot in `run_dir` (temporary files never count), or None."""
+    snaps = list_snapshots(run_dir)
+    return snaps[-1] if snaps else None
+
+
+def list_runs(outdir: str, desc: str | None = None) -> list[tuple[int, str]]:
+    """(run id, path) of the run directories in `outdir` (only those named NNNNN-<desc> if given)."""
+    try:
+        names = os.listdir(outdir)
+    except OSError:
+        return []
+    runs = []
+    for name in names:
+        m = _RUN_RE.fullmatch(name)
+        path = os.path.join(outdir, name)
+        if m and (desc is None or m.group(2) == desc) and os.path.isdir(path):
+            runs.append((int(m.group(1)), path))
+    return sorted(runs)
+
+
+def next_run_dir(outdir: str, desc: str) -> str:
+    """`outdir/NNNNN-desc` with NNNNN one more than the largest run id in `outdir`."""
+    ids = []
+    try:
+        names = os.listdir(outdir)
+    except OSError:
+        names = []
+    for name in names:
+        m = re.match(r'\d+', name)
+        if m and os.path.isdir(os.path.join(outdir, name)):
+            ids.append(int(m.group()))
+    return os.path.join(outdir, f'{max(ids, default=-1) + 1:05d}-{desc}')
+
+
+def find_resume_snapshot(outdir: str, desc: str) -> str | None:
+    """`--resume=auto`: the newest snapshot of the newest run named NNNNN-<desc> that has one."""
+    for _run_id, run_dir in reversed(list_runs(outdir, desc)):
+        snap = newest_snapshot(run_dir)
+        if snap is not None:
+            return snap
+    return None
+
+
+# ----------------------------------------------------------------------------- atomic writes
+
+def temp_path(path: str) -> str:
+    """The hidden temporary name this process writes `path` under (host and pid identify the writer)."""
+    host = re.sub(r'[^A-Za-z0-9_.]', '_', socket.gethostname()) or 'host'
+    return os.path.join(os.path.dirname(path) or '.', f'.{os.path.basename(path)}.tmp-{host}-{os.getpid()}')
+
+
+def _fsync_dir(folder: str) -> None:
+    try:
+        fd = os.open(folder or '.', os.O_RDONLY)
+    except OSError:
+        return  # not supported here (e.g. some network file systems); the rename is still atomic
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str, write_fn) -> None:
+    """Call `write_fn(f)` on a binary file object, then publish the result at `path` atomically.
+
+    On any failure (disk full, read-only folder, Ctrl-C) the temporary file is removed and `path`
+    keeps whatever it held before. OS errors are re-raised with the path and the reason.
+    """
+    tmp = temp_path(path)
+    try:
+        with open(tmp, 'wb') as f:
+            write_fn(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        _remove_quietly(tmp)
+        reason = e.strerror or str(e)
+        raise OSError(e.errno, f'cannot write {path}: {reason} (earlier files are intact)') from e
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+    _fsync_dir(os.path.dirname(path))
+
+
+def atomic_pickle(obj, path: str) -> None:
+    """Pickle `obj` to `path` atomically (see `atomic_write`)."""
+    atomic_write(path, lambda f: pickle.dump(obj, f))
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+# ----------------------------------------------------------------------------- stale temporary files
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this machine and is not a zombie (a killed, unreaped writer)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    except OSError:
+        return True
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            state = f.read().rsplit(')', 1)[1].split()[0]
+        return state not in ('Z', 'X')
+    except (OSError, IndexError):
+        return True
+
+
+def stale_temps(folder: str) -> list[str]:
+    """Temporary files in `folder` whose writer is dead: written on this host by a pid that no
+    longer runs. Files from other hosts (a shared outdir) or from live pids are never listed."""
+    host = re.sub(r'[^A-Za-z0-9_.]', '_', socket.gethostname()) or 'host'
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    out = []
+    for name in names:
+        m = _TMP_RE.fullmatch(name)
+        if m is None:
+            continue
+        if m.group('oldpid') is not None:       # .NAME.tmp<pid>: written before host names were added
+            pid = int(m.group('oldpid'))
+        elif m.group('host') == host:
+            pid = int(m.group('pid'))
+        else:
+            continue
+        if pid != os.getpid() and not pid_alive(pid):
+            out.append(os.path.join(folder, name))
+    return sorted(out)
+
+
+def clean_stale_temps(outdir: str) -> tuple[list[str], int]:
+    """Remove the stale temporary files (see `stale_temps`) of every run directory in `outdir`.
+
+    Returns (removed paths, bytes freed).
+    """
+    removed, freed = [], 0
+    for _run_id, run_dir in list_runs(outdir):
+        for path in stale_temps(run_dir):
+            try:
+                size = os.path.getsize(path)
+                os.remove(path)
+            except OSError:
+                continue
+            removed.append(path)
+            freed += size
+    return removed, freed
+
+
+def describe_cleanup(removed: list[str], freed: int) -> str | None:
+    """The one log line for `clean_stale_temps`' result (None when nothing was removed)."""
+    if not removed:
+        return None
+    names = ', '.join(os.path.join(os.path.basename(os.path.dirname(p)), os.path.basename(p)) for p in removed[:3])
+    more = f' and {len(removed) - 3} more' if len(removed) > 3 else ''
+    return (f'Removed {len(removed)} temporary file(s) left by killed writers ({freed / 2**20:.1f} MiB): '
+            f'{names}{more}')
+
+
+def is_disk_error(e: BaseException) -> bool:
+    """Whether `e` is an OS error that means "this folder cannot take more data"."""
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM,
+                                                 errno.EDQUOT, errno.EFBIG)
