@@ -15,7 +15,7 @@ overall `attr_tv` is the mean over attributes; `attr_tv_sampling_floor` is what 
 generator would score with this many samples (real predictions resampled).
 
 `kid_synth`: KID (unbiased polynomial-kernel MMD², as in metrics/kernel_inception_distance.py) on
-the classifier's hidden-layer features. It is not Inception KID and its values are not comparable
+the classifier's hidden-layer features, centred and scaled by the real images' mean and spread. It is not Inception KID and its values are not comparable
 with published KIDs; it exists because Inception cannot be downloaded on offline machines, and it
 is blind to what the classifier was not trained to see.
 """
@@ -234,5 +234,11 @@ def compute_kid_synth(opts, num_gen, batch_size=64, num_subsets=100, max_subset_
     _, gen_feats = generated_predictions(opts, model, num_gen, batch_size)
     if opts.rank != 0:
         return float('nan')
-    return kernel_inception_distance.kid_from_features(np.asarray(extra['ref_features']), gen_feats, num_subsets,
-                                                       max_subset_size, rng=opts.numpy_rng(6))
+    # Centre on the real features and divide by their overall spread (one scale for all features,
+    # so that nearly constant ones are not blown up): the cubic kernel is not scale invariant, and
+    # raw hidden activations put KID in the thousands.
+    real = np.asarray(extra['ref_features'], np.float64)
+    mean = real.mean(axis=0)
+    scale = float(np.sqrt(real.var(axis=0).mean())) + 1e-8
+    return kernel_inception_distance.kid_from_features((real - mean) / scale, (gen_feats - mean) / scale,
+                                                       num_subsets, max_subset_size, rng=opts.numpy_rng(6))
