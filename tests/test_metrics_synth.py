@@ -100,6 +100,7 @@ def test_total_variation_of_histograms():
     assert synth_coverage.total_variation([3, 1], [1, 1]) == pytest.approx(0.25)
 
 
+@pytest.mark.slow
 def test_attr_tv_data_near_zero_untrained_and_one_style_high(synth_data):
     data_G = ToyG(DataSynthesis(synth_data), c_dim=25, res=RES)
     r_data = synth_coverage.compute_attr_tv(_opts(data_G, synth_data), num_gen=200, **CLS)
