@@ -6,7 +6,13 @@ PIP    := $(PY) -m pip
 TORCH  ?= torch==2.13.0
 GUI_APT := xvfb libgl1-mesa-dri libglx-mesa0 libegl1 xauth xdotool
 
-.PHONY: help install test test-fast gui-deps demo bench clean
+# check-cuda: a separate venv with the CUDA build of PyTorch (several GB; created once, kept
+# outside the repository) to compile the kernels with nvcc without a GPU.
+CUDA_VENV  ?= $(HOME)/.cache/raycond/venv-cuda
+CUDA_TORCH ?= torch==2.14.1
+NVCC       ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+
+.PHONY: help install test test-fast gui-deps demo bench clean check-cuda
 
 help:
 	@echo "make demo      open the visualizer on the bundled checkpoint (creates .venv)"
@@ -14,6 +20,7 @@ help:
 	@echo "make install   create .venv and install raycond (editable) with $(TORCH)"
 	@echo "make gui-deps  install Xvfb + Mesa (Debian/Ubuntu, as root) for headless GUI tests"
 	@echo "make bench     run the generator benchmark"
+	@echo "make check-cuda compile the CUDA kernels with nvcc for sm_80/sm_90 (no GPU needed)"
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +55,16 @@ demo: install
 	  echo "  On a desktop, run 'make demo' there; on a server, 'xvfb-run make demo' or ssh -X."; \
 	  echo "  Rendering one frame headless instead:"; \
 	  $(PY) visualizer.py --headless --capture=demo.png --yaw=20 && echo "  wrote demo.png"; fi
+
+$(CUDA_VENV)/.installed:
+	test -x $(CUDA_VENV)/bin/python || $(PYTHON) -m venv $(CUDA_VENV)
+	$(CUDA_VENV)/bin/python -m pip install -q "$(CUDA_TORCH)"
+	touch $@
+
+check-cuda:
+	@if [ -z "$(NVCC)" ]; then echo "check-cuda: nvcc not found; install the CUDA toolkit or set NVCC"; exit 1; fi
+	$(MAKE) $(CUDA_VENV)/.installed
+	$(CUDA_VENV)/bin/python .ci/check_cuda.py
 
 bench: install
 	$(PY) benchmarks/bench_generator.py

@@ -6,7 +6,9 @@ pixel (column i, row j) of an H x W grid has u = (i + 0.5)/W, v = (j + 0.5)/H an
 d = normalize(R K^-1 [u, v, 1]); because K is normalized, a camera covers the same field of view
 at every resolution. Results are computed without gradients and kept in a small LRU cache,
 because the generator asks for the same cameras at every layer resolution of every forward pass.
-Cached tensors are shared: treat returned embeddings as read-only.
+Cached tensors are shared: treat returned embeddings as read-only. A label that requires grad
+(with grad mode on) bypasses the cache and gives embeddings differentiable in the camera: photo
+inversion (raycond.inversion) refines yaw/pitch by gradient descent through the rays.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def _parse_resolution(resolution):
 def _compute_pixel_rays(c: torch.Tensor, h: int, w: int):
     work = torch.float64 if c.dtype == torch.float64 else torch.float32
     validate_label(c)
-    cw = c.detach().to(work).reshape(-1, 25)
+    cw = c.to(work).reshape(-1, 25)
     pose, K = cw[:, :16].reshape(-1, 4, 4), cw[:, 16:].reshape(-1, 3, 3)
     if bool((torch.linalg.det(K).abs() < 1e-12).any()):
         raise ValueError('camera label has singular intrinsics (expected normalized K with f > 0)')
@@ -119,6 +121,9 @@ def _embed(kind, c, resolution):
     global _cache_bytes
     c = _as_label(c)
     h, w = _parse_resolution(resolution)
+    if c.requires_grad and torch.is_grad_enabled():
+        o, d = _compute_pixel_rays(c, h, w)
+        return _KINDS[kind](o, d).permute(0, 3, 1, 2).to(c.dtype).contiguous()
     key = (kind, c.detach().cpu().double().numpy().tobytes(), c.shape[0], h, w, str(c.device), c.dtype)
     with _cache_lock:
         hit = _cache.get(key)
@@ -173,3 +178,54 @@ def ray_embedding(kind, c, resolution) -> torch.Tensor:
 def ray_embeddings_for_resolutions(kind, c, resolutions) -> dict:
     """Embeddings for several resolutions at once: {resolution: (N,6,H,W)}."""
     return {res: ray_embedding(kind, c, res) for res in resolutions}
+
+
+class RayBank:
+    """Ray embeddings for one forward pass of a generator: each resolution is computed once
+    (through the cache above) and converted once per (dtype, memory format) that a layer asks for,
+    so the layers of one block share one tensor."""
+
+    def __init__(self, kind, c, batch_size, device):
+        self.kind = kind
+        self.c = c.to(device)
+        self.batch_size = batch_size
+        self._base = {}
+        self._converted = {}
+
+    def prepare(self, resolution, dtype, memory_format):
+        """Compute (once) the rays at `resolution` in the given dtype and memory format."""
+        key = (resolution, dtype, memory_format == torch.channels_last)
+        if key not in self._converted:
+            self._convert(key)
+
+    def get(self, resolution, like):
+        """Rays (N, 6, resolution, resolution) matching `like`'s dtype and memory format."""
+        channels_last = like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous()
+        key = (resolution, like.dtype, channels_last)
+        r = self._converted.get(key)
+        return r if r is not None else self._convert(key)
+
+    @torch.compiler.disable
+    def _convert(self, key):
+        resolution, dtype, channels_last = key
+        base = self._base.get(resolution)
+        if base is None:
+            base = ray_embedding(self.kind, self.c, resolution)
+            if base.shape[0] != self.batch_size:
+                base = base.expand(self.batch_size, -1, -1, -1)
+            self._base[resolution] = base
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        r = base.to(dtype=dtype).contiguous(memory_format=fmt)
+        self._converted[key] = r
+        return r
+
+    def append_to(self, x, resolution):
+        """x (N,C,H,W) with the rays at `resolution` appended as channels (N,C+6,H,W), in x's dtype
+        and memory format."""
+        r = self.get(resolution, x)
+        if r.shape[0] != x.shape[0] or r.shape[2:] != x.shape[2:]:
+            raise ValueError(f'rays of shape {list(r.shape)} do not fit features of shape {list(x.shape)}')
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            # Concatenating along the innermost (NHWC) axis is about twice as fast as along dim 1.
+            return torch.cat([x.permute(0, 2, 3, 1), r.permute(0, 2, 3, 1)], dim=3).permute(0, 3, 1, 2)
+        return torch.cat([x, r], dim=1)

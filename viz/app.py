@@ -1,6 +1,6 @@
 """The visualizer window: side panel of collapsible widget sections on the left, the generated image
 large and centred on the right. Dragging the image orbits the camera, right-drag explores seeds,
-the wheel zooms; files dropped onto the window are loaded as networks.
+the wheel zooms; files dropped onto the window are loaded as networks (photos open in the Photo section).
 
 Each frame: collect RenderArgs from the widgets -> post them to the AsyncRenderer (no-op when
 unchanged) -> take the newest finished result, if any -> draw. The GUI thread never waits on the
@@ -10,7 +10,9 @@ network; errors come back as text and are shown while the window keeps running.
 from __future__ import annotations
 
 import os
+import time
 
+import gui_utils  # noqa: F401 - sets the GLFW/OpenGL platform before imgui_bundle loads glfw
 import glfw
 from imgui_bundle import imgui
 
@@ -25,6 +27,7 @@ from .latent import LatentWidget
 from .layers import LayerWidget
 from .network import NetworkWidget
 from .performance import PerformanceWidget
+from .photo import PhotoWidget, is_photo_file
 from .training import TrainingWidget
 
 PANEL_WIDTH = 390
@@ -35,22 +38,24 @@ class Visualizer(ImguiWindow):
 
     def __init__(self, pkls=(), *, browse_dir=None, capture_dir='captures', device='auto', seed=0.0, trunc_psi=1.0,
                  yaw=None, pitch=None, fov=None, renderer=None, width=1280, height=800, fps_limit=60, vsync=False,
-                 visible=True, ui_scale=None):
+                 visible=True, ui_scale=None, fp32=False):
         super().__init__(title='raycond visualizer', width=width, height=height, fps_limit=fps_limit, vsync=vsync,
                          visible=visible, ui_scale=ui_scale)
         self.network = NetworkWidget(browse_dir=browse_dir)
         self.camera = CameraWidget()
         self.latent = LatentWidget(seed=seed, trunc_psi=trunc_psi)
         self.layers = LayerWidget()
-        self.perf = PerformanceWidget(device=device, fps_limit=fps_limit, vsync=vsync)
+        self.perf = PerformanceWidget(device=device, fps_limit=fps_limit, vsync=vsync, force_fp32=fp32)
         self.capture = CaptureWidget(capture_dir=capture_dir)
         self.training = TrainingWidget()
+        self.photo = PhotoWidget(self.camera, capture_dir=capture_dir)
         self._initial_camera = dict(yaw=yaw, pitch=pitch, fov=fov)
         self.renderer = AsyncRenderer(renderer)
         self.result = None            # newest delivered RenderResult
         self.info = None              # NetworkInfo of the network being shown
         self.current_args = None
         self._net_key = None
+        self._info_key = None         # (pkl, key, device) that self.info describes
         self._image_pkl = None
         self.texture = None
         self.layer_texture = None
@@ -106,8 +111,10 @@ class Visualizer(ImguiWindow):
             glfw.wait_events_timeout(0.05)
 
     def on_files_dropped(self, paths):
-        """Load the first dropped file (or run directory) as the network."""
-        if paths:
+        """Open the first dropped file: a photo in the Photo section, anything else as the network."""
+        if paths and is_photo_file(paths[0]):
+            self.photo.open(paths[0])
+        elif paths:
             self.network.load(paths[0])
 
     # -- per-frame state ----------------------------------------------------------------------
@@ -122,10 +129,13 @@ class Visualizer(ImguiWindow):
         self.set_vsync(self.perf.vsync)
         self.fps_limit = self.perf.fps_limit
 
-        args = build_args([self.network, self.camera, self.latent, self.layers, self.perf])
+        self.photo.poll()
+        args = build_args([self.network, self.camera, self.latent, self.layers, self.perf, self.photo])
         net_key = (args.pkl, args.key, args.device)
         invalidate = net_key != self._net_key
         self._net_key = net_key
+        if args.pkl and self._info_key != net_key:
+            args = args.replace(info_only=True)     # the first frame waits for the snapshot's camera
         self.current_args = args
         self.renderer.set_args(args, invalidate=invalidate)
 
@@ -139,6 +149,8 @@ class Visualizer(ImguiWindow):
 
     def _on_result(self, res):
         self.result = res
+        if res.info is not None and res.args is not None:
+            self._info_key = (res.args.pkl, res.args.key, res.args.device)
         if res.info is not None and (res.info is not self.info):
             self.info = res.info
             self.camera.on_network(res.info)
@@ -159,7 +171,7 @@ class Visualizer(ImguiWindow):
             else:
                 self.texture.update(res.image)
             self._image_pkl = res.args.pkl if res.args is not None else None
-        elif res.args is not None and res.args.pkl != self._image_pkl:
+        elif res.args is not None and res.args.pkl != self._image_pkl and (res.error or not res.args.info_only):
             self._image_pkl = None    # network changed and produced nothing: do not keep the old image
         if res.layer_image is not None:
             if self.layer_texture is None:
@@ -209,6 +221,7 @@ class Visualizer(ImguiWindow):
         imgui.pop_style_color()
         self.panel_width = imgui.get_window_width()
         sections = [('Network', self.network, True), ('Camera', self.camera, True), ('Latent', self.latent, True),
+                    ('Photo', self.photo, True),
                     ('Layers', self.layers, False), ('Performance', self.perf, False),
                     ('Capture', self.capture, False), ('Training', self.training, False)]
         for label, widget, default_open in sections:
@@ -299,7 +312,8 @@ class Visualizer(ImguiWindow):
         parts.append(f'{self.perf.gui_fps:.0f} fps')
         if self.info is not None and self.info.camera:
             parts.append(f'yaw {self.camera.yaw:+.1f}  pitch {self.camera.pitch:+.1f}  fov {self.camera.fov:.1f}')
-        parts.append(f'seed {self.latent.seed:.2f}')
+        photo = res.args.photo if res is not None and res.args is not None else None
+        parts.append(f'photo {photo.name}' if photo is not None else f'seed {self.latent.seed:.2f}')
         if self.renderer.busy:
             parts.append('rendering...')
         text = '   '.join(parts)
@@ -326,7 +340,6 @@ class Visualizer(ImguiWindow):
     # -- helpers for tests / benchmarks ---------------------------------------------------------
     def wait_for_render(self, timeout=60.0, max_frames=100000):
         """Step frames until the newest request has been rendered and shown. Returns the result."""
-        import time
         deadline = time.monotonic() + timeout
         n = 0
         while time.monotonic() < deadline and n < max_frames:
@@ -359,6 +372,7 @@ class Visualizer(ImguiWindow):
     def close(self):
         try:
             self.renderer.close(timeout=2.0)
+            self.photo.close()
             if self.training.process is not None and self.training.process.running:
                 self.training.stop()
         finally:

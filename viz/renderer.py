@@ -7,9 +7,10 @@ Every exception becomes `result.error` (one line) plus `result.traceback`, never
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-import math
 import os
+import threading
 import time
 import traceback
 from typing import Any
@@ -21,7 +22,43 @@ from raycond import generate as gen
 from raycond import loading
 from raycond import threads
 
-NOISE_MODES = ('const', 'random', 'none')
+PHOTO_VIEWS = ('render', 'target', 'difference')
+DIFFERENCE_GAIN = 4                    # |target - reconstruction| is amplified so that small errors show
+
+
+class PhotoSource:
+    """An inverted photo as something to render: its tuned generator, pivot ws, estimated camera
+    label (1, 25) and the target at the network's resolution (HxWx3 uint8, or None). Networks whose
+    mapping sees the camera keep the pivot in Z (`z`): their ws are mapped again at every camera.
+
+    Compared by identity (plain object equality), so RenderArgs holding one stay hashable and each
+    new inversion counts as a change. Read-only once made: the render thread, the orbit recorder
+    and the GUI share it.
+    """
+
+    def __init__(self, G, ws, camera, target=None, name='', z=None):
+        self.G = G
+        self.ws = ws.detach()
+        self.z = None if z is None else z.detach()
+        self.camera = torch.as_tensor(camera, dtype=torch.float32).detach().reshape(1, -1)
+        self.target = None if target is None else np.ascontiguousarray(target)
+        self.name = name
+        self._moved = {}               # device -> copy of G, for other devices than G's
+
+    @classmethod
+    def from_result(cls, result, target=None, name=''):
+        """From `raycond.inversion.invert`/`load`'s result."""
+        return cls(result.G, result.ws, result.camera, target=target, name=name, z=getattr(result, 'z', None))
+
+    def on_device(self, device: torch.device):
+        """The tuned G on `device`, copied once per other device (the user may switch)."""
+        param = next(self.G.parameters(), None)
+        if param is None or param.device == device:
+            return self.G
+        key = str(device)
+        if key not in self._moved:
+            self._moved[key] = copy.deepcopy(self.G).to(device)
+        return self._moved[key]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,15 +79,28 @@ class RenderArgs:
     fov_deg: float | None = None       # true full FOV in degrees (None = network default)
     radius: float | None = None
     lookat: tuple | None = None
-    force_fp32: bool = True
+    force_fp32: bool = False           # user asked for fp32; applied via gen.force_fp32_for (CUDA only)
     layer: str | None = None           # synthesis sub-module whose output is shown in the Layers view
     layer_channel: int = 0
     layer_rgb: bool = False            # show channels [c, c+1, c+2] as RGB instead of one channel
     class_idx: int = 0                 # class of class-conditional networks without a camera (one-hot c)
     num_threads: int = 0               # CPU threads for torch on the render thread (0 = leave as is)
+    trust_pickle: bool = False         # the user agreed to run code from this network file
+    photo: Any = None                  # PhotoSource: render its tuned G and pivot ws instead of seeds
+    photo_view: str = 'render'         # with a photo: 'render' (at this camera), 'target', 'difference'
+    info_only: bool = False            # load the network and return its info without rendering
 
     def replace(self, **kwargs) -> 'RenderArgs':
         return dataclasses.replace(self, **kwargs)
+
+    def frame_spec(self) -> gen.FrameSpec:
+        """What the library needs to render this frame (the difference view is taken at the photo's camera)."""
+        return gen.FrameSpec(
+            seed=self.seed, trunc_psi=self.trunc_psi, trunc_cutoff=self.trunc_cutoff, noise_mode=self.noise_mode,
+            noise_seed=self.noise_seed, mix_seed=self.mix_seed, mix_layers=self.mix_layers, yaw_deg=self.yaw_deg,
+            pitch_deg=self.pitch_deg, fov_deg=self.fov_deg, radius=self.radius, lookat=self.lookat,
+            class_idx=self.class_idx, force_fp32=self.force_fp32, pivot=self.photo,
+            at_pivot_camera=self.photo is not None and self.photo_view == 'difference')
 
 
 @dataclasses.dataclass
@@ -67,26 +117,14 @@ class RenderResult:
     timings: dict = dataclasses.field(default_factory=dict)   # seconds: load, mapping, synthesis, total
     error: str | None = None
     traceback: str | None = None
+    untrusted: tuple = ()                                     # classes that made a safe load refuse the file
     stamp: int = 0                                            # set by the async renderer
     num_threads: int = 0                                      # torch CPU threads the render used
     cpu_others: float | None = None                           # cores busy in other processes meanwhile
 
 
-def seed_blend(seed: float) -> list[tuple[int, float]]:
-    """Fractional seed -> [(seed, weight), ...]: 3.25 -> [(3, 0.75), (4, 0.25)]; integers -> [(s, 1)]."""
-    seed = float(seed)
-    if not math.isfinite(seed):
-        raise ValueError(f'seed must be a finite number, got {seed}')
-    lo = math.floor(seed)
-    frac = seed - lo
-    if frac < 1e-6:
-        return [(int(lo), 1.0)]
-    if frac > 1 - 1e-6:
-        return [(int(lo) + 1, 1.0)]
-    return [(int(lo), 1.0 - frac), (int(lo) + 1, frac)]
-
-
-def _one_line(e: BaseException) -> str:
+def one_line_error(e: BaseException) -> str:
+    """An exception as the one line the GUI shows (library messages are already sentences)."""
     msg = str(e).strip().splitlines()[0] if str(e).strip() else ''
     if isinstance(e, (ValueError, FileNotFoundError, loading.NetworkLoadError)) and msg:
         return msg
@@ -137,19 +175,20 @@ class Renderer:
         self._layer_shapes: dict = {}
         self._layer_order: list = []
         self._cpu = threads.CpuCompetition()
+        self._thread_id = None         # the thread rendering now: hooks of a shared network ignore others
 
     # -- networks ---------------------------------------------------------------------------
-    def get_network(self, pkl: str, key: str, device: torch.device):
+    def get_network(self, pkl: str, key: str, device: torch.device, trust_pickle: bool = False):
         """(G, info) from the cache, loading on a miss. Raises NetworkLoadError / FileNotFoundError."""
         path = loading.resolve_network_path(pkl)
         local = os.path.expanduser(path)
         if '://' not in path and not os.path.exists(local):
             raise FileNotFoundError(f'network file not found: {path}')
         mtime = os.path.getmtime(local) if os.path.exists(local) else None
-        cache_key = (path, mtime, key, str(device))
+        cache_key = (path, mtime, key, str(device), bool(trust_pickle))
         hit = self._nets.pop(cache_key, None)
         if hit is None:
-            hit = loading.load_network_and_info(path, key=key, device=device)
+            hit = loading.load_network_and_info(path, key=key, device=device, trust_pickle=trust_pickle)
         self._nets[cache_key] = hit                  # most recently used last
         while len(self._nets) > self._max_cached:
             self._nets.pop(next(iter(self._nets)))
@@ -184,6 +223,8 @@ class Renderer:
 
     def _make_hook(self, name):
         def hook(_module, _inputs, output):
+            if threading.get_ident() != self._thread_id:
+                return                 # a photo's G is shared with the orbit recorder's renderer
             t = output[0] if isinstance(output, (tuple, list)) and output else output
             if not torch.is_tensor(t) or t.ndim != 4:
                 return
@@ -205,10 +246,13 @@ class Renderer:
             if not args.pkl:
                 res.error = None
                 return res
+            self._thread_id = threading.get_ident()
             self._render(args, res)
         except Exception as e:  # noqa: BLE001 - every failure is shown in the GUI
-            res.error = _one_line(e)
+            res.error = one_line_error(e)
             res.traceback = traceback.format_exc()
+            if isinstance(e, loading.UntrustedPickleError):
+                res.untrusted = tuple(e.names)
             res.image = None
         finally:
             res.timings['total'] = time.perf_counter() - t0
@@ -219,62 +263,66 @@ class Renderer:
         device = gen.resolve_device(args.device)
         res.device = str(device)
         t_load = time.perf_counter()
-        G, info = self.get_network(args.pkl, args.key, device)
+        G, info = self.get_network(args.pkl, args.key, device, args.trust_pickle)
         res.timings['load'] = time.perf_counter() - t_load
         res.info = info
-        if args.noise_mode not in NOISE_MODES:
-            raise ValueError(f'noise mode must be one of {", ".join(NOISE_MODES)}, got {args.noise_mode!r}')
+        if args.info_only:
+            return
         timer = _Timer(device, res.timings)
+        if args.photo is not None:
+            if args.photo_view not in PHOTO_VIEWS:
+                raise ValueError(f'photo view must be one of {", ".join(PHOTO_VIEWS)}, got {args.photo_view!r}')
+            target = args.photo.target
+            if args.photo_view != 'render' and target is None:
+                raise ValueError('this inversion has no target image: choose the reconstruction view')
+            if args.photo_view == 'target':
+                res.image = target
+                res.stats = dict(resolution=tuple(target.shape[:2]))
+                timer.finish()
+                return
+            G = args.photo.on_device(device)
+        spec = args.frame_spec()
         with torch.inference_mode():
-            c = gen.c_for_network(info, args.yaw_deg, args.pitch_deg, fov_deg=args.fov_deg, radius=args.radius,
-                                  lookat=args.lookat, batch=1, device=device) if info.c_dim else None
-            if info.c_dim and not info.camera:                      # class-conditional: one-hot label
-                if not 0 <= int(args.class_idx) < info.c_dim:
-                    raise ValueError(f'class {args.class_idx} out of range 0..{info.c_dim - 1}')
-                c = torch.zeros([1, info.c_dim], device=device)
-                c[0, int(args.class_idx)] = 1
-            cutoff = args.trunc_cutoff if args.trunc_cutoff else None
-            blend = seed_blend(args.seed)
-            seeds = [s for s, _ in blend]
-            if args.mix_seed is not None and args.mix_layers:
-                seeds.append(int(args.mix_seed))
-            z = gen.seeds_to_z(seeds, G.z_dim, device)
-            cc = None if c is None else c.expand(len(seeds), -1)
-            all_ws = gen.map_latents(G, z, cc, args.trunc_psi, cutoff)
-            ws = sum(w * all_ws[i:i + 1] for i, (_, w) in enumerate(blend))
-            if args.mix_seed is not None and args.mix_layers:
-                idx = [i for i in args.mix_layers if 0 <= int(i) < ws.shape[1]]
-                ws = ws.clone()
-                ws[:, idx] = all_ws[-1:, idx]
+            ws, c = gen.frame_latents(G, info, spec, device)
             timer.lap('mapping')
-
             self._capture_name = args.layer
             self._captured = {}
             self._install_hooks(G)
-            fork = torch.random.fork_rng(devices=[device.index or 0] if device.type == 'cuda' else [])
-            with fork:
-                torch.manual_seed(int(args.noise_seed))
-                img = gen.synthesize(G, ws, c, noise_mode=args.noise_mode, force_fp32=args.force_fp32)
+            img = gen.synthesize_frame(G, ws, c, spec)
             timer.lap('synthesis')
-
-            img_u8 = gen.to_uint8(img)[0].cpu().numpy()
-            if img_u8.shape[2] not in (1, 3):
-                img_u8 = np.ascontiguousarray(img_u8[:, :, :3])
-            res.image = img_u8
-            f = img[0].float()
-            res.stats = dict(mean=float(f.mean()), std=float(f.std()), min=float(f.min()), max=float(f.max()),
-                             resolution=tuple(img_u8.shape[:2]), w_norm=float(ws[0].norm(dim=-1).mean()))
-            res.layers = [(n, self._layer_shapes[n]) for n in self._ordered_layer_names() if n in self._layer_shapes]
-            if args.layer:
-                if args.layer not in self._captured:
-                    raise ValueError(f'layer {args.layer!r} produced no image-like output')
-                res.layer_image, res.layer_stats = layer_to_image(self._captured[args.layer][0], args.layer_channel,
-                                                                  args.layer_rgb)
+            self._show(args, res, img, ws)
             timer.lap('postprocess')
             timer.finish()
 
-    def _ordered_layer_names(self):
-        return list(self._layer_order)
+    def _show(self, args: RenderArgs, res: RenderResult, img: torch.Tensor, ws: torch.Tensor):
+        """The frame as uint8 (or its difference to the photo), its statistics and the chosen layer's view."""
+        img_u8 = gen.to_uint8(img)[0].cpu().numpy()
+        if img_u8.shape[2] not in (1, 3):
+            img_u8 = np.ascontiguousarray(img_u8[:, :, :3])
+        if args.photo is not None and args.photo_view == 'difference':
+            img_u8 = photo_difference(args.photo.target, img_u8)
+        res.image = img_u8
+        f = img[0].float()
+        res.stats = dict(mean=float(f.mean()), std=float(f.std()), min=float(f.min()), max=float(f.max()),
+                         resolution=tuple(img_u8.shape[:2]), w_norm=float(ws[0].norm(dim=-1).mean()))
+        res.layers = [(n, self._layer_shapes[n]) for n in self._layer_order if n in self._layer_shapes]
+        if args.layer:
+            if args.layer not in self._captured:
+                raise ValueError(f'layer {args.layer!r} produced no image-like output')
+            res.layer_image, res.layer_stats = layer_to_image(self._captured[args.layer][0], args.layer_channel,
+                                                              args.layer_rgb)
+
+
+def photo_difference(target, image):
+    """|target - image| per channel, times DIFFERENCE_GAIN, as HxWx3 uint8 (black = identical)."""
+    target, image = np.asarray(target), np.asarray(image)
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    if target.shape != image.shape:
+        raise ValueError(f'target is {target.shape[1]}x{target.shape[0]} but the network renders '
+                         f'{image.shape[1]}x{image.shape[0]}: invert the photo again with this network')
+    diff = np.abs(target.astype(np.int16) - image.astype(np.int16)) * DIFFERENCE_GAIN
+    return np.ascontiguousarray(np.clip(diff, 0, 255).astype(np.uint8))
 
 
 def layer_to_image(x: torch.Tensor, channel: int = 0, rgb: bool = False):

@@ -8,9 +8,20 @@ plugin slot has been resolved (at most one build attempt per op and process).
 
 import os
 
-__all__ = ["IMPLS", "ref_forced", "check_impl", "PluginSlot", "use_cuda"]
+__all__ = ["IMPLS", "ops_mode", "ref_forced", "check_impl", "PluginSlot", "use_cuda",
+           "CUDA_KERNELS", "CPU_KERNELS", "kernels_for"]
 
 IMPLS = ("cuda", "ref")
+
+
+def ops_mode() -> str:
+    """RAYCOND_OPS: 'ref' (references only), 'cuda' (kernels required on CUDA tensors: a failed
+    build is an error) or 'auto' (default: kernels when they build, references otherwise)."""
+    mode = os.environ.get("RAYCOND_OPS", "").strip().lower() or "auto"
+    if mode not in ("ref", "cuda", "auto"):
+        raise ValueError(f"RAYCOND_OPS: expected 'ref', 'cuda' or 'auto', got {mode!r}; "
+                         "unset it or pick one of those")
+    return mode
 
 
 def ref_forced() -> bool:
@@ -35,6 +46,7 @@ class PluginSlot:
     """
 
     def __init__(self, module_name, sources=(), headers=(), source_dir=None, **build_kwargs):
+        # build_kwargs may also hold get_plugin's with_cuda / ops_namespace.
         self.module_name = module_name
         self.sources = list(sources)
         self.headers = list(headers)
@@ -71,3 +83,45 @@ def use_cuda(impl, x, slot: PluginSlot) -> bool:
     if impl != "cuda" or not x.is_cuda or ref_forced():
         return False
     return slot.available()
+
+
+# ---- the project's kernels ------------------------------------------------------------------
+# One extension holds all three ops (one build, one lock, one cache folder). The CUDA build also
+# contains the CPU loops; the CPU-only build (tests, and CPU dispatch where it is faster) uses the
+# same .h arithmetic compiled by the host compiler. Different op namespaces let both coexist.
+_KERNEL_DIR = os.path.dirname(os.path.abspath(__file__))
+_KERNEL_CPP = ["bias_act.cpp", "upfirdn2d.cpp", "filtered_lrelu.cpp"]
+_KERNEL_CU = ["bias_act.cu", "upfirdn2d.cu", "filtered_lrelu.cu"]
+_KERNEL_HEADERS = ["common.h", "ext_common.h", "cuda_launch.cuh", "bias_act.h", "upfirdn2d.h",
+                   "upfirdn2d_host.h", "filtered_lrelu.h"]
+
+CUDA_KERNELS = PluginSlot(
+    "raycond_ops_cuda", sources=_KERNEL_CPP + _KERNEL_CU, headers=_KERNEL_HEADERS,
+    source_dir=_KERNEL_DIR, with_cuda=True, ops_namespace="raycond_ops",
+    extra_cflags=["-O3", "-DRAYCOND_WITH_CUDA", "-DRAYCOND_NS=raycond_ops"],
+    extra_cuda_cflags=["-O3"])
+CPU_KERNELS = PluginSlot(
+    "raycond_ops_cpu", sources=_KERNEL_CPP, headers=_KERNEL_HEADERS, source_dir=_KERNEL_DIR,
+    with_cuda=False, ops_namespace="raycond_ops_cpu", extra_cflags=["-O2"])
+
+
+def kernels_for(impl, x, slot: PluginSlot, cpu: bool = False):
+    """The compiled op namespace one call should use, or None for the reference.
+
+    CUDA tensors get `slot` (the CUDA build) for impl='cuda' unless RAYCOND_OPS=ref; with
+    RAYCOND_OPS=cuda a CUDA build that is unavailable is an error instead of a fallback. CPU
+    tensors get the CPU build only when `cpu` is True (ops where it measured faster)."""
+    check_impl(impl)
+    if impl != "cuda":
+        return None
+    mode = ops_mode()
+    if mode == "ref":
+        return None
+    if x.is_cuda:
+        plugin = slot.get()
+        if plugin is None and mode == "cuda":
+            raise RuntimeError("RAYCOND_OPS=cuda but the CUDA kernels are unavailable (see the "
+                               "warning above); fix the build (docs/troubleshooting.md) or set "
+                               "RAYCOND_OPS=auto to fall back to the reference ops")
+        return plugin
+    return CPU_KERNELS.get() if cpu else None

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import PluginSlot, use_cuda
+from . import ext_ops
+from . import CUDA_KERNELS, kernels_for
 
 try:
     from dnnlib import EasyDict as _Record
@@ -74,13 +75,17 @@ _inplace_funcs = {
 # act(g * x) == g * act(x) for g > 0: the gain can be folded into the bias addition.
 _POSITIVE_HOMOGENEOUS = ("linear", "relu", "lrelu")
 
-# No CUDA kernel yet: a later kernel registers its sources here and `_bias_act_cuda` below.
-_slot = PluginSlot("bias_act_plugin")
+# The kernels (bias_act.{h,cpp,cu}) are built once per process, shared with the other ops.
+_slot = CUDA_KERNELS
+
+# The CPU build of the kernel is not faster than the reference on the CPU (benchmarks/bench_ops.py,
+# docs/performance.md), so CPU tensors keep the reference.
+_CPU_KERNEL_FASTER = False
 
 
 def _init() -> bool:
-    """True when the compiled kernel is available (never on CPU-only installs)."""
-    return _slot.available()
+    """True when the compiled CUDA kernel is available (never on CPU-only installs)."""
+    return torch.cuda.is_available() and _slot.available()
 
 
 def bias_act(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None, impl="cuda"):
@@ -91,17 +96,20 @@ def bias_act(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None, 
     scale (default from the table, e.g. sqrt(2) for lrelu); clamp None or >= 0 (clamp to
     [-clamp, clamp]; negative disables); impl 'cuda' or 'ref'. Returns a tensor like x.
     """
-    if use_cuda(impl, x, _slot):  # pragma: no cover - no kernel yet
-        return _bias_act_cuda(x, b, dim, act, alpha, gain, clamp)
+    k = kernels_for(impl, x, _slot, cpu=_CPU_KERNEL_FASTER)
+    if k is not None:
+        return _bias_act_kernel(k, x, b, dim, act, alpha, gain, clamp)
     return _bias_act_ref(x, b=b, dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp)
 
 
-def _bias_act_cuda(x, b, dim, act, alpha, gain, clamp):  # pragma: no cover
-    raise NotImplementedError("bias_act: the CUDA kernel is not part of this build")
+def _bias_act_kernel(k, x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None):
+    """bias_act on the compiled kernels of op namespace `k` (same checks as the reference)."""
+    spec, alpha, gain, clamp = _check_args(x, b, dim, act, alpha, gain, clamp)
+    return ext_ops.bias_act(k, x, b, dim, spec.cuda_idx, alpha, gain, clamp, spec.has_2nd_grad)
 
 
-def _bias_act_ref(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None):
-    """Pure-PyTorch bias_act (differentiable to any order)."""
+def _check_args(x, b, dim, act, alpha, gain, clamp):
+    """Validate the arguments; return (activation spec, alpha, gain, clamp) as floats."""
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"x: expected a tensor, got {type(x).__name__}")
     spec = activation_funcs.get(act)
@@ -109,19 +117,26 @@ def _bias_act_ref(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=N
         raise ValueError(f"act: expected one of {sorted(activation_funcs)}, got {act!r}")
     if not 0 <= dim < x.ndim:
         raise ValueError(f"dim: expected 0 <= dim < {x.ndim}, got {dim}")
+    if b is not None and not (isinstance(b, torch.Tensor) and b.ndim == 1
+                              and b.shape[0] == x.shape[dim]):
+        shape = tuple(b.shape) if isinstance(b, torch.Tensor) else type(b).__name__
+        raise ValueError(f"b: expected a 1-D tensor of {x.shape[dim]} values (x.shape[{dim}])"
+                         f", got {shape}")
     alpha = float(alpha if alpha is not None else spec.def_alpha)
     gain = float(gain if gain is not None else spec.def_gain)
     clamp = float(clamp if clamp is not None else -1)
+    return spec, alpha, gain, clamp
+
+
+def _bias_act_ref(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None):
+    """Pure-PyTorch bias_act (differentiable to any order)."""
+    spec, alpha, gain, clamp = _check_args(x, b, dim, act, alpha, gain, clamp)
 
     # In place only on tensors this function created, and only when autograd records nothing.
     inplace = not (torch.is_grad_enabled()
                    and (x.requires_grad or (b is not None and b.requires_grad)))
     fresh = False
     if b is not None:
-        if not (isinstance(b, torch.Tensor) and b.ndim == 1 and b.shape[0] == x.shape[dim]):
-            shape = tuple(b.shape) if isinstance(b, torch.Tensor) else type(b).__name__
-            raise ValueError(f"b: expected a 1-D tensor of {x.shape[dim]} values (x.shape[{dim}])"
-                             f", got {shape}")
         b = b.reshape([-1 if i == dim else 1 for i in range(x.ndim)])
         if act in _POSITIVE_HOMOGENEOUS and gain > 0 and gain != 1:
             # act(x + b) * gain == act(gain * x + gain * b): bias and gain in one pass.

@@ -15,7 +15,7 @@ inserted zeros or dropped pixels).
 import numpy as np
 import torch
 
-from . import PluginSlot, use_cuda
+from . import CUDA_KERNELS, ext_ops, kernels_for
 from . import bias_act
 from . import upfirdn2d
 from .upfirdn2d import _get_filter_size, _parse_padding
@@ -24,13 +24,16 @@ __all__ = ["filtered_lrelu", "_init"]
 
 _SQRT2 = float(np.sqrt(2))  # default gain, as a Python float
 
-# No CUDA kernel yet: a later kernel registers its sources here and `_filtered_lrelu_cuda`.
-_slot = PluginSlot("filtered_lrelu_plugin")
+# The kernels (filtered_lrelu.{h,cpp,cu}) are built once per process, shared with the other ops.
+_slot = CUDA_KERNELS
+
+# Whether CPU tensors use the CPU build (only where it measured faster: docs/performance.md).
+_CPU_KERNEL_FASTER = False
 
 
 def _init() -> bool:
-    """True when the compiled kernel is available (False on CPU-only installs)."""
-    return _slot.available()
+    """True when the compiled CUDA kernel is available (False on CPU-only installs)."""
+    return torch.cuda.is_available() and _slot.available()
 
 
 def filtered_lrelu(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=_SQRT2, slope=0.2,
@@ -42,20 +45,25 @@ def filtered_lrelu(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=_S
     gain > 0; slope >= 0; clamp None or >= 0; flip_filter as in upfirdn2d; impl 'cuda' or 'ref'.
     Output size: (in * up + pad0 + pad1 - (fu_taps - 1) - (fd_taps - 1) + down - 1) // down.
     """
-    if use_cuda(impl, x, _slot):  # pragma: no cover - no kernel yet
-        return _filtered_lrelu_cuda(x, fu, fd, b, up, down, padding, gain, slope, clamp,
-                                    flip_filter)
+    k = kernels_for(impl, x, _slot, cpu=_CPU_KERNEL_FASTER)
+    if k is not None:
+        return _filtered_lrelu_kernel(k, x, fu=fu, fd=fd, b=b, up=up, down=down,
+                                      padding=padding, gain=gain, slope=slope, clamp=clamp,
+                                      flip_filter=flip_filter)
     return _filtered_lrelu_ref(x, fu=fu, fd=fd, b=b, up=up, down=down, padding=padding,
                                gain=gain, slope=slope, clamp=clamp, flip_filter=flip_filter)
 
 
-def _filtered_lrelu_cuda(*args):  # pragma: no cover
-    raise NotImplementedError("filtered_lrelu: the CUDA kernel is not part of this build")
+def _filtered_lrelu_kernel(k, x, fu=None, fd=None, b=None, up=1, down=1, padding=0,
+                           gain=_SQRT2, slope=0.2, clamp=None, flip_filter=False):
+    """filtered_lrelu on the compiled kernels of op namespace `k` (same checks as the reference)."""
+    pads = _check_args(x, fu, fd, b, up, down, padding, gain, slope, clamp)
+    return ext_ops.filtered_lrelu(k, x, fu, fd, b, int(up), int(down), pads, gain, slope, clamp,
+                                  flip_filter)
 
 
-def _filtered_lrelu_ref(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=_SQRT2,
-                        slope=0.2, clamp=None, flip_filter=False):
-    """Pure-PyTorch filtered_lrelu built from bias_act and upfirdn2d."""
+def _check_args(x, fu, fd, b, up, down, padding, gain, slope, clamp):
+    """Validate the arguments; return the padding as (px0, px1, py0, py1)."""
     if not (isinstance(x, torch.Tensor) and x.ndim == 4):
         raise ValueError("x: expected a 4-D NCHW tensor")
     fu_w, fu_h = _get_filter_size(fu)
@@ -73,7 +81,15 @@ def _filtered_lrelu_ref(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, ga
         raise ValueError(f"slope: expected a number >= 0, got {slope!r}")
     if clamp is not None and not (clamp == float(clamp) and clamp >= 0):
         raise ValueError(f"clamp: expected None or a number >= 0, got {clamp!r}")
+    return px0, px1, py0, py1
 
+
+def _filtered_lrelu_ref(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=_SQRT2,
+                        slope=0.2, clamp=None, flip_filter=False):
+    """Pure-PyTorch filtered_lrelu built from bias_act and upfirdn2d."""
+    px0, px1, py0, py1 = _check_args(x, fu, fd, b, up, down, padding, gain, slope, clamp)
+    fu_w, fu_h = _get_filter_size(fu)
+    fd_w, fd_h = _get_filter_size(fd)
     n, c, in_h, in_w = x.shape
     out_w = (in_w * up + (px0 + px1) - (fu_w - 1) - (fd_w - 1) + (down - 1)) // down
     out_h = (in_h * up + (py0 + py1) - (fu_h - 1) - (fd_h - 1) + (down - 1)) // down

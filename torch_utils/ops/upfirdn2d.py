@@ -19,12 +19,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import PluginSlot, use_cuda
+from . import CUDA_KERNELS, ext_ops, kernels_for
 
 __all__ = ["setup_filter", "upfirdn2d", "filter2d", "upsample2d", "downsample2d", "_init"]
 
-# No CUDA kernel yet: a later kernel registers its sources here and `_upfirdn2d_cuda` below.
-_slot = PluginSlot("upfirdn2d_plugin")
+# The kernels (upfirdn2d.{h,cpp,cu}) are built once per process, shared with the other ops.
+_slot = CUDA_KERNELS
+
+# Whether CPU tensors use the CPU build of the kernel (only where it measured faster than the
+# reference: benchmarks/bench_ops.py, docs/performance.md).
+_CPU_KERNEL_FASTER = False
 
 # 1-D filters with at most this many taps run as one small 2-D depthwise kernel (faster on CPU
 # than two 1-D passes); longer ones run as two 1-D passes.
@@ -32,8 +36,8 @@ _MAX_TAPS_AS_2D = 6
 
 
 def _init() -> bool:
-    """True when the compiled kernel is available (never on CPU-only installs)."""
-    return _slot.available()
+    """True when the compiled CUDA kernel is available (never on CPU-only installs)."""
+    return torch.cuda.is_available() and _slot.available()
 
 
 def _parse_scaling(scaling, name="up"):
@@ -112,14 +116,33 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl="cu
     scale); impl 'cuda' (kernel when available for CUDA tensors) or 'ref'.
     Returns (N, C, (H*up_y + py0 + py1 - fh + 1 + down_y - 1) // down_y, ...) like NVIDIA's op.
     """
-    if use_cuda(impl, x, _slot):  # pragma: no cover - no kernel yet
-        return _upfirdn2d_cuda(x, f, up, down, padding, flip_filter, gain)
+    k = kernels_for(impl, x, _slot, cpu=_CPU_KERNEL_FASTER)
+    if k is not None:
+        return _upfirdn2d_kernel(k, x, f, up, down, padding, flip_filter, gain)
     return _upfirdn2d_ref(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter,
                           gain=gain)
 
 
-def _upfirdn2d_cuda(x, f, up, down, padding, flip_filter, gain):  # pragma: no cover
-    raise NotImplementedError("upfirdn2d: the CUDA kernel is not part of this build")
+def _check_args(x, f, up, down, padding):
+    """Validate; return ((upx, upy), (downx, downy), (px0, px1, py0, py1))."""
+    if not (isinstance(x, torch.Tensor) and x.ndim == 4):
+        raise ValueError(f"x: expected a 4-D NCHW tensor, got "
+                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    fw, fh = _get_filter_size(f)
+    upx, upy = _parse_scaling(up, "up")
+    downx, downy = _parse_scaling(down, "down")
+    padx0, padx1, pady0, pady1 = _parse_padding(padding)
+    in_h, in_w = x.shape[2], x.shape[3]
+    if in_w * upx + padx0 + padx1 < fw or in_h * upy + pady0 + pady1 < fh:
+        raise ValueError(f"upfirdn2d: the padded, upsampled image ({in_h}x{in_w} * up "
+                         f"[{upx}, {upy}] + padding) is smaller than the {fh}x{fw} filter")
+    return (upx, upy), (downx, downy), (padx0, padx1, pady0, pady1)
+
+
+def _upfirdn2d_kernel(k, x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
+    """upfirdn2d on the compiled kernels of op namespace `k` (same checks as the reference)."""
+    up, down, pads = _check_args(x, f, up, down, padding)
+    return ext_ops.upfirdn2d(k, x, f, up, down, pads, flip_filter, gain)
 
 
 def _depthwise_resample(x, k, up, down, pads):
@@ -152,17 +175,9 @@ def _depthwise_resample(x, k, up, down, pads):
 
 def _upfirdn2d_ref(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
     """Pure-PyTorch upfirdn2d (differentiable to any order)."""
-    if not (isinstance(x, torch.Tensor) and x.ndim == 4):
-        raise ValueError(f"x: expected a 4-D NCHW tensor, got "
-                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    (upx, upy), (downx, downy), (padx0, padx1, pady0, pady1) = _check_args(x, f, up, down,
+                                                                           padding)
     fw, fh = _get_filter_size(f)
-    upx, upy = _parse_scaling(up, "up")
-    downx, downy = _parse_scaling(down, "down")
-    padx0, padx1, pady0, pady1 = _parse_padding(padding)
-    in_h, in_w = x.shape[2], x.shape[3]
-    if in_w * upx + padx0 + padx1 < fw or in_h * upy + pady0 + pady1 < fh:
-        raise ValueError(f"upfirdn2d: the padded, upsampled image ({in_h}x{in_w} * up "
-                         f"[{upx}, {upy}] + padding) is smaller than the {fh}x{fw} filter")
 
     if f is None:
         f = torch.ones([1, 1], dtype=x.dtype, device=x.device)
