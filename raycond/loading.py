@@ -297,9 +297,12 @@ def _load_safe_weights(data: bytes, name: str) -> dict:
     return result
 
 
-def export_generator(snapshot_path: str, out_path: str, key: str = "G_ema", trust_pickle: bool = False) -> dict:
+def export_generator(snapshot_path: str, out_path: str, key: str = "G_ema", trust_pickle: bool = False,
+                     with_discriminator: bool = False) -> dict:
     """Write a small inference pickle {'G_ema', 'camera_stats', 'training_set_kwargs', 'kimg'} from a
-    training snapshot (no D, no optimizer states), atomically. Returns what was written."""
+    training snapshot (no optimizer states), atomically. Returns what was written.
+
+    with_discriminator: also keep 'D' (photo inversion can use its features as a perceptual loss)."""
     snapshot = load_snapshot(snapshot_path, trust_pickle=trust_pickle)
     net = snapshot.get(key)
     if not isinstance(net, torch.nn.Module):
@@ -312,5 +315,10 @@ def export_generator(snapshot_path: str, out_path: str, key: str = "G_ema", trus
         "training_set_kwargs": snapshot.get("training_set_kwargs"),
         "kimg": None if cur_nimg is None else cur_nimg / 1000,
     }
+    if with_discriminator:
+        D = snapshot.get("D")
+        if not isinstance(D, torch.nn.Module):
+            raise NetworkLoadError(f"{snapshot_path} has no discriminator 'D' to export")
+        out["D"] = copy.deepcopy(D).eval().requires_grad_(False).cpu()
     dnnlib.util.atomic_write(out_path, lambda f: pickle.dump(out, f))
     return out

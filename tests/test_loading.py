@@ -82,6 +82,22 @@ def test_export_generator_keeps_only_inference_parts(tmp_path, small_generator):
     assert info.camera_stats == {"radius": 2.7} and info.kind == "raycond2"
 
 
+def test_export_generator_with_discriminator_keeps_d(tmp_path, small_generator):
+    import dnnlib
+    from raycond.loading import export_generator
+    D = dnnlib.util.construct_class_by_name(class_name="training.networks_raycond2.Discriminator", c_dim=25,
+                                            img_resolution=32, img_channels=3, channel_base=512, channel_max=32)
+    snap = tmp_path / "network-snapshot-000004.pkl"
+    with open(snap, "wb") as f:
+        pickle.dump({"G": small_generator, "D": D, "G_ema": small_generator, "progress": {"cur_nimg": 4000}}, f)
+    out = tmp_path / "with-d.pkl"
+    export_generator(str(snap), str(out), with_discriminator=True)
+    data = load_snapshot(str(out))
+    assert set(data) >= {"G_ema", "D"} and data["kimg"] == 4.0
+    for (name, a), (_, b) in zip(data["D"].state_dict().items(), D.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
 def test_posecond_network_is_named_posecond2(tiny_generator):
     from raycond.loading import network_info
     G = tiny_generator("raycond2", res=16, embedding="none", camera_in_mapping=True)

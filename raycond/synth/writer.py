@@ -93,9 +93,10 @@ class DatasetWriter:
         self.add_bytes(rel_path, encode_png(img))
         self.count += 1
 
-    def close(self, labels=None) -> None:
-        """Write dataset.json ({"labels": labels or null}) and move the dataset into place."""
-        meta = json.dumps({'labels': labels}).encode('utf-8')
+    def close(self, labels=None, extra=None) -> None:
+        """Write dataset.json ({"labels": labels or null}, plus the top-level keys in `extra`, which
+        EG3D-format readers ignore) and move the dataset into place."""
+        meta = json.dumps({'labels': labels, **(extra or {})}).encode('utf-8')
         self.add_bytes('dataset.json', meta)
         if self.zip:
             self._zf.close()
