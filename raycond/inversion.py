@@ -85,7 +85,7 @@ DEFAULTS = dict(
                               # cell nearest the mean training pose
     grid_refine_steps=30,     # joint steps per kept cell
     lr=0.1,                   # peak learning rate of w (z for mapping-camera networks: lr/2)
-    camera_lr=1.0,            # peak learning rate of yaw/pitch, degrees
+    camera_lr=0.5,            # peak learning rate of yaw/pitch, degrees (1.0: 0.4° worse, measured)
     noise_factor=0.05,        # initial noise added to w, times the std of W
     noise_ramp=0.75,          # fraction of the pivot steps over which that noise decays
     lr_rampdown=0.25,         # cosine decay over the last quarter
