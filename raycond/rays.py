@@ -6,7 +6,9 @@ pixel (column i, row j) of an H x W grid has u = (i + 0.5)/W, v = (j + 0.5)/H an
 d = normalize(R K^-1 [u, v, 1]); because K is normalized, a camera covers the same field of view
 at every resolution. Results are computed without gradients and kept in a small LRU cache,
 because the generator asks for the same cameras at every layer resolution of every forward pass.
-Cached tensors are shared: treat returned embeddings as read-only.
+Cached tensors are shared: treat returned embeddings as read-only. A label that requires grad
+(with grad mode on) bypasses the cache and gives embeddings differentiable in the camera: photo
+inversion (raycond.inversion) refines yaw/pitch by gradient descent through the rays.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def _parse_resolution(resolution):
 def _compute_pixel_rays(c: torch.Tensor, h: int, w: int):
     work = torch.float64 if c.dtype == torch.float64 else torch.float32
     validate_label(c)
-    cw = c.detach().to(work).reshape(-1, 25)
+    cw = c.to(work).reshape(-1, 25)
     pose, K = cw[:, :16].reshape(-1, 4, 4), cw[:, 16:].reshape(-1, 3, 3)
     if bool((torch.linalg.det(K).abs() < 1e-12).any()):
         raise ValueError('camera label has singular intrinsics (expected normalized K with f > 0)')
@@ -119,6 +121,9 @@ def _embed(kind, c, resolution):
     global _cache_bytes
     c = _as_label(c)
     h, w = _parse_resolution(resolution)
+    if c.requires_grad and torch.is_grad_enabled():
+        o, d = _compute_pixel_rays(c, h, w)
+        return _KINDS[kind](o, d).permute(0, 3, 1, 2).to(c.dtype).contiguous()
     key = (kind, c.detach().cpu().double().numpy().tobytes(), c.shape[0], h, w, str(c.device), c.dtype)
     with _cache_lock:
         hit = _cache.get(key)

@@ -1,6 +1,6 @@
 """The visualizer window: side panel of collapsible widget sections on the left, the generated image
 large and centred on the right. Dragging the image orbits the camera, right-drag explores seeds,
-the wheel zooms; files dropped onto the window are loaded as networks.
+the wheel zooms; files dropped onto the window are loaded as networks (photos open in the Photo section).
 
 Each frame: collect RenderArgs from the widgets -> post them to the AsyncRenderer (no-op when
 unchanged) -> take the newest finished result, if any -> draw. The GUI thread never waits on the
@@ -25,6 +25,7 @@ from .latent import LatentWidget
 from .layers import LayerWidget
 from .network import NetworkWidget
 from .performance import PerformanceWidget
+from .photo import PhotoWidget, is_photo_file
 from .training import TrainingWidget
 
 PANEL_WIDTH = 390
@@ -45,6 +46,7 @@ class Visualizer(ImguiWindow):
         self.perf = PerformanceWidget(device=device, fps_limit=fps_limit, vsync=vsync)
         self.capture = CaptureWidget(capture_dir=capture_dir)
         self.training = TrainingWidget()
+        self.photo = PhotoWidget(self.camera, capture_dir=capture_dir)
         self._initial_camera = dict(yaw=yaw, pitch=pitch, fov=fov)
         self.renderer = AsyncRenderer(renderer)
         self.result = None            # newest delivered RenderResult
@@ -106,8 +108,10 @@ class Visualizer(ImguiWindow):
             glfw.wait_events_timeout(0.05)
 
     def on_files_dropped(self, paths):
-        """Load the first dropped file (or run directory) as the network."""
-        if paths:
+        """Open the first dropped file: a photo in the Photo section, anything else as the network."""
+        if paths and is_photo_file(paths[0]):
+            self.photo.open(paths[0])
+        elif paths:
             self.network.load(paths[0])
 
     # -- per-frame state ----------------------------------------------------------------------
@@ -122,7 +126,8 @@ class Visualizer(ImguiWindow):
         self.set_vsync(self.perf.vsync)
         self.fps_limit = self.perf.fps_limit
 
-        args = build_args([self.network, self.camera, self.latent, self.layers, self.perf])
+        self.photo.poll()
+        args = build_args([self.network, self.camera, self.latent, self.layers, self.perf, self.photo])
         net_key = (args.pkl, args.key, args.device)
         invalidate = net_key != self._net_key
         self._net_key = net_key
@@ -209,6 +214,7 @@ class Visualizer(ImguiWindow):
         imgui.pop_style_color()
         self.panel_width = imgui.get_window_width()
         sections = [('Network', self.network, True), ('Camera', self.camera, True), ('Latent', self.latent, True),
+                    ('Photo', self.photo, True),
                     ('Layers', self.layers, False), ('Performance', self.perf, False),
                     ('Capture', self.capture, False), ('Training', self.training, False)]
         for label, widget, default_open in sections:
@@ -299,7 +305,8 @@ class Visualizer(ImguiWindow):
         parts.append(f'{self.perf.gui_fps:.0f} fps')
         if self.info is not None and self.info.camera:
             parts.append(f'yaw {self.camera.yaw:+.1f}  pitch {self.camera.pitch:+.1f}  fov {self.camera.fov:.1f}')
-        parts.append(f'seed {self.latent.seed:.2f}')
+        photo = res.args.photo if res is not None and res.args is not None else None
+        parts.append(f'photo {photo.name}' if photo is not None else f'seed {self.latent.seed:.2f}')
         if self.renderer.busy:
             parts.append('rendering...')
         text = '   '.join(parts)
@@ -359,6 +366,7 @@ class Visualizer(ImguiWindow):
     def close(self):
         try:
             self.renderer.close(timeout=2.0)
+            self.photo.close()
             if self.training.process is not None and self.training.process.running:
                 self.training.stop()
         finally:

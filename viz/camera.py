@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from imgui_bundle import imgui
 
 from gui_utils import imgui_utils
@@ -27,6 +28,31 @@ def eg3d_nominal_fov(fov_deg):
     """EG3D's nominal FOV for the same focal length: f = 1/(1.414 tan(nominal/2))."""
     f = cam.focal_from_fov(fov_deg)
     return math.degrees(2 * math.atan(1.0 / (1.414 * f)))
+
+
+def orbit_from_label(c, lookat_hint=(0.0, 0.0, 0.2)):
+    """A 25-float camera label -> the orbit parameters the sliders show, and how well they rebuild it.
+
+    Yaw, pitch and radius come from the camera position (raycond.camera.yaw_pitch_from_pose), the
+    FOV from the focal length. The position alone does not fix the look-at point, so it is the
+    point of the camera's viewing ray nearest `lookat_hint` (the look-at the sliders use now):
+    exact for labels made by camera_label with that look-at. Returns (dict(yaw_deg, pitch_deg,
+    fov_deg, radius, lookat), residual) where residual is the largest difference between the label
+    rebuilt from those parameters and `c` (0 up to float error for an orbit camera).
+    """
+    pose, K = cam.split_label(c)
+    pose, K = pose[:1].double(), K[:1].double()
+    yaw, pitch, radius = cam.yaw_pitch_from_pose(pose)
+    origin, forward = pose[0, :3, 3], pose[0, :3, 2]
+    hint = pose.new_tensor([float(x) for x in lookat_hint])
+    lookat = origin + ((hint - origin) @ forward) * forward
+    out = dict(yaw_deg=math.degrees(float(yaw[0])), pitch_deg=math.degrees(float(pitch[0])),
+               fov_deg=cam.fov_from_focal(float(K[0, 0, 0])), radius=float(radius[0]),
+               lookat=tuple(round(float(x), 6) for x in lookat))
+    rebuilt = cam.camera_label(out['yaw_deg'], out['pitch_deg'], fov_deg=out['fov_deg'], radius=out['radius'],
+                               lookat=out['lookat'])
+    residual = float((rebuilt.double() - torch.cat([pose.reshape(1, 16), K.reshape(1, 9)], dim=1)).abs().max())
+    return out, residual
 
 
 def _round_out(lo, hi, step=5.0, min_half=5.0):
@@ -101,6 +127,22 @@ class CameraWidget:
         self.yaw = yaw
         self.pitch = min(max(float(pitch), -PITCH_LIMIT), PITCH_LIMIT)
         self._include_in_ranges()
+
+    def set_label(self, c, lookat_hint=None):
+        """Start the sliders at a camera label (e.g. the camera estimated from a photo); the look-at
+        stays on the current mode unless the label needs another one. Returns the rebuild residual."""
+        o, residual = orbit_from_label(c, self.lookat if lookat_hint is None else lookat_hint)
+        self.orbit = False
+        self.set_angles(o['yaw_deg'], o['pitch_deg'])
+        self.fov = min(max(o['fov_deg'], FOV_LIMITS[0]), FOV_LIMITS[1])
+        mode_values = (tuple(self.lookat), self.radius)
+        self.radius, self.lookat = o['radius'], o['lookat']
+        if self.lookat_mode != 'manual':
+            same = (max(abs(a - b) for a, b in zip(mode_values[0], self.lookat)) < 1e-4
+                    and abs(mode_values[1] - self.radius) < 1e-4)
+            if not same:
+                self.lookat_mode = 'manual'
+        return residual
 
     def drag(self, dx, dy, image_size_px):
         """Mouse drag by (dx, dy) pixels over an image shown `image_size_px` wide: grab-and-turn the object."""

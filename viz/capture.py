@@ -133,13 +133,16 @@ class CaptureWidget:
         self.message, self.error = f'recording {path} ...', None
 
         def job():
+            renderer = Renderer(max_cached_networks=1)
             try:
-                out = record_orbit(Renderer(max_cached_networks=1), args, path, self.kind, self.num_frames, self.fps,
+                out = record_orbit(renderer, args, path, self.kind, self.num_frames, self.fps,
                                    yaw_range, pitch_range, progress=lambda i, n: setattr(self, 'progress', (i, n)),
                                    cancel=self._cancel)
                 self.message = f'saved {out}' if out else 'recording cancelled'
             except Exception as e:  # noqa: BLE001 - shown in the panel
                 self.error, self.message = f'recording failed: {e}', None
+            finally:
+                renderer.clear_cache()    # an inverted photo's G is shared: take this renderer's hooks off it
         self._job = threading.Thread(target=job, name='viz-record', daemon=True)
         self._job.start()
         return path

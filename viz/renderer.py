@@ -7,9 +7,11 @@ Every exception becomes `result.error` (one line) plus `result.traceback`, never
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import os
+import threading
 import time
 import traceback
 from typing import Any
@@ -22,6 +24,49 @@ from raycond import loading
 from raycond import threads
 
 NOISE_MODES = ('const', 'random', 'none')
+PHOTO_VIEWS = ('render', 'target', 'difference')
+DIFFERENCE_GAIN = 4                    # |target - reconstruction| is amplified so that small errors show
+
+
+class PhotoSource:
+    """An inverted photo as something to render: its tuned generator, pivot ws, estimated camera
+    label (1, 25) and the target at the network's resolution (HxWx3 uint8, or None). Networks whose
+    mapping sees the camera keep the pivot in Z (`z`): their ws are mapped again at every camera.
+
+    Compared by identity (plain object equality), so RenderArgs holding one stay hashable and each
+    new inversion counts as a change. Read-only once made: the render thread, the orbit recorder
+    and the GUI share it.
+    """
+
+    def __init__(self, G, ws, camera, target=None, name='', z=None):
+        self.G = G
+        self.ws = ws.detach()
+        self.z = None if z is None else z.detach()
+        self.camera = torch.as_tensor(camera, dtype=torch.float32).detach().reshape(1, -1)
+        self.target = None if target is None else np.ascontiguousarray(target)
+        self.name = name
+        self._moved = {}               # device -> (G, ws, camera) copies for other devices than G's
+
+    @classmethod
+    def from_result(cls, result, target=None, name=''):
+        """From `raycond.inversion.invert`/`load`'s result."""
+        return cls(result.G, result.ws, result.camera, target=target, name=name, z=getattr(result, 'z', None))
+
+    def on_device(self, device: torch.device):
+        """(G, camera) on `device`; G is copied once per other device (the user may switch)."""
+        param = next(self.G.parameters(), None)
+        if param is None or param.device == device:
+            return self.G, self.camera.to(device)
+        key = str(device)
+        if key not in self._moved:
+            self._moved[key] = (copy.deepcopy(self.G).to(device), self.camera.to(device))
+        return self._moved[key]
+
+    def ws_at(self, G, c, device):
+        """The pivot ws for camera `c` (the same ws at every camera unless the pivot is in Z)."""
+        if self.z is None:
+            return self.ws.to(device)
+        return G.mapping(self.z.to(device), gen.mapping_c(G, c, 1, device))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +93,8 @@ class RenderArgs:
     layer_rgb: bool = False            # show channels [c, c+1, c+2] as RGB instead of one channel
     class_idx: int = 0                 # class of class-conditional networks without a camera (one-hot c)
     num_threads: int = 0               # CPU threads for torch on the render thread (0 = leave as is)
+    photo: Any = None                  # PhotoSource: render its tuned G and pivot ws instead of seeds
+    photo_view: str = 'render'         # with a photo: 'render' (at this camera), 'target', 'difference'
 
     def replace(self, **kwargs) -> 'RenderArgs':
         return dataclasses.replace(self, **kwargs)
@@ -86,7 +133,8 @@ def seed_blend(seed: float) -> list[tuple[int, float]]:
     return [(int(lo), 1.0 - frac), (int(lo) + 1, frac)]
 
 
-def _one_line(e: BaseException) -> str:
+def one_line_error(e: BaseException) -> str:
+    """An exception as the one line the GUI shows (library messages are already sentences)."""
     msg = str(e).strip().splitlines()[0] if str(e).strip() else ''
     if isinstance(e, (ValueError, FileNotFoundError, loading.NetworkLoadError)) and msg:
         return msg
@@ -137,6 +185,7 @@ class Renderer:
         self._layer_shapes: dict = {}
         self._layer_order: list = []
         self._cpu = threads.CpuCompetition()
+        self._thread_id = None         # the thread rendering now: hooks of a shared network ignore others
 
     # -- networks ---------------------------------------------------------------------------
     def get_network(self, pkl: str, key: str, device: torch.device):
@@ -184,6 +233,8 @@ class Renderer:
 
     def _make_hook(self, name):
         def hook(_module, _inputs, output):
+            if threading.get_ident() != self._thread_id:
+                return                 # a photo's G is shared with the orbit recorder's renderer
             t = output[0] if isinstance(output, (tuple, list)) and output else output
             if not torch.is_tensor(t) or t.ndim != 4:
                 return
@@ -205,9 +256,10 @@ class Renderer:
             if not args.pkl:
                 res.error = None
                 return res
+            self._thread_id = threading.get_ident()
             self._render(args, res)
         except Exception as e:  # noqa: BLE001 - every failure is shown in the GUI
-            res.error = _one_line(e)
+            res.error = one_line_error(e)
             res.traceback = traceback.format_exc()
             res.image = None
         finally:
@@ -233,19 +285,23 @@ class Renderer:
                     raise ValueError(f'class {args.class_idx} out of range 0..{info.c_dim - 1}')
                 c = torch.zeros([1, info.c_dim], device=device)
                 c[0, int(args.class_idx)] = 1
-            cutoff = args.trunc_cutoff if args.trunc_cutoff else None
-            blend = seed_blend(args.seed)
-            seeds = [s for s, _ in blend]
-            if args.mix_seed is not None and args.mix_layers:
-                seeds.append(int(args.mix_seed))
-            z = gen.seeds_to_z(seeds, G.z_dim, device)
-            cc = None if c is None else c.expand(len(seeds), -1)
-            all_ws = gen.map_latents(G, z, cc, args.trunc_psi, cutoff)
-            ws = sum(w * all_ws[i:i + 1] for i, (_, w) in enumerate(blend))
-            if args.mix_seed is not None and args.mix_layers:
-                idx = [i for i in args.mix_layers if 0 <= int(i) < ws.shape[1]]
-                ws = ws.clone()
-                ws[:, idx] = all_ws[-1:, idx]
+            if args.photo is not None:
+                if args.photo_view not in PHOTO_VIEWS:
+                    raise ValueError(f'photo view must be one of {", ".join(PHOTO_VIEWS)}, got {args.photo_view!r}')
+                target = args.photo.target
+                if args.photo_view != 'render' and target is None:
+                    raise ValueError('this inversion has no target image: choose the reconstruction view')
+                if args.photo_view == 'target':
+                    res.image = target
+                    res.stats = dict(resolution=tuple(target.shape[:2]))
+                    timer.finish()
+                    return
+                G, photo_c = args.photo.on_device(device)
+                if args.photo_view == 'difference' and info.camera:
+                    c = photo_c                     # the difference is meaningful at the estimated camera only
+                ws = args.photo.ws_at(G, c, device)
+            else:
+                ws = self._seed_ws(G, args, c, device)
             timer.lap('mapping')
 
             self._capture_name = args.layer
@@ -260,6 +316,8 @@ class Renderer:
             img_u8 = gen.to_uint8(img)[0].cpu().numpy()
             if img_u8.shape[2] not in (1, 3):
                 img_u8 = np.ascontiguousarray(img_u8[:, :, :3])
+            if args.photo is not None and args.photo_view == 'difference':
+                img_u8 = photo_difference(args.photo.target, img_u8)
             res.image = img_u8
             f = img[0].float()
             res.stats = dict(mean=float(f.mean()), std=float(f.std()), min=float(f.min()), max=float(f.max()),
@@ -273,8 +331,38 @@ class Renderer:
             timer.lap('postprocess')
             timer.finish()
 
+    @staticmethod
+    def _seed_ws(G, args, c, device):
+        """ws of the (fractional, optionally style-mixed) seed in `args`."""
+        cutoff = args.trunc_cutoff if args.trunc_cutoff else None
+        blend = seed_blend(args.seed)
+        seeds = [s for s, _ in blend]
+        if args.mix_seed is not None and args.mix_layers:
+            seeds.append(int(args.mix_seed))
+        z = gen.seeds_to_z(seeds, G.z_dim, device)
+        cc = None if c is None else c.expand(len(seeds), -1)
+        all_ws = gen.map_latents(G, z, cc, args.trunc_psi, cutoff)
+        ws = sum(w * all_ws[i:i + 1] for i, (_, w) in enumerate(blend))
+        if args.mix_seed is not None and args.mix_layers:
+            idx = [i for i in args.mix_layers if 0 <= int(i) < ws.shape[1]]
+            ws = ws.clone()
+            ws[:, idx] = all_ws[-1:, idx]
+        return ws
+
     def _ordered_layer_names(self):
         return list(self._layer_order)
+
+
+def photo_difference(target, image):
+    """|target - image| per channel, times DIFFERENCE_GAIN, as HxWx3 uint8 (black = identical)."""
+    target, image = np.asarray(target), np.asarray(image)
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    if target.shape != image.shape:
+        raise ValueError(f'target is {target.shape[1]}x{target.shape[0]} but the network renders '
+                         f'{image.shape[1]}x{image.shape[0]}: invert the photo again with this network')
+    diff = np.abs(target.astype(np.int16) - image.astype(np.int16)) * DIFFERENCE_GAIN
+    return np.ascontiguousarray(np.clip(diff, 0, 255).astype(np.uint8))
 
 
 def layer_to_image(x: torch.Tensor, channel: int = 0, rgb: bool = False):

@@ -1,0 +1,377 @@
+"""Photo widget: open a photo (path, recent list, drop onto the window), invert it into the current
+network on a background job (progress, stage, loss, live preview, Cancel), then show the inverted
+face in the main view, where every camera control works on it as on a random seed.
+
+After an inversion the camera sliders start at the estimated camera, the view toggles between the
+rendered face, the target and their difference, and the inversion can be saved and loaded
+(`inversion.pt`, written by raycond.inversion). One click goes back to random seeds. The photo is
+shown only while the network it was inverted with is current. State logic works without a window.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image
+from imgui_bundle import imgui
+
+from gui_utils import gl_utils, imgui_utils
+from raycond import generate as gen
+
+from .capture import next_capture_path
+from .inversion_job import (PHOTO_SUFFIXES, check_photo_path, preview_to_uint8, start_inversion, start_load,
+                            start_save)
+from .renderer import DIFFERENCE_GAIN, PhotoSource
+
+VIEW_LABELS = {'render': 'Reconstruction', 'target': 'Target', 'difference': 'Difference'}
+THUMBNAIL_SIZE = 256
+
+
+def read_thumbnail(path) -> np.ndarray:
+    """An image file as HxWx3 uint8 at most THUMBNAIL_SIZE on its long side (only for the panel: the
+    library frames the target for the network itself)."""
+    try:
+        with Image.open(path) as im:
+            im.draft('RGB', (THUMBNAIL_SIZE, THUMBNAIL_SIZE))     # JPEGs decode at a reduced size
+            im = im.convert('RGB')
+            im.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.LANCZOS)
+            return np.asarray(im, dtype=np.uint8).copy()
+    except OSError as e:
+        raise ValueError(f'{os.path.basename(path)}: not a readable image ({e})') from e
+
+
+def as_uint8_image(img) -> np.ndarray | None:
+    """A target as the library keeps it ((1, C, H, W) uint8 tensor) -> HxWx3 uint8; None stays None."""
+    if img is None:
+        return None
+    x = img.detach().cpu().numpy() if hasattr(img, 'detach') else np.asarray(img)
+    if x.dtype != np.uint8:
+        return preview_to_uint8(img)
+    if x.ndim == 4:
+        x = x[0]
+    if x.ndim == 3 and x.shape[0] in (1, 3) and x.shape[2] not in (1, 3):
+        x = np.transpose(x, (1, 2, 0))                            # CHW -> HWC
+    if x.ndim == 2:
+        x = x[:, :, None]
+    if x.shape[2] == 1:
+        x = np.repeat(x, 3, axis=2)
+    return np.ascontiguousarray(x[:, :, :3])
+
+
+def is_photo_file(path) -> bool:
+    """True for the files a drop onto the window opens as a photo (not as a network)."""
+    return str(path).lower().endswith(PHOTO_SUFFIXES)
+
+
+class PhotoWidget:
+    """Photo and inversion state -> RenderArgs fields (photo, photo_view)."""
+
+    def __init__(self, camera, capture_dir='captures'):
+        self.camera = camera             # the CameraWidget set to the estimated camera after an inversion
+        self.capture_dir = capture_dir
+        self.path_input = ''
+        self.recent = []
+        self.photo_path = None           # the opened photo
+        self.thumbnail = None            # HxWx3 uint8 of it, at most THUMBNAIL_SIZE wide
+        self.default_steps = True        # let the library choose the step counts
+        self.num_steps = 100
+        self.tune_steps = 50
+        self.seed = 0
+        self.use_current_camera = False  # invert at the current camera instead of estimating one
+        self.job = None                  # the running or last PhotoJob
+        self._job_kind = None            # 'invert', 'load' or 'save'
+        self._job_pkl = None             # network the job's inversion belongs to
+        self._job_name = ''
+        self.source = None               # PhotoSource of the inverted photo
+        self.source_pkl = None           # the network file it was inverted with
+        self.show_photo = False          # main view: the photo (True) or random seeds (False)
+        self.view = 'render'
+        self.camera_residual = 0.0       # how far the sliders are from the estimated label
+        self.file_input = ''             # inversion.pt to save/load
+        self.error = None
+        self.message = None
+        self._result = None              # the library's result behind `source` (what Save writes)
+        self.reconstruction = None       # HxWx3 uint8 render of `source` at its camera (panel thumbnail)
+        self.invert_button_rect = None   # (x, y, w, h) of the Invert button in the last frame (GUI tests)
+        self._textures = {}              # name -> [gl_utils.Texture, image uploaded]
+
+    # -- state ---------------------------------------------------------------------------------
+    def open(self, path):
+        """Select a photo to invert. Returns True on success; errors go to `self.error`."""
+        self.path_input = (path or '').strip()
+        self.error = self.message = None
+        try:
+            path = check_photo_path(self.path_input)
+            thumb = read_thumbnail(path)
+        except (ValueError, OSError) as e:
+            self.error = str(e)
+            return False
+        self.photo_path, self.thumbnail = path, thumb
+        if path in self.recent:
+            self.recent.remove(path)
+        self.recent.insert(0, path)
+        del self.recent[10:]
+        return True
+
+    @property
+    def busy(self):
+        return self.job is not None and self.job.running
+
+    def _start(self, kind, job, pkl=None, name=''):
+        self.job, self._job_kind, self._job_pkl, self._job_name = job, kind, pkl, name
+        self.error, self.message = None, None
+
+    def invert(self, args, info, *, invert_fn=None):
+        """Start inverting the opened photo into the network of `args` (the current RenderArgs)."""
+        if self.busy:
+            raise ValueError('a photo job is already running: wait for it or press Cancel')
+        if self.photo_path is None:
+            raise ValueError('open a photo first (a .png or .jpg path, or drop one onto the window)')
+        camera = None
+        if self.use_current_camera and info is not None and info.camera:
+            camera = gen.c_for_network(info, args.yaw_deg, args.pitch_deg, fov_deg=args.fov_deg, radius=args.radius,
+                                       lookat=args.lookat)
+        steps = dict(num_steps=None, tune_steps=None) if self.default_steps else \
+            dict(num_steps=int(self.num_steps), tune_steps=int(self.tune_steps))
+        job = start_inversion(args.pkl, self.photo_path, device=args.device, camera=camera, seed=int(self.seed),
+                              num_threads=args.num_threads, invert_fn=invert_fn, **steps)
+        self._start('invert', job, args.pkl, os.path.basename(self.photo_path))
+
+    def load_inversion(self, path, args, *, load_fn=None, load_network_fn=None):
+        """Start reading a saved inversion onto the network of `args`."""
+        if self.busy:
+            raise ValueError('a photo job is already running: wait for it or press Cancel')
+        path = os.path.expanduser((path or '').strip())
+        if not path:
+            raise ValueError('no inversion file given: enter the path of an inversion.pt')
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f'inversion file not found: {path}')
+        self._start('load', start_load(path, args.pkl, args.key, device=args.device, num_threads=args.num_threads,
+                                       load_fn=load_fn, load_network_fn=load_network_fn),
+                    args.pkl, os.path.basename(path))
+
+    def save_inversion(self, path=None):
+        """Start writing the shown inversion; an empty path picks capture_dir/inversion-NNNN.pt."""
+        if self.busy:
+            raise ValueError('a photo job is already running: wait for it or press Cancel')
+        if self.source is None:
+            raise ValueError('nothing to save: invert a photo first')
+        path = os.path.expanduser((path or '').strip()) or next_capture_path(self.capture_dir, 'inversion', 'pt')
+        if os.path.dirname(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        self.file_input = path
+        self._start('save', start_save(self._result, path), name=os.path.basename(path))
+
+    def cancel(self):
+        if self.job is not None:
+            self.job.cancel()
+
+    def show_seeds(self):
+        """Back to random seeds (the inversion is kept: `show_photo = True` shows it again)."""
+        self.show_photo = False
+
+    def poll(self):
+        """Take a finished job's outcome (called every frame, whether or not the panel is open).
+        Returns True when a new photo became the one shown."""
+        job = self.job
+        if job is None or job.running or self._job_kind is None:
+            return False
+        kind, self._job_kind = self._job_kind, None
+        if job.state == 'failed':
+            self.error = f'{kind} failed: {job.error}'
+            return False
+        if job.state == 'cancelled':
+            self.message = f'{kind} cancelled'
+            return False
+        if kind == 'save':
+            self.message = f'saved {job.result}'
+            return False
+        self._take_result(job.result, self._job_pkl, self._job_name, from_photo=kind == 'invert')
+        self.reconstruction = job.preview
+        return True
+
+    def _take_result(self, result, pkl, name, from_photo):
+        self._result = result
+        self.source = PhotoSource.from_result(result, target=as_uint8_image(getattr(result, 'target', None)),
+                                              name=name)
+        self.source_pkl = pkl
+        self.show_photo = True
+        self.view = 'render'
+        meta = getattr(result, 'meta', None) or {}
+        what = 'inverted' if from_photo else 'loaded'
+        if 'seconds' in meta and from_photo:
+            what += f' in {meta["seconds"]:.0f} s'
+        if not meta.get('has_camera', self.source.camera.shape[1] == 25):
+            self.message = f'{what} {name} (this network has no camera: only the latent was inverted)'
+            return
+        self.reset_camera()
+        c = self.camera
+        how = 'estimated' if meta.get('camera_estimated', True) else 'given'
+        self.message = f'{what} {name}: {how} camera yaw {c.yaw:+.1f}, pitch {c.pitch:+.1f}, FOV {c.fov:.2f} deg'
+
+    def update_args(self, d):
+        """Show the photo while it is selected and its network is the current one."""
+        if self.show_photo and self.source is not None and d.get('pkl') == self.source_pkl:
+            d.update(photo=self.source, photo_view=self.view)
+
+    def close(self):
+        self.cancel()
+
+    def reset_camera(self):
+        """Sliders back to the estimated camera of the shown inversion."""
+        if self.source is not None:
+            lookat = (getattr(self._result, 'meta', None) or {}).get('lookat')
+            self.camera_residual = self.camera.set_label(self.source.camera.cpu(), lookat_hint=lookat)
+
+    # -- drawing -------------------------------------------------------------------------------
+    def _texture(self, name, image):
+        """A GL texture showing `image`, re-uploaded only when a different array is given."""
+        entry = self._textures.get(name)
+        if entry is None:
+            entry = self._textures[name] = [gl_utils.Texture(image, linear=False), image]
+        elif entry[1] is not image:
+            entry[0].update(image)
+            entry[1] = image
+        return entry[0]
+
+    def _draw_images(self, avail):
+        """Photo | live preview while inverting; target | reconstruction of the shown inversion after."""
+        pairs = []
+        inverting = self.busy and self._job_kind == 'invert'
+        if not inverting and self.source is not None and self.source.target is not None:
+            pairs.append(('target', self.source.target, 'target'))
+        elif self.thumbnail is not None:
+            pairs.append(('photo', self.thumbnail, 'photo'))
+        if inverting and self.job.preview is not None:
+            pairs.append(('preview', self.job.preview, 'inverting ...'))
+        elif not inverting and self.source is not None and self.reconstruction is not None:
+            pairs.append(('reconstruction', self.reconstruction, 'reconstruction'))
+        if not pairs:
+            return
+        size = min((avail - 8 * (len(pairs) - 1)) / len(pairs), 160.0)
+        for i, (name, img, caption) in enumerate(pairs):
+            if i:
+                imgui.same_line(0, 8)
+            tex = self._texture(name, img)
+            imgui.begin_group()
+            imgui.image(imgui.ImTextureRef(tex.gl_id), imgui.ImVec2(size, size * tex.height / max(tex.width, 1)))
+            imgui_utils.dim_text(caption)
+            imgui.end_group()
+
+    def draw(self, viz):
+        avail = imgui.get_content_region_avail().x
+        imgui.set_next_item_width(avail - imgui.calc_text_size('Open').x - 3 * imgui.get_style().frame_padding.x)
+        entered, self.path_input = imgui.input_text_with_hint('##photo', 'photo path (.png, .jpg)', self.path_input,
+                                                              imgui.InputTextFlags_.enter_returns_true)
+        imgui.same_line()
+        if imgui.button('Open') or entered:
+            self.open(self.path_input)
+        imgui_utils.tooltip('A photo framed like the training data. You can also drop a .png or .jpg onto the window.')
+        if self.recent:
+            imgui.set_next_item_width(avail * 0.5 - 4)
+            if imgui.begin_combo('##recentphotos', 'Recent', imgui.ComboFlags_.height_large):
+                for p in self.recent:
+                    if imgui.selectable(os.path.basename(p), p == self.photo_path)[0]:
+                        self.open(p)
+                    imgui_utils.tooltip(p)
+                imgui.end_combo()
+        self._draw_images(avail)
+        self._draw_invert(viz, avail)
+        if self.source is not None:
+            self._draw_result(viz, avail)
+        self._draw_files(viz, avail)
+        if self.job is not None and self.job.messages:
+            imgui_utils.dim_text(self.job.messages[-1])              # e.g. which loss the library uses
+        if self.error:
+            imgui_utils.colored_text(imgui_utils.ERROR_COLOR, self.error)
+        elif self.message:
+            imgui_utils.dim_text(self.message)
+
+    def _draw_invert(self, viz, avail):
+        with imgui_utils.grayed_out(self.busy):
+            _, self.default_steps = imgui.checkbox('Default steps', self.default_steps)
+            imgui_utils.tooltip('Let raycond.inversion choose the step counts of both stages')
+            imgui.same_line()
+            _, self.use_current_camera = imgui.checkbox('Current camera', self.use_current_camera)
+            imgui_utils.tooltip('Invert at the camera the sliders show now, instead of estimating it from the photo')
+            if not self.default_steps:
+                with imgui_utils.item_width(avail * 0.3):
+                    _, self.num_steps = imgui.input_int('Steps', self.num_steps, 50)
+                    self.num_steps = min(max(self.num_steps, 1), 100000)
+                    imgui_utils.tooltip('Latent (pivot) optimisation steps')
+                    imgui.same_line()
+                    _, self.tune_steps = imgui.input_int('Tune', self.tune_steps, 50)
+                    self.tune_steps = min(max(self.tune_steps, 0), 100000)
+                    imgui_utils.tooltip('Pivotal tuning steps of the generator weights (0 = none)')
+        job = self.job
+        if self.busy:
+            p = job.progress
+            label = f'{p.stage} {p.step}/{p.total}' if p.total else p.stage
+            imgui.progress_bar(p.fraction, imgui.ImVec2(avail * 0.7, 0), label)
+            imgui.same_line()
+            if imgui.button('Cancel'):
+                self.cancel()
+            if p.loss is not None:
+                imgui_utils.dim_text(f'loss {p.loss:.4f}' + ('   cancelling ...' if job.cancel_requested else ''))
+            return
+        with imgui_utils.grayed_out(self.photo_path is None or viz.current_args is None
+                                    or viz.current_args.pkl is None):
+            clicked = imgui.button('Invert')
+            lo, hi = imgui.get_item_rect_min(), imgui.get_item_rect_max()
+            self.invert_button_rect = (lo.x, lo.y, hi.x - lo.x, hi.y - lo.y)
+            if clicked:
+                try:
+                    self.invert(viz.current_args, viz.info)
+                except (ValueError, OSError) as e:
+                    self.error = str(e)
+        imgui_utils.tooltip('Find the camera and latent that reproduce the photo, then tune the network around them.\n'
+                            'Runs in the background; the window stays usable.')
+
+    def _draw_result(self, viz, avail):
+        imgui.separator_text(f'Inversion: {self.source.name}')
+        if viz.current_args is not None and viz.current_args.pkl != self.source_pkl:
+            imgui_utils.colored_text(imgui_utils.WARN_COLOR, 'Made with another network '
+                                     f'({os.path.basename(self.source_pkl or "")}): load it to show the photo.')
+        if imgui.radio_button('Photo', self.show_photo):
+            self.show_photo = True
+        imgui.same_line()
+        if imgui.radio_button('Random seeds', not self.show_photo):
+            self.show_seeds()
+        imgui_utils.tooltip('Back to the seeds of the Latent section (the inversion is kept)')
+        with imgui_utils.grayed_out(not self.show_photo):
+            for i, (view, label) in enumerate(VIEW_LABELS.items()):
+                if i:
+                    imgui.same_line()
+                disabled = view != 'render' and self.source.target is None
+                with imgui_utils.grayed_out(disabled):
+                    if imgui.radio_button(label, self.view == view):
+                        self.view = view
+            imgui_utils.tooltip(f'Difference: |target - reconstruction| x{DIFFERENCE_GAIN} at the estimated camera')
+            if imgui.button('Camera to estimate'):
+                self.reset_camera()
+            imgui_utils.tooltip('Sliders back to the camera estimated from the photo')
+            if self.camera_residual > 1e-3:
+                imgui_utils.colored_text(imgui_utils.WARN_COLOR, 'The estimated camera is not an orbit camera: the '
+                                         f'sliders approximate it (label error {self.camera_residual:.3f}).')
+
+    def _draw_files(self, viz, avail):
+        imgui.set_next_item_width(avail - imgui.calc_text_size('SaveLoad').x - 6 * imgui.get_style().frame_padding.x)
+        _, self.file_input = imgui.input_text_with_hint('##inversionfile', 'inversion.pt', self.file_input)
+        with imgui_utils.grayed_out(self.busy):
+            imgui.same_line()
+            with imgui_utils.grayed_out(self.source is None):
+                clicked = imgui.button('Save')
+            if clicked:
+                try:
+                    self.save_inversion(self.file_input)
+                except (ValueError, OSError) as e:
+                    self.error = str(e)
+            imgui_utils.tooltip('Write the pivot, camera and tuned weights (empty path: the capture folder)')
+            imgui.same_line()
+            if imgui.button('Load'):
+                try:
+                    self.load_inversion(self.file_input, viz.current_args)
+                except (ValueError, OSError) as e:
+                    self.error = str(e)
+            imgui_utils.tooltip('Read an inversion.pt made with the current network')
