@@ -119,7 +119,7 @@ def run_process(rank: int, args: dnnlib.EasyDict, temp_dir: str | None) -> None:
 
 
 def calc_metrics(network_pkl, metrics, data=None, mirror=None, gpus=1, device='auto', seed=None, cache=True,
-                 progress=True, num_threads=0):
+                 progress=True, num_threads=0, trust_pickle=False):
     """Load the network, work out the dataset and run directory, compute and report each metric."""
     metric_names = metric_main.parse_metric_list(metrics)
     if not metric_names:
@@ -133,7 +133,7 @@ def calc_metrics(network_pkl, metrics, data=None, mirror=None, gpus=1, device='a
         raise ValueError('--gpus > 1 needs CUDA devices (or --device cpu for several CPU processes)')
 
     network_pkl = loading.resolve_network_path(network_pkl)
-    snapshot = loading.load_snapshot(network_pkl)
+    snapshot = loading.load_snapshot(network_pkl, trust_pickle=trust_pickle)
     G = snapshot.get('G_ema', snapshot.get('G'))
     if not isinstance(G, torch.nn.Module):
         raise loading.NetworkLoadError(f'{network_pkl} holds no generator (G_ema or G)')
@@ -180,12 +180,13 @@ def calc_metrics(network_pkl, metrics, data=None, mirror=None, gpus=1, device='a
 @click.option('--quiet', is_flag=True, help='No progress bars or summaries, only the result lines.')
 @click.option('--threads', 'num_threads', type=click.IntRange(min=0), default=0, show_default=True,
               help=threads.THREADS_HELP + ' Split among processes (--gpus).')
+@click.option('--trust-pickle', is_flag=True, help='Load network pickles that carry code this project does not recognise (runs that code; only for files you trust).')
 @click.option('--verbose', is_flag=True, help='Show full tracebacks on errors.')
-def main(network_pkl, metrics, data, mirror, gpus, device, seed, cache, quiet, num_threads, verbose):
+def main(network_pkl, metrics, data, mirror, gpus, device, seed, cache, quiet, num_threads, verbose, trust_pickle):
     try:
         threads.apply(num_threads, procs=gpus)
         calc_metrics(network_pkl, metrics, data=data, mirror=mirror, gpus=gpus, device=device, seed=seed,
-                     cache=cache, progress=not quiet, num_threads=num_threads)
+                     cache=cache, progress=not quiet, num_threads=num_threads, trust_pickle=trust_pickle)
     except (click.ClickException, click.Abort):
         raise
     except KeyboardInterrupt:

@@ -54,6 +54,7 @@ def _fmt_angle(x: float) -> str:
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
 @click.option("--batch", "batch_size", type=int, default=8, show_default=True, help="Images per forward pass.")
 @click.option("--threads", "num_threads", type=click.IntRange(min=0), default=0, show_default=True, help=threads.THREADS_HELP)
+@click.option("--trust-pickle", is_flag=True, help="Load network pickles that carry code this project does not recognise (runs that code; only for files you trust).")
 @click.option("--verbose", is_flag=True, help="Show full tracebacks on errors.")
 def main(**kwargs):
     """Generate images (seeds × camera views) with a pretrained network."""
@@ -70,7 +71,7 @@ def main(**kwargs):
 
 
 def generate(network, seeds, truncation_psi, truncation_cutoff, noise_mode, outdir, yaw, pitch, fov, radius,
-             lookat, preset, class_idx, grid, device, batch_size):
+             lookat, preset, class_idx, grid, device, batch_size, trust_pickle=False):
     import numpy as np
     import PIL.Image
     import torch
@@ -101,7 +102,7 @@ def generate(network, seeds, truncation_psi, truncation_cutoff, noise_mode, outd
     dev = gen.resolve_device(device)
     network = resolve_network_arg(network)
     print(f'Loading network from "{network}"...')
-    G, info = load_network_and_info(network, device=dev)
+    G, info = load_network_and_info(network, device=dev, trust_pickle=trust_pickle)
     print(f"  {info.summary()}")
 
     if info.camera:

@@ -99,6 +99,7 @@ def write_video(frames, path: str, fps: int) -> None:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--batch", "batch_size", type=int, default=16, show_default=True, help="Grid cells rendered per forward pass.")
 @click.option("--threads", "num_threads", type=click.IntRange(min=0), default=0, show_default=True, help=threads.THREADS_HELP)
+@click.option("--trust-pickle", is_flag=True, help="Load network pickles that carry code this project does not recognise (runs that code; only for files you trust).")
 @click.option("--verbose", is_flag=True, help="Full tracebacks on errors.")
 def main(verbose, num_threads, **kwargs):
     """Render an orbit video of generated identities (MP4 or GIF)."""
@@ -114,7 +115,7 @@ def main(verbose, num_threads, **kwargs):
 
 
 def make_video(network, seeds, grid, truncation_psi, truncation_cutoff, num_keyframes, w_frames, orbit, yaw_range,
-               pitch_range, fov, noise_mode, output, fps, device, batch_size):
+               pitch_range, fov, noise_mode, output, fps, device, batch_size, trust_pickle=False):
     import numpy as np
     import torch
     from tqdm import tqdm
@@ -141,7 +142,7 @@ def make_video(network, seeds, grid, truncation_psi, truncation_cutoff, num_keyf
     dev = gen.resolve_device(device)
     network = resolve_network_arg(network)
     print(f'Loading network from "{network}"...')
-    G, info = load_network_and_info(network, device=dev)
+    G, info = load_network_and_info(network, device=dev, trust_pickle=trust_pickle)
     print(f"  {info.summary()}")
     stats = info.camera_stats or {}
     yaw_lo_hi = _parse_range(yaw_range, "--yaw-range") if yaw_range else tuple(stats.get("yaw_range_deg", (-30, 30)))

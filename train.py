@@ -305,9 +305,9 @@ def parse_ray_layers(s, resolution):
     return res
 
 
-def _resume_snapshot_info(resume_pkl):
+def _resume_snapshot_info(resume_pkl, trust_pickle=False):
     """(img_resolution, kimg of progress or None, network kind) of a resume snapshot."""
-    snap = tl._load_snapshot(resume_pkl)
+    snap = tl._load_snapshot(resume_pkl, trust_pickle)
     G = snap.get('G_ema', snap.get('G'))
     if G is None:
         raise ValueError(f'--resume={resume_pkl}: the snapshot has no generator (G_ema or G)')
@@ -469,6 +469,7 @@ def build_config(opts):
 
     # Resume.
     c.resume_pkl = None
+    c.resume_trust_pickle = bool(opts.get('trust_pickle', False))
     c.resume_auto = opts.resume == 'auto'
     c.resume_counters = c.resume_auto
     if opts.resume is not None:
@@ -481,7 +482,7 @@ def build_config(opts):
                 raise FileNotFoundError(f'--resume: snapshot not found: {opts.resume}')
             c.resume_pkl = opts.resume
     if c.resume_pkl is not None:
-        res, kimg, _c_dim = _resume_snapshot_info(c.resume_pkl)
+        res, kimg, _c_dim = _resume_snapshot_info(c.resume_pkl, c.resume_trust_pickle)
         if res != resolution:
             raise ValueError(f'--resume: snapshot {c.resume_pkl} generates {res}x{res} images but dataset '
                              f'{opts.data} is {resolution}x{resolution}')
@@ -523,6 +524,7 @@ def build_config(opts):
               'in --outdir from its newest snapshot (kimg counter, optimizer states, augment p; starts from scratch '
               'if there is none; says so and exits 0 if it is complete). PATH or URL: start a new run from those '
               'weights and train --kimg more', metavar='[PATH|URL|auto]', type=str)
+@click.option('--trust-pickle', help='With --resume: load network pickles that carry code this project does not recognise (runs that code; only for files you trust).', is_flag=True)
 @click.option('--freezed', help='Freeze first layers of D', metavar='INT', type=click.IntRange(min=0), default=0,
               show_default=True)
 # Misc hyperparameters.

@@ -54,13 +54,16 @@ def _default_pkls(pkls):
 @click.option('--height', type=int, default=800, show_default=True, help='Window height in pixels.')
 @click.option('--threads', 'num_threads', type=click.IntRange(min=0), default=0, show_default=True,
               help=threads.THREADS_HELP + ' Changeable live in the Performance section.')
+@click.option('--trust-pickle', is_flag=True, default=False,
+              help='Load network pickles that carry code this project does not recognise without asking (runs that '
+              'code; only for files you trust).')
 @click.option('--verbose', is_flag=True, default=False, help='Show full tracebacks on errors.')
 def main(pkls, browse_dir, capture_dir, device, headless, capture_file, seed, trunc_psi, yaw, pitch, fov, width,
-         height, num_threads, verbose):
+         height, num_threads, verbose, trust_pickle):
     try:
         threads.apply(num_threads)
         _run(pkls, browse_dir, capture_dir, device, headless, capture_file, seed, trunc_psi, yaw, pitch, fov, width,
-             height)
+             height, trust_pickle)
     except click.ClickException:
         raise
     except (ValueError, FileNotFoundError, RuntimeError, OSError) as e:
@@ -70,7 +73,7 @@ def main(pkls, browse_dir, capture_dir, device, headless, capture_file, seed, tr
 
 
 def _run(pkls, browse_dir, capture_dir, device, headless, capture_file, seed, trunc_psi, yaw, pitch, fov, width,
-         height):
+         height, trust_pickle=False):
     import gui_utils  # configures GLFW/PyOpenGL platforms before they are imported
     if headless:
         if not capture_file:
@@ -80,7 +83,7 @@ def _run(pkls, browse_dir, capture_dir, device, headless, capture_file, seed, tr
             raise click.ClickException('--headless: no network to render (give a PKL path)')
         from viz.headless import capture_png
         res = capture_png(pkls[0], capture_file, device=device, seed=seed, trunc_psi=trunc_psi, yaw=yaw, pitch=pitch,
-                          fov=fov)
+                          fov=fov, trust_pickle=trust_pickle)
         h, w = res.image.shape[:2]
         click.echo(f'Wrote {capture_file} ({w}x{h}, rendered on {res.device} in {1000 * res.timings["total"]:.0f} ms)')
         return
@@ -96,6 +99,7 @@ def _run(pkls, browse_dir, capture_dir, device, headless, capture_file, seed, tr
                          trunc_psi=trunc_psi, yaw=yaw, pitch=pitch, fov=fov, width=width, height=height)
     except WindowError as e:
         raise click.ClickException(f'{e}. {gui_utils.NO_DISPLAY_MESSAGE}')
+    viz.network.trust.trust_all = trust_pickle
     if capture_file:
         try:
             if pkls:

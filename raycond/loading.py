@@ -1,10 +1,14 @@
 """Open any network file: this project's snapshots, the official Ray Conditioning release,
 NVIDIA's StyleGAN2-ADA/StyleGAN3 pickles, and our "safe" weight files (plain tensors + a class
-name, loadable with `torch.load(weights_only=True)`, so no code inside the file runs).
+name: `.safetensors` with a JSON header, or `.pt` loadable with `torch.load(weights_only=True)`).
 
-Network pickles carry their own module source (see torch_utils.persistence); what they need from
-the host tree is listed in shared/COMPAT.md. This module never imports `training` directly: a
-safe weight file names its class, which is built through `dnnlib.util.construct_class_by_name`.
+By default no code inside a file runs: pickles go through the restricted unpickler
+(raycond.safe_pickle) and their networks are rebuilt from this project's classes
+(raycond.rebuild). `trust_pickle=True` is the old behaviour, `pickle.load`, which executes the
+module source that StyleGAN-family pickles carry; only for files from a trusted source.
+
+Network pickles carry their own module source (see torch_utils.persistence). This module never
+imports `training` directly: networks are built by class name through `dnnlib.util`.
 """
 
 from __future__ import annotations
@@ -21,13 +25,14 @@ from typing import Any
 import torch
 
 import dnnlib
+from raycond import rebuild, safe_pickle, safe_weights
+from raycond.safe_pickle import NetworkLoadError, UntrustedPickleError
 
 SAFE_FORMAT = "raycond-weights-v1"
 NETWORK_KEYS = ("G_ema", "G", "D")
-
-
-class NetworkLoadError(ValueError):
-    """A network file is missing, unreadable, or holds no network under the asked key."""
+__all__ = ["NetworkLoadError", "UntrustedPickleError", "NetworkInfo", "load_snapshot", "load_network",
+           "load_network_and_info", "network_info", "resolve_network_path", "save_safe_weights",
+           "export_generator"]
 
 
 @dataclasses.dataclass
@@ -90,18 +95,31 @@ def resolve_network_path(path_or_url: str) -> str:
     return snap
 
 
-def load_snapshot(path_or_url: str) -> dict:
+def _unpickle(data: bytes, name: str, trust_pickle: bool):
+    if trust_pickle:
+        return pickle.loads(data)
+    return rebuild.rebuild_tree(safe_pickle.restricted_loads(data, name), name)
+
+
+def load_snapshot(path_or_url: str, trust_pickle: bool = False) -> dict:
     """Load a whole snapshot as a dict (`G`, `D`, `G_ema`, `augment_pipe`, `training_set_kwargs`,
     `camera_stats`, ... whatever the file holds). Safe weight files give {'G_ema': G, ...}.
-    A run directory loads its newest snapshot."""
+    A run directory loads its newest snapshot. Without `trust_pickle`, a pickle whose networks
+    this project cannot rebuild from its own classes raises UntrustedPickleError."""
     path_or_url = resolve_network_path(path_or_url)
     data = _read_bytes(path_or_url)
     if len(data) == 0:
         raise NetworkLoadError(f"{path_or_url} is empty, expected a network pickle")
+    if safe_weights.is_safetensors(data):
+        return safe_weights.load_safetensors(data, path_or_url)
     if _is_torch_zip(data):
         return _load_safe_weights(data, path_or_url)
     try:
-        obj = pickle.loads(data)
+        obj = _unpickle(data, path_or_url, trust_pickle)
+    except UntrustedPickleError:
+        raise
+    except NetworkLoadError as e:
+        raise NetworkLoadError(f"{path_or_url}: {e}") from e
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
         raise NetworkLoadError(f"{path_or_url} is not a readable network pickle ({type(e).__name__}: {e})") from e
     except ModuleNotFoundError as e:
@@ -116,15 +134,16 @@ def load_snapshot(path_or_url: str) -> dict:
     return obj
 
 
-def load_network(path_or_url: str, key: str = "G_ema", device: str | torch.device = "cpu") -> torch.nn.Module:
+def load_network(path_or_url: str, key: str = "G_ema", device: str | torch.device = "cpu",
+                 trust_pickle: bool = False) -> torch.nn.Module:
     """Load one network (default: the EMA generator) ready for inference on `device`."""
-    return load_network_and_info(path_or_url, key=key, device=device)[0]
+    return load_network_and_info(path_or_url, key=key, device=device, trust_pickle=trust_pickle)[0]
 
 
-def load_network_and_info(path_or_url: str, key: str = "G_ema",
-                          device: str | torch.device = "cpu") -> tuple[torch.nn.Module, NetworkInfo]:
+def load_network_and_info(path_or_url: str, key: str = "G_ema", device: str | torch.device = "cpu",
+                          trust_pickle: bool = False) -> tuple[torch.nn.Module, NetworkInfo]:
     """Load a network and describe it (kind, dims, camera use, the snapshot's camera_stats)."""
-    snapshot = load_snapshot(path_or_url)
+    snapshot = load_snapshot(path_or_url, trust_pickle=trust_pickle)
     net = snapshot.get(key)
     if net is None and key == "G_ema":
         net = snapshot.get("G")
@@ -204,13 +223,7 @@ def network_info(net: torch.nn.Module, snapshot: dict | None = None) -> NetworkI
 
 # ----------------------------------------------------------------------------- safe weights
 
-def _class_name_of(net: torch.nn.Module) -> str:
-    module = type(net).__module__
-    if module.startswith("_imported_module_"):
-        raise NetworkLoadError(
-            f"{type(net).__name__} was loaded from pickled source; safe weight files need a network "
-            f"class that this installation can import (e.g. training.networks_raycond2.Generator)")
-    return f"{module}.{type(net).__name__}"
+_class_name_of = safe_weights.class_name_of
 
 
 def save_safe_weights(path: str, nets: dict[str, torch.nn.Module], dtype: torch.dtype | None = None,
@@ -247,8 +260,8 @@ def _load_safe_weights(data: bytes, name: str) -> dict:
                                f"(expected format {SAFE_FORMAT!r})")
     result = {k: v for k, v in payload.items() if k not in ("format", "networks")}
     for key, entry in payload["networks"].items():
-        net = dnnlib.util.construct_class_by_name(*entry["init_args"], class_name=entry["class_name"],
-                                                  **entry["init_kwargs"])
+        with torch.random.fork_rng(devices=[]):
+            net = safe_weights.network_class(entry["class_name"], name)(*entry["init_args"], **entry["init_kwargs"])
         reference = net.state_dict()
         state = {k: (v.to(reference[k].dtype) if k in reference else v) for k, v in entry["state_dict"].items()}
         net.load_state_dict(state)
@@ -256,10 +269,10 @@ def _load_safe_weights(data: bytes, name: str) -> dict:
     return result
 
 
-def export_generator(snapshot_path: str, out_path: str, key: str = "G_ema") -> dict:
+def export_generator(snapshot_path: str, out_path: str, key: str = "G_ema", trust_pickle: bool = False) -> dict:
     """Write a small inference pickle {'G_ema', 'camera_stats', 'training_set_kwargs', 'kimg'} from a
     training snapshot (no D, no optimizer states), atomically. Returns what was written."""
-    snapshot = load_snapshot(snapshot_path)
+    snapshot = load_snapshot(snapshot_path, trust_pickle=trust_pickle)
     net = snapshot.get(key)
     if not isinstance(net, torch.nn.Module):
         raise NetworkLoadError(f"{snapshot_path} has no network under {key!r}")

@@ -366,16 +366,21 @@ def test_release_style_pickle_renders_identically_in_fresh_process(tmp_path, mon
     script = textwrap.dedent(f"""
         import sys, torch
         torch.set_num_threads(1)
-        from raycond.loading import load_network_and_info, load_snapshot
+        from raycond.loading import UntrustedPickleError, load_network_and_info, load_snapshot
         from raycond import generate as gen
-        G, info = load_network_and_info({str(tmp_path / 'net.pkl')!r})
+        try:
+            load_network_and_info({str(tmp_path / 'net.pkl')!r})
+            raise SystemExit('safe loading should refuse the stand-in release classes')
+        except UntrustedPickleError as e:
+            print('REFUSED', ','.join(e.names))
+        G, info = load_network_and_info({str(tmp_path / 'net.pkl')!r}, trust_pickle=True)
         assert type(G).__module__.startswith('_imported_module_'), type(G).__module__
         assert (info.kind, info.c_dim, info.camera, info.synthesis_takes_c) == ('raycond-official', 25, True, True), info
         ref = torch.load({str(tmp_path / 'ref.pt')!r}, weights_only=True)
         ws = gen.map_latents(G, ref['z'], ref['c'], truncation_psi=0.7)
         img = gen.synthesize(G, ws, ref['c'], noise_mode='const', force_fp32=True)
         print('DIFF', (img - ref['expected']).abs().max().item())
-        tsk = load_snapshot({str(tmp_path / 'net.pkl')!r})['training_set_kwargs']
+        tsk = load_snapshot({str(tmp_path / 'net.pkl')!r}, trust_pickle=True)['training_set_kwargs']
         print('TSK', type(tsk).__module__ + '.' + type(tsk).__name__, tsk.resolution)
     """)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
@@ -384,4 +389,5 @@ def test_release_style_pickle_renders_identically_in_fresh_process(tmp_path, mon
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if " " in line)
     assert float(lines["DIFF"]) < 1e-5
+    assert lines["REFUSED"] == "persistent class Generator"
     assert lines["TSK"] == "dnnlib.util.EasyDict 16"

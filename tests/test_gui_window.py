@@ -323,3 +323,29 @@ def test_visualizer_process_real_drag_and_quit(xvfb, small_pickle, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_refused_file_asks_in_a_modal_and_loads_after_yes(app, tmp_path, small_pickle):
+    import collections
+    from viz.trust_dialog import TITLE
+    from imgui_bundle import imgui
+
+    class Counted:   # pickles as collections.Counter(...): a global safe loading refuses
+        def __reduce__(self):
+            return collections.Counter, ([1],)
+    path = tmp_path / 'needs-trust.pkl'
+    with open(small_pickle, 'rb') as f:
+        snap = pickle.load(f)
+    path.write_bytes(pickle.dumps(dict(snap, stats=Counted())))
+    app.on_drop(None, [str(path).encode()])
+    res = app.wait_for_render()
+    assert res.untrusted == ('global collections.Counter',)
+    app.run_frames(3)
+    assert app.network.trust.pending == (str(path), ('global collections.Counter',))
+    assert imgui.is_popup_open(TITLE, imgui.PopupFlags_.any_popup_id)
+    app.network.trust.answer(True)                                  # what the Yes button does
+    app.run_frames(2)
+    res = app.wait_for_render()
+    assert res.error is None and app.showing_image
+    app.network.load(small_pickle)
+    app.wait_for_render()

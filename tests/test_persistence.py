@@ -99,9 +99,14 @@ READER = textwrap.dedent('''
         raise SystemExit("foreign_net should not be importable here")
     except ImportError:
         pass
-    from raycond.loading import load_network_and_info
+    from raycond.loading import UntrustedPickleError, load_network_and_info
     from raycond import camera, generate
-    G, info = load_network_and_info(sys.argv[1])
+    try:   # a stand-in class of no known family: refused by default, loaded with trust
+        load_network_and_info(sys.argv[1])
+        raise SystemExit("safe loading should refuse a class it cannot rebuild")
+    except UntrustedPickleError as e:
+        assert "persistent class Generator" in e.names, e.names
+    G, info = load_network_and_info(sys.argv[1], trust_pickle=True)
     assert info.camera and info.synthesis_takes_c and info.c_dim == 25, info
     z = torch.from_numpy(np.random.RandomState(5).randn(2, 16)).float()
     c = camera.camera_label([-20.0, 25.0], [0.0, 5.0])

@@ -141,13 +141,13 @@ def generate_grid(G, z, c, batch, device):
     return torch.cat(out).numpy()
 
 
-def _load_snapshot(path):
+def _load_snapshot(path, trust_pickle=False):
     try:
         from raycond.loading import load_snapshot
     except ImportError:  # pragma: no cover - lead's module missing
         with dnnlib.util.open_url(path) as f:
             return pickle.load(f)
-    return load_snapshot(path)
+    return load_snapshot(path, trust_pickle=trust_pickle)
 
 
 def _get_metric_main():
@@ -378,6 +378,7 @@ def training_loop(
     image_snapshot_ticks=50,        # How often to save image grids (None = never).
     network_snapshot_ticks=50,      # How often to save network snapshots (None = never).
     resume_pkl=None,                # Snapshot to resume from (path or URL).
+    resume_trust_pickle=False,      # Load a resume pickle with code we cannot rebuild (runs its code).
     resume_progress=True,           # Restore optimizer states (if shapes match), augment p, pl_mean.
     resume_counters=True,           # Continue the snapshot's kimg/tick/batch counters (False: count from 0).
     cudnn_benchmark=True,           # Enable torch.backends.cudnn.benchmark?
@@ -436,7 +437,7 @@ def training_loop(
     if resume_pkl is not None:
         if rank == 0:
             print(f'Resuming from "{resume_pkl}"')
-        resume_data = _load_snapshot(resume_pkl)
+        resume_data = _load_snapshot(resume_pkl, resume_trust_pickle)
         same_architecture = restore_networks(resume_data, G, D, G_ema, rank=rank)
         if resume_progress and isinstance(resume_data.get('progress'), dict):
             progress = resume_data['progress']

@@ -17,11 +17,12 @@ from .app_state import build_args
 
 
 def render_first_frame(pkl, *, device='auto', seed=0.0, trunc_psi=1.0, yaw=None, pitch=None, fov=None,
-                       renderer=None):
+                       renderer=None, trust_pickle=False):
     """RenderResult of the initial view of `pkl` with the given overrides. Raises ValueError on errors."""
     renderer = renderer or Renderer()
     network, camera = NetworkWidget(), CameraWidget()
     latent, layers, perf = LatentWidget(seed=seed, trunc_psi=trunc_psi), LayerWidget(), PerformanceWidget(device=device)
+    network.trust.trust_all = bool(trust_pickle)
     network.load(pkl)
     if network.error:
         raise ValueError(network.error)

@@ -13,6 +13,7 @@ from imgui_bundle import imgui
 
 from gui_utils import imgui_utils
 from raycond import loading
+from viz.trust_dialog import TrustDialog
 
 NETWORK_SUFFIXES = ('.pkl', '.pt', '.pth', '.safetensors')
 
@@ -29,6 +30,7 @@ class NetworkWidget:
         self.key = key
         self.error = None            # errors found before rendering (e.g. a run dir without snapshots)
         self._last_poll = 0.0
+        self.trust = TrustDialog()   # asks before running code from a file; remembers the answer
         self._browse_cache = (0.0, [])
 
     # -- state ---------------------------------------------------------------------------------
@@ -79,6 +81,7 @@ class NetworkWidget:
     def update_args(self, d):
         d['pkl'] = self.current
         d['key'] = self.key
+        d['trust_pickle'] = self.trust.is_trusted(self.current)
 
     def browse_entries(self, max_depth=2):
         """Network files and run directories under --browse-dir, newest first (cached for 2 s)."""
@@ -140,6 +143,7 @@ class NetworkWidget:
                 imgui.end_combo()
         if self.error:
             imgui_utils.colored_text(imgui_utils.ERROR_COLOR, self.error)
+        changed |= self.trust.draw(getattr(viz, 'result', None), self.current)
         info = viz.info
         if self.current is None and not self.error:
             imgui_utils.dim_text('No network loaded. Drop a .pkl here or type a path.')

@@ -95,6 +95,7 @@ class RenderArgs:
     num_threads: int = 0               # CPU threads for torch on the render thread (0 = leave as is)
     photo: Any = None                  # PhotoSource: render its tuned G and pivot ws instead of seeds
     photo_view: str = 'render'         # with a photo: 'render' (at this camera), 'target', 'difference'
+    trust_pickle: bool = False         # the user agreed to run code from this network file
 
     def replace(self, **kwargs) -> 'RenderArgs':
         return dataclasses.replace(self, **kwargs)
@@ -114,6 +115,7 @@ class RenderResult:
     timings: dict = dataclasses.field(default_factory=dict)   # seconds: load, mapping, synthesis, total
     error: str | None = None
     traceback: str | None = None
+    untrusted: tuple = ()                                     # classes that made a safe load refuse the file
     stamp: int = 0                                            # set by the async renderer
     num_threads: int = 0                                      # torch CPU threads the render used
     cpu_others: float | None = None                           # cores busy in other processes meanwhile
@@ -188,17 +190,17 @@ class Renderer:
         self._thread_id = None         # the thread rendering now: hooks of a shared network ignore others
 
     # -- networks ---------------------------------------------------------------------------
-    def get_network(self, pkl: str, key: str, device: torch.device):
+    def get_network(self, pkl: str, key: str, device: torch.device, trust_pickle: bool = False):
         """(G, info) from the cache, loading on a miss. Raises NetworkLoadError / FileNotFoundError."""
         path = loading.resolve_network_path(pkl)
         local = os.path.expanduser(path)
         if '://' not in path and not os.path.exists(local):
             raise FileNotFoundError(f'network file not found: {path}')
         mtime = os.path.getmtime(local) if os.path.exists(local) else None
-        cache_key = (path, mtime, key, str(device))
+        cache_key = (path, mtime, key, str(device), bool(trust_pickle))
         hit = self._nets.pop(cache_key, None)
         if hit is None:
-            hit = loading.load_network_and_info(path, key=key, device=device)
+            hit = loading.load_network_and_info(path, key=key, device=device, trust_pickle=trust_pickle)
         self._nets[cache_key] = hit                  # most recently used last
         while len(self._nets) > self._max_cached:
             self._nets.pop(next(iter(self._nets)))
@@ -261,6 +263,8 @@ class Renderer:
         except Exception as e:  # noqa: BLE001 - every failure is shown in the GUI
             res.error = one_line_error(e)
             res.traceback = traceback.format_exc()
+            if isinstance(e, loading.UntrustedPickleError):
+                res.untrusted = tuple(e.names)
             res.image = None
         finally:
             res.timings['total'] = time.perf_counter() - t0
@@ -271,7 +275,7 @@ class Renderer:
         device = gen.resolve_device(args.device)
         res.device = str(device)
         t_load = time.perf_counter()
-        G, info = self.get_network(args.pkl, args.key, device)
+        G, info = self.get_network(args.pkl, args.key, device, args.trust_pickle)
         res.timings['load'] = time.perf_counter() - t_load
         res.info = info
         if args.noise_mode not in NOISE_MODES:

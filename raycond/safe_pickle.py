@@ -1,0 +1,351 @@
+"""A restricted unpickler for network files from untrusted sources.
+
+`pickle.load` runs whatever a file asks for: any importable function can be called with any
+arguments, and a StyleGAN-family network pickle also carries Python source that the trusting
+loader executes. This unpickler turns a file into plain data without running code from it:
+
+- only an explicit allow-list of globals resolves (containers, tensors through checked torch
+  rebuild functions, numpy arrays/dtypes/scalars, `EasyDict`); every other global becomes an
+  inert placeholder whose name is collected, and the load is refused naming all of them;
+- `torch_utils.persistence` records are kept as `PersistentRecord` data (class name, module
+  source, state); their source is never executed. `raycond.rebuild` turns recognised records
+  into this project's own classes;
+- `torch.nn` containers (ModuleList, ...) become `ModuleRecord` data for the same reason;
+- length fields are checked against the real file size before anything is allocated, and the
+  records that hold tensor storages are parsed here (never by a trusting torch.load), and the
+  element count they claim must match the bytes present.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import pickle
+import pickletools
+from typing import Any
+
+import numpy as np
+import torch
+
+import dnnlib
+
+PERSISTENCE_ENTRY = "torch_utils.persistence._reconstruct_persistent_obj"
+MAX_PERSISTENT_VERSION = 6
+_TRUST_HINT = "rerun with --trust-pickle (or answer Yes in the visualizer) only if you trust where the file came from"
+
+
+class NetworkLoadError(ValueError):
+    """A network file is missing, unreadable, or holds no network under the asked key."""
+
+
+class UntrustedPickleError(NetworkLoadError):
+    """The file needs code to be run to load; `names` lists what was found (globals, classes) so
+    that a GUI can show them and ask before loading it with trust."""
+
+    def __init__(self, names, path: str = "the file", detail: str = ""):
+        self.names = sorted(set(names))
+        self.path = path
+        self.detail = detail
+        shown = ", ".join(self.names[:8]) + (f" and {len(self.names) - 8} more" if len(self.names) > 8 else "")
+        detail = f" ({detail})" if detail else ""
+        super().__init__(f"{path} was not loaded: it contains code that would run on this machine: {shown}"
+                         f"{detail}; {_TRUST_HINT}")
+
+
+# ----------------------------------------------------------------------------- inert data types
+
+class PersistentRecord:
+    """A `torch_utils.persistence` object kept as data: what class it claims to be, the source of
+    its module (never executed here), and its instance state."""
+
+    def __init__(self, class_name: str, module_src: str, state: dict):
+        self.class_name = class_name
+        self.module_src = module_src
+        self.state = state
+
+    def __repr__(self):
+        return f"PersistentRecord({self.class_name!r})"
+
+
+class ModuleRecord:
+    """A `torch.nn` container (ModuleList, ...) kept as data until it is matched against ours."""
+
+    qualname = "torch.nn.Module"
+
+    def __new__(cls, *args, **kwargs):
+        obj = object.__new__(cls)
+        obj.state = {}
+        return obj
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        self.state = state if isinstance(state, dict) else {}
+
+    def __repr__(self):
+        return f"ModuleRecord({self.qualname!r})"
+
+
+class _Refused:
+    """Placeholder for a global outside the allow-list: calling or building it does nothing."""
+
+    qualname = "?"
+
+    def __new__(cls, *args, **kwargs):
+        return object.__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        pass
+
+    def __setitem__(self, key, value):
+        pass
+
+    def append(self, value):
+        pass
+
+    def extend(self, values):
+        pass
+
+
+class FunctionReference:
+    """A reference to one of this project's pure functions that network state may hold (the
+    official Ray Conditioning networks keep their ray embedding as an attribute). Kept as a name:
+    the file cannot call it."""
+
+    def __init__(self, qualname: str):
+        self.qualname = qualname
+
+    def __call__(self, *args, **kwargs):
+        raise pickle.UnpicklingError(f"the file calls {self.qualname}, which safe loading does not allow")
+
+    def __repr__(self):
+        return f"FunctionReference({self.qualname!r})"
+
+
+# ----------------------------------------------------------------------------- checked rebuilds
+
+_STORAGE_DTYPES = {"FloatStorage": torch.float32, "DoubleStorage": torch.float64, "HalfStorage": torch.float16,
+                   "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
+                   "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8,
+                   "BoolStorage": torch.bool, "UntypedStorage": torch.uint8}
+
+
+class _StorageHeaderUnpickler(pickle.Unpickler):
+    """Reads the one record of a legacy `torch.save(storage)` stream: which storage type, how many
+    elements. Resolves only storage type names and builds nothing."""
+
+    def __init__(self, file):
+        super().__init__(file)
+        self.pid = None
+
+    def find_class(self, module, name):
+        if module == "torch" and name in _STORAGE_DTYPES:
+            return name
+        raise pickle.UnpicklingError(f"tensor storage names {module}.{name}, expected a torch storage type")
+
+    def persistent_load(self, pid):
+        self.pid = pid
+        return None
+
+
+def _plain_load(f):
+    return _StorageHeaderUnpickler(f).load()
+
+
+def _load_storage_from_bytes(data):
+    """Replacement for torch.storage._load_from_bytes, which calls a trusting torch.load. The
+    bytes are a legacy torch.save of one storage: magic number, protocol, system info, a record
+    naming the storage type and element count, the storage keys, then the element count (int64)
+    and the raw data. The claimed count must match the bytes really present."""
+    if not isinstance(data, (bytes, bytearray)):
+        raise pickle.UnpicklingError("tensor storage bytes expected")
+    f = io.BytesIO(data)
+    try:
+        _plain_load(f), _plain_load(f)
+        sys_info = _plain_load(f)
+        header = _StorageHeaderUnpickler(f)
+        header.load()
+        _plain_load(f)
+    except (EOFError, ValueError, TypeError) as e:
+        raise pickle.UnpicklingError(f"tensor storage is not a torch storage record ({e})") from e
+    pid = header.pid
+    if not (isinstance(sys_info, dict) and sys_info.get("little_endian") is True):
+        raise pickle.UnpicklingError("tensor storage is not little-endian")
+    if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage" and isinstance(pid[4], int)):
+        raise pickle.UnpicklingError("tensor storage record is malformed")
+    dtype = _STORAGE_DTYPES[pid[1]]
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    numel = int.from_bytes(f.read(8), "little", signed=True)
+    remaining = len(data) - f.tell()
+    if numel != pid[4] or numel < 0 or numel * itemsize != remaining:
+        raise pickle.UnpicklingError(f"tensor storage claims {pid[4]} elements but holds {remaining} bytes")
+    raw = bytearray(data[f.tell():])
+    return torch.frombuffer(raw, dtype=dtype) if raw else torch.empty(0, dtype=dtype)
+
+
+def _check_hooks(hooks) -> None:
+    if hooks is not None and len(hooks) != 0:
+        raise pickle.UnpicklingError("tensor carries backward hooks (code), which safe loading refuses")
+
+
+def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
+                       metadata=None):
+    """A strided view of the storage (a flat tensor here), bounds-checked first."""
+    _check_hooks(backward_hooks)
+    if metadata:
+        raise pickle.UnpicklingError("tensor carries extra metadata, which safe loading refuses")
+    if not isinstance(storage, torch.Tensor) or storage.dim() != 1:
+        raise pickle.UnpicklingError(f"tensor data is a {type(storage).__name__}, expected a torch storage")
+    dims, steps, offset = [int(s) for s in size], [int(s) for s in stride], int(storage_offset)
+    if len(dims) != len(steps) or any(d < 0 for d in dims) or any(s < 0 for s in steps) or offset < 0:
+        raise pickle.UnpicklingError(f"tensor with size {dims} and stride {steps} is malformed")
+    if all(d > 0 for d in dims) and offset + sum((d - 1) * s for d, s in zip(dims, steps)) >= storage.numel():
+        raise pickle.UnpicklingError(f"tensor of size {dims} claims more data than its storage holds "
+                                     f"({storage.numel()} elements)")
+    tensor = storage.as_strided(dims, steps, offset)
+    tensor.requires_grad = bool(requires_grad)
+    return tensor
+
+
+def _rebuild_parameter(data, requires_grad, backward_hooks):
+    _check_hooks(backward_hooks)
+    if not isinstance(data, torch.Tensor):
+        raise pickle.UnpicklingError("parameter data is not a tensor")
+    return torch.nn.Parameter(data, bool(requires_grad))
+
+
+def _reconstruct_persistent_obj(meta):
+    if not isinstance(meta, dict):
+        raise pickle.UnpicklingError("persistent record is not a dict")
+    if meta.get("type") != "class":
+        raise pickle.UnpicklingError(f"persistent record of unknown type {meta.get('type')!r}")
+    version = meta.get("version")
+    if not isinstance(version, int) or version > MAX_PERSISTENT_VERSION:
+        raise pickle.UnpicklingError(f"persistent record version {version!r} is not supported")
+    class_name, module_src, state = meta.get("class_name"), meta.get("module_src"), meta.get("state")
+    if not isinstance(class_name, str) or not isinstance(module_src, str):
+        raise pickle.UnpicklingError("persistent record without class name or module source")
+    if state is None:
+        state = {}
+    if not isinstance(state, dict):
+        raise pickle.UnpicklingError(f"persistent record {class_name!r} has a state of type {type(state).__name__}")
+    return PersistentRecord(class_name, module_src, state)
+
+
+def _codecs_encode(text, encoding="utf-8"):
+    """Protocol-2 pickles spell bytes as _codecs.encode(str, 'latin1'); nothing else is allowed
+    (other codecs can decompress, i.e. amplify, data)."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"_codecs.encode with encoding {encoding!r} is not allowed")
+    return text.encode("latin1")
+
+
+def _ndarray_reconstruct(subtype, shape, dtype):
+    if subtype is not np.ndarray:
+        raise pickle.UnpicklingError("numpy array subclass is not allowed")
+    return np.ndarray.__new__(np.ndarray, shape, dtype)
+
+
+_SAFE_GLOBALS: dict[str, Any] = {
+    "collections.OrderedDict": collections.OrderedDict,
+    "builtins.set": set,
+    "builtins.frozenset": frozenset,
+    "builtins.bytearray": bytearray,
+    "builtins.complex": complex,
+    "builtins.slice": slice,
+    "_codecs.encode": _codecs_encode,
+    "dnnlib.util.EasyDict": dnnlib.EasyDict,
+    "dnnlib.EasyDict": dnnlib.EasyDict,
+    PERSISTENCE_ENTRY: _reconstruct_persistent_obj,
+    "torch._utils._rebuild_tensor_v2": _rebuild_tensor_v2,
+    "torch._utils._rebuild_parameter": _rebuild_parameter,
+    "torch.storage._load_from_bytes": _load_storage_from_bytes,
+    "torch.device": torch.device,
+    "torch.Size": torch.Size,
+    "numpy.dtype": np.dtype,
+    "numpy.ndarray": np.ndarray,
+    "numpy.core.multiarray._reconstruct": _ndarray_reconstruct,
+    "numpy._core.multiarray._reconstruct": _ndarray_reconstruct,
+    "numpy.core.multiarray.scalar": np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar,
+}
+_SAFE_GLOBALS["numpy._core.multiarray.scalar"] = _SAFE_GLOBALS["numpy.core.multiarray.scalar"]
+for _dtype_name in ("float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool"):
+    _SAFE_GLOBALS[f"torch.{_dtype_name}"] = getattr(torch, _dtype_name)
+for _fmt in ("contiguous_format", "channels_last", "preserve_format"):
+    _SAFE_GLOBALS[f"torch.{_fmt}"] = getattr(torch, _fmt)
+
+# torch.nn modules that StyleGAN-family networks nest inside their persistent classes.
+TORCH_NN_CONTAINERS = ("torch.nn.modules.container.ModuleList", "torch.nn.modules.container.ModuleDict",
+                       "torch.nn.modules.container.Sequential", "torch.nn.modules.linear.Identity",
+                       "torch.nn.modules.module.Module")
+FUNCTION_REFERENCES = frozenset(f"training.plucker.{name}" for name in (
+    "get_rays", "plucker_embedding", "origin_dir_embedding", "two_plane_embedding"))
+_PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def __init__(self, file):
+        super().__init__(file)
+        self.refused: list[str] = []
+        self._placeholders: dict[str, type] = {}
+
+    def find_class(self, module, name):
+        module = _PY2_MODULES.get(module, module)
+        key = f"{module}.{name}"
+        if key in _SAFE_GLOBALS:
+            return _SAFE_GLOBALS[key]
+        if key in TORCH_NN_CONTAINERS:
+            return self._placeholder(key, ModuleRecord)
+        if key in FUNCTION_REFERENCES:
+            return FunctionReference(key)
+        if module.startswith("dnnlib.tflib") or module.startswith("tensorflow"):
+            raise NetworkLoadError("TensorFlow-era StyleGAN pickles are not supported; convert them with "
+                                   "NVIDIA's legacy.py first")
+        self.refused.append(f"global {key}")
+        return self._placeholder(key, _Refused)
+
+    def _placeholder(self, key, base):
+        cls = self._placeholders.get(key)
+        if cls is None:
+            cls = type(key.rsplit(".", 1)[-1], (base,), {"qualname": key})
+            self._placeholders[key] = cls
+        return cls
+
+    def persistent_load(self, pid):
+        self.refused.append("persistent id")
+        return None
+
+
+def check_length_fields(data: bytes) -> None:
+    """Walk the opcodes once without building anything: every length field must fit in the file
+    (a bytes/str opcode claiming terabytes is refused before any memory is reserved)."""
+    try:
+        for _ in pickletools.genops(io.BytesIO(data)):
+            pass
+    except ValueError as e:
+        raise pickle.UnpicklingError(f"malformed pickle data ({e})") from e
+
+
+def restricted_loads(data: bytes, name: str = "the file") -> Any:
+    """Unpickle `data` into plain data, `PersistentRecord`s and `ModuleRecord`s. Raises
+    `UntrustedPickleError` naming every global outside the allow-list, `pickle.UnpicklingError`
+    for malformed data."""
+    check_length_fields(data)
+    unpickler = _RestrictedUnpickler(io.BytesIO(data))
+    try:
+        obj = unpickler.load()
+    except (pickle.UnpicklingError, NetworkLoadError):
+        if unpickler.refused:
+            raise UntrustedPickleError(unpickler.refused, name) from None
+        raise
+    except Exception as e:
+        if unpickler.refused:
+            raise UntrustedPickleError(unpickler.refused, name) from None
+        raise pickle.UnpicklingError(f"{type(e).__name__}: {e}") from e
+    if unpickler.refused:
+        raise UntrustedPickleError(unpickler.refused, name)
+    return obj
