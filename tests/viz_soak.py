@@ -190,7 +190,7 @@ class Soak:
         from imgui_bundle import imgui
         for name in ('camera', 'latent', 'layers'):
             widget = getattr(self.app, name)
-            orig = widget.draw
+            orig = widget.__dict__.setdefault('_unprobed_draw', widget.draw)    # one probe per widget
 
             def probed(viz, _orig=orig, _name=name):
                 y0 = imgui.get_cursor_screen_pos().y
@@ -268,6 +268,12 @@ class Soak:
                 if app.renderer.latest_stamp == stamp:
                     return app.result
         raise SoakFailure(f'no render result within {timeout} s')
+
+    def quiet(self, frames=4):
+        """Let imgui work through queued pointer events (it spreads presses over frames), so that a
+        drag or click of an earlier event does not change the state a check is about to set."""
+        for _ in range(frames):
+            self.frame()
 
     # -- the run ----------------------------------------------------------------------------------
     def run(self, n, *, kinds=None):
@@ -378,12 +384,11 @@ class Soak:
         x, y = self._image_point()
         app.on_mouse_pos(None, x, y)
         app.on_mouse_button(None, button, 1)
-        self.frame()
-        for _ in range(r.randint(1, 3)):
+        for _ in range(r.randint(1, 3)):       # imgui spreads a queue of moves and presses over frames
+            if r.random() < 0.3:
+                self.frame()
             x, y = x + r.uniform(-80, 80), y + r.uniform(-60, 60)
             app.on_mouse_pos(None, x, y)
-            if r.random() < 0.5:
-                self.frame()
         app.on_mouse_button(None, button, 0)
 
     def ev_scroll(self):
@@ -404,12 +409,11 @@ class Soak:
         if pt is None:
             return
         app.on_mouse_pos(None, *pt)
-        self.frame()
         app.on_mouse_button(None, 0, 1)
-        self.frame()
         if r.random() < 0.5:
+            if r.random() < 0.3:
+                self.frame()
             app.on_mouse_pos(None, pt[0] + r.uniform(-60, 60), pt[1])
-            self.frame()
         app.on_mouse_button(None, 0, 0)
 
     def ev_keys(self):
@@ -439,6 +443,7 @@ class Soak:
     def ev_switch_mid_render(self):
         """Load one resolution, and switch to the other while it renders; the other must show."""
         a, b = self.rng.sample(GOOD, 2)
+        self.quiet()
         self._load(a)
         self.frame()
         self.app.latent.set_seed(self.app.latent.seed + 1)   # a fresh request, so the renderer is busy
@@ -453,6 +458,7 @@ class Soak:
                       f'{getattr(self.app.texture, "width", None)} wide, result of {res.args.pkl}')
 
     def _check_bad(self, kind, key):
+        self.quiet()
         self.settle()
         self.frame()
         app = self.app
@@ -484,13 +490,15 @@ class Soak:
     def ev_fault(self):
         """The faulty network at its bad seed shows the error; the next valid seed renders."""
         app = self.app
+        self.quiet()
         self._load('faulty')
         app.photo.show_seeds()
         app.latent.mix_enabled = False
         app.latent.set_seed(BAD_SEED)
         res = self.settle()
         if not (res.error and 'injected fault' in res.error and app.status_error == 'Error: ' + res.error):
-            self.fail(f'the fault inside the network was not shown: {res.error!r} / {app.status_error!r}')
+            self.fail(f'the fault inside the network was not shown: {res.error!r} / {app.status_error!r} '
+                      f'(seed {res.args.seed}, mix {res.args.mix_seed}, network {res.args.pkl})')
         self.messages['faulty'][app.status_error] += 1
         app.latent.set_seed(BAD_SEED + 1 + self.rng.randrange(0, 50))
         res = self.settle()
@@ -642,6 +650,21 @@ def virtual_display():
         proc.wait(5)
 
 
+def _children_cpu() -> float:
+    """CPU seconds of this process's live children (the Xvfb it started), from /proc."""
+    total = 0.0
+    try:
+        for task in os.listdir('/proc/self/task'):
+            with open(f'/proc/self/task/{task}/children') as f:
+                for pid in f.read().split():
+                    with open(f'/proc/{pid}/stat') as g:
+                        fields = g.read().rsplit(')', 1)[1].split()
+                    total += (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+    except (OSError, ValueError, IndexError):
+        pass
+    return total
+
+
 def main(argv=None):
     sys.path.insert(0, ROOT)
     from raycond import threads
@@ -668,6 +691,7 @@ def main(argv=None):
         finally:
             app.close()
         print(soak_report(soak, **fig))
+        print(f'X server CPU during the whole run: {_children_cpu():.1f} s')
         return 1 if soak.failures or fig['rss_end'] - fig['rss_warm'] > 100 else 0
 
 
