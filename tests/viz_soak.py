@@ -221,6 +221,7 @@ class Soak:
         app = self.app
         app.run_frames(1)
         self.frames += 1
+        self._button_pending = False
         if not app.renderer._thread.is_alive():
             raise SoakFailure('the render thread died')
         trust = app.network.trust
@@ -259,15 +260,22 @@ class Soak:
         app.camera.orbit = False
         app.latent.animate = False
         deadline = time.monotonic() + timeout
+        changed = {}
         while time.monotonic() < deadline:
+            before = app.current_args
             self.frame()
+            if before is not None and app.current_args != before:
+                changed = {f: getattr(app.current_args, f) for f in before.__dataclass_fields__
+                           if getattr(before, f) != getattr(app.current_args, f)}
             if (app.result is not None and app.result.stamp == app.renderer.latest_stamp
                     and not app.renderer.busy and app.network.trust.pending is None):
                 stamp = app.renderer.latest_stamp
                 self.frame()
                 if app.renderer.latest_stamp == stamp:
                     return app.result
-        raise SoakFailure(f'no render result within {timeout} s')
+        raise SoakFailure(f'no render result within {timeout} s: renderer busy {app.renderer.busy}, result '
+                          f'{getattr(app.result, "stamp", None)} of {app.renderer.latest_stamp}, trust question '
+                          f'{app.network.trust.pending}, last change of the arguments {changed}')
 
     def quiet(self, frames=4):
         """Let imgui work through queued pointer events (it spreads presses over frames), so that a
@@ -296,6 +304,17 @@ class Soak:
         self.frame()
 
     # -- helpers ----------------------------------------------------------------------------------
+    _button_pending = False
+
+    def _button(self, button, action):
+        """Press or release a mouse button, at most one change per frame: imgui spreads the changes
+        queued in one frame over the next frames, so faster clicking would pile them up (and replay
+        them long after, e.g. while a check waits for a render)."""
+        if self._button_pending:
+            self.frame()
+        self.app.on_mouse_button(None, button, action)
+        self._button_pending = True
+
     def _image_point(self):
         r = self.app.image_rect or self.app.view_rect or (500, 100, 400, 400)
         x, y, w, h = r
@@ -383,13 +402,13 @@ class Soak:
         button = 0 if r.random() < 0.7 else 1
         x, y = self._image_point()
         app.on_mouse_pos(None, x, y)
-        app.on_mouse_button(None, button, 1)
-        for _ in range(r.randint(1, 3)):       # imgui spreads a queue of moves and presses over frames
+        self._button(button, 1)
+        for _ in range(r.randint(1, 3)):
             if r.random() < 0.3:
                 self.frame()
             x, y = x + r.uniform(-80, 80), y + r.uniform(-60, 60)
             app.on_mouse_pos(None, x, y)
-        app.on_mouse_button(None, button, 0)
+        self._button(button, 0)
 
     def ev_scroll(self):
         self.app.on_mouse_pos(None, *self._image_point())
@@ -408,13 +427,15 @@ class Soak:
         pt = self._panel_point()
         if pt is None:
             return
+        if self._button_pending:
+            self.frame()                      # the pointer arrives after the last release
         app.on_mouse_pos(None, *pt)
-        app.on_mouse_button(None, 0, 1)
+        self._button(0, 1)
         if r.random() < 0.5:
             if r.random() < 0.3:
                 self.frame()
             app.on_mouse_pos(None, pt[0] + r.uniform(-60, 60), pt[1])
-        app.on_mouse_button(None, 0, 0)
+        self._button(0, 0)
 
     def ev_keys(self):
         """Type into whatever input field has the keyboard (digits, '-', '.', Backspace, Enter)."""
@@ -561,7 +582,10 @@ class Soak:
                 out += [str(int(wx + a[0])), str(int(wy + a[1]))]
             else:
                 out.append(str(a))
+        if self._button_pending:
+            self.frame()
         subprocess.run(['xdotool', *out], check=True, timeout=20, env=dict(os.environ, DISPLAY=self.display))
+        self.frame()                          # press and release arrive in one poll: one frame each
         self.frame()
 
     def ev_x_drag(self):
@@ -579,11 +603,13 @@ class Soak:
             self._xdo('mousemove', pt, 'click', 1)
 
 
-def soak_report(soak, *, rss_warm, rss_end, seconds, events, cpu_seconds=None) -> str:
+def soak_report(soak, *, rss_warm, rss_end, seconds, events, frames, renders, cpu_seconds=None,
+                gui_cpu_seconds=None) -> str:
     """The figures of one soak as text (what docs/reliability.md records)."""
     lines = [f'events: {events} in {seconds:.1f} s ({events / max(seconds, 1e-9):.0f} events/s), '
-             f'{soak.frames} frames, {soak.app.renderer.num_rendered} renders'
-             + (f', process CPU {cpu_seconds:.1f} s' if cpu_seconds is not None else ''),
+             f'{frames} frames, {renders} renders'
+             + (f', process CPU {cpu_seconds:.1f} s' if cpu_seconds is not None else '')
+             + (f' (GUI thread {gui_cpu_seconds:.1f} s)' if gui_cpu_seconds is not None else ''),
              f'RSS after warm-up {rss_warm:.1f} MB, after soak {rss_end:.1f} MB '
              f'(difference {rss_end - rss_warm:+.1f} MB)',
              'events per kind: ' + ', '.join(f'{k} {v}' for k, v in sorted(soak.counts.items())),
@@ -612,14 +638,16 @@ def soak_visualizer(app, files, *, events, warmup=400, seed=0, events_per_frame=
     gc.collect()
     rss_warm = rss_mb()
     warm_counts = collections.Counter(soak.counts)
-    t0, cpu0 = time.perf_counter(), time.process_time()
+    frames0, renders0 = soak.frames, app.renderer.num_rendered
+    t0, cpu0, gui0 = time.perf_counter(), time.process_time(), time.thread_time()
     soak.run(events)
     soak.finish()
-    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    seconds, cpu, gui = time.perf_counter() - t0, time.process_time() - cpu0, time.thread_time() - gui0
     gc.collect()
     rss_end = rss_mb()
     soak.counts = soak.counts - warm_counts      # report the soak's own events
-    figures = dict(rss_warm=rss_warm, rss_end=rss_end, seconds=seconds, events=events, cpu_seconds=cpu)
+    figures = dict(rss_warm=rss_warm, rss_end=rss_end, seconds=seconds, events=events, cpu_seconds=cpu,
+                   gui_cpu_seconds=gui, frames=soak.frames - frames0, renders=app.renderer.num_rendered - renders0)
     return soak, figures
 
 
