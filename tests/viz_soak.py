@@ -198,6 +198,7 @@ class Soak:
                 y1 = imgui.get_cursor_screen_pos().y
                 wp, ws = imgui.get_window_pos(), imgui.get_window_size()
                 lo, hi = max(y0, wp.y), min(y1, wp.y + ws.y)
+                lo, hi = lo + 4, hi - 4            # keep off the neighbours if the layout shifts a little
                 self.rects[_name] = (wp.x + 4, lo, wp.x + ws.x - 8, hi) if hi - lo > 4 else None
                 return out
             widget.draw = probed
@@ -245,14 +246,15 @@ class Soak:
                 if not self.expected_error(res.args):
                     self.fail(f'unexpected render error: {res.error}\n{res.traceback}')
         photo = app.photo
-        if photo.error and photo.error not in self._photo_errors_ok:
-            self.fail(f'unexpected Photo panel error: {photo.error}')
+        if photo.error:
+            # A shifted layout can turn a panel click into the Photo section's Open button with the
+            # last path typed there (the text file named .png): refused, as it should be.
+            if not photo.error.startswith(os.path.basename(self.files['bad_photo']) + ':'):
+                self.fail(f'unexpected Photo panel error: {photo.error}')
             photo.error = None
         for m in self.files['markers']:
             if os.path.exists(m):
                 raise SoakFailure(f'a hostile pickle ran its code: {m} was written')
-
-    _photo_errors_ok = ()
 
     def settle(self, timeout=120.0):
         """Step frames until the newest request is rendered and shown (animations stopped first)."""
