@@ -38,7 +38,6 @@ a hidden .network-snapshot-*.tmp-<host>-<pid> file, removed by the next --resume
 """
 
 import contextlib
-import inspect
 import json
 import os
 import sys
@@ -53,6 +52,7 @@ threads.prepare()  # before torch loads: OpenMP reads its wait policy once (rayc
 import torch  # noqa: E402
 
 import dnnlib
+from metrics import metric_main
 from raycond import rundir
 from training import training_loop as tl
 from training.augment import AUGPIPE_SPECS, default_augpipe
@@ -306,14 +306,14 @@ def parse_ray_layers(s, resolution):
 
 
 def _resume_snapshot_info(resume_pkl, trust_pickle=False):
-    """(img_resolution, kimg of progress or None, network kind) of a resume snapshot."""
+    """(img_resolution, kimg of progress or None) of a resume snapshot."""
     snap = tl._load_snapshot(resume_pkl, trust_pickle)
     G = snap.get('G_ema', snap.get('G'))
     if G is None:
         raise ValueError(f'--resume={resume_pkl}: the snapshot has no generator (G_ema or G)')
     progress = snap.get('progress') if isinstance(snap.get('progress'), dict) else None
     kimg = progress['cur_nimg'] / 1000 if progress and 'cur_nimg' in progress else None
-    return int(G.img_resolution), kimg, int(getattr(G, 'c_dim', 0))
+    return int(G.img_resolution), kimg
 
 
 def build_config(opts):
@@ -399,8 +399,7 @@ def build_config(opts):
             c.G_kwargs.ray_torgb = False
             c.G_kwargs.camera_in_mapping = True
         ray_layers = parse_ray_layers(opts.ray_layers, resolution)
-        G_params = inspect.signature(dnnlib.util.get_obj_by_name(c.G_kwargs.class_name).__init__).parameters
-        if 'ray_layers' in G_params:
+        if c.G_kwargs.class_name == 'training.networks_raycond2.Generator':  # raycond3 has no layer subset
             c.G_kwargs.ray_layers = ray_layers
         elif ray_layers is not None:
             raise ValueError('--ray-layers: this generator always feeds rays to every layer; only --ray-layers=all '
@@ -447,15 +446,10 @@ def build_config(opts):
 
     # Metrics.
     metrics = [] if opts.metrics.strip().lower() == 'none' else [m.strip() for m in opts.metrics.split(',') if m.strip()]
-    metric_main = tl._get_metric_main()
-    if metrics and metric_main is not None and hasattr(metric_main, 'is_valid_metric'):
-        bad = [m for m in metrics if not metric_main.is_valid_metric(m)]
-        if bad:
-            names = ', '.join(metric_main.list_valid_metrics()) if hasattr(metric_main, 'list_valid_metrics') else ''
-            raise ValueError(f'--metrics: unknown metric(s) {", ".join(bad)}' + (f'; valid: {names}' if names else ''))
-    if metrics and metric_main is None:
-        click.echo(f'Warning: the metrics package is not available; --metrics={opts.metrics} will be skipped', err=True)
-        metrics = []
+    bad = [m for m in metrics if not metric_main.is_valid_metric(m)]
+    if bad:
+        raise ValueError(f'--metrics: unknown metric(s) {", ".join(bad)}; valid: '
+                         f'{", ".join(metric_main.list_valid_metrics())}')
     if c.device_type == 'cpu' and any(m.startswith(('fid50k', 'kid50k', 'pr50k', 'is50k', 'ppl')) for m in metrics):
         click.echo(f'Note: --metrics={",".join(metrics)} on the CPU takes hours per snapshot; '
                    'consider --metrics=none or a small variant like fid5k_full', err=True)
@@ -482,7 +476,7 @@ def build_config(opts):
                 raise FileNotFoundError(f'--resume: snapshot not found: {opts.resume}')
             c.resume_pkl = opts.resume
     if c.resume_pkl is not None:
-        res, kimg, _c_dim = _resume_snapshot_info(c.resume_pkl, c.resume_trust_pickle)
+        res, kimg = _resume_snapshot_info(c.resume_pkl, c.resume_trust_pickle)
         if res != resolution:
             raise ValueError(f'--resume: snapshot {c.resume_pkl} generates {res}x{res} images but dataset '
                              f'{opts.data} is {resolution}x{resolution}')

@@ -28,6 +28,9 @@ def _as_image(image):
 
 _FORMATS = {1: gl.GL_RED, 3: gl.GL_RGB, 4: gl.GL_RGBA}
 _INTERNAL = {1: gl.GL_R8, 3: gl.GL_RGB8, 4: gl.GL_RGBA8}
+_SWIZZLE_PARAMS = (gl.GL_TEXTURE_SWIZZLE_R, gl.GL_TEXTURE_SWIZZLE_G, gl.GL_TEXTURE_SWIZZLE_B, gl.GL_TEXTURE_SWIZZLE_A)
+_SWIZZLE_GREY = (gl.GL_RED, gl.GL_RED, gl.GL_RED, gl.GL_ONE)
+_SWIZZLE_IDENTITY = (gl.GL_RED, gl.GL_GREEN, gl.GL_BLUE, gl.GL_ALPHA)
 
 
 class Texture:
@@ -56,10 +59,10 @@ class Texture:
                             gl.GL_UNSIGNED_BYTE, arr)
             gl.glTexParameteri(gl.GL_TEXTURE_2D, gl.GL_TEXTURE_WRAP_S, gl.GL_CLAMP_TO_EDGE)
             gl.glTexParameteri(gl.GL_TEXTURE_2D, gl.GL_TEXTURE_WRAP_T, gl.GL_CLAMP_TO_EDGE)
-            if channels == 1:
-                for param, src in ((gl.GL_TEXTURE_SWIZZLE_G, gl.GL_RED), (gl.GL_TEXTURE_SWIZZLE_B, gl.GL_RED),
-                                   (gl.GL_TEXTURE_SWIZZLE_A, gl.GL_ONE)):
-                    gl.glTexParameteri(gl.GL_TEXTURE_2D, param, src)
+            # Swizzle is texture state that outlives a reallocation: set all four every time, so a
+            # texture that held a grey image and now holds RGB(A) samples its own channels again.
+            for param, src in zip(_SWIZZLE_PARAMS, _SWIZZLE_GREY if channels == 1 else _SWIZZLE_IDENTITY):
+                gl.glTexParameteri(gl.GL_TEXTURE_2D, param, src)
             self.width, self.height, self.channels = w, h, channels
         else:
             gl.glTexSubImage2D(gl.GL_TEXTURE_2D, 0, 0, 0, w, h, _FORMATS[channels], gl.GL_UNSIGNED_BYTE, arr)

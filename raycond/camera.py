@@ -1,7 +1,7 @@
 """Camera poses, intrinsics and 25-float camera labels (EG3D-compatible).
 
 Every part of raycond (datasets, networks, scripts, the visualizer) speaks about cameras
-through this module, so the conventions of DESIGN.md live here in one place:
+through this module, so the conventions of docs/conventions.md live here in one place:
 
 - world is y-up; a pose is a 4x4 camera-to-world matrix with OpenCV camera axes
   (x right, y down, z forward);

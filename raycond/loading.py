@@ -7,7 +7,8 @@ By default no code inside a file runs: pickles go through the restricted unpickl
 (raycond.rebuild). `trust_pickle=True` is the old behaviour, `pickle.load`, which executes the
 module source that StyleGAN-family pickles carry; only for files from a trusted source.
 
-Network pickles carry their own module source (see torch_utils.persistence). This module never
+Network pickles carry their own module source (see torch_utils.persistence); what they need from
+the host tree is listed in docs/compatibility.md. This module never
 imports `training` directly: networks are built by class name through `dnnlib.util`.
 """
 

@@ -178,3 +178,54 @@ def ray_embedding(kind, c, resolution) -> torch.Tensor:
 def ray_embeddings_for_resolutions(kind, c, resolutions) -> dict:
     """Embeddings for several resolutions at once: {resolution: (N,6,H,W)}."""
     return {res: ray_embedding(kind, c, res) for res in resolutions}
+
+
+class RayBank:
+    """Ray embeddings for one forward pass of a generator: each resolution is computed once
+    (through the cache above) and converted once per (dtype, memory format) that a layer asks for,
+    so the layers of one block share one tensor."""
+
+    def __init__(self, kind, c, batch_size, device):
+        self.kind = kind
+        self.c = c.to(device)
+        self.batch_size = batch_size
+        self._base = {}
+        self._converted = {}
+
+    def prepare(self, resolution, dtype, memory_format):
+        """Compute (once) the rays at `resolution` in the given dtype and memory format."""
+        key = (resolution, dtype, memory_format == torch.channels_last)
+        if key not in self._converted:
+            self._convert(key)
+
+    def get(self, resolution, like):
+        """Rays (N, 6, resolution, resolution) matching `like`'s dtype and memory format."""
+        channels_last = like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous()
+        key = (resolution, like.dtype, channels_last)
+        r = self._converted.get(key)
+        return r if r is not None else self._convert(key)
+
+    @torch.compiler.disable
+    def _convert(self, key):
+        resolution, dtype, channels_last = key
+        base = self._base.get(resolution)
+        if base is None:
+            base = ray_embedding(self.kind, self.c, resolution)
+            if base.shape[0] != self.batch_size:
+                base = base.expand(self.batch_size, -1, -1, -1)
+            self._base[resolution] = base
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        r = base.to(dtype=dtype).contiguous(memory_format=fmt)
+        self._converted[key] = r
+        return r
+
+    def append_to(self, x, resolution):
+        """x (N,C,H,W) with the rays at `resolution` appended as channels (N,C+6,H,W), in x's dtype
+        and memory format."""
+        r = self.get(resolution, x)
+        if r.shape[0] != x.shape[0] or r.shape[2:] != x.shape[2:]:
+            raise ValueError(f'rays of shape {list(r.shape)} do not fit features of shape {list(x.shape)}')
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            # Concatenating along the innermost (NHWC) axis is about twice as fast as along dim 1.
+            return torch.cat([x.permute(0, 2, 3, 1), r.permute(0, 2, 3, 1)], dim=3).permute(0, 3, 1, 2)
+        return torch.cat([x, r], dim=1)

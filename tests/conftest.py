@@ -1,9 +1,11 @@
-"""Shared fixtures: the repository root on sys.path, small networks pickled to temp files."""
+"""Shared fixtures: the repository root on sys.path, one intra-op thread, tiny generators (a factory)
+and a small network pickled to a temp file."""
 
 from __future__ import annotations
 
 import os
 import pickle
+import subprocess
 import sys
 
 import pytest
@@ -21,20 +23,54 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 
+def run_script(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run a top-level script of the repository (e.g. 'gen_images.py') in a fresh interpreter."""
+    return subprocess.run([sys.executable, os.path.join(ROOT, script), *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+TINY_CLASSES = {
+    "raycond2": "training.networks_raycond2.Generator",
+    "stylegan2": "training.networks_stylegan2.Generator",
+    "raycond3": "training.networks_raycond3.Generator",
+    "stylegan3": "training.networks_stylegan3.Generator",
+}
+
+
+def tiny_generator_kwargs(kind: str = "raycond2", res: int = 32, **overrides) -> dict:
+    """Constructor arguments (with class_name) of a generator small enough for CPU tests:
+    ray-conditioned kinds take the 25-value camera, the StyleGAN ones no label."""
+    kw = dict(class_name=TINY_CLASSES[kind], z_dim=32, c_dim=25 if kind.startswith("raycond") else 0, w_dim=32,
+              img_resolution=res, img_channels=3, channel_base=512, channel_max=32,
+              mapping_kwargs=dict(num_layers=2))
+    if kind.endswith("3"):
+        kw.update(num_layers=4, num_critical=1, margin_size=2)
+    kw.update(overrides)
+    return kw
+
+
 def small_raycond_kwargs(res: int = 32) -> dict:
-    """Constructor arguments of a tiny ray-conditioned generator (fast on the CPU)."""
-    return dict(class_name="training.networks_raycond2.Generator", z_dim=32, c_dim=25, w_dim=32,
-                img_resolution=res, img_channels=3, channel_base=512, channel_max=32,
-                mapping_kwargs=dict(num_layers=2))
+    """The session's small ray-conditioned generator (see tiny_generator_kwargs)."""
+    return tiny_generator_kwargs("raycond2", res)
+
+
+def make_tiny_generator(kind: str = "raycond2", res: int = 32, seed: int = 0, **overrides):
+    """A tiny generator with weights drawn from `seed`, in eval mode without gradients."""
+    import dnnlib
+    torch.manual_seed(seed)
+    G = dnnlib.util.construct_class_by_name(**tiny_generator_kwargs(kind, res, **overrides))
+    return G.eval().requires_grad_(False)
+
+
+@pytest.fixture(scope="session")
+def tiny_generator():
+    """Factory fixture: tiny_generator(kind='raycond2', res=32, seed=0, **constructor overrides)."""
+    return make_tiny_generator
 
 
 @pytest.fixture(scope="session")
 def small_generator():
-    import torch
-    import dnnlib
-    torch.manual_seed(0)
-    G = dnnlib.util.construct_class_by_name(**small_raycond_kwargs())
-    return G.eval().requires_grad_(False)
+    return make_tiny_generator()
 
 
 @pytest.fixture(scope="session")

@@ -17,26 +17,20 @@ import dnnlib
 from metrics import metric_utils
 from test_metrics import save_fake_detector, write_gradient_dataset  # noqa: E402 (tests/ is on sys.path)
 
-from conftest import small_raycond_kwargs
-
 
 @pytest.fixture(autouse=True)
 def env(tmp_path, monkeypatch):
-    """Fake detectors, a private cache and one intra-op thread (tiny workloads on a busy CPU)."""
+    """Fake detectors and a private cache."""
     url = save_fake_detector(tmp_path / 'fake_detector.pt')
     monkeypatch.setenv(metric_utils.INCEPTION_ENV, url)
     monkeypatch.setenv(metric_utils.VGG16_ENV, url)
     monkeypatch.setenv('DNNLIB_CACHE_DIR', str(tmp_path / 'cache'))
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield url
-    torch.set_num_threads(before)
+    return url
 
 
 @pytest.fixture(scope='module')
-def tiny_G():
-    torch.manual_seed(0)
-    return dnnlib.util.construct_class_by_name(**small_raycond_kwargs(32)).eval().requires_grad_(False)
+def tiny_G(tiny_generator):
+    return tiny_generator(res=32)
 
 
 def make_run(tmp_path, G, data, in_snapshot=True):
@@ -140,6 +134,7 @@ def test_help_lists_metrics():
         assert word in r.output
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_one(tmp_path, tiny_G):
     """--gpus 2 on the CPU: work is split across two gloo processes and gathered; the cached
     dataset statistics equal a single-process computation."""

@@ -6,7 +6,7 @@ those modules use (keyword names, padding lists, filters that are None or 2-D, n
 weights stored as attributes, old pickle layouts) and checks the result against a naive restatement
 of the documented semantics, or checks that a pickle survives a fresh process. A verification run
 that loaded pickles built from the real release modules found every pattern below (see
-shared/COMPAT.md); these tests keep them working.
+docs/compatibility.md); these tests keep them working.
 """
 
 from __future__ import annotations
@@ -333,6 +333,7 @@ _TORCH19_MODULE_KEYS = {"training", "_parameters", "_buffers", "_non_persistent_
                         "_load_state_dict_pre_hooks", "_modules"}
 
 
+@pytest.mark.slow
 def test_release_style_pickle_renders_identically_in_fresh_process(tmp_path, monkeypatch):
     from raycond.camera import camera_label
     from raycond import generate as gen

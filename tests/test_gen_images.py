@@ -1,21 +1,20 @@
 """gen_images.py end to end on a small pickled network, and its one-line errors."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import PIL.Image
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import run_script
+
 
 
 def run(*args):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "gen_images.py"), *args], capture_output=True,
-                          text=True, timeout=300, cwd=ROOT)
+    return run_script("gen_images.py", *args)
 
 
+@pytest.mark.slow
 def test_writes_pngs_and_views_differ(tmp_path, small_pickle):
     out = tmp_path / "out"
     r = run(f"--network={small_pickle}", "--seeds=2-3", "--yaw=-30,30", f"--outdir={out}", "--grid",
@@ -33,6 +32,7 @@ def test_writes_pngs_and_views_differ(tmp_path, small_pickle):
     np.testing.assert_array_equal(grid[:32, 32:], b)
 
 
+@pytest.mark.slow
 def test_single_view_uses_seed_readme_names(tmp_path, small_pickle):
     r = run(f"--network={small_pickle}", "--seeds=2", f"--outdir={tmp_path}", "--device=cpu")
     assert r.returncode == 0, r.stderr

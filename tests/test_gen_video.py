@@ -1,23 +1,18 @@
 """gen_video.py: GIF frame count and size, keyframe interpolation, errors."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import PIL.Image
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from gen_video import interpolate_keyframes  # noqa: E402
+from conftest import run_script
+from gen_video import interpolate_keyframes
 
 
 def run(*args):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "gen_video.py"), *args], capture_output=True,
-                          text=True, timeout=300, cwd=ROOT)
+    return run_script("gen_video.py", *args)
 
 
+@pytest.mark.slow
 def test_gif_frame_count_and_size(tmp_path, small_pickle):
     out = tmp_path / "orbit.gif"
     r = run(f"--network={small_pickle}", "--seeds=0-3", "--grid=1x2", "--num-keyframes=2", "--w-frames=3",

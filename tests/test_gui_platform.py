@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.gui
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROBE = ('import json, os, gui_utils; from imgui_bundle import imgui; '
          'print(json.dumps({k: os.environ.get(k) for k in '

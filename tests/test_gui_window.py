@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+pytestmark = pytest.mark.gui
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -78,7 +80,21 @@ def test_screenshot_shows_generated_image(app, small_pickle):
     x, y, iw, ih = app.image_rect
     vx, vy, vw, vh = app.view_rect
     assert vx >= app.panel_width - 1 and abs((x - vx) - (vx + vw - x - iw)) < 2
-    Image.fromarray(app.capture_frame_now()).save(os.path.join(app.capture.capture_dir, 'screenshot.png'))
+
+
+def test_window_screenshot_png_shows_the_image(app):
+    """A captured frame saved as PNG holds the whole window with the generated image in place."""
+    app.wait_for_render()
+    path = os.path.join(app.capture.capture_dir, 'screenshot.png')
+    Image.fromarray(app.capture_frame_now()).save(path)
+    with Image.open(path) as im:
+        assert im.size == tuple(app.framebuffer_size)
+        saved = np.asarray(im.convert('RGB')).astype(np.int16)
+    sx, sy = app._fb_scale()
+    x, y = int(round(app.image_rect[0] * sx)), int(round(app.image_rect[1] * sy))
+    on_screen = app.image_pixels_on_screen().astype(np.int16)
+    crop = saved[y:y + on_screen.shape[0], x:x + on_screen.shape[1]]
+    assert on_screen.std() > 5 and np.abs(crop - on_screen).mean() < 2
 
 
 def _drag(app, start, end, steps=8):
@@ -157,12 +173,8 @@ def test_real_x_events_drag(app, xvfb):
     assert app.camera.pitch == pytest.approx(-60 * 90.0 / w, abs=1.0) and app.camera.yaw == pytest.approx(yaw1)
 
 
-def test_drop_file_switches_network(app, tmp_path):
-    import dnnlib
-    import torch
-    from conftest import small_raycond_kwargs
-    torch.manual_seed(123)
-    G = dnnlib.util.construct_class_by_name(**small_raycond_kwargs(res=16)).eval()
+def test_drop_file_switches_network(app, tmp_path, tiny_generator):
+    G = tiny_generator(res=16, seed=123)
     path = tmp_path / 'dropped.pkl'
     with open(path, 'wb') as f:
         pickle.dump({'G_ema': G}, f)
@@ -173,7 +185,9 @@ def test_drop_file_switches_network(app, tmp_path):
     assert app.info.camera_stats is None and app.camera.lookat_mode == 'ffhq'
 
 
-def test_bad_network_shows_error_and_gui_keeps_running(app, tmp_path, small_pickle):
+def test_missing_network_shows_red_banner_instead_of_image(app, tmp_path, small_pickle):
+    app.network.load(small_pickle)
+    app.wait_for_render()
     app.network.load(str(tmp_path / 'missing.pkl'))
     res = app.wait_for_render()
     assert 'not found' in res.error
@@ -183,6 +197,9 @@ def test_bad_network_shows_error_and_gui_keeps_running(app, tmp_path, small_pick
     band = frame[vy + 4:vy + 20, vx + 40:vx + vw - 40].reshape(-1, 3).astype(int)
     reddish = (band[:, 0] > band[:, 1] + 30).mean()
     assert reddish > 0.3                                             # the red error banner is drawn
+
+
+def test_dropped_garbage_file_reports_error_and_frames_keep_running(app, tmp_path):
     garbage = tmp_path / 'garbage.pkl'
     garbage.write_bytes(b'this is not a pickle')
     app.on_drop(None, [str(garbage)])
@@ -191,18 +208,27 @@ def test_bad_network_shows_error_and_gui_keeps_running(app, tmp_path, small_pick
     n = app.frame_count
     app.run_frames(5)
     assert app.frame_count == n + 5
-    app.network.load(small_pickle)                                   # and recovers
+
+
+def test_good_network_after_an_error_shows_image_again(app, tmp_path, small_pickle):
+    app.network.load(str(tmp_path / 'missing.pkl'))
+    app.wait_for_render()
+    app.network.load(small_pickle)
     res = app.wait_for_render()
     assert res.error is None and app.showing_image
 
 
-def test_headless_capture_cli(small_pickle, tmp_path):
-    out = tmp_path / 'frame.png'
+def _no_display_env():
     env = dict(os.environ)
     env.pop('DISPLAY', None)
+    return env
+
+
+def test_headless_capture_cli_writes_the_rendered_frame(small_pickle, tmp_path):
+    out = tmp_path / 'frame.png'
     r = subprocess.run([sys.executable, os.path.join(ROOT, 'visualizer.py'), small_pickle, '--headless',
                         '--capture', str(out), '--device', 'cpu', '--yaw', '15'],
-                       capture_output=True, text=True, env=env, timeout=120)
+                       capture_output=True, text=True, env=_no_display_env(), timeout=120)
     assert r.returncode == 0, r.stderr
     from viz.renderer import RenderArgs, Renderer
     img = np.asarray(Image.open(out))
@@ -210,8 +236,11 @@ def test_headless_capture_cli(small_pickle, tmp_path):
     exp = Renderer().render(RenderArgs(pkl=small_pickle, device='cpu', yaw_deg=15.0, fov_deg=13.37, radius=2.7,
                                        lookat=(0.0, 0.0, 0.2))).image
     np.testing.assert_array_equal(img, exp)
+
+
+def test_window_without_display_says_to_use_headless(small_pickle):
     r = subprocess.run([sys.executable, os.path.join(ROOT, 'visualizer.py'), small_pickle],
-                       capture_output=True, text=True, env=env, timeout=120)
+                       capture_output=True, text=True, env=_no_display_env(), timeout=120)
     assert r.returncode != 0 and 'No display found' in r.stderr and '--headless' in r.stderr
     assert r.stderr.count('\n') <= 2
 
@@ -258,6 +287,35 @@ def test_gl_texture_quad_and_readback(xvfb):
         with pytest.raises(ValueError, match='uint8'):
             textures[0].update(np.zeros((4, 4), np.float32))
         win.end_frame()
+    finally:
+        win.close()
+
+
+def _draw_and_read(win, texture, size):
+    import OpenGL.GL as gl
+    from gui_utils import gl_utils
+    win.begin_frame()
+    gl.glClearColor(0, 0, 0, 1)
+    gl.glClear(gl.GL_COLOR_BUFFER_BIT)
+    gl_utils.QuadRenderer().draw(texture, (0, 0, size[1], size[0]), win.framebuffer_size)
+    px = win.capture_frame()
+    win.end_frame()
+    return px[:size[0], :size[1]]
+
+
+def test_texture_shows_colour_after_holding_a_grey_image(xvfb):
+    """A texture reallocated from one channel (grey swizzle) to three shows the RGB colours."""
+    from gui_utils import gl_utils
+    from gui_utils.glfw_window import GlfwWindow
+    win = GlfwWindow(title='gl swizzle test', width=32, height=32, fps_limit=0)
+    try:
+        grey = np.full((8, 8), 77, np.uint8)
+        rgb = np.zeros((8, 8, 3), np.uint8)
+        rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, 40, 90
+        tex = gl_utils.Texture(grey, linear=False)
+        np.testing.assert_array_equal(_draw_and_read(win, tex, (8, 8)), np.full((8, 8, 3), 77, np.uint8))
+        tex.update(rgb)
+        np.testing.assert_array_equal(_draw_and_read(win, tex, (8, 8)), rgb)
     finally:
         win.close()
 

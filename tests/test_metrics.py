@@ -142,15 +142,6 @@ class ToyG(torch.nn.Module):
         self.synthesis = synthesis
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny workloads: one intra-op thread avoids OpenMP spin-waiting on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def cache_dir(tmp_path, monkeypatch):
     d = tmp_path / 'cache'

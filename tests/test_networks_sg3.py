@@ -170,26 +170,72 @@ def test_none_embedding_ignores_camera_and_posecond():
         _rc3(embedding='bogus')
 
 
-def test_rays_reach_every_layer(monkeypatch):
+def _naive_margin_plucker(c, size, sampling_rate):
+    """Plücker rays (N,6,size,size) of a layer grid of `size` pixels at `sampling_rate`, centred on
+    the image: grid pixel k sits at image coordinate u = 0.5 + (k + 0.5 - size / 2) / sampling_rate
+    (docs/conventions.md); direction normalize(R K^-1 [u, v, 1]), moment o x d."""
+    c = np.asarray(c, dtype=np.float64).reshape(-1, 25)
+    u = 0.5 + (np.arange(size) + 0.5 - size / 2) / sampling_rate
+    uv1 = np.stack(np.broadcast_arrays(u[None, :], u[:, None], 1.0), axis=-1)       # (H,W,3): [u, v, 1]
+    out = []
+    for label in c:
+        pose, K = label[:16].reshape(4, 4), label[16:].reshape(3, 3)
+        d = uv1 @ (pose[:3, :3] @ np.linalg.inv(K)).T
+        d /= np.linalg.norm(d, axis=-1, keepdims=True)
+        m = np.cross(np.broadcast_to(pose[:3, 3], d.shape), d)
+        out.append(np.concatenate([d, m], axis=-1).transpose(2, 0, 1))
+    return torch.from_numpy(np.stack(out)).float()
+
+
+def _spy_modulated_conv(monkeypatch):
+    """Record, per weight tensor, the input and input gain that sg3.modulated_conv2d receives."""
+    seen = {}
+    orig = sg3.modulated_conv2d
+
+    def spy(x, w, s, input_gain=None, **kwargs):
+        seen[id(w)] = (x.detach().clone(), None if input_gain is None else input_gain.detach().clone())
+        return orig(x=x, w=w, s=s, input_gain=input_gain, **kwargs)
+
+    monkeypatch.setattr(sg3, 'modulated_conv2d', spy)
+    return seen
+
+
+def test_every_layer_convolves_features_and_margin_rays(monkeypatch):
     G = _rc3(ray_torgb=True)
-    seen = []
-    orig = r3.RaySynthesisLayer.forward
+    c = _cams()
+    seen = _spy_modulated_conv(monkeypatch)
+    G(torch.randn(2, 16), c)
+    layers = [getattr(G.synthesis, n) for n in G.synthesis.layer_names]
+    assert all(isinstance(layer, r3.RaySynthesisLayer) for layer in layers)  # ToRGB included
+    for layer in layers:
+        x, gain = seen[id(layer.weight)]
+        size = int(layer.in_size[0])
+        assert x.shape == (2, layer.feature_channels + 6, size, size)
+        assert layer.weight.shape[1] == x.shape[1]
+        torch.testing.assert_close(x[:, -6:], _naive_margin_plucker(c, size, layer.in_sampling_rate),
+                                   atol=1e-5, rtol=1e-5)
+        assert torch.equal(gain[-6:], torch.ones(6))  # rays keep their scale
 
-    def spy(self, x, w, rays=None, **kw):
-        r = rays.get(self.in_size, self.in_sampling_rate, like=x)
-        seen.append((self, int(self.in_size[0]), tuple(r.shape)))
-        return orig(self, x, w, rays=rays, **kw)
 
-    monkeypatch.setattr(r3.RaySynthesisLayer, 'forward', spy)
+def test_torgb_without_ray_torgb_sees_features_only(monkeypatch):
+    G = _rc3()
+    seen = _spy_modulated_conv(monkeypatch)
     G(torch.randn(2, 16), _cams())
-    names = G.synthesis.layer_names
-    assert [layer for layer, _, _ in seen] == [getattr(G.synthesis, n) for n in names]  # ToRGB included
-    assert [size for _, size, _ in seen] == [20, 20, 20, 20, 16]
-    assert all(shape == (2, 6, size, size) for _, size, shape in seen)
-    # Ray weight columns get gradient.
-    G.synthesis.L1_20_32.weight.grad = None
-    G(torch.randn(2, 16).requires_grad_(False), _cams()).square().sum().backward()
-    assert float(G.synthesis.L1_20_32.weight.grad[:, 32:].abs().sum()) > 0
+    torgb = getattr(G.synthesis, G.synthesis.layer_names[-1])
+    assert not isinstance(torgb, r3.RaySynthesisLayer)
+    assert seen[id(torgb.weight)][0].shape[1] == torgb.in_channels
+
+
+def test_ray_weight_columns_receive_gradient_sg3():
+    G = _rc3().train()
+    G(torch.randn(2, 16), _cams()).square().sum().backward()
+    layer = G.synthesis.L1_20_32
+    assert float(layer.weight.grad[:, 32:].abs().sum()) > 0
+
+
+def test_raycond3_refuses_ray_layers():
+    with pytest.raises(ValueError, match='ray_layers'):
+        _rc3(ray_layers=[8])
 
 
 def test_magnitude_ema_tracks_features_only():

@@ -15,16 +15,6 @@ from torch_utils.ops import (bias_act, conv2d_gradfix, conv2d_resample, filtered
                              grid_sample_gradfix, upfirdn2d)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP barrier stalls on a busy machine (gradcheck runs
-    thousands of small ops)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 # --------------------------------------------------------------------------------------------
 # Slow explicit references (numpy, float64, loops over pixels).
 

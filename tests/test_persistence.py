@@ -1,7 +1,7 @@
 """Persistent pickles load where their defining module is not importable, and give the same image.
 
 The network module below is written the way foreign releases write theirs (it calls only the
-host-tree names listed in shared/COMPAT.md)."""
+host-tree names listed in docs/compatibility.md)."""
 
 import os
 import pickle
@@ -126,6 +126,7 @@ def _run(script, *args, cwd):
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_foreign_style_pickle_loads_without_its_module(tmp_path):
     mod_dir = tmp_path / "mods"
     mod_dir.mkdir()

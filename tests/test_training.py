@@ -16,20 +16,12 @@ import torch
 from click.testing import CliRunner
 
 import dnnlib
+from conftest import make_tiny_generator
 from raycond.camera import camera_label
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['--batch=4', '--gamma=1', '--cbase=1024', '--cmax=32', '--map-depth=2', '--workers=0', '--snap=1',
         '--metrics=none']
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks run fastest single-threaded (and much faster on a busy 2-core machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _make_dataset(path, n=8, res=32, labels='camera', seed=0):
@@ -73,6 +65,7 @@ def first_run(tmp_path_factory):
     return dnnlib.EasyDict(data=data, outdir=outdir, run_dir=run_dir, tmp=tmp)
 
 
+@pytest.mark.slow
 def test_run_writes_all_files(first_run):
     run_dir = first_run.run_dir
     for name in ['training_options.json', 'log.txt', 'stats.jsonl', 'fakes_init.png', 'fakes000000.png',
@@ -95,6 +88,7 @@ def test_run_writes_all_files(first_run):
     assert PIL.Image.open(os.path.join(run_dir, 'fakes_init.png')).size == (8 * 32, 6 * 32)
 
 
+@pytest.mark.slow
 def test_snapshot_loads_in_fresh_process(first_run):
     pkl = os.path.join(first_run.run_dir, 'network-snapshot-000000.008.pkl')  # second snapshot in kimg 0
     code = textwrap.dedent(f'''
@@ -119,6 +113,7 @@ def test_snapshot_loads_in_fresh_process(first_run):
     assert lo == pytest.approx(-hi, abs=1e-3)  # --mirror=1: mirrored cameras make the range symmetric
 
 
+@pytest.mark.slow
 def test_resume_auto_continues_kimg(first_run):
     _train(['--outdir', first_run.outdir, '--data', first_run.data, '--kimg=0.012', '--tick=0.004', '--mirror=1',
             '--resume=auto'] + TINY)
@@ -134,35 +129,51 @@ def test_resume_auto_continues_kimg(first_run):
         assert pickle.load(f)['progress']['cur_nimg'] == 12
 
 
-def test_cli_errors_before_work(first_run, tmp_path):
+@pytest.fixture(scope='module')
+def labeled_data(tmp_path_factory):
+    return _make_dataset(tmp_path_factory.mktemp('data') / 'heads.zip')
+
+
+@pytest.fixture(scope='module')
+def resume_snapshot(tmp_path_factory, tiny_generator):
+    """A 32x32 snapshot: what `--resume` checks before any work starts."""
+    path = tmp_path_factory.mktemp('snap') / 'network-snapshot-000000.pkl'
+    with open(path, 'wb') as f:
+        pickle.dump({'G_ema': tiny_generator(res=32), 'progress': {'cur_nimg': 8}}, f)
+    return str(path)
+
+
+CLI_ERRORS = {
+    # name: (arguments after --data, the message expected in the one-line error)
+    'missing_dataset': (['{tmp}/missing.zip'], 'dataset not found'),
+    'batch_not_multiple_of_gpus': (['{data}', '--gpus=3'], '--batch=4 must be a multiple of --gpus=3'),
+    'cond_without_labels': (['{unlabeled}', '--cfg=stylegan2', '--cond=1'], 'has no labels'),
+    'raycond_without_cameras': (['{unlabeled}'], 'needs 25-float camera labels'),
+    'resume_of_other_resolution': (['{small}', '--resume', '{snapshot}'], 'generates 32x32 images but dataset'),
+    'resume_missing': (['{data}', '--resume', '{tmp}/nope.pkl'], 'snapshot not found'),
+    'ray_layers_not_a_block': (['{data}', '--ray-layers=5'], '--ray-layers'),
+    'batch_gpu_below_mbstd_group': (['{data}', '--batch-gpu=2'], '--mbstd-group'),
+    'unknown_metric': (['{data}', '--metrics=bogus'], 'bogus'),
+}
+
+
+@pytest.mark.parametrize('case', sorted(CLI_ERRORS))
+def test_cli_error_before_work(case, labeled_data, resume_snapshot, tmp_path):
     from train import main
-    runner = CliRunner()
-    base = ['--outdir', str(tmp_path / 'runs')] + TINY
-    unlabeled = _make_dataset(tmp_path / 'plain.zip', n=2, labels=None)
-    small = _make_dataset(tmp_path / 'small.zip', n=2, res=16)
-    snapshot = os.path.join(first_run.run_dir, 'network-snapshot-000000.008.pkl')
-    cases = [
-        (['--data', str(tmp_path / 'missing.zip')], 'dataset not found'),
-        (['--data', first_run.data, '--gpus=3'], '--batch=4 must be a multiple of --gpus=3'),
-        (['--data', unlabeled, '--cfg=stylegan2', '--cond=1'], 'has no labels'),
-        (['--data', unlabeled], 'needs 25-float camera labels'),
-        (['--data', small, '--resume', snapshot], 'generates 32x32 images but dataset'),
-        (['--data', first_run.data, '--resume', str(tmp_path / 'nope.pkl')], 'snapshot not found'),
-        (['--data', first_run.data, '--ray-layers=5'], '--ray-layers'),
-        (['--data', first_run.data, '--batch-gpu=2'], '--mbstd-group'),
-        (['--data', first_run.data, '--metrics=bogus'], 'bogus'),
-    ]
-    for args, message in cases:
-        result = runner.invoke(main, base + args)
-        assert result.exit_code != 0, args
-        assert message in result.output, (args, result.output)
-        assert 'Traceback' not in result.output
+    paths = dict(tmp=tmp_path, data=labeled_data, snapshot=resume_snapshot,
+                 unlabeled=_make_dataset(tmp_path / 'plain.zip', n=2, labels=None),
+                 small=_make_dataset(tmp_path / 'small.zip', n=2, res=16))
+    args, message = CLI_ERRORS[case]
+    result = CliRunner().invoke(main, ['--outdir', str(tmp_path / 'runs')] + TINY +
+                                ['--data'] + [a.format(**paths) for a in args])
+    assert result.exit_code != 0
+    assert message in result.output and 'Traceback' not in result.output
     assert not os.path.exists(tmp_path / 'runs')  # nothing was created
 
 
-def test_dry_run_prints_options(first_run, tmp_path):
+def test_dry_run_prints_options(labeled_data, tmp_path):
     from train import main
-    result = CliRunner().invoke(main, ['--outdir', str(tmp_path / 'runs'), '--data', first_run.data,
+    result = CliRunner().invoke(main, ['--outdir', str(tmp_path / 'runs'), '--data', labeled_data,
                                        '--cfg=posecond2', '--gpc-swap=0.5', '--dry-run'] + TINY)
     assert result.exit_code == 0, result.output
     assert 'Dry run; exiting.' in result.output and '"camera_in_mapping": true' in result.output
@@ -170,9 +181,9 @@ def test_dry_run_prints_options(first_run, tmp_path):
     assert not os.path.exists(tmp_path / 'runs')
 
 
-def test_dry_run_ray_layers_reach_the_generator(first_run, tmp_path):
+def test_dry_run_ray_layers_reach_the_generator(labeled_data, tmp_path):
     from train import main
-    result = CliRunner().invoke(main, ['--outdir', str(tmp_path / 'runs'), '--data', first_run.data,
+    result = CliRunner().invoke(main, ['--outdir', str(tmp_path / 'runs'), '--data', labeled_data,
                                        '--ray-layers=4,16', '--dry-run'] + TINY)
     assert result.exit_code == 0, result.output
     assert '"ray_layers": [\n      4,\n      16\n    ]' in result.output
@@ -223,6 +234,7 @@ if __name__ == '__main__':
 '''
 
 
+@pytest.mark.slow
 def test_two_process_gloo_identical_parameters(tmp_path):
     data = _make_dataset(tmp_path / 'd.zip', n=8, res=16)
     script = tmp_path / 'ddp.py'
@@ -246,10 +258,8 @@ def test_two_process_gloo_identical_parameters(tmp_path):
 
 
 def _tiny_nets(res=16):
-    torch.manual_seed(0)
-    G = dnnlib.util.construct_class_by_name(class_name='training.networks_raycond2.Generator', z_dim=16, c_dim=25,
-                                            w_dim=16, img_resolution=res, img_channels=3, channel_base=256,
-                                            channel_max=16, mapping_kwargs=dict(num_layers=1))
+    G = make_tiny_generator('raycond2', res, z_dim=16, w_dim=16, channel_base=256, channel_max=16,
+                            mapping_kwargs=dict(num_layers=1))
     D = dnnlib.util.construct_class_by_name(class_name='training.networks_raycond2.Discriminator', c_dim=25,
                                             img_resolution=res, img_channels=3, channel_base=256, channel_max=16,
                                             epilogue_kwargs=dict(mbstd_group_size=4))
@@ -264,33 +274,43 @@ def _losses(loss, G, D, reals, c, z):
     return float(d), float(g)
 
 
-def test_losses_decrease_on_tiny_problem():
+def _tiny_loss_problem():
     from training.loss import StyleGAN2Loss
     G, D = _tiny_nets()
     loss = StyleGAN2Loss(device='cpu', G=G, D=D, r1_gamma=0.1, style_mixing_prob=0.9)
     c = camera_label(np.linspace(-20, 20, 4), np.zeros(4))
     reals = torch.full([4, 3, 16, 16], 0.8) + 0.05 * torch.randn([4, 3, 16, 16])
-    z_eval = torch.randn([4, 16])
-    d0, _ = _losses(loss, G, D, reals, c, z_eval)
-    opt_D = torch.optim.Adam(D.parameters(), lr=0.005, betas=(0.0, 0.99))
-    for _ in range(15):  # D-only steps: G (and so the fake distribution) is fixed.
-        opt_D.zero_grad(set_to_none=True)
-        D.requires_grad_(True)
-        loss.accumulate_gradients('Dboth', reals, c, torch.randn([4, 16]), c, gain=1, cur_nimg=0)
-        D.requires_grad_(False)
-        opt_D.step()
-    d1, g1 = _losses(loss, G, D, reals, c, z_eval)
+    return dnnlib.EasyDict(loss=loss, G=G, D=D, c=c, reals=reals, z_eval=torch.randn([4, 16]))
+
+
+def _optimize(p, phase, net, steps=15):
+    """`steps` Adam steps of one phase ('Dboth' or 'Gboth') on `net`; the other network stays fixed."""
+    opt = torch.optim.Adam(net.parameters(), lr=0.005, betas=(0.0, 0.99))
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        net.requires_grad_(True)
+        p.loss.accumulate_gradients(phase, p.reals, p.c, torch.randn([4, 16]), p.c, gain=1, cur_nimg=0)
+        net.requires_grad_(False)
+        opt.step()
+
+
+def test_discriminator_steps_lower_its_loss():
+    p = _tiny_loss_problem()
+    d0, _ = _losses(p.loss, p.G, p.D, p.reals, p.c, p.z_eval)
+    _optimize(p, 'Dboth', p.D)
+    d1, _ = _losses(p.loss, p.G, p.D, p.reals, p.c, p.z_eval)
     assert d1 < 0.7 * d0, (d0, d1)
-    opt_G = torch.optim.Adam(G.parameters(), lr=0.005, betas=(0.0, 0.99))
-    for _ in range(15):  # G-only steps against the fixed D.
-        opt_G.zero_grad(set_to_none=True)
-        G.requires_grad_(True)
-        loss.accumulate_gradients('Gboth', reals, c, torch.randn([4, 16]), c, gain=1, cur_nimg=0)
-        G.requires_grad_(False)
-        opt_G.step()
-    _, g2 = _losses(loss, G, D, reals, c, z_eval)
+
+
+def test_generator_steps_lower_its_loss_against_a_fixed_discriminator():
+    p = _tiny_loss_problem()
+    _losses(p.loss, p.G, p.D, p.reals, p.c, p.z_eval)  # same random stream as the D test up to here
+    _optimize(p, 'Dboth', p.D)
+    _, g1 = _losses(p.loss, p.G, p.D, p.reals, p.c, p.z_eval)
+    _optimize(p, 'Gboth', p.G)
+    _, g2 = _losses(p.loss, p.G, p.D, p.reals, p.c, p.z_eval)
     assert g2 < 0.7 * g1, (g1, g2)
-    assert float(loss.pl_mean) > 0  # path-length regularization ran and tracked its mean
+    assert float(p.loss.pl_mean) > 0  # path-length regularization ran and tracked its mean
 
 
 def test_gpc_swap_only_changes_mapping_camera():
@@ -338,11 +358,9 @@ def test_augment_pipes():
 
 def test_resume_from_unconditional_stylegan2_copies_leading_channels():
     from training.training_loop import copy_params_partial
-    torch.manual_seed(0)
-    kw = dict(z_dim=16, w_dim=16, img_resolution=16, img_channels=3, channel_base=256, channel_max=16,
-              mapping_kwargs=dict(num_layers=1))
-    src = dnnlib.util.construct_class_by_name(class_name='training.networks_stylegan2.Generator', c_dim=0, **kw)
-    dst = dnnlib.util.construct_class_by_name(class_name='training.networks_raycond2.Generator', c_dim=25, **kw)
+    kw = dict(z_dim=16, w_dim=16, channel_base=256, channel_max=16, mapping_kwargs=dict(num_layers=1))
+    src = make_tiny_generator('stylegan2', 16, **kw)
+    dst = make_tiny_generator('raycond2', 16, seed=1, **kw)
     fresh = {k: v.clone() for k, v in dst.state_dict().items()}
     rep = copy_params_partial(src, dst)
     assert rep['partial'] and rep['full']

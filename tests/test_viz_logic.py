@@ -123,34 +123,57 @@ def test_network_widget_run_dir_and_errors(tmp_path):
     assert net.load('') is True and net.current is None
 
 
-def test_renderer_image_layers_and_errors(small_pickle):
-    r = Renderer()
-    res = r.render(RenderArgs(pkl=small_pickle, device='cpu'))
+@pytest.fixture(scope='module')
+def renderer():
+    return Renderer()
+
+
+def test_renderer_returns_image_info_and_layers(renderer, small_pickle):
+    res = renderer.render(RenderArgs(pkl=small_pickle, device='cpu'))
     assert res.error is None, res.traceback
     assert res.image.shape == (32, 32, 3) and res.image.dtype == np.uint8
     assert res.info.camera and res.info.img_resolution == 32
     names = [n for n, _ in res.layers]
-    assert 'b32' in names and any(n.startswith('b32.') for n in names)
-    # same args -> same image; another yaw -> another image; fractional seed lies between its neighbours
-    again = r.render(RenderArgs(pkl=small_pickle, device='cpu'))
-    np.testing.assert_array_equal(again.image, res.image)
-    turned = r.render(RenderArgs(pkl=small_pickle, device='cpu', yaw_deg=40.0))
-    assert np.abs(turned.image.astype(int) - res.image).mean() > 1.0
-    s1 = r.render(RenderArgs(pkl=small_pickle, device='cpu', seed=1.0)).image.astype(float)
-    half = r.render(RenderArgs(pkl=small_pickle, device='cpu', seed=0.5)).image.astype(float)
-    assert np.abs(half - res.image).mean() < np.abs(s1 - res.image).mean()
-    # layer capture
     assert names.index('b32') < names.index('b32.conv1') < names.index('b32.torgb')   # module order
-    layer_name = 'b32.conv1'
-    shape = dict(res.layers)[layer_name]
+
+
+def test_renderer_same_args_same_image(renderer, small_pickle):
+    a = renderer.render(RenderArgs(pkl=small_pickle, device='cpu')).image
+    np.testing.assert_array_equal(renderer.render(RenderArgs(pkl=small_pickle, device='cpu')).image, a)
+
+
+def test_renderer_yaw_changes_image(renderer, small_pickle):
+    a = renderer.render(RenderArgs(pkl=small_pickle, device='cpu')).image
+    turned = renderer.render(RenderArgs(pkl=small_pickle, device='cpu', yaw_deg=40.0)).image
+    assert np.abs(turned.astype(int) - a).mean() > 1.0
+
+
+def test_renderer_fractional_seed_lies_between_neighbours(renderer, small_pickle):
+    s0 = renderer.render(RenderArgs(pkl=small_pickle, device='cpu', seed=0.0)).image.astype(float)
+    s1 = renderer.render(RenderArgs(pkl=small_pickle, device='cpu', seed=1.0)).image.astype(float)
+    half = renderer.render(RenderArgs(pkl=small_pickle, device='cpu', seed=0.5)).image.astype(float)
+    assert np.abs(half - s0).mean() < np.abs(s1 - s0).mean()
+
+
+def test_renderer_shows_a_layer_as_rgb(renderer, small_pickle):
+    shape = dict(renderer.render(RenderArgs(pkl=small_pickle, device='cpu')).layers)['b32.conv1']
     assert shape[0] >= 4
-    lay = r.render(RenderArgs(pkl=small_pickle, device='cpu', layer=layer_name, layer_channel=1, layer_rgb=True))
+    lay = renderer.render(RenderArgs(pkl=small_pickle, device='cpu', layer='b32.conv1', layer_channel=1,
+                                     layer_rgb=True))
     assert lay.layer_image.shape == (shape[1], shape[2], 3) and lay.layer_stats['shown'] == [1, 2, 3]
-    # errors come back as text
-    bad = r.render(RenderArgs(pkl='/nonexistent/net.pkl'))
+
+
+def test_renderer_reports_missing_network_as_text(renderer):
+    bad = renderer.render(RenderArgs(pkl='/nonexistent/net.pkl'))
     assert bad.image is None and 'not found' in bad.error
-    assert 'noise mode' in r.render(RenderArgs(pkl=small_pickle, device='cpu', noise_mode='loud')).error
-    assert r.render(RenderArgs()).error is None
+
+
+def test_renderer_reports_bad_noise_mode_as_text(renderer, small_pickle):
+    assert 'noise mode' in renderer.render(RenderArgs(pkl=small_pickle, device='cpu', noise_mode='loud')).error
+
+
+def test_renderer_without_network_is_not_an_error(renderer):
+    assert renderer.render(RenderArgs()).error is None
 
 
 def test_layer_to_image_normalizes():
@@ -204,14 +227,9 @@ def test_training_command_and_process(tmp_path):
     assert 'stopped cleanly' in proc.lines
 
 
-def test_unconditional_network_disables_camera(tmp_path):
+def test_unconditional_network_disables_camera(tmp_path, tiny_generator):
     import pickle
-    import torch
-    import dnnlib
-    torch.manual_seed(0)
-    G = dnnlib.util.construct_class_by_name(class_name='training.networks_stylegan2.Generator', z_dim=16, c_dim=0,
-                                            w_dim=16, img_resolution=16, img_channels=3, channel_base=256,
-                                            channel_max=16, mapping_kwargs=dict(num_layers=1)).eval()
+    G = tiny_generator('stylegan2', res=16)
     path = tmp_path / 'sg2.pkl'
     with open(path, 'wb') as f:
         pickle.dump({'G_ema': G}, f)
@@ -235,14 +253,9 @@ def test_record_orbit_mp4(small_pickle, tmp_path):
     reader.close()
 
 
-def test_class_conditional_network(tmp_path):
+def test_class_conditional_network(tmp_path, tiny_generator):
     import pickle
-    import torch
-    import dnnlib
-    torch.manual_seed(0)
-    G = dnnlib.util.construct_class_by_name(class_name='training.networks_stylegan2.Generator', z_dim=16, c_dim=4,
-                                            w_dim=16, img_resolution=16, img_channels=3, channel_base=256,
-                                            channel_max=16, mapping_kwargs=dict(num_layers=1)).eval()
+    G = tiny_generator('stylegan2', res=16, c_dim=4)
     path = tmp_path / 'cond.pkl'
     with open(path, 'wb') as f:
         pickle.dump({'G_ema': G}, f)

@@ -68,7 +68,7 @@ def fake_invert(G, target, camera=None, num_steps=None, tune_steps=None, seed=0,
 
 
 def _fake_load_network(small_generator):
-    return lambda pkl, key, device: (small_generator, None, torch.device('cpu'))
+    return lambda pkl, key, device, trust_pickle=False: (small_generator, None, torch.device('cpu'))
 
 
 @pytest.fixture
@@ -148,6 +148,15 @@ def test_start_inversion_hands_the_network_file_and_options_to_the_library(small
     assert calls == [dict(G=small_pickle, target=photo_png, camera=None, num_steps=7, tune_steps=0, seed=3,
                           device=torch.device('cpu'), network_path=small_pickle)]
     assert job.progress.step == 3 and job.preview_version == 3 and job.messages == ['inversion loss: fake']
+
+
+def test_start_inversion_hands_a_trusted_pickle_over_as_a_module(small_pickle, photo_png):
+    calls = []
+    job = start_inversion(small_pickle, photo_png, device='cpu', trust_pickle=True,
+                          invert_fn=lambda *a, **k: fake_invert(*a, calls=calls, **k))
+    assert job.wait(30) and job.state == 'done', job.error
+    assert isinstance(calls[0]['G'], torch.nn.Module) and calls[0]['info'].img_resolution == 32
+    assert calls[0]['network_path'] == small_pickle
 
 
 def test_start_inversion_without_network_is_refused():

@@ -3,7 +3,7 @@
 A class decorated with `@persistent_class` pickles each instance together with the full source
 text of the module that defined it, so the pickle loads in a process where that module is not
 importable (or has changed since). The on-disk format is the one NVIDIA's StyleGAN2-ADA/StyleGAN3
-releases use (see shared/COMPAT.md): the object reduces to a call of
+releases use (see docs/compatibility.md): the object reduces to a call of
 `torch_utils.persistence._reconstruct_persistent_obj(meta)` with
 meta = {type: 'class', version: 6, module_src, class_name, state}.
 """

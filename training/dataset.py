@@ -18,6 +18,7 @@ import PIL.Image
 import torch
 
 import dnnlib
+from raycond.camera import camera_stats_from_labels, mirror_label, validate_label
 from raycond.synth.writer import training_size_problem
 
 try:
@@ -35,7 +36,6 @@ class DatasetError(ValueError):
 
 def _mirror_labels(labels):
     """Mirror (N, 25) camera labels through the world plane x = 0 via raycond.camera."""
-    from raycond.camera import mirror_label
     out = mirror_label(torch.as_tensor(labels, dtype=torch.float32))
     if isinstance(out, torch.Tensor):
         out = out.detach().cpu().numpy()
@@ -204,7 +204,6 @@ class Dataset(torch.utils.data.Dataset):
         """Statistics of the camera labels of all items (mirrored ones included), or None."""
         if self.file_label_kind != 'camera':
             return None
-        from raycond.camera import camera_stats_from_labels
         labels = self._get_file_labels()[self._raw_idx]
         if np.any(self._xflip):
             mirrored = _mirror_labels(self._get_file_labels())[self._raw_idx]
@@ -374,7 +373,6 @@ class ImageFolderDataset(Dataset):
         if not np.all(np.isfinite(arr)):
             bad = self._image_fnames[int(np.nonzero(~np.all(np.isfinite(arr), axis=1))[0][0])]
             raise DatasetError(f'{fname} in dataset {self._path}: label of {bad} has non-finite values')
-        from raycond.camera import validate_label
         try:
             validate_label(torch.from_numpy(arr))
         except ValueError as e:

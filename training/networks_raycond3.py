@@ -119,6 +119,9 @@ class SynthesisNetwork(sg3.SynthesisNetwork):
 
     def __init__(self, w_dim, img_resolution, img_channels, embedding='plucker', ray_torgb=False, **kwargs):
         nr2.check_embedding(embedding)
+        if 'ray_layers' in kwargs:
+            raise ValueError('ray_layers (rays in some blocks only) exists for raycond2 only; '
+                             'raycond3 feeds the rays to every layer: drop the option')
         self.embedding = embedding
         self.ray_torgb = bool(ray_torgb) and embedding != 'none'
         super().__init__(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels, **kwargs)
@@ -151,40 +154,17 @@ class SynthesisNetwork(sg3.SynthesisNetwork):
 
 
 @persistence.persistent_class
-class MappingNetwork(sg3.MappingNetwork):
-    """StyleGAN3 mapping network that accepts (and, with c_dim == 0, ignores) a camera label,
-    and reports a malformed one with a clear error when it does use it."""
-
-    def forward(self, z, c=None, truncation_psi=1, truncation_cutoff=None, update_emas=False):
-        if self.c_dim > 0:
-            c = nr2.camera_for_mapping(c, z, self.c_dim)
-        return super().forward(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
-                               update_emas=update_emas)
+class MappingNetwork(nr2.CameraMapping, sg3.MappingNetwork):
+    """StyleGAN3 mapping network that takes the camera label (see networks_raycond2.CameraMapping)."""
 
 # ----------------------------------------------------------------------------
 
 
 @persistence.persistent_class
 class Generator(nr2.Generator):
-    """Ray-conditioned StyleGAN3 generator: img = synthesis(mapping(z, c), c). Same arguments and
-    attributes as the raycond2 generator, built from the StyleGAN3 networks above; rays go to every
-    layer (no ray_layers option)."""
+    """Ray-conditioned StyleGAN3 generator: img = synthesis(mapping(z, c), c). The raycond2
+    generator's constructor and forward with the StyleGAN3 networks above; rays go to every layer
+    (`ray_layers` is refused)."""
 
     synthesis_class = SynthesisNetwork
     mapping_class = MappingNetwork
-
-    def __init__(self,
-        z_dim,                      # Latent z dimensionality.
-        c_dim,                      # Camera label dimensionality (25).
-        w_dim,                      # w dimensionality.
-        img_resolution,             # Output resolution.
-        img_channels,               # Number of output color channels.
-        mapping_kwargs={},          # Arguments for MappingNetwork.
-        embedding='plucker',        # Ray embedding: 'plucker', 'origin_dir', 'two_plane' or 'none'.
-        ray_torgb=False,            # Also feed the rays to the ToRGB layer?
-        camera_in_mapping=False,    # Feed the camera to the mapping network (pose-conditioned baseline)?
-        **synthesis_kwargs,         # Arguments for SynthesisNetwork (StyleGAN3's, e.g. conv_kernel).
-    ):
-        super().__init__(z_dim, c_dim, w_dim, img_resolution, img_channels, mapping_kwargs=mapping_kwargs,
-                         embedding=embedding, ray_torgb=ray_torgb, camera_in_mapping=camera_in_mapping,
-                         **synthesis_kwargs)

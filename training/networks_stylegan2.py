@@ -28,8 +28,9 @@ from torch_utils.ops import upfirdn2d
 CPU_CHANNELS_LAST = True
 
 
-def _block_format(use_fp16, channels_last, force_fp32, device):
-    """(dtype, memory_format) for a block: fp16 only on CUDA, channels-last on the CPU."""
+def block_format(use_fp16, channels_last, force_fp32, device):
+    """(dtype, memory_format) for a block: fp16 only on CUDA, channels-last on the CPU. Public
+    because subclasses that prepare inputs for a block (the ray embeddings) must match it."""
     if device.type != 'cuda':
         force_fp32 = True
     dtype = torch.float16 if use_fp16 and not force_fp32 else torch.float32
@@ -40,6 +41,11 @@ def _block_format(use_fp16, channels_last, force_fp32, device):
     else:
         memory_format = torch.contiguous_format
     return dtype, memory_format
+
+
+# The name before it became public: the embedded source of raycond2 pickles written before then
+# calls it (see docs/compatibility.md).
+_block_format = block_format
 
 # ----------------------------------------------------------------------------
 
@@ -501,7 +507,7 @@ class SynthesisBlock(torch.nn.Module):
         _ = update_emas  # unused
         misc.assert_shape(ws, [None, self.num_conv + self.num_torgb, self.w_dim])
         w_iter = iter(ws.unbind(dim=1))
-        dtype, memory_format = _block_format(self.use_fp16, self.channels_last, force_fp32, ws.device)
+        dtype, memory_format = block_format(self.use_fp16, self.channels_last, force_fp32, ws.device)
         if fused_modconv is None:
             fused_modconv = self.fused_modconv_default
         if fused_modconv == 'inference_only':
@@ -590,7 +596,7 @@ class SynthesisNetwork(torch.nn.Module):
     def _make_block(self, in_channels, out_channels, **kwargs):
         return SynthesisBlock(in_channels, out_channels, **kwargs)
 
-    def _split_ws(self, ws):
+    def split_ws(self, ws):
         """Per-block views of ws (consecutive blocks share the ToRGB/conv0 w)."""
         with torch.autograd.profiler.record_function('split_ws'):
             misc.assert_shape(ws, [None, self.num_ws, self.w_dim])
@@ -603,10 +609,17 @@ class SynthesisNetwork(torch.nn.Module):
                 w_idx += block.num_conv
         return block_ws
 
+    # The name before it became public, called by the embedded source of older raycond2 pickles.
+    _split_ws = split_ws
+
+    def _run_block(self, block, x, img, ws, block_kwargs):
+        """Hook: call one block (subclasses choose the keyword arguments each block takes)."""
+        return block(x, img, ws, **block_kwargs)
+
     def forward(self, ws, **block_kwargs):
         x = img = None
-        for res, cur_ws in zip(self.block_resolutions, self._split_ws(ws)):
-            x, img = getattr(self, f'b{res}')(x, img, cur_ws, **block_kwargs)
+        for res, cur_ws in zip(self.block_resolutions, self.split_ws(ws)):
+            x, img = self._run_block(getattr(self, f'b{res}'), x, img, cur_ws, block_kwargs)
         return img
 
     def extra_repr(self):
@@ -620,7 +633,13 @@ class SynthesisNetwork(torch.nn.Module):
 
 @persistence.persistent_class
 class Generator(torch.nn.Module):
-    """StyleGAN2 generator: G(z, c) = synthesis(mapping(z, c))."""
+    """StyleGAN2 generator: G(z, c) = synthesis(mapping(z, c)).
+
+    Subclasses (StyleGAN3, the ray-conditioned generators) reuse this constructor and forward and
+    change only the hooks: the two network classes, `mapping_c_dim` and `synthesize`."""
+
+    synthesis_class = SynthesisNetwork
+    mapping_class = MappingNetwork
 
     def __init__(self,
         z_dim,                      # Latent z dimensionality.
@@ -637,15 +656,27 @@ class Generator(torch.nn.Module):
         self.w_dim = w_dim
         self.img_resolution = img_resolution
         self.img_channels = img_channels
-        self.synthesis = SynthesisNetwork(w_dim=w_dim, img_resolution=img_resolution,
-                                          img_channels=img_channels, **synthesis_kwargs)
+        self.synthesis = self.synthesis_class(w_dim=w_dim, img_resolution=img_resolution,
+                                              img_channels=img_channels, **synthesis_kwargs)
         self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=self.num_ws, **mapping_kwargs)
+        self.mapping = self.mapping_class(z_dim=z_dim, c_dim=self.mapping_c_dim, w_dim=w_dim, num_ws=self.num_ws,
+                                          **mapping_kwargs)
+
+    @property
+    def mapping_c_dim(self):
+        """How many label values the mapping network embeds: all of c here."""
+        return self.c_dim
+
+    def synthesize(self, ws, c, **synthesis_kwargs):
+        """The image for ws. StyleGAN2's synthesis does not see the label; subclasses whose
+        synthesis does (rays of the camera) pass c on."""
+        _ = c  # unused
+        return self.synthesis(ws, **synthesis_kwargs)
 
     def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, update_emas=False, **synthesis_kwargs):
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
                           update_emas=update_emas)
-        return self.synthesis(ws, update_emas=update_emas, **synthesis_kwargs)
+        return self.synthesize(ws, c, update_emas=update_emas, **synthesis_kwargs)
 
 # ----------------------------------------------------------------------------
 
@@ -705,7 +736,7 @@ class DiscriminatorBlock(torch.nn.Module):
 
     def forward(self, x, img, force_fp32=False):
         device = (x if x is not None else img).device
-        dtype, memory_format = _block_format(self.use_fp16, self.channels_last, force_fp32, device)
+        dtype, memory_format = block_format(self.use_fp16, self.channels_last, force_fp32, device)
 
         if x is not None:
             misc.assert_shape(x, [None, self.in_channels, self.resolution, self.resolution])

@@ -3,7 +3,7 @@
 Pickles from the official release execute their own network source, which imports
 ``training.plucker`` and calls ``plucker_embedding(H, W, intrinsics, c2w)`` (and, for raycond3,
 ``two_plane_embedding`` / ``origin_dir_embedding``). Their weights were trained with two quirks
-that must be reproduced here (see COMPAT.md), while ``raycond.rays`` stays geometrically correct:
+that must be reproduced here (see docs/compatibility.md), while ``raycond.rays`` stays geometrically correct:
 
 - pixel coordinates are raw indices + 0.5 although K is normalized, so the optical axis falls
   at pixel 0 instead of the image centre;

@@ -1,7 +1,7 @@
 """Camera widget: orbit by dragging the image, zoom by scrolling, sliders for yaw/pitch/FOV/radius,
 look-at presets, reset, auto-orbit, and slider ranges taken from the training poses.
 
-Angles are true degrees (DESIGN.md orbit convention). FOV is the true pinhole FOV; EG3D's nominal
+Angles are true degrees (the orbit convention of docs/conventions.md). FOV is the true pinhole FOV; EG3D's nominal
 value is shown beside it. Outside the training pose range the camera still works but is marked
 "extrapolating". All state logic works without a window.
 """

@@ -130,11 +130,11 @@ class PhotoJob:
 # functions unless a test passes stand-ins.
 
 
-def _load_network(pkl, key, device):
+def _load_network(pkl, key, device, trust_pickle=False):
     from raycond import generate as gen
     from raycond import loading
     dev = gen.resolve_device(device)
-    G, info = loading.load_network_and_info(pkl, key=key, device=dev)
+    G, info = loading.load_network_and_info(pkl, key=key, device=dev, trust_pickle=trust_pickle)
     return G, info, dev
 
 
@@ -158,10 +158,12 @@ def _use_threads(num_threads):
         threads.set_num_threads(num_threads)
 
 
-def start_inversion(pkl, target, *, device='auto', camera=None, num_steps=None, tune_steps=None, seed=0,
-                    loss='auto', num_threads=0, invert_fn=None) -> PhotoJob:
+def start_inversion(pkl, target, *, key='G_ema', device='auto', camera=None, num_steps=None, tune_steps=None, seed=0,
+                    loss='auto', num_threads=0, trust_pickle=False, invert_fn=None) -> PhotoJob:
     """Invert `target` (a path or an HxWx3 uint8 image) into the network file `pkl`; the job's
-    result is the library's `Inversion`. num_threads: torch CPU threads (0 = as they are)."""
+    result is the library's `Inversion`. num_threads: torch CPU threads (0 = as they are).
+    trust_pickle: the user agreed to run this file's code (the Network section asked); the library
+    opens files safely only, so such a network is loaded here and handed over as a module."""
     if pkl is None:
         raise ValueError('load a network before inverting a photo')
 
@@ -169,16 +171,21 @@ def start_inversion(pkl, target, *, device='auto', camera=None, num_steps=None, 
         from raycond import generate as gen
         _use_threads(num_threads)
         job.report(0, 0, 'loading network')
+        G, more = pkl, {}
+        if trust_pickle:
+            G, info, _dev = _load_network(pkl, key, 'cpu', trust_pickle=True)
+            more = dict(info=info)
         invert = invert_fn
         if invert is None:
             from raycond import inversion
             invert = inversion.invert
-        return invert(pkl, target, camera=camera, num_steps=num_steps, tune_steps=tune_steps, seed=seed, loss=loss,
-                      device=gen.resolve_device(device), progress=job.report, network_path=pkl, log=job.log)
+        return invert(G, target, camera=camera, num_steps=num_steps, tune_steps=tune_steps, seed=seed, loss=loss,
+                      device=gen.resolve_device(device), progress=job.report, network_path=pkl, log=job.log, **more)
     return PhotoJob(work, name='viz-invert')
 
 
-def start_load(path, pkl, key, *, device='auto', num_threads=0, load_fn=None, load_network_fn=None) -> PhotoJob:
+def start_load(path, pkl, key, *, device='auto', num_threads=0, trust_pickle=False, load_fn=None,
+               load_network_fn=None) -> PhotoJob:
     """Read a saved inversion (`inversion.pt`) onto the network `pkl`."""
     if pkl is None:
         raise ValueError('load the network the inversion was made with before loading it')
@@ -186,7 +193,7 @@ def start_load(path, pkl, key, *, device='auto', num_threads=0, load_fn=None, lo
     def work(job):
         _use_threads(num_threads)
         job.report(0, 1, 'loading')
-        G, _info, dev = (load_network_fn or _load_network)(pkl, key, device)
+        G, _info, dev = (load_network_fn or _load_network)(pkl, key, device, trust_pickle=trust_pickle)
         load = load_fn
         if load is None:
             from raycond import inversion

@@ -19,7 +19,6 @@ class LayerWidget:
         self.channel = 0
         self.rgb = False
         self.layers = []          # [(name, (C, H, W))] from the latest result
-        self._texture = None
 
     def on_result(self, result):
         if result is not None and result.layers:

@@ -134,8 +134,9 @@ class PhotoWidget:
                                        lookat=args.lookat)
         steps = dict(num_steps=None, tune_steps=None) if self.default_steps else \
             dict(num_steps=int(self.num_steps), tune_steps=int(self.tune_steps))
-        job = start_inversion(args.pkl, self.photo_path, device=args.device, camera=camera, seed=int(self.seed),
-                              num_threads=args.num_threads, invert_fn=invert_fn, **steps)
+        job = start_inversion(args.pkl, self.photo_path, key=args.key, device=args.device, camera=camera,
+                              seed=int(self.seed), num_threads=args.num_threads, trust_pickle=args.trust_pickle,
+                              invert_fn=invert_fn, **steps)
         self._start('invert', job, args.pkl, os.path.basename(self.photo_path))
 
     def load_inversion(self, path, args, *, load_fn=None, load_network_fn=None):
@@ -148,7 +149,8 @@ class PhotoWidget:
         if not os.path.isfile(path):
             raise FileNotFoundError(f'inversion file not found: {path}')
         self._start('load', start_load(path, args.pkl, args.key, device=args.device, num_threads=args.num_threads,
-                                       load_fn=load_fn, load_network_fn=load_network_fn),
+                                       trust_pickle=args.trust_pickle, load_fn=load_fn,
+                                       load_network_fn=load_network_fn),
                     args.pkl, os.path.basename(path))
 
     def save_inversion(self, path=None):
@@ -199,16 +201,16 @@ class PhotoWidget:
         self.show_photo = True
         self.view = 'render'
         meta = getattr(result, 'meta', None) or {}
-        what = 'inverted' if from_photo else 'loaded'
+        what = f'inverted {name}' if from_photo else f'loaded {name}'
         if 'seconds' in meta and from_photo:
             what += f' in {meta["seconds"]:.0f} s'
         if not meta.get('has_camera', self.source.camera.shape[1] == 25):
-            self.message = f'{what} {name} (this network has no camera: only the latent was inverted)'
+            self.message = f'{what} (this network has no camera: only the latent was inverted)'
             return
         self.reset_camera()
         c = self.camera
         how = 'estimated' if meta.get('camera_estimated', True) else 'given'
-        self.message = f'{what} {name}: {how} camera yaw {c.yaw:+.1f}, pitch {c.pitch:+.1f}, FOV {c.fov:.2f} deg'
+        self.message = f'{what}: {how} camera yaw {c.yaw:+.1f}, pitch {c.pitch:+.1f}, FOV {c.fov:.2f} deg'
 
     def update_args(self, d):
         """Show the photo while it is selected and its network is the current one."""

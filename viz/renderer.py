@@ -93,9 +93,9 @@ class RenderArgs:
     layer_rgb: bool = False            # show channels [c, c+1, c+2] as RGB instead of one channel
     class_idx: int = 0                 # class of class-conditional networks without a camera (one-hot c)
     num_threads: int = 0               # CPU threads for torch on the render thread (0 = leave as is)
+    trust_pickle: bool = False         # the user agreed to run code from this network file
     photo: Any = None                  # PhotoSource: render its tuned G and pivot ws instead of seeds
     photo_view: str = 'render'         # with a photo: 'render' (at this camera), 'target', 'difference'
-    trust_pickle: bool = False         # the user agreed to run code from this network file
 
     def replace(self, **kwargs) -> 'RenderArgs':
         return dataclasses.replace(self, **kwargs)
