@@ -132,6 +132,17 @@ HOSTILE = ('hostile_system', 'hostile_eval', 'hostile_source')
 GOOD = ('net32', 'net64')
 
 
+def malloc_trim():
+    """Hand the C allocator's free pages back to the system (glibc only; elsewhere a no-op), to tell
+    memory still in use from memory merely kept by the allocator."""
+    import ctypes
+    import ctypes.util
+    try:
+        ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6').malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def rss_mb() -> float:
     """Resident memory of this process in MB (from /proc; 0 where it is unavailable)."""
     try:
@@ -608,7 +619,7 @@ class Soak:
 
 
 def soak_report(soak, *, rss_warm, rss_end, seconds, events, frames, renders, cpu_seconds=None,
-                gui_cpu_seconds=None, rss_trace=()) -> str:
+                gui_cpu_seconds=None, rss_trace=(), rss_trimmed=None) -> str:
     """The figures of one soak as text (what docs/reliability.md records)."""
     lines = [f'events: {events} in {seconds:.1f} s ({events / max(seconds, 1e-9):.0f} events/s), '
              f'{frames} frames, {renders} renders'
@@ -616,6 +627,8 @@ def soak_report(soak, *, rss_warm, rss_end, seconds, events, frames, renders, cp
              + (f' (GUI thread {gui_cpu_seconds:.1f} s)' if gui_cpu_seconds is not None else ''),
              f'RSS after warm-up {rss_warm:.1f} MB, after soak {rss_end:.1f} MB '
              f'(difference {rss_end - rss_warm:+.1f} MB)',
+             ('RSS after malloc_trim(0): after warm-up {:.1f} MB, after soak {:.1f} MB'.format(*rss_trimmed)
+              if rss_trimmed else ''),
              'RSS during the soak (events: MB): ' + ', '.join(f'{n}: {m:.0f}' for n, m in rss_trace),
              'events per kind: ' + ', '.join(f'{k} {v}' for k, v in sorted(soak.counts.items())),
              'trust questions answered: ' + ', '.join(f'{k} {v}' for k, v in sorted(soak.dialogs.items())),
@@ -643,6 +656,8 @@ def soak_visualizer(app, files, *, events, warmup=400, seed=0, events_per_frame=
     soak.finish()
     gc.collect()
     rss_warm = rss_mb()
+    malloc_trim()
+    rss_warm_trimmed = rss_mb()
     warm_counts = collections.Counter(soak.counts)
     frames0, renders0 = soak.frames, app.renderer.num_rendered
     t0, cpu0, gui0 = time.perf_counter(), time.process_time(), time.thread_time()
@@ -657,10 +672,12 @@ def soak_visualizer(app, files, *, events, warmup=400, seed=0, events_per_frame=
     seconds, cpu, gui = time.perf_counter() - t0, time.process_time() - cpu0, time.thread_time() - gui0
     gc.collect()
     rss_end = rss_mb()
+    malloc_trim()
+    rss_end_trimmed = rss_mb()
     soak.counts = soak.counts - warm_counts      # report the soak's own events
     figures = dict(rss_warm=rss_warm, rss_end=rss_end, seconds=seconds, events=events, cpu_seconds=cpu,
                    gui_cpu_seconds=gui, frames=soak.frames - frames0, renders=app.renderer.num_rendered - renders0,
-                   rss_trace=trace)
+                   rss_trace=trace, rss_trimmed=(rss_warm_trimmed, rss_end_trimmed))
     return soak, figures
 
 
