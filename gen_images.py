@@ -32,6 +32,9 @@ def resolve_network_arg(network: str | None) -> str:
                            f"{os.path.relpath(DEFAULT_CHECKPOINT)})")
 
 
+FP32_HELP = "Run every layer in float32. Default: on CUDA the network's fp16 layers run in fp16 (faster); CPU and MPS always use float32."
+
+
 def _fmt_angle(x: float) -> str:
     return f"{x:g}".replace("-", "m") if x < 0 else f"{x:g}"
 
@@ -53,8 +56,10 @@ def _fmt_angle(x: float) -> str:
 @click.option("--grid", is_flag=True, help="Also write grid.png: rows are seeds, columns are views.")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
 @click.option("--batch", "batch_size", type=int, default=8, show_default=True, help="Images per forward pass.")
+@click.option("--fp32", is_flag=True, help=FP32_HELP)
 @click.option("--threads", "num_threads", type=click.IntRange(min=0), default=0, show_default=True, help=threads.THREADS_HELP)
 @click.option("--trust-pickle", is_flag=True, help="Load network pickles that carry code this project does not recognise (runs that code; only for files you trust).")
+@click.option("--projected", default=None, metavar="FILE", help="Render an inverted photo (projector.py's inversion.pt) at the views instead of seeds.")
 @click.option("--verbose", is_flag=True, help="Show full tracebacks on errors.")
 def main(**kwargs):
     """Generate images (seeds × camera views) with a pretrained network."""
@@ -71,7 +76,7 @@ def main(**kwargs):
 
 
 def generate(network, seeds, truncation_psi, truncation_cutoff, noise_mode, outdir, yaw, pitch, fov, radius,
-             lookat, preset, class_idx, grid, device, batch_size, trust_pickle=False):
+             lookat, preset, class_idx, grid, device, batch_size, trust_pickle=False, fp32=False, projected=None):
     import numpy as np
     import PIL.Image
     import torch
@@ -100,10 +105,14 @@ def generate(network, seeds, truncation_psi, truncation_cutoff, noise_mode, outd
         raise ValueError(f"--fov must be between 0 and 180 degrees, got {fov}")
 
     dev = gen.resolve_device(device)
+    if projected and not network:
+        from raycond.inversion import network_of
+        network = network_of(projected)
     network = resolve_network_arg(network)
     print(f'Loading network from "{network}"...')
     G, info = load_network_and_info(network, device=dev, trust_pickle=trust_pickle)
     print(f"  {info.summary()}")
+    force_fp32 = gen.force_fp32_for(dev, fp32)
 
     if info.camera:
         cams = [gen.c_for_network(info, y, p, fov, radius, lookat_vec, device=dev) for y, p in zip(yaws, pitches)]
@@ -115,27 +124,34 @@ def generate(network, seeds, truncation_psi, truncation_cutoff, noise_mode, outd
         if info.c_dim:
             if class_idx is None:
                 raise ValueError(f"this network is class-conditional ({info.c_dim} classes): give --class")
-            if not 0 <= class_idx < info.c_dim:
-                raise ValueError(f"--class must be in 0..{info.c_dim - 1}, got {class_idx}")
-            c[:, class_idx] = 1
+            c = gen.class_label(info.c_dim, class_idx, dev)
         elif class_idx is not None:
             print("  warning: --class ignored (network is unconditional)")
         cams = [c]
 
     os.makedirs(outdir, exist_ok=True)
     rows = []
-    bar = tqdm(total=len(seed_list) * n_views, unit="img", disable=len(seed_list) * n_views < 4)
+    if projected:  # the inverted photo (inversion.pt) at every view, in place of seeds
+        from raycond import inversion
+        res = inversion.load(projected, G=G, device=dev)
+        seed_list, rows = [0], [gen.to_uint8(res.render(c)).cpu().numpy() for c in cams]
+        for view, img in enumerate(rows):
+            name = "proj.png" if n_views == 1 else f"proj-yaw{_fmt_angle(yaws[view])}-pitch{_fmt_angle(pitches[view])}.png"
+            PIL.Image.fromarray(img[0].squeeze(-1) if img.shape[-1] == 1 else img[0]).save(os.path.join(outdir, name))
+        cams = []
+    bar = None if projected else tqdm(total=len(seed_list) * n_views, unit="img", disable=len(seed_list) * n_views < 4)
     for view, c in enumerate(cams):
         imgs = gen.generate_images(G, seed_list, c, truncation_psi=truncation_psi,
                                    truncation_cutoff=truncation_cutoff, noise_mode=noise_mode,
-                                   batch_size=batch_size, device=dev)
+                                   batch_size=batch_size, device=dev, force_fp32=force_fp32)
         for seed, img in zip(seed_list, imgs):
             name = f"seed{seed:04d}.png" if n_views == 1 else \
                 f"seed{seed:04d}-yaw{_fmt_angle(yaws[view])}-pitch{_fmt_angle(pitches[view])}.png"
             PIL.Image.fromarray(img.squeeze(-1) if img.shape[-1] == 1 else img).save(os.path.join(outdir, name))
         rows.append(imgs)
         bar.update(len(seed_list))
-    bar.close()
+    if bar is not None:
+        bar.close()
     if grid:
         stacked = np.stack(rows, axis=1).reshape(-1, *rows[0].shape[1:])  # seed-major
         g = gen.make_grid(stacked, len(seed_list), n_views)

@@ -17,7 +17,7 @@ from raycond import threads
 
 threads.prepare()  # before torch loads: OpenMP reads its wait policy once (raycond/threads.py)
 
-from gen_images import resolve_network_arg  # noqa: E402
+from gen_images import FP32_HELP, resolve_network_arg  # noqa: E402
 
 
 def _parse_grid(s: str) -> tuple[int, int]:
@@ -98,8 +98,10 @@ def write_video(frames, path: str, fps: int) -> None:
 @click.option("--fps", type=int, default=30, show_default=True, help="Frames per second.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--batch", "batch_size", type=int, default=16, show_default=True, help="Grid cells rendered per forward pass.")
+@click.option("--fp32", is_flag=True, help=FP32_HELP)
 @click.option("--threads", "num_threads", type=click.IntRange(min=0), default=0, show_default=True, help=threads.THREADS_HELP)
 @click.option("--trust-pickle", is_flag=True, help="Load network pickles that carry code this project does not recognise (runs that code; only for files you trust).")
+@click.option("--projected", default=None, metavar="FILE", help="Orbit an inverted photo (projector.py's inversion.pt) instead of seeds.")
 @click.option("--verbose", is_flag=True, help="Full tracebacks on errors.")
 def main(verbose, num_threads, **kwargs):
     """Render an orbit video of generated identities (MP4 or GIF)."""
@@ -115,7 +117,8 @@ def main(verbose, num_threads, **kwargs):
 
 
 def make_video(network, seeds, grid, truncation_psi, truncation_cutoff, num_keyframes, w_frames, orbit, yaw_range,
-               pitch_range, fov, noise_mode, output, fps, device, batch_size, trust_pickle=False):
+               pitch_range, fov, noise_mode, output, fps, device, batch_size, trust_pickle=False, fp32=False,
+               projected=None):
     import numpy as np
     import torch
     from tqdm import tqdm
@@ -131,6 +134,8 @@ def make_video(network, seeds, grid, truncation_psi, truncation_cutoff, num_keyf
     if ext not in (".gif", ".mp4", ".mkv", ".mov", ".webm"):
         raise ValueError(f"--output must end in .mp4 or .gif, got {output!r}")
     seed_list = gen.parse_int_list(seeds)
+    if projected:  # one cell, one keyframe: the inverted photo while the camera orbits
+        rows = cols = num_keyframes = 1
     cells = rows * cols
     if num_keyframes is None:
         num_keyframes = max(1, len(seed_list) // cells)
@@ -140,10 +145,14 @@ def make_video(network, seeds, grid, truncation_psi, truncation_cutoff, num_keyf
     seed_list = [seed_list[i % len(seed_list)] for i in range(needed)]
 
     dev = gen.resolve_device(device)
+    if projected and not network:
+        from raycond.inversion import network_of
+        network = network_of(projected)
     network = resolve_network_arg(network)
     print(f'Loading network from "{network}"...')
     G, info = load_network_and_info(network, device=dev, trust_pickle=trust_pickle)
     print(f"  {info.summary()}")
+    force_fp32 = gen.force_fp32_for(dev, fp32)
     stats = info.camera_stats or {}
     yaw_lo_hi = _parse_range(yaw_range, "--yaw-range") if yaw_range else tuple(stats.get("yaw_range_deg", (-30, 30)))
     pitch_lo_hi = _parse_range(pitch_range, "--pitch-range") if pitch_range else tuple(stats.get("pitch_range_deg", (-10, 10)))
@@ -152,6 +161,9 @@ def make_video(network, seeds, grid, truncation_psi, truncation_cutoff, num_keyf
     if not info.camera:
         print("  this network has no camera input: the video interpolates latents only")
 
+    if projected:
+        from raycond import inversion
+        render = inversion.load(projected, G=G, device=dev).render
     with torch.inference_mode():
         z = gen.seeds_to_z(seed_list, G.z_dim, dev)
         c0 = gen.c_for_network(info, 0.0, 0.0, fov, batch=z.shape[0], device=dev)
@@ -167,7 +179,9 @@ def make_video(network, seeds, grid, truncation_psi, truncation_cutoff, num_keyf
         with torch.inference_mode():
             for s in range(0, cells, batch_size):
                 wsf = torch.from_numpy(ws_frames[i, s:s + batch_size]).to(dev, torch.float32)
-                img = gen.synthesize(G, wsf, c if info.synthesis_takes_c else None, noise_mode=noise_mode)
+                img = render(c) if projected else \
+                    gen.synthesize(G, wsf, c if info.synthesis_takes_c else None, noise_mode=noise_mode,
+                                   force_fp32=force_fp32)
                 imgs.append(gen.to_uint8(img).cpu().numpy())
         imgs = np.concatenate(imgs)
         frame = gen.make_grid(imgs, rows, cols)

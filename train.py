@@ -53,6 +53,7 @@ import torch  # noqa: E402
 
 import dnnlib
 from metrics import metric_main
+from raycond import loading
 from raycond import rundir
 from training import training_loop as tl
 from training.augment import AUGPIPE_SPECS, default_augpipe
@@ -307,7 +308,7 @@ def parse_ray_layers(s, resolution):
 
 def _resume_snapshot_info(resume_pkl, trust_pickle=False):
     """(img_resolution, kimg of progress or None) of a resume snapshot."""
-    snap = tl._load_snapshot(resume_pkl, trust_pickle)
+    snap = loading.load_snapshot(resume_pkl, trust_pickle=trust_pickle)
     G = snap.get('G_ema', snap.get('G'))
     if G is None:
         raise ValueError(f'--resume={resume_pkl}: the snapshot has no generator (G_ema or G)')

@@ -50,6 +50,9 @@ def _default_pkls(pkls):
 @click.option('--yaw', type=float, default=None, help='Initial yaw in degrees (default: 0, frontal).')
 @click.option('--pitch', type=float, default=None, help='Initial pitch in degrees (default: 0).')
 @click.option('--fov', type=float, default=None, help='Initial true FOV in degrees (default: from the snapshot).')
+@click.option('--fp32', is_flag=True, default=False,
+              help='Render every layer in float32 (the Performance section\'s "Force fp32" starts on). Default: '
+                   'fp16 layers on CUDA; CPU and MPS always use float32.')
 @click.option('--width', type=int, default=1280, show_default=True, help='Window width in pixels.')
 @click.option('--height', type=int, default=800, show_default=True, help='Window height in pixels.')
 @click.option('--threads', 'num_threads', type=click.IntRange(min=0), default=0, show_default=True,
@@ -58,12 +61,12 @@ def _default_pkls(pkls):
               help='Load network pickles that carry code this project does not recognise without asking (runs that '
               'code; only for files you trust).')
 @click.option('--verbose', is_flag=True, default=False, help='Show full tracebacks on errors.')
-def main(pkls, browse_dir, capture_dir, device, headless, capture_file, seed, trunc_psi, yaw, pitch, fov, width,
+def main(pkls, browse_dir, capture_dir, device, headless, capture_file, seed, trunc_psi, yaw, pitch, fov, fp32, width,
          height, num_threads, verbose, trust_pickle):
     try:
         threads.apply(num_threads)
         _run(pkls, browse_dir, capture_dir, device, headless, capture_file, seed, trunc_psi, yaw, pitch, fov, width,
-             height, trust_pickle)
+             height, trust_pickle, fp32)
     except click.ClickException:
         raise
     except (ValueError, FileNotFoundError, RuntimeError, OSError) as e:
@@ -73,7 +76,7 @@ def main(pkls, browse_dir, capture_dir, device, headless, capture_file, seed, tr
 
 
 def _run(pkls, browse_dir, capture_dir, device, headless, capture_file, seed, trunc_psi, yaw, pitch, fov, width,
-         height, trust_pickle=False):
+         height, trust_pickle=False, fp32=False):
     import gui_utils  # configures GLFW/PyOpenGL platforms before they are imported
     if headless:
         if not capture_file:
@@ -83,7 +86,7 @@ def _run(pkls, browse_dir, capture_dir, device, headless, capture_file, seed, tr
             raise click.ClickException('--headless: no network to render (give a PKL path)')
         from viz.headless import capture_png
         res = capture_png(pkls[0], capture_file, device=device, seed=seed, trunc_psi=trunc_psi, yaw=yaw, pitch=pitch,
-                          fov=fov, trust_pickle=trust_pickle)
+                          fov=fov, trust_pickle=trust_pickle, fp32=fp32)
         h, w = res.image.shape[:2]
         click.echo(f'Wrote {capture_file} ({w}x{h}, rendered on {res.device} in {1000 * res.timings["total"]:.0f} ms)')
         return
@@ -96,7 +99,7 @@ def _run(pkls, browse_dir, capture_dir, device, headless, capture_file, seed, tr
     from viz.app import Visualizer
     try:
         viz = Visualizer(pkls, browse_dir=browse_dir, capture_dir=capture_dir, device=device, seed=seed,
-                         trunc_psi=trunc_psi, yaw=yaw, pitch=pitch, fov=fov, width=width, height=height)
+                         trunc_psi=trunc_psi, yaw=yaw, pitch=pitch, fov=fov, width=width, height=height, fp32=fp32)
     except WindowError as e:
         raise click.ClickException(f'{e}. {gui_utils.NO_DISPLAY_MESSAGE}')
     viz.network.trust.trust_all = trust_pickle

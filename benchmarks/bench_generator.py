@@ -1,10 +1,18 @@
 """Generator speed benchmark: times mapping and synthesis separately for a randomly initialized
-StyleGAN2 or ray-conditioned (raycond2) generator and prints ms/image, images/s and peak memory.
+generator (--cfg stylegan2, raycond2 or raycond3-t, the names train.py uses) and prints ms/image,
+images/s and peak memory; with or without the custom kernels (RAYCOND_OPS=cuda / ref).
 
-Example (the configuration recorded in docs/performance.md):
+Examples:
     python benchmarks/bench_generator.py --cfg raycond2 --res 256 --cbase 16384 --cmax 512 --batch 1
+    python benchmarks/bench_generator.py --cfg raycond3-t --device cuda --compare-kernels
+    python benchmarks/bench_generator.py --sweep --device cuda        # the table in docs/performance.md
+    python benchmarks/bench_generator.py --sweep --device cpu --res 64 --cbase 512 --cmax 32 --iters 2
+
+fp16: like gen_images.py, the networks' fp16 layers run in fp16 on CUDA unless --fp32
+(raycond.generate.force_fp32_for); the CPU is always float32.
 """
 
+import contextlib
 import os
 import resource
 import statistics
@@ -20,11 +28,18 @@ threads.prepare()  # before torch loads: the project's thread policy (raycond/th
 
 import torch  # noqa: E402
 
+from raycond.generate import force_fp32_for, parse_int_list  # noqa: E402
 from training import networks_stylegan2  # noqa: E402
+
+CFGS = ('stylegan2', 'raycond2', 'raycond3-t')
+CAMERA_CFGS = ('raycond2', 'raycond3-t')
+KERNEL_MODES = {True: 'cuda', False: 'ref'}    # --kernels / --no-kernels -> RAYCOND_OPS
 
 
 def build_generator(cfg, res, cbase, cmax, fp16, device):
-    """Random generator of the given config ('stylegan2' or 'raycond2'), eval mode, no grads."""
+    """Random generator of `cfg` (train.py's name and mapping depth: 8 layers for StyleGAN2-based
+    configs, 2 for StyleGAN3-based ones), fp16 layers + conv clamp 256 as train.py sets them;
+    eval mode, no grads."""
     common = dict(z_dim=512, w_dim=512, img_resolution=res, img_channels=3, channel_base=cbase,
                   channel_max=cmax, num_fp16_res=4 if fp16 else 0, conv_clamp=256)
     if cfg == 'stylegan2':
@@ -32,14 +47,35 @@ def build_generator(cfg, res, cbase, cmax, fp16, device):
     elif cfg == 'raycond2':
         from training import networks_raycond2
         G = networks_raycond2.Generator(c_dim=25, embedding='plucker', **common)
+    elif cfg == 'raycond3-t':
+        from training import networks_raycond3
+        G = networks_raycond3.Generator(c_dim=25, embedding='plucker', mapping_kwargs=dict(num_layers=2), **common)
     else:
-        raise click.ClickException(f"--cfg must be 'stylegan2' or 'raycond2', got {cfg!r}")
+        raise ValueError(f"--cfg must be one of {', '.join(CFGS)}, got {cfg!r}")
     return G.eval().requires_grad_(False).to(device)
+
+
+@contextlib.contextmanager
+def ops_env(kernels):
+    """RAYCOND_OPS=cuda (kernels required on CUDA tensors) or ref for the block; None leaves it as is.
+    The ops read the variable on every call, so one process can time both."""
+    if kernels is None:
+        yield
+        return
+    old = os.environ.get('RAYCOND_OPS')
+    os.environ['RAYCOND_OPS'] = KERNEL_MODES[bool(kernels)]
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop('RAYCOND_OPS', None)
+        else:
+            os.environ['RAYCOND_OPS'] = old
 
 
 def make_inputs(G, cfg, batch, device):
     z = torch.randn([batch, G.z_dim], generator=torch.Generator().manual_seed(0)).to(device)
-    if cfg == 'raycond2':
+    if cfg in CAMERA_CFGS:
         from raycond.camera import camera_label
         c = torch.as_tensor(camera_label(20.0, -5.0), dtype=torch.float32).reshape(1, 25).repeat(batch, 1).to(device)
     else:
@@ -72,14 +108,27 @@ def _sync(device):
 
 
 def run_benchmark(cfg='raycond2', res=256, cbase=16384, cmax=512, batch=1, device='cpu', iters=10,
-                  warmup=3, compile=False, fp16=False, channels_last=True, profile=0):
-    """Time G.mapping and G.synthesis; return a dict of results (milliseconds are per call)."""
+                  warmup=3, compile=False, fp16=False, channels_last=True, profile=0, kernels=None, G=None):
+    """Time G.mapping and G.synthesis; return a dict of results (milliseconds are per call).
+    `kernels`: True/False sets RAYCOND_OPS=cuda/ref while timing, None keeps the environment's.
+    `G`: a generator from build_generator to reuse (sweeps time one network at several batches)."""
     device = torch.device(device)
     networks_stylegan2.CPU_CHANNELS_LAST = channels_last
-    G = build_generator(cfg, res, cbase, cmax, fp16, device)
+    if G is None:
+        G = build_generator(cfg, res, cbase, cmax, fp16, device)
     z, c = make_inputs(G, cfg, batch, device)
     force_fp32 = not fp16
-    takes_c = cfg == 'raycond2'
+    takes_c = cfg in CAMERA_CFGS
+    with ops_env(kernels):
+        r = _time_generator(G, z, c, takes_c, force_fp32, device, iters, warmup, compile, profile)
+    r.update(cfg=cfg, res=res, cbase=cbase, cmax=cmax, batch=batch, device=str(device), compile=compile, fp16=fp16,
+             channels_last=channels_last, kernels=kernels, ops=os.environ.get('RAYCOND_OPS', 'auto') if kernels is None
+             else KERNEL_MODES[bool(kernels)])
+    return r
+
+
+def _time_generator(G, z, c, takes_c, force_fp32, device, iters, warmup, compile, profile):
+    batch = z.shape[0]
 
     def synth(ws):
         if takes_c:
@@ -92,6 +141,8 @@ def run_benchmark(cfg='raycond2', res=256, cbase=16384, cmax=512, batch=1, devic
         synthesis = torch.compile(synth)
 
     map_ms, syn_ms, cpu_ms = [], [], []
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
     # torch.compile guards on numpy constants fail inside inference_mode; no_grad works there.
     grad_ctx = torch.no_grad if compile else torch.inference_mode
     with grad_ctx():
@@ -110,7 +161,7 @@ def run_benchmark(cfg='raycond2', res=256, cbase=16384, cmax=512, batch=1, devic
                 map_ms.append((t1 - t0) * 1e3)
                 syn_ms.append((t2 - t1) * 1e3)
                 cpu_ms.append((c2 - c0) * 1e3)
-        assert img.shape == (batch, 3, res, res)
+        assert img.shape == (batch, 3, G.img_resolution, G.img_resolution)
         table = None
         if profile:
             from torch.profiler import ProfilerActivity, profile as tprofile
@@ -124,9 +175,7 @@ def run_benchmark(cfg='raycond2', res=256, cbase=16384, cmax=512, batch=1, devic
     total = [m + s for m, s in zip(map_ms, syn_ms)]
     best = min(total)
     med = statistics.median(total)
-    return dict(cfg=cfg, res=res, cbase=cbase, cmax=cmax, batch=batch, device=str(device),
-                compile=compile, fp16=fp16, channels_last=channels_last,
-                mapping_ms=statistics.median(map_ms), synthesis_ms=statistics.median(syn_ms),
+    return dict(mapping_ms=statistics.median(map_ms), synthesis_ms=statistics.median(syn_ms),
                 total_ms_per_image=med / batch, best_ms_per_image=best / batch,
                 images_per_s=1e3 * batch / med, cpu_ms_per_image=min(cpu_ms) / batch, peak_mem_mb=peak_memory_mb(device),
                 num_params=sum(p.numel() for p in G.parameters()), profile_table=table)
@@ -137,7 +186,7 @@ def format_table(r):
         ('config', f"{r['cfg']} {r['res']}x{r['res']} cbase={r['cbase']} cmax={r['cmax']} batch={r['batch']}"),
         ('device', f"{r['device']} (threads={torch.get_num_threads()}, torch {torch.__version__})"),
         ('options', f"compile={r['compile']} fp16={r['fp16']} cpu_channels_last={r['channels_last']} "
-                    f"mallopt={r.get('mallopt', False)}"),
+                    f"mallopt={r.get('mallopt', False)} RAYCOND_OPS={r['ops']}"),
         ('parameters', f"{r['num_params'] / 1e6:.2f} M"),
         ('mapping ms (median/call)', f"{r['mapping_ms']:.2f}"),
         ('synthesis ms (median/call)', f"{r['synthesis_ms']:.2f}"),
@@ -151,18 +200,82 @@ def format_table(r):
     return '\n'.join(f'{k:<{width}}  {v}' for k, v in rows)
 
 
+def kernel_sweep(cfgs, resolutions, batches, device, cbase, cmax, iters, warmup, fp16, channels_last=True,
+                    echo=print):
+    """Time every cfg x resolution x batch with the kernels (RAYCOND_OPS=cuda) and with the
+    references (RAYCOND_OPS=ref); one network per cfg and resolution. Returns a list of row dicts
+    (ms/image, None where the kernels are unavailable) and prints progress through `echo`."""
+    rows = []
+    for cfg in cfgs:
+        for res in resolutions:
+            G = build_generator(cfg, res, cbase, cmax, fp16, torch.device(device))
+            for batch in batches:
+                row = dict(cfg=cfg, res=res, batch=batch, kernels=None, reference=None, note='')
+                for kernels in (True, False):
+                    try:
+                        r = run_benchmark(cfg=cfg, res=res, cbase=cbase, cmax=cmax, batch=batch, device=device,
+                                          iters=iters, warmup=warmup, fp16=fp16, channels_last=channels_last,
+                                          kernels=kernels, G=G)
+                        row['kernels' if kernels else 'reference'] = r['total_ms_per_image']
+                    except RuntimeError as e:   # RAYCOND_OPS=cuda and the kernels did not build
+                        row['note'] = str(e).splitlines()[0] if str(e) else type(e).__name__
+                rows.append(row)
+                echo(f"  {cfg} {res}x{res} batch {batch}: kernels {_ms(row['kernels'])}, "
+                     f"reference {_ms(row['reference'])} ms/image")
+            del G
+            if torch.device(device).type == 'cuda':
+                torch.cuda.empty_cache()
+    return rows
+
+
+def _ms(v):
+    return 'unavailable' if v is None else f'{v:.2f}'
+
+
+def format_sweep(rows, device, fp16, cbase, cmax, iters):
+    """Markdown table (pasteable into docs/performance.md) of kernel_sweep's rows."""
+    dev = torch.device(device)
+    name = torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'CPU'
+    lines = [f"device {device} ({name}), torch {torch.__version__}, {'fp16 layers' if fp16 else 'fp32'}, "
+             f"cbase {cbase}, cmax {cmax}, median of {iters}, ms/image (mapping + synthesis)"]
+    if dev.type != 'cuda':
+        lines.append('note: off CUDA both columns run the reference ops (the CPU build of the kernels is slower; '
+                     'docs/performance.md)')
+    lines += ['', '| config | resolution | batch | kernels ms/image | reference ms/image | speed-up |',
+              '|---|---|---|---|---|---|']
+    for r in rows:
+        k, ref = r['kernels'], r['reference']
+        speedup = f'{ref / k:.2f}x' if k and ref and dev.type == 'cuda' else '-'   # off CUDA: same ops twice
+        lines.append(f"| {r['cfg']} | {r['res']}x{r['res']} | {r['batch']} | {_ms(k)} | {_ms(ref)} | {speedup} |")
+    notes = sorted({r['note'] for r in rows if r['note']})
+    lines += [f'kernels unavailable: {n}' for n in notes]
+    return '\n'.join(lines)
+
+
 @click.command()
-@click.option('--cfg', type=click.Choice(['stylegan2', 'raycond2']), default='raycond2', show_default=True,
-              help='Generator architecture to time.')
-@click.option('--res', type=int, default=256, show_default=True, help='Output resolution (power of two >= 4).')
+@click.option('--cfg', type=click.Choice(CFGS), default='raycond2', show_default=True,
+              help="Generator architecture to time (train.py's names). --sweep times all of them.")
+@click.option('--res', 'res_list', default=None,
+              help='Output resolution(s), powers of two >= 16, e.g. 256 or 256,512. Default: 256 (--sweep: 256,512).')
 @click.option('--cbase', type=int, default=16384, show_default=True, help='channel_base of the synthesis network.')
 @click.option('--cmax', type=int, default=512, show_default=True, help='channel_max of the synthesis network.')
-@click.option('--batch', type=click.IntRange(min=1), default=1, show_default=True, help='Images per call.')
+@click.option('--batch', 'batch_list', default=None,
+              help='Images per call, e.g. 1 or 1,8. Default: 1 (--sweep: 1,8).')
 @click.option('--device', default='cpu', show_default=True, help="Torch device: 'cpu', 'cuda', 'cuda:1', ...")
 @click.option('--iters', type=click.IntRange(min=1), default=10, show_default=True, help='Timed iterations.')
-@click.option('--warmup', type=click.IntRange(min=0), default=3, show_default=True, help='Untimed warm-up iterations.')
+@click.option('--warmup', type=click.IntRange(min=0), default=3, show_default=True,
+              help='Untimed warm-up iterations (the first call with the kernels also compiles or loads them).')
 @click.option('--compile', 'use_compile', is_flag=True, default=False, help='Wrap mapping and synthesis in torch.compile.')
-@click.option('--fp16', is_flag=True, default=False, help='fp16 for the 4 highest resolutions (CUDA only; ignored on CPU).')
+@click.option('--fp32', is_flag=True, default=False,
+              help='Every layer in float32. Default: fp16 layers on CUDA (as gen_images.py); always fp32 off CUDA.')
+@click.option('--kernels/--no-kernels', default=None,
+              help='Time with the custom kernels (RAYCOND_OPS=cuda: an error if they do not build) or with the '
+                   'reference ops (RAYCOND_OPS=ref). Default: RAYCOND_OPS as set (auto when unset).')
+@click.option('--compare-kernels', is_flag=True, default=False,
+              help='Time both, with and without the kernels, and print one row per configuration.')
+@click.option('--sweep', is_flag=True, default=False,
+              help='Time stylegan2, raycond2 and raycond3-t at every --res and --batch, with and without the '
+                   'kernels; print a markdown table of ms/image.')
 @click.option('--channels-last/--no-channels-last', default=True, show_default=True,
               help='Channels-last activations on the CPU (networks_stylegan2.CPU_CHANNELS_LAST).')
 @click.option('--mallopt', 'use_mallopt', is_flag=True, default=False,
@@ -172,8 +285,8 @@ def format_table(r):
 @click.option('--profile', type=click.IntRange(min=0), default=0, show_default=True,
               help='Also run N iterations under torch.profiler and print the top operators.')
 @click.option('--verbose', is_flag=True, default=False, help='Show full tracebacks on errors.')
-def main(cfg, res, cbase, cmax, batch, device, iters, warmup, use_compile, fp16, channels_last, use_mallopt,
-         num_threads, profile, verbose):
+def main(cfg, res_list, cbase, cmax, batch_list, device, iters, warmup, use_compile, fp32, kernels, compare_kernels,
+         sweep, channels_last, use_mallopt, num_threads, profile, verbose):
     """Time the generator's mapping and synthesis networks (noise_mode='const')."""
     try:
         if use_mallopt:
@@ -181,12 +294,33 @@ def main(cfg, res, cbase, cmax, batch, device, iters, warmup, use_compile, fp16,
         threads.apply(num_threads)
         dev = torch.device(device)
         if dev.type == 'cuda' and not torch.cuda.is_available():
-            raise ValueError(f'--device {device}: CUDA is not available')
-        if fp16 and dev.type != 'cuda':
-            click.echo('note: --fp16 has no effect off CUDA (fp16 layers are CUDA-only)', err=True)
-        r = run_benchmark(cfg=cfg, res=res, cbase=cbase, cmax=cmax, batch=batch, device=device, iters=iters,
-                          warmup=warmup, compile=use_compile, fp16=fp16, channels_last=channels_last,
-                          profile=profile)
+            raise ValueError(f'--device {device}: CUDA is not available on this machine (use --device cpu)')
+        resolutions = parse_int_list(res_list or ('256,512' if sweep else '256'))
+        batches = parse_int_list(batch_list or ('1,8' if sweep else '1'))
+        bad = [r for r in resolutions if r < 16 or r & (r - 1)]
+        if bad:
+            raise ValueError(f'--res {res_list}: {bad[0]} is not a power of two >= 16 (e.g. 64, 256, 512)')
+        if min(batches) < 1:
+            raise ValueError(f'--batch {batch_list}: every batch size must be at least 1')
+        fp16 = not force_fp32_for(dev, fp32)
+        if sweep or compare_kernels:
+            if kernels is not None:
+                raise ValueError('--kernels/--no-kernels pick one side; --sweep and --compare-kernels time both '
+                                 '(drop one of the options)')
+            if use_compile or profile:
+                raise ValueError('--compile and --profile apply to single runs; drop them with --sweep/--compare-kernels')
+            cfgs = CFGS if sweep else (cfg,)
+            click.echo(f'Timing {len(cfgs) * len(resolutions) * len(batches)} configurations x 2 on {device}...',
+                       err=True)
+            rows = kernel_sweep(cfgs, resolutions, batches, device, cbase, cmax, iters, max(warmup, 1), fp16,
+                                   channels_last, echo=lambda m: click.echo(m, err=True))
+            click.echo(format_sweep(rows, device, fp16, cbase, cmax, iters))
+            return
+        if len(resolutions) > 1 or len(batches) > 1:
+            raise ValueError('several --res or --batch values need --sweep or --compare-kernels')
+        r = run_benchmark(cfg=cfg, res=resolutions[0], cbase=cbase, cmax=cmax, batch=batches[0], device=device,
+                          iters=iters, warmup=warmup, compile=use_compile, fp16=fp16, channels_last=channels_last,
+                          profile=profile, kernels=kernels)
         r['mallopt'] = use_mallopt
     except (ValueError, RuntimeError) as e:
         if verbose:

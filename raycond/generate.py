@@ -1,11 +1,17 @@
 """Seeds, truncation and cameras → images. Shared by gen_images.py, gen_video.py, the metrics and
-the visualizer, so every tool turns the same (seed, camera) into the same picture."""
+the visualizer, so every tool turns the same (seed, camera) into the same picture.
+
+One frame of the visualizer (fractional seed, style mixing, noise seed, class, camera, or an
+inverted photo's pivot) is a `FrameSpec`; `render_frame` turns it into an image, and the
+visualizer's renderer calls the same steps (`frame_latents`, `synthesize_frame`) to time them.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -34,6 +40,16 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", name):
         raise ValueError(f"unknown device {name!r} (expected auto, cpu, cuda, cuda:N or mps)")
     return torch.device(name)
+
+
+def force_fp32_for(device: str | torch.device, fp32: bool = False) -> bool:
+    """The `force_fp32` to pass to G.synthesis: False (the network's fp16 layers run in fp16)
+    only on CUDA when the user did not ask for --fp32.
+
+    The one place this rule lives (gen_images.py, gen_video.py and the visualizer call it). fp16 pays
+    off on CUDA only; elsewhere it is slow or unsupported, and release networks (StyleGAN2-ADA)
+    switch to fp16 whenever force_fp32 is False, whatever the device."""
+    return bool(fp32) or torch.device(device).type != "cuda"
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -226,3 +242,116 @@ def c_for_network(info, yaw_deg=0.0, pitch_deg=0.0, fov_deg=None, radius=None, l
     if c.shape[0] == 1 and batch > 1:
         c = c.expand(batch, -1).contiguous()
     return c
+
+
+def class_label(c_dim: int, class_idx: int, device="cpu") -> torch.Tensor:
+    """One-hot label (1, c_dim) of a class-conditional network."""
+    if not 0 <= int(class_idx) < c_dim:
+        raise ValueError(f"class {class_idx} out of range 0..{c_dim - 1}")
+    c = torch.zeros([1, c_dim], device=device)
+    c[0, int(class_idx)] = 1
+    return c
+
+
+# ----------------------------------------------------------------------------- frames
+
+def seed_blend(seed: float) -> list[tuple[int, float]]:
+    """Fractional seed → [(seed, weight), ...]: 3.25 → [(3, 0.75), (4, 0.25)]; integers → [(s, 1)]."""
+    seed = float(seed)
+    if not math.isfinite(seed):
+        raise ValueError(f"seed must be a finite number, got {seed}")
+    lo = math.floor(seed)
+    frac = seed - lo
+    if frac < 1e-6:
+        return [(int(lo), 1.0)]
+    if frac > 1 - 1e-6:
+        return [(int(lo) + 1, 1.0)]
+    return [(int(lo), 1.0 - frac), (int(lo) + 1, frac)]
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameSpec:
+    """Everything but the network that decides one frame. Frozen and hashable, so that a GUI can
+    tell whether a request changed (a pivot compares by identity)."""
+    seed: float = 0.0                  # fractional seeds blend the two neighbouring seeds in W
+    trunc_psi: float = 1.0
+    trunc_cutoff: int | None = None    # None or 0: truncate every layer
+    noise_mode: str = "const"
+    noise_seed: int = 0                # seeds the noise of noise_mode='random' (the caller's RNG is left alone)
+    mix_seed: int | None = None        # style mixing: the layers `mix_layers` of ws come from this seed
+    mix_layers: tuple = ()
+    yaw_deg: float = 0.0
+    pitch_deg: float = 0.0
+    fov_deg: float | None = None       # true full FOV; None (also radius, lookat): the network's default_camera
+    radius: float | None = None
+    lookat: tuple | None = None
+    class_idx: int = 0                 # class of class-conditional networks without a camera
+    force_fp32: bool = False           # the user asked for fp32; otherwise fp16 layers on CUDA (force_fp32_for)
+    pivot: Any = None                  # an inverted photo (ws, z, camera, e.g. raycond.inversion.Inversion)
+    at_pivot_camera: bool = False      # with a pivot: render at its estimated camera, not at yaw/pitch
+
+
+def frame_label(info, spec: FrameSpec, device="cpu") -> torch.Tensor | None:
+    """The label c (1, c_dim) of a frame: its camera, a one-hot class, or None for networks without labels."""
+    if not info.c_dim:
+        return None
+    if not info.camera:
+        return class_label(info.c_dim, spec.class_idx, device)
+    if spec.pivot is not None and spec.at_pivot_camera:
+        return torch.as_tensor(spec.pivot.camera, dtype=torch.float32).reshape(1, -1).to(device)
+    return c_for_network(info, spec.yaw_deg, spec.pitch_deg, fov_deg=spec.fov_deg, radius=spec.radius,
+                         lookat=spec.lookat, batch=1, device=device)
+
+
+def seed_ws(G: torch.nn.Module, spec: FrameSpec, c: torch.Tensor | None, device) -> torch.Tensor:
+    """ws (1, num_ws, w_dim) of the spec's seed: neighbouring seeds blended in W for a fractional
+    seed, then the mixing seed's ws in the layers `mix_layers`."""
+    cutoff = spec.trunc_cutoff if spec.trunc_cutoff else None
+    blend = seed_blend(spec.seed)
+    seeds = [s for s, _ in blend]
+    mixing = spec.mix_seed is not None and bool(spec.mix_layers)
+    if mixing:
+        seeds.append(int(spec.mix_seed))
+    z = seeds_to_z(seeds, G.z_dim, device)
+    all_ws = map_latents(G, z, None if c is None else c.expand(len(seeds), -1), spec.trunc_psi, cutoff)
+    ws = sum(w * all_ws[i:i + 1] for i, (_, w) in enumerate(blend))
+    if mixing:
+        idx = [i for i in spec.mix_layers if 0 <= int(i) < ws.shape[1]]
+        ws = ws.clone()
+        ws[:, idx] = all_ws[-1:, idx]
+    return ws
+
+
+def pivot_ws(pivot, G: torch.nn.Module, c: torch.Tensor | None, device) -> torch.Tensor:
+    """A pivot's ws at cameras c (N, c_dim) (N = 1 without c): its ws, or its Z pivot mapped at each
+    camera when the mapping sees the camera (raycond.inversion keeps such pivots in Z)."""
+    n = 1 if c is None else c.shape[0]
+    if getattr(pivot, "z", None) is None:
+        return pivot.ws.to(device).expand(n, -1, -1)
+    return G.mapping(pivot.z.to(device).expand(n, -1), mapping_c(G, c, n, device))
+
+
+def frame_latents(G: torch.nn.Module, info, spec: FrameSpec, device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(ws, c) of a frame. With a pivot, G is the pivot's tuned generator."""
+    c = frame_label(info, spec, device)
+    ws = pivot_ws(spec.pivot, G, c, device) if spec.pivot is not None else seed_ws(G, spec, c, device)
+    return ws, c
+
+
+def synthesize_frame(G: torch.nn.Module, ws: torch.Tensor, c: torch.Tensor | None, spec: FrameSpec) -> torch.Tensor:
+    """Images (N, C, H, W) of ws; random noise is drawn from spec.noise_seed without touching the caller's RNG."""
+    device = ws.device
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        torch.manual_seed(int(spec.noise_seed))
+        fp32 = force_fp32_for(device, spec.force_fp32)
+        return synthesize(G, ws, c, noise_mode=spec.noise_mode, force_fp32=fp32)
+
+
+def render_frame(G: torch.nn.Module, info, spec: FrameSpec, device=None) -> torch.Tensor:
+    """The image (1, C, H, W), float in about [-1, 1], of one frame of network G (described by `info`,
+    see raycond.loading.NetworkInfo). For a pivot, G is the pivot's tuned generator."""
+    if device is None:
+        device = next(G.parameters()).device
+    with torch.inference_mode():
+        ws, c = frame_latents(G, info, spec, torch.device(device))
+        return synthesize_frame(G, ws, c, spec)

@@ -9,8 +9,9 @@ method, in four stages (`invert`):
 2. **Camera start** (when no camera is given and the network has one). A coarse grid of yaws and
    pitches, inside the training data's camera ranges stored in the snapshot (`camera_stats`), is
    rendered at the mean latent (networks whose mapping sees the camera: the mean over a few latents
-   mapped at each camera) and scored against the photo with the reconstruction loss; the best few
-   cells are each refined for a few joint steps and the best of those starts stage 3.
+   mapped at each camera) and scored against the photo with the reconstruction loss; the best cells
+   of a few distinct yaws, plus the cell nearest the mean training pose, are each refined for a few
+   joint steps and the one with the lowest loss starts stage 3.
 3. **Pivot** (StyleGAN2-ADA projector style). From the mean latent, Adam on w (W, or W+ with
    `w_plus=True`; networks whose mapping sees the camera optimise z, so that the camera keeps
    acting through the mapping) with a learning-rate ramp (warm-up, cosine decay), decaying noise
@@ -56,9 +57,10 @@ from raycond import loading
 from raycond.inversion_losses import LOSS_KINDS, make_loss
 from raycond.target_image import TargetImageError, prepare_target
 
-__all__ = ["invert", "load", "Inversion", "Cancelled", "TargetImageError", "LOSS_KINDS", "DEFAULTS"]
+__all__ = ["invert", "load", "network_of", "Inversion", "Cancelled", "TargetImageError", "LOSS_KINDS", "DEFAULTS"]
 
 FORMAT = "raycond-inversion-v1"
+CAMERA_MARGIN_DEG = 5.0   # estimated yaw/pitch stay within the training range widened by this
 
 # Defaults chosen by measurement on the bundled 64² checkpoint (benchmarks/bench_inversion.py,
 # docs/performance.md): about a minute per photo on a 2-core CPU.
@@ -67,8 +69,9 @@ DEFAULTS = dict(
     tune_steps=100,           # pivotal tuning steps (stage 4)
     grid_yaws=9,              # camera grid: yaw values over the training range
     grid_pitches=5,           # camera grid: pitch values over the training range
-    grid_keep=3,              # grid cells refined before choosing the start
-    grid_refine_steps=15,     # joint steps per kept cell
+    grid_keep=3,              # grid cells (of distinct yaws) refined before choosing the start, plus the
+                              # cell nearest the mean training pose
+    grid_refine_steps=30,     # joint steps per kept cell
     lr=0.1,                   # peak learning rate of w (z for mapping-camera networks: lr/2)
     camera_lr=1.0,            # peak learning rate of yaw/pitch, degrees
     noise_factor=0.05,        # initial noise added to w, times the std of W
@@ -152,11 +155,7 @@ class Inversion:
                 raise ValueError("camera label contains NaN or infinite values")
         c = c.to(device)
         with torch.no_grad():
-            if self.z is not None:
-                ws = self.G.mapping(self.z.to(device).expand(c.shape[0], -1), c)
-            else:
-                ws = self.ws.to(device).expand(c.shape[0], -1, -1)
-            img = rgen.synthesize(self.G, ws, c if self.has_camera or c.shape[1] else None)
+            img = _synthesize(self.G, rgen.pivot_ws(self, self.G, c, device), c, self.has_camera)
         return img.float().clamp(-1, 1)
 
     def save(self, path) -> None:
@@ -183,6 +182,14 @@ class Inversion:
         os.replace(tmp, path)
 
 
+def _synthesize(G, ws, c, has_camera: bool) -> torch.Tensor:
+    """rgen.synthesize for camera networks; networks whose synthesis takes an unused c (raycond2
+    built without a camera) get their empty label passed straight through."""
+    if has_camera or not rgen._synthesis_takes_c(G):
+        return rgen.synthesize(G, ws, c if has_camera else None)
+    return G.synthesis(ws, c.expand(ws.shape[0], -1), noise_mode="const", force_fp32=True)
+
+
 def _plain(obj):
     """Meta values as plain Python (lists, floats, strings) so weights_only loading accepts them."""
     if isinstance(obj, dict):
@@ -194,9 +201,9 @@ def _plain(obj):
     return obj
 
 
-def load(path, G=None, device=None) -> Inversion:
+def load(path, G=None, device=None, trust_pickle: bool = False) -> Inversion:
     """Read an inversion file. `G` is the network it was made from (a module or a path); without it,
-    the network path stored in the file is opened through raycond.loading."""
+    the network path stored in the file is opened through raycond.loading (`trust_pickle` as there)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"inversion file not found: {path}")
@@ -213,12 +220,12 @@ def load(path, G=None, device=None) -> Inversion:
         if not net_path:
             raise ValueError(f"{path} does not name its network; pass the network it was made from as G")
         try:
-            G = loading.load_network(net_path)
+            G = loading.load_network(net_path, trust_pickle=trust_pickle)
         except loading.NetworkLoadError as e:
             raise ValueError(f"{path} was made from {net_path}, which cannot be opened here ({e}); pass that "
                              f"network as G") from None
     elif isinstance(G, (str, os.PathLike)):
-        G = loading.load_network(os.fspath(G))
+        G = loading.load_network(os.fspath(G), trust_pickle=trust_pickle)
     if meta.get("fingerprint") and fingerprint(G) != meta["fingerprint"]:
         raise ValueError(f"{path} was made from a different network ({meta.get('network') or 'unknown'}); "
                          f"pass the network it was made from")
@@ -237,15 +244,26 @@ def load(path, G=None, device=None) -> Inversion:
                      target=payload["target"], meta=meta, z=None if z is None else z.to(device), base_G=G)
 
 
+def network_of(path) -> str:
+    """The network path recorded in an inversion file (scripts open it when --network is not given)."""
+    payload = torch.load(os.fspath(path), map_location="cpu", weights_only=True) if os.path.isfile(path) else None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path} is not an inversion file (expected projector.py's inversion.pt)")
+    net = payload["meta"].get("network")
+    if not net:
+        raise ValueError(f"{path} does not name its network; give --network")
+    return net
+
+
 # ----------------------------------------------------------------------------- helpers
 
 
-def _resolve_generator(G, info, D):
+def _resolve_generator(G, info, D, trust_pickle=False):
     """Accept a module or a path; return (G, info, D, network path or None)."""
     path = None
     if isinstance(G, (str, os.PathLike)):
         path = os.fspath(G)
-        snapshot = loading.load_snapshot(path)
+        snapshot = loading.load_snapshot(path, trust_pickle=trust_pickle)
         net = snapshot.get("G_ema") or snapshot.get("G")
         if not isinstance(net, torch.nn.Module):
             present = [k for k, v in snapshot.items() if isinstance(v, torch.nn.Module)]
@@ -336,7 +354,7 @@ class _Run:
         return latent.expand(c.shape[0], -1, -1)
 
     def render(self, G, ws, c) -> torch.Tensor:
-        return rgen.synthesize(G, ws, c if self.info.synthesis_takes_c else None)
+        return _synthesize(G, ws, c, self.has_camera)
 
     def tick(self, stage, loss, img):
         self.step += 1
@@ -366,9 +384,23 @@ class _Run:
                 scores.append(score)
                 self.tick("camera", float(torch.cat(scores).min()), img[int(score.argmin())][None])
         scores = torch.cat(scores)
-        order = scores.argsort()[:max(1, o["grid_keep"])]
+        # Candidates: the best cells of distinct yaws (the mean face scores an atypical photo
+        # badly everywhere, so the top cells alone can all sit in one wrong corner), plus the cell
+        # nearest the mean training pose, which is the most likely a priori.
+        keep, seen_yaws = [], set()
+        for i in scores.argsort().tolist():
+            if float(yy[i]) not in seen_yaws:
+                seen_yaws.add(float(yy[i]))
+                keep.append(i)
+            if len(keep) == max(1, o["grid_keep"]):
+                break
+        stats = self.info.camera_stats or {}
+        prior = (float(stats.get("yaw_mean_deg", 0.0)), float(stats.get("pitch_mean_deg", 0.0)))
+        nearest = int(((yy - prior[0]) ** 2 + (pp - prior[1]) ** 2).argmin())
+        if nearest not in keep:
+            keep.append(nearest)
         candidates = []
-        for i in order.tolist():
+        for i in keep:
             latent, yaw, pitch, loss = self.optimise(latent0, float(yy[i]), float(pp[i]), o["grid_refine_steps"],
                                                      stage="camera", ramp=False)
             candidates.append((loss, latent, yaw, pitch))
@@ -423,17 +455,17 @@ class _Run:
                     opt.param_groups[1]["params"] = []
             opt.step()
             with torch.no_grad():
-                if yaw.requires_grad:
-                    yaw.clamp_(-89.0, 89.0)
-                    pitch.clamp_(-80.0, 80.0)
+                if yaw.requires_grad:  # a network cannot show poses far outside its training range
+                    yaw.clamp_(self.yaw_range[0] - CAMERA_MARGIN_DEG, self.yaw_range[1] + CAMERA_MARGIN_DEG)
+                    pitch.clamp_(self.pitch_range[0] - CAMERA_MARGIN_DEG, self.pitch_range[1] + CAMERA_MARGIN_DEG)
                 for b in bufs.values():
                     b -= b.mean()
                     b *= b.square().mean().rsqrt()
-            loss_value = float(rec)
+            loss_value = float(rec.detach())
             self.tick(stage, loss_value, img)
         for b in bufs.values():
             b.requires_grad_(False)
-        return latent.detach(), float(yaw), float(pitch), loss_value
+        return latent.detach(), float(yaw.detach()), float(pitch.detach()), loss_value
 
     # ------------------------------------------------------------------ stage 4: pivotal tuning
     def tune(self, G_t, latent, c, steps):
@@ -480,7 +512,7 @@ class _Run:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            self.tick("tune", float(rec), img[:1])
+            self.tick("tune", float(rec.detach()), img[:1])
         for p in params:
             p.requires_grad_(False)
 
@@ -490,7 +522,7 @@ class _Run:
 
 def invert(G, target, camera=None, num_steps=None, tune_steps=None, seed=0, loss="auto", device=None,
            progress=None, *, w_plus=False, optimize_noise=False, info=None, D=None, network_path=None,
-           verbose=True, log=None, **options) -> Inversion:
+           verbose=True, log=None, trust_pickle=False, **options) -> Inversion:
     """Invert `target` (path, PIL image or H x W x 3 uint8 array) into generator `G` (module or path).
 
     camera: a (25,) / (1,25) label to keep fixed, or None to estimate it (networks with a camera).
@@ -499,7 +531,8 @@ def invert(G, target, camera=None, num_steps=None, tune_steps=None, seed=0, loss
     optimize_noise: fit the per-layer constant noise maps too (StyleGAN2-ADA projector style).
     info: a raycond.loading.NetworkInfo (for the camera ranges of a module loaded elsewhere);
     D: a discriminator for loss 'd'; network_path: recorded in saved files so that
-    `load` can reopen the network. Other keyword options override DEFAULTS.
+    `load` can reopen the network; trust_pickle: as in raycond.loading, for a path `G`.
+    Other keyword options override DEFAULTS.
     """
     start = time.time()
     log = log or (print if verbose else (lambda *_: None))
@@ -511,7 +544,7 @@ def invert(G, target, camera=None, num_steps=None, tune_steps=None, seed=0, loss
     tune_steps = opts["tune_steps"] if tune_steps is None else int(tune_steps)
     if num_steps < 0 or tune_steps < 0:
         raise ValueError(f"step counts must be non-negative, got num_steps={num_steps}, tune_steps={tune_steps}")
-    base_G, info, D, path = _resolve_generator(G, info, D)
+    base_G, info, D, path = _resolve_generator(G, info, D, trust_pickle)
     network_path = network_path or path
     if device is None:
         device = next(base_G.parameters()).device
@@ -529,7 +562,7 @@ def invert(G, target, camera=None, num_steps=None, tune_steps=None, seed=0, loss
 
     estimate = info.camera and fixed_camera is None
     grid_n = math.ceil(opts["grid_yaws"] * opts["grid_pitches"] / 16)
-    total = (grid_n + opts["grid_keep"] * opts["grid_refine_steps"] if estimate else 0) + num_steps + tune_steps
+    total = (grid_n + (opts["grid_keep"] + 1) * opts["grid_refine_steps"] if estimate else 0) + num_steps + tune_steps
     run = _Run(work_G, info, loss_fn, opts, device, progress, total, seed, log)
     times = {}
 

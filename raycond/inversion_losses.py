@@ -75,7 +75,8 @@ class ReconstructionLoss(torch.nn.Module):
         finally:
             for h in hooks:
                 h.remove()
-        return [f.float() / f.float().square().sum(dim=1, keepdim=True).add(1e-8).sqrt() for f in feats]
+        feats = [f.float() for f in feats if f.ndim == 4]             # block outputs; not the epilogue's logits
+        return [f / f.square().sum(dim=1, keepdim=True).add(1e-8).sqrt() for f in feats]
 
     def forward(self, img: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         target = self.target.expand(img.shape[0], -1, -1, -1)

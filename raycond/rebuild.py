@@ -9,6 +9,11 @@ arguments that our class takes too, as NVIDIA's StyleGAN2-ADA/StyleGAN3 modules 
 snapshots do. The copy is strict: a missing, unexpected, reshaped or retyped tensor, or a nested
 module of another class, refuses the file, because a partial load would render something else.
 
+Sources that import `training.plucker` are the official Ray Conditioning release's; they have
+their own numerics (ray embedding quirks, other concatenation points), so they are matched only
+against the modules that reproduce that release (`OFFICIAL_FAMILIES`), and only when they define
+every class such a module defines.
+
 Families are named, not imported: `raycond` builds them through `dnnlib.util`, like every other
 network, and never imports `training` directly.
 """
@@ -26,11 +31,17 @@ import numpy as np
 import torch
 
 import dnnlib
-from raycond.safe_pickle import ModuleRecord, PersistentRecord, UntrustedPickleError
+from raycond.safe_pickle import FunctionReference, ModuleRecord, PersistentRecord, UntrustedPickleError
 
 # Most specific first: when several fit a foreign source equally well, the first one wins.
 FAMILY_MODULES = ("training.networks_raycond2", "training.networks_raycond3", "training.networks_stylegan2",
                   "training.networks_stylegan3", "training.augment")
+# Official Ray Conditioning modules -> the modules whose classes they nest (mapping and affine
+# layers come from our StyleGAN modules, which compute what the release's copies compute).
+OFFICIAL_FAMILIES = {
+    "training.networks_official_raycond2": ("training.networks_stylegan2",),
+    "training.networks_official_raycond3": ("training.networks_stylegan3", "training.networks_stylegan2"),
+}
 # Keys of a snapshot that hold no learned weights; an augment pipe we cannot rebuild is dropped.
 OPTIONAL_KEYS = ("augment_pipe",)
 
@@ -75,10 +86,31 @@ def _family_source(module_name: str) -> str:
     return inspect.getsource(importlib.import_module(module_name))
 
 
+def _live_signature(cls: type) -> _Signature:
+    """Constructor signature of one of our classes as Python sees it (inherited ones included;
+    persistence-decorated constructors point at the real one through __wrapped__)."""
+    named = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+             inspect.Parameter.KEYWORD_ONLY)
+    params = [p for p in list(inspect.signature(cls.__init__).parameters.values())[1:]]
+    return _Signature(frozenset(p.name for p in params if p.kind in named),
+                      frozenset(p.name for p in params if p.kind in named and p.default is p.empty),
+                      any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params))
+
+
 @functools.lru_cache(maxsize=None)
 def _family_interface(module_name: str) -> dict[str, _Signature]:
-    """Class interfaces of one of our modules (parsed only when a foreign source needs them)."""
-    return _parse_interface(_family_source(module_name)) or {}
+    """Class interfaces of one of our modules (parsed only when a foreign source needs them). A
+    class that inherits its constructor gets the inherited signature."""
+    classes = _parse_interface(_family_source(module_name)) or {}
+    module = importlib.import_module(module_name)
+    for name, sig in classes.items():
+        cls = getattr(module, name, None)
+        if not isinstance(cls, type) or sig.params or sig.varkw:
+            continue
+        defined = cls.__mro__[1] if "_orig_module_src" in cls.__dict__ else cls   # under the persistence decorator
+        if "__init__" not in defined.__dict__:
+            classes[name] = _live_signature(cls)
+    return classes
 
 
 _interface_cache: dict[str, dict | None] = {}
@@ -90,24 +122,58 @@ def _foreign_interface(src: str) -> dict[str, _Signature] | None:
     return _interface_cache[src]
 
 
+_plucker_import_cache: dict[str, bool] = {}
+
+
 def _is_official_raycond(src: str) -> bool:
-    """The official Ray Conditioning modules import the ray embedding from training.plucker."""
-    return "training.plucker" in src
+    """The official Ray Conditioning modules import their ray embedding from training.plucker
+    (an import statement found by parsing; a mention in a comment does not count)."""
+    if src not in _plucker_import_cache:
+        found = False
+        if "training.plucker" in src:
+            try:
+                tree = ast.parse(src)
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                tree = None
+            for node in ast.walk(tree) if tree is not None else ():
+                if isinstance(node, ast.ImportFrom) and node.module == "training.plucker":
+                    found = True
+                elif isinstance(node, ast.Import) and any(a.name == "training.plucker" for a in node.names):
+                    found = True
+        _plucker_import_cache[src] = found
+    return _plucker_import_cache[src]
+
+
+def _official_modules(theirs: dict[str, _Signature]) -> tuple[str, ...]:
+    """Our counterpart of the official-release module `theirs` (the first whose classes `theirs`
+    all define), followed by the modules it takes its dense layers from; () if none fits."""
+    for module_name, bases in OFFICIAL_FAMILIES.items():
+        if set(_family_interface(module_name)) <= set(theirs):
+            return (module_name,) + bases
+    return ()
 
 
 def candidate_modules(record: PersistentRecord) -> list[str]:
     """Our modules that may rebuild `record`, best first; empty if its source is not recognised."""
-    exact = [m for m in FAMILY_MODULES if _family_source(m) == record.module_src]
+    exact = [m for m in FAMILY_MODULES + tuple(OFFICIAL_FAMILIES) if _family_source(m) == record.module_src]
     if exact:
         return [m for m in exact if isinstance(getattr(importlib.import_module(m), record.class_name, None), type)]
-    if _is_official_raycond(record.module_src):
-        return []   # their ray embedding has its own numerics; no class here reproduces them yet
     theirs = _foreign_interface(record.module_src)
     if not theirs or record.class_name not in theirs:
         return []
+    modules = FAMILY_MODULES
+    if _is_official_raycond(record.module_src):
+        # Their numerics differ from our ray-conditioned networks: a class the release module
+        # defines is rebuilt only from our official counterpart; the others (dense layers) from
+        # the StyleGAN modules that counterpart builds them from.
+        modules = _official_modules(theirs)
+        if modules and record.class_name in _family_interface(modules[0]):
+            modules = modules[:1]
+        else:
+            modules = modules[1:]
     sig = theirs[record.class_name]
     scored = []
-    for rank, m in enumerate(FAMILY_MODULES):
+    for rank, m in enumerate(modules):
         classes = _family_interface(m)
         ours = classes.get(record.class_name)
         if ours is None or not sig.required <= ours.params or (sig.varkw and not ours.varkw):
@@ -126,7 +192,8 @@ def describe(record) -> str:
 
 def _refusal_detail(record: PersistentRecord) -> str:
     if _is_official_raycond(record.module_src):
-        return "official Ray Conditioning networks are not rebuilt from this project's classes yet"
+        return ("it imports training.plucker like the official Ray Conditioning release, but does not define "
+                "the classes of that release's raycond2 or raycond3 networks")
     return "its embedded module source does not match a network family this project implements"
 
 
@@ -175,6 +242,10 @@ def _match(record, module: torch.nn.Module, where: str, pairs: list) -> None:
     else:
         raise _Mismatch(f"{label} is a {type(record).__name__} in the file, a {type(module).__name__} here")
     state = record.state
+    for attr, expected in getattr(type(module), "record_attributes", {}).items():
+        found = _attribute_value(state.get(attr))
+        if found != expected:
+            raise _Mismatch(f"{label}: its {attr} is {found!r} in the file, this project rebuilds only {expected!r}")
     for key, ours in (("_parameters", module._parameters), ("_buffers", module._buffers)):
         theirs = _tensors(state, key, where)
         ours = {k: v for k, v in ours.items() if v is not None}
@@ -197,6 +268,16 @@ def _match(record, module: torch.nn.Module, where: str, pairs: list) -> None:
         _match(sub, ours_mods[name], f"{where}{name}.", pairs)
     if isinstance(state.get("training"), bool):
         module.training = state["training"]
+
+
+def _attribute_value(value):
+    """A state attribute as compared with a class's `record_attributes`: functions (references
+    kept by the safe unpickler, or live ones from a trusted load) by their qualified name."""
+    if isinstance(value, FunctionReference):
+        return value.qualname
+    if callable(value) and hasattr(value, "__module__") and hasattr(value, "__qualname__"):
+        return f"{value.__module__}.{value.__qualname__}"
+    return value
 
 
 @contextlib.contextmanager

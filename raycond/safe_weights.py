@@ -68,7 +68,7 @@ def save_safetensors(path: str, nets: dict[str, torch.nn.Module], **extra: Any) 
     because they are not plain JSON values."""
     from safetensors.torch import save_file
 
-    tensors, networks = {}, {}
+    tensors, networks, seen_storages = {}, {}, set()
     for key, net in nets.items():
         if "/" in key:
             raise NetworkLoadError(f"network key {key!r} must not contain '/'")
@@ -81,7 +81,12 @@ def save_safetensors(path: str, nets: dict[str, torch.nn.Module], **extra: Any) 
         except TypeError as e:
             raise NetworkLoadError(f"network {key!r} has constructor arguments that are not plain values: {e}") from e
         for name, tensor in net.state_dict().items():
-            tensors[f"{key}/{name}"] = tensor.detach().cpu().contiguous()
+            t = tensor.detach().cpu().contiguous()
+            ptr = t.untyped_storage().data_ptr()
+            if t.numel() and ptr in seen_storages:      # safetensors refuses shared memory (e.g. G is G_ema)
+                t = t.clone()
+            seen_storages.add(t.untyped_storage().data_ptr())
+            tensors[f"{key}/{name}"] = t
     kept, dropped = {}, []
     for k, v in extra.items():
         try:

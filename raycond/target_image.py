@@ -107,6 +107,6 @@ def prepare_target(target, resolution: int, channels: int = 3) -> tuple[torch.Te
         arr = np.asarray(PIL.Image.fromarray(np.ascontiguousarray(arr)).convert("L"))[..., None]
     elif channels != 3:
         raise TargetImageError(f"networks with {channels} image channels are not supported (expected 1 or 3)")
-    out = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).unsqueeze(0).contiguous()
+    out = torch.from_numpy(np.array(arr, dtype=np.uint8, copy=True)).permute(2, 0, 1).unsqueeze(0).contiguous()
     message = ("target: " + "; ".join(notes)) if notes else None
     return out, message

@@ -25,6 +25,10 @@ CONFIGS = {
     'raycond3': ('training.networks_raycond3.Generator', dict(c_dim=25, **SG3)),
     'raycond3_torgb': ('training.networks_raycond3.Generator', dict(c_dim=25, ray_torgb=True, **SG3)),
     'posecond3': ('training.networks_raycond3.Generator', dict(c_dim=25, embedding='none', camera_in_mapping=True, **SG3)),
+    'official_raycond2': ('training.networks_official_raycond2.Generator', dict(c_dim=25, **SG2)),
+    'official_raycond3_t': ('training.networks_official_raycond3.Generator', dict(c_dim=25, **SG3)),
+    'official_raycond3_r': ('training.networks_official_raycond3.Generator',
+                            dict(c_dim=25, conv_kernel=1, use_radial_filters=True, **SG3)),
     'D_sg2': ('training.networks_stylegan2.Discriminator', dict(c_dim=0, **D)),
     'D_raycond2': ('training.networks_raycond2.Discriminator', dict(c_dim=25, **D)),
 }

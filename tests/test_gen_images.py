@@ -5,9 +5,9 @@ import os
 import numpy as np
 import PIL.Image
 import pytest
+import torch
 
 from conftest import run_script
-
 
 
 def run(*args):
@@ -58,3 +58,23 @@ def test_corrupt_pickle(tmp_path):
     bad.write_bytes(b"\x80\x04garbage")
     r = run(f"--network={bad}", f"--outdir={tmp_path}", "--device=cpu")
     assert r.returncode != 0 and "not a readable network pickle" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("script", ["gen_images.py", "gen_video.py", "visualizer.py"])
+def test_help_mentions_fp32_switch(script):
+    r = run_script(script, "--help", timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "--fp32" in r.stdout and "fp16" in r.stdout
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (fp16 layers run only on CUDA)")
+def test_cuda_fp16_default_agrees_with_fp32(tmp_path, small_pickle):
+    """Default (fp16 layers) and --fp32 give the same picture up to fp16 rounding."""
+    images = {}
+    for name, extra in (("fp16", []), ("fp32", ["--fp32"])):
+        r = run(f"--network={small_pickle}", "--seeds=0-3", f"--outdir={tmp_path / name}", "--device=cuda", *extra)
+        assert r.returncode == 0, r.stderr
+        images[name] = np.stack([np.asarray(PIL.Image.open(tmp_path / name / f"seed{s:04d}.png")).astype(int)
+                                 for s in range(4)])
+    diff = np.abs(images["fp16"] - images["fp32"])
+    assert diff.mean() < 1.0 and diff.max() <= 12

@@ -70,3 +70,15 @@ def test_camera_with_nan_rejected(small_generator):
 def test_to_uint8_range():
     x = torch.tensor([-2.0, -1.0, 0.0, 1.0, 2.0]).reshape(1, 1, 1, 5)
     assert gen.to_uint8(x).flatten().tolist() == [0, 0, 128, 255, 255]
+
+
+@pytest.mark.parametrize("fp32", [False, True])
+@pytest.mark.parametrize("device", ["cpu", "mps", torch.device("cpu")])
+def test_force_fp32_off_cuda_whatever_the_flag(device, fp32):
+    assert gen.force_fp32_for(device, fp32) is True
+
+
+def test_fp16_layers_on_cuda_unless_fp32_asked():
+    for device in ("cuda", "cuda:1", torch.device("cuda", 0)):
+        assert gen.force_fp32_for(device) is False
+        assert gen.force_fp32_for(device, fp32=True) is True

@@ -185,6 +185,19 @@ def test_drop_file_switches_network(app, tmp_path, tiny_generator):
     assert app.info.camera_stats is None and app.camera.lookat_mode == 'ffhq'
 
 
+def test_dropped_network_is_rendered_once_at_its_snapshot_camera(app, tmp_path, tiny_generator, monkeypatch):
+    from raycond import generate as gen
+    path = tmp_path / 'wide.pkl'
+    with open(path, 'wb') as f:
+        pickle.dump({'G_ema': tiny_generator(res=16, seed=7),
+                     'camera_stats': dict(fov_deg=20.0, radius=3.1, lookat=[0.0, 0.0, 0.1])}, f)
+    frames, real = [], gen.synthesize_frame
+    monkeypatch.setattr(gen, 'synthesize_frame', lambda G, ws, c, spec: frames.append(spec) or real(G, ws, c, spec))
+    app.on_drop(None, [str(path).encode()])
+    assert app.wait_for_render().error is None
+    assert [(s.fov_deg, s.radius) for s in frames] == [(20.0, 3.1)]
+
+
 def test_missing_network_shows_red_banner_instead_of_image(app, tmp_path, small_pickle):
     app.network.load(small_pickle)
     app.wait_for_render()

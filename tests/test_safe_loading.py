@@ -342,3 +342,13 @@ def test_visualizer_does_not_ask_again_after_no():
     assert dialog.offer(refusal, "/x/evil.pkl")
     assert not dialog.answer(False)
     assert not dialog.offer(refusal, "/x/evil.pkl") and not dialog.is_trusted("/x/evil.pkl")
+
+
+def test_convert_snapshot_whose_g_is_g_ema_writes_both(tmp_path, small_generator):
+    """Tiny or exported snapshots may hold one network object under two keys; safetensors refuses
+    shared memory, so the writer copies the second reference."""
+    from raycond.convert import main
+    path = _write(tmp_path, {"G": small_generator, "G_ema": small_generator})
+    out = tmp_path / "net.safetensors"
+    assert main([path, str(out), "--keys", "G_ema,G"]) == 0
+    _assert_same(loading.load_network(str(out)), small_generator)

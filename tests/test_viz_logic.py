@@ -14,7 +14,8 @@ from viz.latent import LatentWidget
 from viz.layers import LayerWidget
 from viz.network import NetworkWidget
 from viz.performance import PerformanceWidget
-from viz.renderer import RenderArgs, Renderer, layer_to_image, seed_blend
+from raycond.generate import seed_blend
+from viz.renderer import RenderArgs, Renderer, layer_to_image
 from viz.training import TrainingProcess, build_train_command
 
 
@@ -268,6 +269,18 @@ def test_class_conditional_network(tmp_path, tiny_generator):
     lat = LatentWidget()
     lat.on_network(a.info)
     assert lat.num_classes == 4
+
+
+def test_force_fp32_checkbox_follows_fp32_option():
+    assert build_args(_widgets()[:4] + [PerformanceWidget()]).force_fp32 is False
+    assert build_args(_widgets()[:4] + [PerformanceWidget(force_fp32=True)]).force_fp32 is True
+
+
+def test_performance_panel_names_the_precision_the_device_runs():
+    from viz.performance import precision_label
+    assert precision_label('cuda:0', False) == 'fp16 layers'
+    assert precision_label('cuda:0', True) == 'fp32'
+    assert precision_label('cpu', False) == 'fp32'
 
 
 def test_layer_of_another_network_renders_without_layer_view(small_pickle):

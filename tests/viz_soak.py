@@ -397,8 +397,8 @@ class Soak:
     def ev_layer(self):
         lw, r = self.app.layers, self.rng
         what = r.choice(('select', 'channel', 'rgb', 'show'))
-        if what == 'select' and lw.layers:
-            lw.select(r.choice(lw.layers)[0], channel=r.randrange(0, 40))
+        if what == 'select' and lw.layers:        # as a click on a row of the layer table
+            lw.selected, lw.show, lw.channel = r.choice(lw.layers)[0], True, r.randrange(0, 40)
         elif what == 'channel':
             lw.channel = r.randrange(-2, 40)
         elif what == 'rgb':

@@ -9,21 +9,25 @@ and atomic network snapshots. Gradients are averaged across ranks with
 """
 
 import copy
+import dataclasses
 import json
 import os
-import pickle
 import resource
 import time
-import warnings
 
 import numpy as np
 import PIL.Image
 import torch
 
 import dnnlib
+from metrics import metric_main
 from raycond import rundir
+from raycond.camera import camera_label
+from raycond.loading import load_snapshot
 from torch_utils import misc
 from torch_utils import training_stats
+from torch_utils.ops import conv2d_gradfix
+from torch_utils.ops import grid_sample_gradfix
 
 # ----------------------------------------------------------------------------
 # Small helpers.
@@ -117,7 +121,6 @@ def setup_snapshot_grid(training_set, camera_stats, use_camera_grid, z_dim, rand
     real_idx = rnd.randint(len(training_set), size=num)
     reals = np.stack([training_set[i][0] for i in real_idx])
     if use_camera_grid and camera_stats is not None:
-        from raycond.camera import camera_label
         lo, hi = camera_stats['yaw_range_deg']
         yaws = np.linspace(lo, hi, cols)
         c_cols = camera_label(yaws, np.full(cols, camera_stats['pitch_mean_deg']), focal=camera_stats['focal'],
@@ -139,23 +142,6 @@ def generate_grid(G, z, c, batch, device):
     for zb, cb in zip(z.split(batch), c.split(batch)):
         out.append(G(zb.to(device), cb.to(device), noise_mode='const').cpu())
     return torch.cat(out).numpy()
-
-
-def _load_snapshot(path, trust_pickle=False):
-    try:
-        from raycond.loading import load_snapshot
-    except ImportError:  # pragma: no cover - lead's module missing
-        with dnnlib.util.open_url(path) as f:
-            return pickle.load(f)
-    return load_snapshot(path, trust_pickle=trust_pickle)
-
-
-def _get_metric_main():
-    try:
-        from metrics import metric_main
-    except ImportError:
-        return None
-    return metric_main
 
 
 def build_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval=4, D_reg_interval=16):
@@ -346,6 +332,286 @@ def write_network_snapshot(run_dir, cur_nimg, snapshot_data):
 
 
 # ----------------------------------------------------------------------------
+# Setup steps of training_loop(), in the order it runs them.
+
+
+def configure_torch(cudnn_benchmark):
+    """Full float32 precision (no TF32, so CPU and GPU runs agree) and the gradient-fix ops that
+    the regularizers' double backward needs."""
+    torch.backends.cudnn.benchmark = cudnn_benchmark
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    conv2d_gradfix.enabled = True
+    grid_sample_gradfix.enabled = True
+
+
+def load_training_set(training_set_kwargs, data_loader_kwargs, rank=0):
+    """(dataset, DataLoader options); rank 0 prints what the dataset holds."""
+    if rank == 0:
+        print('Loading training set...')
+    training_set = dnnlib.util.construct_class_by_name(**training_set_kwargs)
+    dl_kwargs = dict(data_loader_kwargs)
+    if dl_kwargs.get('num_workers', 0) == 0:
+        dl_kwargs.pop('prefetch_factor', None)  # the DataLoader refuses it without worker processes
+    if rank == 0:
+        camera_stats = training_set.camera_stats
+        print()
+        print('Num images: ', len(training_set))
+        print('Image shape:', training_set.image_shape)
+        print('Label shape:', training_set.label_shape)
+        if camera_stats is not None:
+            print('Camera yaw range (deg): [%.1f, %.1f], pitch range: [%.1f, %.1f], radius %.3f, focal %.4f' % (
+                *camera_stats['yaw_range_deg'], *camera_stats['pitch_range_deg'],
+                camera_stats['radius'], camera_stats['focal']))
+        print()
+    return training_set, dl_kwargs
+
+
+def construct_networks(G_kwargs, D_kwargs, training_set, device, rank=0):
+    """(G, D, G_ema) sized for the dataset, frozen until their phase trains them."""
+    if rank == 0:
+        print('Constructing networks...')
+    common_kwargs = dict(c_dim=training_set.label_dim, img_resolution=training_set.resolution,
+                         img_channels=training_set.num_channels)
+    G = dnnlib.util.construct_class_by_name(**G_kwargs, **common_kwargs).train().requires_grad_(False).to(device)
+    D = dnnlib.util.construct_class_by_name(**D_kwargs, **common_kwargs).train().requires_grad_(False).to(device)
+    G_ema = copy.deepcopy(G).eval()
+    return G, D, G_ema
+
+
+def resume_networks(resume_pkl, G, D, G_ema, trust_pickle=False, keep_progress=True, rank=0):
+    """Copy the networks of `resume_pkl` (None: nothing to do) into G, D and G_ema.
+
+    Returns (the snapshot's progress dict, or None when absent or not wanted; whether the
+    architectures matched, which decides whether optimizer states may be restored).
+    """
+    if resume_pkl is None:
+        return None, False
+    if rank == 0:
+        print(f'Resuming from "{resume_pkl}"')
+    resume_data = load_snapshot(resume_pkl, trust_pickle=trust_pickle)
+    same_architecture = restore_networks(resume_data, G, D, G_ema, rank=rank)
+    progress = resume_data.get('progress')
+    return (progress if keep_progress and isinstance(progress, dict) else None), same_architecture
+
+
+def print_network_summaries(G, D, batch_gpu, device):
+    """Layer tables of G and D (informative only: a network that cannot summarize still trains)."""
+    z = torch.empty([batch_gpu, G.z_dim], device=device)
+    c = torch.empty([batch_gpu, G.c_dim], device=device)
+    if G.c_dim == 25:
+        c = camera_label(np.zeros(batch_gpu), np.zeros(batch_gpu)).to(device)
+    try:
+        img = misc.print_module_summary(G, [z, c])
+        misc.print_module_summary(D, [img, c])
+    except Exception as e:  # summaries are informative only
+        print(f'(network summary unavailable: {e})')
+
+
+def setup_augmentation(augment_kwargs, augment_p, ada_target, progress, device):
+    """(augment pipe or None, ADA sign collector or None); a resumed run continues at its saved p."""
+    if augment_kwargs is None or not (augment_p > 0 or ada_target is not None):
+        return None, None
+    augment_pipe = dnnlib.util.construct_class_by_name(**augment_kwargs).train().requires_grad_(False).to(device)
+    augment_pipe.p.copy_(torch.as_tensor(augment_p))
+    if progress is not None and progress.get('augment_p') is not None:
+        augment_pipe.p.copy_(torch.as_tensor(float(progress['augment_p'])))
+    ada_stats = training_stats.Collector(regex='Loss/signs/real') if ada_target is not None else None
+    return augment_pipe, ada_stats
+
+
+def broadcast_from_rank0(modules):
+    """Every rank starts from rank 0's weights and buffers."""
+    for module in modules:
+        if module is not None:
+            for tensor in misc.params_and_buffers(module):
+                torch.distributed.broadcast(tensor, src=0)
+
+
+def build_loss(loss_kwargs, G, D, augment_pipe, progress, device):
+    """The loss object; a resumed run continues with its saved path-length mean."""
+    loss = dnnlib.util.construct_class_by_name(device=device, G=G, D=D, augment_pipe=augment_pipe, **loss_kwargs)
+    if progress is not None and progress.get('pl_mean') is not None and hasattr(loss, 'pl_mean'):
+        loss.pl_mean.fill_(float(progress['pl_mean']))
+    return loss
+
+
+def export_start_grids(run_dir, training_set, G, G_ema, batch_gpu, device, random_seed):
+    """Write reals.png and fakes_init.png; returns (grid_size, z, c) that every fakes grid reuses."""
+    print('Exporting sample images...')
+    use_camera_grid = training_set.is_camera and G.c_dim == 25
+    grid_size, grid_z, grid_c, reals = setup_snapshot_grid(training_set, training_set.camera_stats, use_camera_grid,
+                                                           G.z_dim, random_seed=random_seed)
+    if G.c_dim != grid_c.shape[1]:
+        grid_c = torch.zeros([grid_z.shape[0], G.c_dim])
+    save_image_grid(reals, os.path.join(run_dir, 'reals.png'), drange=[0, 255], grid_size=grid_size)
+    images = generate_grid(G_ema, grid_z, grid_c, max(batch_gpu, 16), device)
+    save_image_grid(images, os.path.join(run_dir, 'fakes_init.png'), drange=[-1, 1], grid_size=grid_size)
+    return grid_size, grid_z, grid_c
+
+
+class StatsLog:
+    """Rank 0's stats.jsonl and, when TensorBoard is installed, its event files (other ranks: nothing)."""
+
+    def __init__(self, run_dir, rank, start_time):
+        self.jsonl = None
+        self.tfevents = None
+        self.start_time = start_time
+        if rank != 0:
+            return
+        self.jsonl = open(os.path.join(run_dir, 'stats.jsonl'), 'at')
+        try:
+            import torch.utils.tensorboard as tensorboard
+            self.tfevents = tensorboard.SummaryWriter(run_dir)
+        except ImportError:
+            pass  # TensorBoard is optional ('pip install tensorboard' to get event files)
+        except Exception as err:
+            print('Skipping tfevents export:', err)
+
+    def write(self, stats_dict, metric_results, cur_nimg):
+        """One jsonl line of this tick's statistics; scalars (and metric results) for TensorBoard."""
+        timestamp = time.time()
+        if self.jsonl is not None:
+            self.jsonl.write(json.dumps(dict(stats_dict, timestamp=timestamp)) + '\n')
+            self.jsonl.flush()
+        if self.tfevents is not None:
+            global_step = int(cur_nimg / 1e3)
+            walltime = timestamp - self.start_time
+            for name, value in stats_dict.items():
+                self.tfevents.add_scalar(name, value.mean, global_step=global_step, walltime=walltime)
+            for name, value in metric_results.items():
+                self.tfevents.add_scalar(f'Metrics/{name}', value, global_step=global_step, walltime=walltime)
+            self.tfevents.flush()
+
+    def close(self):
+        for f in (self.jsonl, self.tfevents):
+            if f is not None:
+                f.close()
+
+
+# ----------------------------------------------------------------------------
+# Steps of one iteration and of one tick.
+
+
+@dataclasses.dataclass
+class LoopState:
+    """The counters of a running loop (the first three are saved in snapshots) and the tick's clock."""
+    cur_nimg: int                   # images shown so far, all ranks together
+    cur_tick: int
+    batch_idx: int                  # iterations so far: decides which lazy regularization phases run
+    tick_start_nimg: int
+    tick_start_time: float
+    maintenance_time: float         # seconds between the previous tick's end and this tick's start
+
+    @classmethod
+    def start(cls, counters, start_time):
+        """The state at the first iteration: fresh, or the counters of a resumed snapshot."""
+        cur_nimg = int(counters.get('cur_nimg', 0))
+        now = time.time()
+        return cls(cur_nimg=cur_nimg, cur_tick=int(counters.get('cur_tick', -1)) + 1,
+                   batch_idx=int(counters.get('batch_idx', 0)), tick_start_nimg=cur_nimg, tick_start_time=now,
+                   maintenance_time=now - start_time)
+
+
+def fetch_batch(iterator, training_set, num_phases, z_dim, batch_size, batch_gpu, num_gpus, device):
+    """This rank's reals split into accumulation rounds, and latents/labels for every phase.
+
+    Returns (real images, real labels, [per phase: latents], [per phase: labels]), each a list of
+    per-round tensors. Generated labels are drawn from the dataset, so fakes follow its poses.
+    """
+    with torch.autograd.profiler.record_function('data_fetch'):
+        real_img, real_c = next(iterator)
+        real_img = (real_img.to(device).to(torch.float32) / 127.5 - 1).split(batch_gpu)
+        real_c = real_c.to(device).to(torch.float32).split(batch_gpu)
+        rank_batch = batch_size // num_gpus
+        gen_z = torch.randn([num_phases * rank_batch, z_dim], device=device)
+        gen_z = [phase_gen_z.split(batch_gpu) for phase_gen_z in gen_z.split(rank_batch)]
+        gen_c = [training_set.get_label(np.random.randint(len(training_set))) for _ in range(num_phases * rank_batch)]
+        gen_c = torch.from_numpy(np.stack(gen_c).astype(np.float32)).to(device)
+        gen_c = [phase_gen_c.split(batch_gpu) for phase_gen_c in gen_c.split(rank_batch)]
+    return real_img, real_c, gen_z, gen_c
+
+
+def update_ema(G_ema, G, ema_kimg, ema_rampup, cur_nimg, batch_size):
+    """Move G_ema toward G with a half-life of ema_kimg (shorter early in training with ramp-up)."""
+    with torch.autograd.profiler.record_function('Gema'):
+        ema_nimg = ema_kimg * 1000
+        if ema_rampup is not None:
+            ema_nimg = min(ema_nimg, cur_nimg * ema_rampup)
+        ema_beta = 0.5 ** (batch_size / max(ema_nimg, 1e-8))
+        with torch.no_grad():
+            for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+                p_ema.copy_(p.lerp(p_ema, ema_beta))
+            for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+                b_ema.copy_(b)
+
+
+def adapt_augment_p(ada_stats, augment_pipe, ada_target, ada_kimg, adjust_nimg):
+    """ADA: raise p when D is over-confident on reals (mean sign above target), lower it otherwise.
+    `adjust_nimg` images have passed since the last adjustment."""
+    ada_stats.update()
+    signs = ada_stats['Loss/signs/real']
+    if np.isfinite(signs):
+        adjust = np.sign(signs - ada_target) * adjust_nimg / (ada_kimg * 1000)
+        augment_pipe.p.copy_((augment_pipe.p + adjust).clamp(min=0))
+
+
+def report_tick(state, total_nimg, start_time, aug_p, device, rank=0):
+    """The tick's progress, timing and memory into training_stats, and as one line on rank 0.
+    Returns the time at which the tick ended."""
+    tick_end_time = time.time()
+    tick_nimg = max(state.cur_nimg - state.tick_start_nimg, 1)
+    sec_per_kimg = (tick_end_time - state.tick_start_time) / tick_nimg * 1e3
+    eta = max(total_nimg - state.cur_nimg, 0) / 1e3 * sec_per_kimg
+    rss, peak_rss, gpu_peak = memory_stats(device)
+    report0 = training_stats.report0
+    fields = []
+    fields += [f"tick {report0('Progress/tick', state.cur_tick):<5d}"]
+    fields += [f"kimg {report0('Progress/kimg', state.cur_nimg / 1e3):<8.3f}"]
+    fields += [f"time {dnnlib.util.format_time(report0('Timing/total_sec', tick_end_time - start_time)):<12s}"]
+    fields += [f"sec/tick {report0('Timing/sec_per_tick', tick_end_time - state.tick_start_time):<7.1f}"]
+    fields += [f"sec/kimg {report0('Timing/sec_per_kimg', sec_per_kimg):<7.2f}"]
+    fields += [f"ETA {dnnlib.util.format_time(eta):<12s}"]
+    fields += [f"maintenance {report0('Timing/maintenance_sec', state.maintenance_time):<6.1f}"]
+    fields += [f"cpumem {report0('Resources/cpu_mem_gb', rss):<6.2f}"]
+    report0('Resources/peak_cpu_mem_gb', peak_rss)
+    if gpu_peak is not None:
+        fields += [f"gpumem {report0('Resources/peak_gpu_mem_gb', gpu_peak):<6.2f}"]
+        torch.cuda.reset_peak_memory_stats()
+    fields += [f"augment {report0('Progress/augment', aug_p):.3f}"]
+    report0('Timing/total_hours', (tick_end_time - start_time) / (60 * 60))
+    if rank == 0:
+        print(' '.join(fields), flush=True)
+    return tick_end_time
+
+
+def evaluate_metrics(metrics, G, training_set_kwargs, run_dir, snapshot_pkl, results, num_gpus=1, rank=0,
+                     device='cpu'):
+    """Compute `metrics` for the snapshot's G, report them (rank 0) and merge them into `results`.
+
+    A metric that fails (e.g. detector weights not downloadable) is dropped and training goes on.
+    Returns the metrics still enabled.
+    """
+    if rank == 0:
+        print('Evaluating metrics...')
+    enabled = list(metrics)
+    for metric in list(metrics):
+        try:
+            result_dict = metric_main.calc_metric(metric=metric, G=G, dataset_kwargs=training_set_kwargs,
+                                                  num_gpus=num_gpus, rank=rank, device=device)
+        except Exception as e:  # e.g. detector weights not downloadable: keep training
+            enabled.remove(metric)
+            if rank == 0:
+                print(f'Warning: metric {metric} failed and is disabled for this run: {type(e).__name__}: {e}',
+                      flush=True)
+            continue
+        if rank == 0:
+            metric_main.report_metric(result_dict, run_dir=run_dir, snapshot_pkl=snapshot_pkl)
+        results.update(result_dict.results)
+    return enabled
+
+
+# ----------------------------------------------------------------------------
 
 
 def training_loop(
@@ -390,313 +656,108 @@ def training_loop(
     device = torch.device(device)
     np.random.seed(random_seed * num_gpus + rank)
     torch.manual_seed(random_seed * num_gpus + rank)
-    torch.backends.cudnn.benchmark = cudnn_benchmark
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    for mod_name in ('conv2d_gradfix', 'grid_sample_gradfix'):
-        try:
-            mod = __import__(f'torch_utils.ops.{mod_name}', fromlist=[mod_name])
-            if hasattr(mod, 'enabled'):
-                mod.enabled = True
-        except ImportError:
-            pass
+    configure_torch(cudnn_benchmark)
     assert batch_size % num_gpus == 0 and (batch_size // num_gpus) % batch_gpu == 0
     num_rounds = batch_size // num_gpus // batch_gpu
 
-    # Training set.
+    # Setup.
+    training_set, dl_kwargs = load_training_set(training_set_kwargs, data_loader_kwargs, rank=rank)
+    G, D, G_ema = construct_networks(G_kwargs, D_kwargs, training_set, device, rank=rank)
+    progress, same_architecture = resume_networks(resume_pkl, G, D, G_ema, trust_pickle=resume_trust_pickle,
+                                                  keep_progress=resume_progress, rank=rank)
     if rank == 0:
-        print('Loading training set...')
-    training_set = dnnlib.util.construct_class_by_name(**training_set_kwargs)
-    dl_kwargs = dict(data_loader_kwargs)
-    if dl_kwargs.get('num_workers', 0) == 0:
-        dl_kwargs.pop('prefetch_factor', None)
-    camera_stats = training_set.camera_stats
-    if rank == 0:
-        print()
-        print('Num images: ', len(training_set))
-        print('Image shape:', training_set.image_shape)
-        print('Label shape:', training_set.label_shape)
-        if camera_stats is not None:
-            print('Camera yaw range (deg): [%.1f, %.1f], pitch range: [%.1f, %.1f], radius %.3f, focal %.4f' % (
-                *camera_stats['yaw_range_deg'], *camera_stats['pitch_range_deg'],
-                camera_stats['radius'], camera_stats['focal']))
-        print()
-
-    # Networks.
-    if rank == 0:
-        print('Constructing networks...')
-    common_kwargs = dict(c_dim=training_set.label_dim, img_resolution=training_set.resolution,
-                         img_channels=training_set.num_channels)
-    G = dnnlib.util.construct_class_by_name(**G_kwargs, **common_kwargs).train().requires_grad_(False).to(device)
-    D = dnnlib.util.construct_class_by_name(**D_kwargs, **common_kwargs).train().requires_grad_(False).to(device)
-    G_ema = copy.deepcopy(G).eval()
-
-    # Resume.
-    progress = None
-    same_architecture = False
-    if resume_pkl is not None:
-        if rank == 0:
-            print(f'Resuming from "{resume_pkl}"')
-        resume_data = _load_snapshot(resume_pkl, resume_trust_pickle)
-        same_architecture = restore_networks(resume_data, G, D, G_ema, rank=rank)
-        if resume_progress and isinstance(resume_data.get('progress'), dict):
-            progress = resume_data['progress']
-        del resume_data
-
-    # Print network summary tables.
-    if rank == 0:
-        z = torch.empty([batch_gpu, G.z_dim], device=device)
-        c = torch.empty([batch_gpu, G.c_dim], device=device)
-        if G.c_dim == 25:
-            from raycond.camera import camera_label
-            c = camera_label(np.zeros(batch_gpu), np.zeros(batch_gpu)).to(device)
-        try:
-            img = misc.print_module_summary(G, [z, c])
-            misc.print_module_summary(D, [img, c])
-        except Exception as e:  # summaries are informative only
-            print(f'(network summary unavailable: {e})')
-
-    # Augmentation.
-    augment_pipe = None
-    ada_stats = None
-    if augment_kwargs is not None and (augment_p > 0 or ada_target is not None):
-        augment_pipe = dnnlib.util.construct_class_by_name(**augment_kwargs).train().requires_grad_(False).to(device)
-        augment_pipe.p.copy_(torch.as_tensor(augment_p))
-        if progress is not None and progress.get('augment_p') is not None:
-            augment_pipe.p.copy_(torch.as_tensor(float(progress['augment_p'])))
-        if ada_target is not None:
-            ada_stats = training_stats.Collector(regex='Loss/signs/real')
-
-    # Distribute across ranks: everyone starts from rank 0's weights.
+        print_network_summaries(G, D, batch_gpu, device)
+    augment_pipe, ada_stats = setup_augmentation(augment_kwargs, augment_p, ada_target, progress, device)
     if num_gpus > 1:
-        for module in [G, D, G_ema, augment_pipe]:
-            if module is not None:
-                for tensor in misc.params_and_buffers(module):
-                    torch.distributed.broadcast(tensor, src=0)
-
-    # Loss and training phases.
+        broadcast_from_rank0([G, D, G_ema, augment_pipe])
     if rank == 0:
         print('Setting up training phases...')
-    loss = dnnlib.util.construct_class_by_name(device=device, G=G, D=D, augment_pipe=augment_pipe, **loss_kwargs)
-    if progress is not None and progress.get('pl_mean') is not None and hasattr(loss, 'pl_mean'):
-        loss.pl_mean.fill_(float(progress['pl_mean']))
+    loss = build_loss(loss_kwargs, G, D, augment_pipe, progress, device)
     phases = build_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval)
     if progress is not None:
         restore_optimizer_states(phases, progress, same_architecture, rank=rank)
-
-    # Snapshot grids.
     grid_size = grid_z = grid_c = None
-    use_camera_grid = training_set.is_camera and G.c_dim == 25
     if rank == 0:
-        print('Exporting sample images...')
-        grid_size, grid_z, grid_c, reals = setup_snapshot_grid(training_set, camera_stats, use_camera_grid,
-                                                               G.z_dim, random_seed=random_seed)
-        if G.c_dim != grid_c.shape[1]:
-            grid_c = torch.zeros([grid_z.shape[0], G.c_dim])
-        save_image_grid(reals, os.path.join(run_dir, 'reals.png'), drange=[0, 255], grid_size=grid_size)
-        images = generate_grid(G_ema, grid_z, grid_c, max(batch_gpu, 16), device)
-        save_image_grid(images, os.path.join(run_dir, 'fakes_init.png'), drange=[-1, 1], grid_size=grid_size)
-
-    # Logs.
-    if rank == 0:
+        grid_size, grid_z, grid_c = export_start_grids(run_dir, training_set, G, G_ema, batch_gpu, device,
+                                                       random_seed)
         print('Initializing logs...')
     stats_collector = training_stats.Collector(regex='.*')
-    stats_metrics = dict()
-    stats_jsonl = None
-    stats_tfevents = None
-    if rank == 0:
-        stats_jsonl = open(os.path.join(run_dir, 'stats.jsonl'), 'at')
-        try:
-            import torch.utils.tensorboard as tensorboard
-            stats_tfevents = tensorboard.SummaryWriter(run_dir)
-        except ImportError:
-            pass  # TensorBoard is optional ('pip install tensorboard' to get event files)
-        except Exception as err:
-            print('Skipping tfevents export:', err)
-
-    metric_main = None
-    if metrics:
-        metric_main = _get_metric_main()
-        if metric_main is None and rank == 0:
-            warnings.warn(f'metrics package not available: skipping metrics {", ".join(metrics)}')
+    stats_log = StatsLog(run_dir, rank, start_time)
+    metric_results = dict()
 
     # Train.
     total_nimg = int(total_kimg * 1000)
-    counters = progress if (progress is not None and resume_counters) else {}
-    cur_nimg = int(counters.get('cur_nimg', 0))
-    cur_tick = int(counters.get('cur_tick', -1)) + 1
-    batch_idx = int(counters.get('batch_idx', 0))
+    state = LoopState.start(progress if (progress is not None and resume_counters) else {}, start_time)
     if rank == 0:
-        print(f'Training for {total_kimg:g} kimg (starting at {cur_nimg / 1000:g} kimg)...')
+        print(f'Training for {total_kimg:g} kimg (starting at {state.cur_nimg / 1000:g} kimg)...')
         print()
-    tick_start_nimg = cur_nimg
-    tick_start_time = time.time()
-    maintenance_time = tick_start_time - start_time
-    first_iteration = cur_nimg == 0  # a fresh run reports (and snapshots) after its first batch
-    training_set_iterator = start_random_streams(training_set, random_seed, num_gpus, rank, cur_nimg, batch_size,
-                                                 dl_kwargs)
+    first_iteration = state.cur_nimg == 0  # a fresh run reports (and snapshots) after its first batch
+    data = start_random_streams(training_set, random_seed, num_gpus, rank, state.cur_nimg, batch_size, dl_kwargs)
     if progress_fn is not None:
-        progress_fn(cur_nimg, total_nimg)
-    done = cur_nimg >= total_nimg
+        progress_fn(state.cur_nimg, total_nimg)
+    done = state.cur_nimg >= total_nimg
 
     while not done:
-        # Fetch training data.
-        with torch.autograd.profiler.record_function('data_fetch'):
-            phase_real_img, phase_real_c = next(training_set_iterator)
-            phase_real_img = (phase_real_img.to(device).to(torch.float32) / 127.5 - 1).split(batch_gpu)
-            phase_real_c = phase_real_c.to(device).to(torch.float32).split(batch_gpu)
-            rank_batch = batch_size // num_gpus
-            all_gen_z = torch.randn([len(phases) * rank_batch, G.z_dim], device=device)
-            all_gen_z = [phase_gen_z.split(batch_gpu) for phase_gen_z in all_gen_z.split(rank_batch)]
-            all_gen_c = [training_set.get_label(np.random.randint(len(training_set)))
-                         for _ in range(len(phases) * rank_batch)]
-            all_gen_c = torch.from_numpy(np.stack(all_gen_c).astype(np.float32)).to(device)
-            all_gen_c = [phase_gen_c.split(batch_gpu) for phase_gen_c in all_gen_c.split(rank_batch)]
-
-        # Execute training phases.
-        run_phases(phases, loss, batch_idx, phase_real_img, phase_real_c, all_gen_z, all_gen_c, num_gpus=num_gpus,
-                   num_rounds=num_rounds, cur_nimg=cur_nimg)
-
-        # Update G_ema.
-        with torch.autograd.profiler.record_function('Gema'):
-            ema_nimg = ema_kimg * 1000
-            if ema_rampup is not None:
-                ema_nimg = min(ema_nimg, cur_nimg * ema_rampup)
-            ema_beta = 0.5 ** (batch_size / max(ema_nimg, 1e-8))
-            with torch.no_grad():
-                for p_ema, p in zip(G_ema.parameters(), G.parameters()):
-                    p_ema.copy_(p.lerp(p_ema, ema_beta))
-                for b_ema, b in zip(G_ema.buffers(), G.buffers()):
-                    b_ema.copy_(b)
-
-        # Update state.
-        cur_nimg += batch_size
-        batch_idx += 1
+        batch = fetch_batch(data, training_set, len(phases), G.z_dim, batch_size, batch_gpu, num_gpus, device)
+        run_phases(phases, loss, state.batch_idx, *batch, num_gpus=num_gpus, num_rounds=num_rounds,
+                   cur_nimg=state.cur_nimg)
+        update_ema(G_ema, G, ema_kimg, ema_rampup, state.cur_nimg, batch_size)
+        state.cur_nimg += batch_size
+        state.batch_idx += 1
         if progress_fn is not None:
-            progress_fn(cur_nimg, total_nimg)
-
-        # Execute ADA heuristic.
-        if ada_stats is not None and (batch_idx % ada_interval == 0):
-            ada_stats.update()
-            signs = ada_stats['Loss/signs/real']
-            if np.isfinite(signs):
-                adjust = np.sign(signs - ada_target) * (batch_size * ada_interval) / (ada_kimg * 1000)
-                augment_pipe.p.copy_((augment_pipe.p + adjust).clamp(min=0))
+            progress_fn(state.cur_nimg, total_nimg)
+        if ada_stats is not None and (state.batch_idx % ada_interval == 0):
+            adapt_augment_p(ada_stats, augment_pipe, ada_target, ada_kimg, batch_size * ada_interval)
 
         # Perform maintenance tasks once per tick.
-        done = (cur_nimg >= total_nimg)
-        if (not done) and (not first_iteration) and (cur_nimg < tick_start_nimg + kimg_per_tick * 1000):
+        done = (state.cur_nimg >= total_nimg)
+        if (not done) and (not first_iteration) and (state.cur_nimg < state.tick_start_nimg + kimg_per_tick * 1000):
             continue
         first_iteration = False
-
-        # Print status line, accumulating the same information in training_stats.
-        tick_end_time = time.time()
-        tick_nimg = max(cur_nimg - tick_start_nimg, 1)
-        sec_per_kimg = (tick_end_time - tick_start_time) / tick_nimg * 1e3
-        eta = max(total_nimg - cur_nimg, 0) / 1e3 * sec_per_kimg
-        rss, peak_rss, gpu_peak = memory_stats(device)
         aug_p = float(augment_pipe.p.cpu()) if augment_pipe is not None else 0.0
-        fields = []
-        fields += [f"tick {training_stats.report0('Progress/tick', cur_tick):<5d}"]
-        fields += [f"kimg {training_stats.report0('Progress/kimg', cur_nimg / 1e3):<8.3f}"]
-        fields += [f"time {dnnlib.util.format_time(training_stats.report0('Timing/total_sec', tick_end_time - start_time)):<12s}"]
-        fields += [f"sec/tick {training_stats.report0('Timing/sec_per_tick', tick_end_time - tick_start_time):<7.1f}"]
-        fields += [f"sec/kimg {training_stats.report0('Timing/sec_per_kimg', sec_per_kimg):<7.2f}"]
-        fields += [f"ETA {dnnlib.util.format_time(eta):<12s}"]
-        fields += [f"maintenance {training_stats.report0('Timing/maintenance_sec', maintenance_time):<6.1f}"]
-        fields += [f"cpumem {training_stats.report0('Resources/cpu_mem_gb', rss):<6.2f}"]
-        training_stats.report0('Resources/peak_cpu_mem_gb', peak_rss)
-        if gpu_peak is not None:
-            fields += [f"gpumem {training_stats.report0('Resources/peak_gpu_mem_gb', gpu_peak):<6.2f}"]
-            torch.cuda.reset_peak_memory_stats()
-        fields += [f"augment {training_stats.report0('Progress/augment', aug_p):.3f}"]
-        training_stats.report0('Timing/total_hours', (tick_end_time - start_time) / (60 * 60))
-        if rank == 0:
-            print(' '.join(fields), flush=True)
-
-        # Check for abort.
+        tick_end_time = report_tick(state, total_nimg, start_time, aug_p, device, rank=rank)
         if (not done) and (abort_fn is not None) and abort_fn():
             done = True
             if rank == 0:
                 print()
                 print('Aborting...')
 
-        # Save image snapshot.
-        if rank == 0 and image_snapshot_ticks is not None and (done or cur_tick % image_snapshot_ticks == 0):
+        if rank == 0 and image_snapshot_ticks is not None and (done or state.cur_tick % image_snapshot_ticks == 0):
             images = generate_grid(G_ema, grid_z, grid_c, max(batch_gpu, 16), device)
-            save_image_grid(images, rundir.snapshot_path(run_dir, cur_nimg, rundir.FAKES_PREFIX, rundir.FAKES_EXT),
-                            drange=[-1, 1], grid_size=grid_size)
+            save_image_grid(images, rundir.snapshot_path(run_dir, state.cur_nimg, rundir.FAKES_PREFIX,
+                                                         rundir.FAKES_EXT), drange=[-1, 1], grid_size=grid_size)
 
-        # Save network snapshot.
-        snapshot_pkl = None
-        snapshot_data = None
-        resume_point = network_snapshot_ticks is not None and (done or cur_tick % network_snapshot_ticks == 0)
+        resume_point = network_snapshot_ticks is not None and (done or state.cur_tick % network_snapshot_ticks == 0)
         if resume_point:
             snapshot_data = build_snapshot([('G', G), ('D', D), ('G_ema', G_ema), ('augment_pipe', augment_pipe)],
-                                           training_set_kwargs, camera_stats, num_gpus=num_gpus,
-                                           progress=snapshot_progress(cur_nimg, cur_tick, batch_idx, aug_p, loss,
-                                                                      phases))
-            if rank == 0:
-                snapshot_pkl = write_network_snapshot(run_dir, cur_nimg, snapshot_data)
+                                           training_set_kwargs, training_set.camera_stats, num_gpus=num_gpus,
+                                           progress=snapshot_progress(state.cur_nimg, state.cur_tick,
+                                                                      state.batch_idx, aug_p, loss, phases))
+            snapshot_pkl = write_network_snapshot(run_dir, state.cur_nimg, snapshot_data) if rank == 0 else None
+            if metrics:
+                metrics = evaluate_metrics(metrics, snapshot_data['G_ema'], training_set_kwargs, run_dir,
+                                           snapshot_pkl, metric_results, num_gpus=num_gpus, rank=rank, device=device)
+            del snapshot_data
 
-        # Evaluate metrics.
-        if snapshot_data is not None and metrics and metric_main is not None:
-            if rank == 0:
-                print('Evaluating metrics...')
-            for metric in list(metrics):
-                try:
-                    result_dict = metric_main.calc_metric(metric=metric, G=snapshot_data['G_ema'],
-                                                          dataset_kwargs=training_set_kwargs, num_gpus=num_gpus,
-                                                          rank=rank, device=device)
-                except Exception as e:  # e.g. detector weights not downloadable: keep training
-                    metrics = [m for m in metrics if m != metric]
-                    if rank == 0:
-                        print(f'Warning: metric {metric} failed and is disabled for this run: '
-                              f'{type(e).__name__}: {e}', flush=True)
-                    continue
-                if rank == 0:
-                    metric_main.report_metric(result_dict, run_dir=run_dir, snapshot_pkl=snapshot_pkl)
-                stats_metrics.update(result_dict.results)
-        del snapshot_data
-
-        # Collect statistics (all ranks take part in the reduction).
+        # Collect statistics (all ranks take part in the reduction) and log them.
         stats_collector.update()
-        stats_dict = stats_collector.as_dict()
-
-        # Update logs.
-        timestamp = time.time()
-        if stats_jsonl is not None:
-            fields = dict(stats_dict, timestamp=timestamp)
-            stats_jsonl.write(json.dumps(fields) + '\n')
-            stats_jsonl.flush()
-        if stats_tfevents is not None:
-            global_step = int(cur_nimg / 1e3)
-            walltime = timestamp - start_time
-            for name, value in stats_dict.items():
-                stats_tfevents.add_scalar(name, value.mean, global_step=global_step, walltime=walltime)
-            for name, value in stats_metrics.items():
-                stats_tfevents.add_scalar(f'Metrics/{name}', value, global_step=global_step, walltime=walltime)
-            stats_tfevents.flush()
+        stats_log.write(stats_collector.as_dict(), metric_results, state.cur_nimg)
 
         # A run resumed from this snapshot starts its random streams here: so does this one.
         if resume_point and not done:
-            training_set_iterator = start_random_streams(training_set, random_seed, num_gpus, rank, cur_nimg,
-                                                         batch_size, dl_kwargs)
+            data = start_random_streams(training_set, random_seed, num_gpus, rank, state.cur_nimg, batch_size,
+                                        dl_kwargs)
             if ada_stats is not None:
                 ada_stats.update()
 
-        # Update state.
-        cur_tick += 1
-        tick_start_nimg = cur_nimg
-        tick_start_time = time.time()
-        maintenance_time = tick_start_time - tick_end_time
+        # Next tick.
+        state.cur_tick += 1
+        state.tick_start_nimg = state.cur_nimg
+        state.tick_start_time = time.time()
+        state.maintenance_time = state.tick_start_time - tick_end_time
 
-    # Done.
-    if stats_jsonl is not None:
-        stats_jsonl.close()
-    if stats_tfevents is not None:
-        stats_tfevents.close()
+    stats_log.close()
     if rank == 0:
         print()
         print('Exiting...')
-    return dict(G=G, D=D, G_ema=G_ema, augment_pipe=augment_pipe, cur_nimg=cur_nimg)
+    return dict(G=G, D=D, G_ema=G_ema, augment_pipe=augment_pipe, cur_nimg=state.cur_nimg)

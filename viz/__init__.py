@@ -1,4 +1,4 @@
 """The raycond visualizer: renderer (pure compute), async render thread, one module per widget, and
-the window (`viz.app.Visualizer`). Importing `viz` does not open a window or need a display."""
-
-import gui_utils  # noqa: F401  (matches GLFW/PyOpenGL platforms before imgui-bundle, glfw or OpenGL load)
+the window (`viz.app.Visualizer`). Importing `viz` does not open a window or need a display, and
+importing the renderer leaves the environment alone: only the widget modules (which load
+imgui-bundle, and with it GLFW) import `gui_utils`, whose platform setup must run first."""

@@ -10,7 +10,9 @@ network; errors come back as text and are shown while the window keeps running.
 from __future__ import annotations
 
 import os
+import time
 
+import gui_utils  # noqa: F401 - sets the GLFW/OpenGL platform before imgui_bundle loads glfw
 import glfw
 from imgui_bundle import imgui
 
@@ -36,14 +38,14 @@ class Visualizer(ImguiWindow):
 
     def __init__(self, pkls=(), *, browse_dir=None, capture_dir='captures', device='auto', seed=0.0, trunc_psi=1.0,
                  yaw=None, pitch=None, fov=None, renderer=None, width=1280, height=800, fps_limit=60, vsync=False,
-                 visible=True, ui_scale=None):
+                 visible=True, ui_scale=None, fp32=False):
         super().__init__(title='raycond visualizer', width=width, height=height, fps_limit=fps_limit, vsync=vsync,
                          visible=visible, ui_scale=ui_scale)
         self.network = NetworkWidget(browse_dir=browse_dir)
         self.camera = CameraWidget()
         self.latent = LatentWidget(seed=seed, trunc_psi=trunc_psi)
         self.layers = LayerWidget()
-        self.perf = PerformanceWidget(device=device, fps_limit=fps_limit, vsync=vsync)
+        self.perf = PerformanceWidget(device=device, fps_limit=fps_limit, vsync=vsync, force_fp32=fp32)
         self.capture = CaptureWidget(capture_dir=capture_dir)
         self.training = TrainingWidget()
         self.photo = PhotoWidget(self.camera, capture_dir=capture_dir)
@@ -53,6 +55,7 @@ class Visualizer(ImguiWindow):
         self.info = None              # NetworkInfo of the network being shown
         self.current_args = None
         self._net_key = None
+        self._info_key = None         # (pkl, key, device) that self.info describes
         self._image_pkl = None
         self.texture = None
         self.layer_texture = None
@@ -132,6 +135,8 @@ class Visualizer(ImguiWindow):
         net_key = (args.pkl, args.key, args.device)
         invalidate = net_key != self._net_key
         self._net_key = net_key
+        if args.pkl and self._info_key != net_key:
+            args = args.replace(info_only=True)     # the first frame waits for the snapshot's camera
         self.current_args = args
         self.renderer.set_args(args, invalidate=invalidate)
 
@@ -145,6 +150,8 @@ class Visualizer(ImguiWindow):
 
     def _on_result(self, res):
         self.result = res
+        if res.info is not None and res.args is not None:
+            self._info_key = (res.args.pkl, res.args.key, res.args.device)
         if res.info is not None and (res.info is not self.info):
             self.info = res.info
             self.camera.on_network(res.info)
@@ -165,7 +172,7 @@ class Visualizer(ImguiWindow):
             else:
                 self.texture.update(res.image)
             self._image_pkl = res.args.pkl if res.args is not None else None
-        elif res.args is not None and res.args.pkl != self._image_pkl:
+        elif res.args is not None and res.args.pkl != self._image_pkl and (res.error or not res.args.info_only):
             self._image_pkl = None    # network changed and produced nothing: do not keep the old image
         if res.layer_image is not None:
             if self.layer_texture is None:
@@ -335,7 +342,6 @@ class Visualizer(ImguiWindow):
     # -- helpers for tests / benchmarks ---------------------------------------------------------
     def wait_for_render(self, timeout=60.0, max_frames=100000):
         """Step frames until the newest request has been rendered and shown. Returns the result."""
-        import time
         deadline = time.monotonic() + timeout
         n = 0
         while time.monotonic() < deadline and n < max_frames:

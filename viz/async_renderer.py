@@ -77,10 +77,6 @@ class AsyncRenderer:
         return self._stamp
 
     @property
-    def delivered_stamp(self):
-        return self._delivered_stamp
-
-    @property
     def busy(self):
         """True while a request is pending or being rendered."""
         with self._cond:

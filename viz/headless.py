@@ -17,11 +17,12 @@ from .app_state import build_args
 
 
 def render_first_frame(pkl, *, device='auto', seed=0.0, trunc_psi=1.0, yaw=None, pitch=None, fov=None,
-                       renderer=None, trust_pickle=False):
+                       renderer=None, trust_pickle=False, fp32=False):
     """RenderResult of the initial view of `pkl` with the given overrides. Raises ValueError on errors."""
     renderer = renderer or Renderer()
     network, camera = NetworkWidget(), CameraWidget()
-    latent, layers, perf = LatentWidget(seed=seed, trunc_psi=trunc_psi), LayerWidget(), PerformanceWidget(device=device)
+    latent, layers = LatentWidget(seed=seed, trunc_psi=trunc_psi), LayerWidget()
+    perf = PerformanceWidget(device=device, force_fp32=fp32)
     network.trust.trust_all = bool(trust_pickle)
     network.load(pkl)
     if network.error:
@@ -29,7 +30,7 @@ def render_first_frame(pkl, *, device='auto', seed=0.0, trunc_psi=1.0, yaw=None,
     if network.current is None:
         raise ValueError('no network given (pass a PKL path)')
     args = build_args([network, camera, latent, layers, perf])
-    res = renderer.render(args)           # loads the network: gives info for the camera defaults
+    res = renderer.render(args.replace(info_only=True))   # the network's camera defaults before the first frame
     if res.error:
         raise ValueError(res.error)
     camera.on_network(res.info)

@@ -4,25 +4,30 @@ Contract: the GUI starts a job and from then on only reads. `state` is 'running'
 of 'done', 'cancelled' or 'failed'. `progress` is the newest (step, total, stage, loss) reported;
 `preview` the newest reconstruction as HxWx3 uint8 with `preview_version` counting updates, so the
 GUI re-uploads a texture only when it changed; `messages` keeps the library's log lines (e.g.
-which loss it uses). A failure leaves `error` (one line, shown in the panel) and `traceback`. `cancel()` sets an event: the library's progress callback answers it with
-False at its next step, and the job ends as 'cancelled' whatever the library then returns or
-raises. The library opens the network file itself, on the job's thread (its own copy, with the
-snapshot's discriminator and camera ranges when the file has them), so the render thread never
-shares a module that is being optimised, and the GUI never waits on a file.
+which loss it uses). A failure leaves `error` (one line, shown in the panel) and `traceback`.
+`cancel()` sets an event: the library's progress callback answers it with False at its next step,
+and the job ends as 'cancelled' whatever the library then returns or raises. The library opens
+the network file itself, on the job's thread (its own copy, with the snapshot's discriminator and
+camera ranges when the file has them), so the render thread never shares a module that is being
+optimised, and the GUI never waits on a file.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import traceback
 
 import numpy as np
 
+from raycond import generate as gen
+from raycond import loading
+from raycond import threads
+
 from .renderer import one_line_error
 
 PHOTO_SUFFIXES = ('.png', '.jpg', '.jpeg')
-STATES = ('running', 'done', 'cancelled', 'failed')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,12 +132,11 @@ class PhotoJob:
 
 # ------------------------------------------------------------------------------------------------
 # The three jobs of the Photo panel. `invert_fn`/`load_fn`/`load_network_fn` are the library's
-# functions unless a test passes stand-ins.
+# functions unless a test passes stand-ins; raycond.inversion is imported on the job's thread, so
+# that opening the visualizer does not pay for it.
 
 
 def _load_network(pkl, key, device, trust_pickle=False):
-    from raycond import generate as gen
-    from raycond import loading
     dev = gen.resolve_device(device)
     G, info = loading.load_network_and_info(pkl, key=key, device=dev, trust_pickle=trust_pickle)
     return G, info, dev
@@ -140,7 +144,6 @@ def _load_network(pkl, key, device, trust_pickle=False):
 
 def check_photo_path(path) -> str:
     """The path of an image the panel can invert, or ValueError/FileNotFoundError saying why not."""
-    import os
     path = os.path.expanduser((path or '').strip())
     if not path:
         raise ValueError('no photo given: enter the path of a .png or .jpg image')
@@ -154,7 +157,6 @@ def check_photo_path(path) -> str:
 def _use_threads(num_threads):
     """The Performance section's CPU thread count, on this job's thread (OpenMP counts are per thread)."""
     if num_threads:
-        from raycond import threads
         threads.set_num_threads(num_threads)
 
 
@@ -168,7 +170,6 @@ def start_inversion(pkl, target, *, key='G_ema', device='auto', camera=None, num
         raise ValueError('load a network before inverting a photo')
 
     def work(job):
-        from raycond import generate as gen
         _use_threads(num_threads)
         job.report(0, 0, 'loading network')
         G, more = pkl, {}

@@ -5,6 +5,7 @@ output with forward hooks; this widget only chooses what to capture and displays
 
 from __future__ import annotations
 
+import gui_utils  # noqa: F401 - sets the GLFW/OpenGL platform before imgui_bundle loads glfw
 from imgui_bundle import imgui
 
 from gui_utils import imgui_utils
@@ -33,15 +34,6 @@ class LayerWidget:
             if name == self.selected:
                 return int(shape[0])
         return 0
-
-    def select(self, name, channel=None):
-        names = [n for n, _ in self.layers]
-        if names and name not in names:
-            raise ValueError(f'unknown layer {name!r}; expected one of {", ".join(names)}')
-        self.selected = name
-        self.show = True
-        if channel is not None:
-            self.channel = int(channel)
 
     def update_args(self, d):
         n = self.num_channels()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 
+import gui_utils  # noqa: F401 - sets the GLFW/OpenGL platform before imgui_bundle loads glfw
 from imgui_bundle import imgui
 
 from gui_utils import imgui_utils

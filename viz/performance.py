@@ -6,10 +6,12 @@ from __future__ import annotations
 import collections
 
 import numpy as np
+import gui_utils  # noqa: F401 - sets the GLFW/OpenGL platform before imgui_bundle loads glfw
 from imgui_bundle import imgui, implot
 
 from gui_utils import imgui_utils
 from raycond import threads
+from raycond.generate import force_fp32_for
 
 from .renderer import available_devices
 
@@ -38,13 +40,18 @@ def competition_message(render_times, cpu_others, min_slowdown: float = 1.5) -> 
             f'renders take {slowdown:.1f}x their best here.')
 
 
+def precision_label(device: str, force_fp32: bool) -> str:
+    """What the renderer actually runs for this device and checkbox (raycond.generate's rule)."""
+    return 'fp32' if force_fp32_for(device, force_fp32) else 'fp16 layers'
+
+
 class PerformanceWidget:
     """Timing history + settings -> RenderArgs fields (device, force_fp32) and window settings."""
 
-    def __init__(self, device='auto', fps_limit=60, vsync=False, history=240):
+    def __init__(self, device='auto', fps_limit=60, vsync=False, history=240, force_fp32=False):
         self.device = device
         self.devices = None
-        self.force_fp32 = True
+        self.force_fp32 = bool(force_fp32)  # visualizer.py --fp32; off: fp16 layers on CUDA
         self.fps_limit = int(fps_limit)
         self.vsync = bool(vsync)
         self.smooth = True                 # linear texture filtering of the displayed image
@@ -61,7 +68,8 @@ class PerformanceWidget:
         """Add one GUI frame time and (when new) the render time of `result`."""
         if gui_dt and gui_dt > 0:
             self.gui_times.append(float(gui_dt))
-        if result is not None and result.stamp != self._last_render_stamp and 'total' in result.timings:
+        if (result is not None and result.stamp != self._last_render_stamp and 'total' in result.timings
+                and not (result.args is not None and result.args.info_only)):   # a network load is no frame
             self._last_render_stamp = result.stamp
             self.render_times.append(float(result.timings['total']))
             self.render_cpu_others.append(getattr(result, 'cpu_others', None))
@@ -114,7 +122,8 @@ class PerformanceWidget:
         _, self.vsync = imgui.checkbox('Vsync', self.vsync)
         imgui.same_line()
         _, self.force_fp32 = imgui.checkbox('Force fp32', self.force_fp32)
-        imgui_utils.tooltip('Off: fp16 layers where the network uses them (GPU only)')
+        imgui_utils.tooltip('Off: the network\'s fp16 layers run in fp16 on CUDA (faster).\n'
+                            'CPU and MPS always render in fp32. Default: off unless --fp32.')
         imgui.same_line()
         _, self.smooth = imgui.checkbox('Smooth', self.smooth)
         imgui_utils.tooltip('Linear filtering of the enlarged image (off: sharp pixels)')
@@ -122,7 +131,7 @@ class PerformanceWidget:
         imgui_utils.tooltip('While an image renders and you do not touch the GUI, redraw only when it is ready\n'
                             '(and sleep when idle): more CPU for the network, smoother orbits on small machines')
         if res is not None and res.device:
-            imgui_utils.dim_text(f'rendering on {res.device}')
+            imgui_utils.dim_text(f'rendering on {res.device}, {precision_label(res.device, self.force_fp32)}')
         if res is not None and res.device.startswith('cpu'):
             imgui_utils.dim_text(f'CPU threads {getattr(res, "num_threads", 0) or self.num_threads} of '
                                  f'{self.threads.usable_cpus}, wait policy {self.threads.wait_policy} '

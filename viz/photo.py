@@ -14,6 +14,7 @@ import os
 
 import numpy as np
 from PIL import Image
+import gui_utils  # noqa: F401 - sets the GLFW/OpenGL platform before imgui_bundle loads glfw
 from imgui_bundle import imgui
 
 from gui_utils import gl_utils, imgui_utils

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import os
 import threading
 import time
@@ -23,7 +22,6 @@ from raycond import generate as gen
 from raycond import loading
 from raycond import threads
 
-NOISE_MODES = ('const', 'random', 'none')
 PHOTO_VIEWS = ('render', 'target', 'difference')
 DIFFERENCE_GAIN = 4                    # |target - reconstruction| is amplified so that small errors show
 
@@ -45,7 +43,7 @@ class PhotoSource:
         self.camera = torch.as_tensor(camera, dtype=torch.float32).detach().reshape(1, -1)
         self.target = None if target is None else np.ascontiguousarray(target)
         self.name = name
-        self._moved = {}               # device -> (G, ws, camera) copies for other devices than G's
+        self._moved = {}               # device -> copy of G, for other devices than G's
 
     @classmethod
     def from_result(cls, result, target=None, name=''):
@@ -53,20 +51,14 @@ class PhotoSource:
         return cls(result.G, result.ws, result.camera, target=target, name=name, z=getattr(result, 'z', None))
 
     def on_device(self, device: torch.device):
-        """(G, camera) on `device`; G is copied once per other device (the user may switch)."""
+        """The tuned G on `device`, copied once per other device (the user may switch)."""
         param = next(self.G.parameters(), None)
         if param is None or param.device == device:
-            return self.G, self.camera.to(device)
+            return self.G
         key = str(device)
         if key not in self._moved:
-            self._moved[key] = (copy.deepcopy(self.G).to(device), self.camera.to(device))
+            self._moved[key] = copy.deepcopy(self.G).to(device)
         return self._moved[key]
-
-    def ws_at(self, G, c, device):
-        """The pivot ws for camera `c` (the same ws at every camera unless the pivot is in Z)."""
-        if self.z is None:
-            return self.ws.to(device)
-        return G.mapping(self.z.to(device), gen.mapping_c(G, c, 1, device))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +79,7 @@ class RenderArgs:
     fov_deg: float | None = None       # true full FOV in degrees (None = network default)
     radius: float | None = None
     lookat: tuple | None = None
-    force_fp32: bool = True
+    force_fp32: bool = False           # user asked for fp32; applied via gen.force_fp32_for (CUDA only)
     layer: str | None = None           # synthesis sub-module whose output is shown in the Layers view
     layer_channel: int = 0
     layer_rgb: bool = False            # show channels [c, c+1, c+2] as RGB instead of one channel
@@ -96,9 +88,19 @@ class RenderArgs:
     trust_pickle: bool = False         # the user agreed to run code from this network file
     photo: Any = None                  # PhotoSource: render its tuned G and pivot ws instead of seeds
     photo_view: str = 'render'         # with a photo: 'render' (at this camera), 'target', 'difference'
+    info_only: bool = False            # load the network and return its info without rendering
 
     def replace(self, **kwargs) -> 'RenderArgs':
         return dataclasses.replace(self, **kwargs)
+
+    def frame_spec(self) -> gen.FrameSpec:
+        """What the library needs to render this frame (the difference view is taken at the photo's camera)."""
+        return gen.FrameSpec(
+            seed=self.seed, trunc_psi=self.trunc_psi, trunc_cutoff=self.trunc_cutoff, noise_mode=self.noise_mode,
+            noise_seed=self.noise_seed, mix_seed=self.mix_seed, mix_layers=self.mix_layers, yaw_deg=self.yaw_deg,
+            pitch_deg=self.pitch_deg, fov_deg=self.fov_deg, radius=self.radius, lookat=self.lookat,
+            class_idx=self.class_idx, force_fp32=self.force_fp32, pivot=self.photo,
+            at_pivot_camera=self.photo is not None and self.photo_view == 'difference')
 
 
 @dataclasses.dataclass
@@ -119,20 +121,6 @@ class RenderResult:
     stamp: int = 0                                            # set by the async renderer
     num_threads: int = 0                                      # torch CPU threads the render used
     cpu_others: float | None = None                           # cores busy in other processes meanwhile
-
-
-def seed_blend(seed: float) -> list[tuple[int, float]]:
-    """Fractional seed -> [(seed, weight), ...]: 3.25 -> [(3, 0.75), (4, 0.25)]; integers -> [(s, 1)]."""
-    seed = float(seed)
-    if not math.isfinite(seed):
-        raise ValueError(f'seed must be a finite number, got {seed}')
-    lo = math.floor(seed)
-    frac = seed - lo
-    if frac < 1e-6:
-        return [(int(lo), 1.0)]
-    if frac > 1 - 1e-6:
-        return [(int(lo) + 1, 1.0)]
-    return [(int(lo), 1.0 - frac), (int(lo) + 1, frac)]
 
 
 def one_line_error(e: BaseException) -> str:
@@ -278,85 +266,53 @@ class Renderer:
         G, info = self.get_network(args.pkl, args.key, device, args.trust_pickle)
         res.timings['load'] = time.perf_counter() - t_load
         res.info = info
-        if args.noise_mode not in NOISE_MODES:
-            raise ValueError(f'noise mode must be one of {", ".join(NOISE_MODES)}, got {args.noise_mode!r}')
+        if args.info_only:
+            return
         timer = _Timer(device, res.timings)
+        if args.photo is not None:
+            if args.photo_view not in PHOTO_VIEWS:
+                raise ValueError(f'photo view must be one of {", ".join(PHOTO_VIEWS)}, got {args.photo_view!r}')
+            target = args.photo.target
+            if args.photo_view != 'render' and target is None:
+                raise ValueError('this inversion has no target image: choose the reconstruction view')
+            if args.photo_view == 'target':
+                res.image = target
+                res.stats = dict(resolution=tuple(target.shape[:2]))
+                timer.finish()
+                return
+            G = args.photo.on_device(device)
+        spec = args.frame_spec()
         with torch.inference_mode():
-            c = gen.c_for_network(info, args.yaw_deg, args.pitch_deg, fov_deg=args.fov_deg, radius=args.radius,
-                                  lookat=args.lookat, batch=1, device=device) if info.c_dim else None
-            if info.c_dim and not info.camera:                      # class-conditional: one-hot label
-                if not 0 <= int(args.class_idx) < info.c_dim:
-                    raise ValueError(f'class {args.class_idx} out of range 0..{info.c_dim - 1}')
-                c = torch.zeros([1, info.c_dim], device=device)
-                c[0, int(args.class_idx)] = 1
-            if args.photo is not None:
-                if args.photo_view not in PHOTO_VIEWS:
-                    raise ValueError(f'photo view must be one of {", ".join(PHOTO_VIEWS)}, got {args.photo_view!r}')
-                target = args.photo.target
-                if args.photo_view != 'render' and target is None:
-                    raise ValueError('this inversion has no target image: choose the reconstruction view')
-                if args.photo_view == 'target':
-                    res.image = target
-                    res.stats = dict(resolution=tuple(target.shape[:2]))
-                    timer.finish()
-                    return
-                G, photo_c = args.photo.on_device(device)
-                if args.photo_view == 'difference' and info.camera:
-                    c = photo_c                     # the difference is meaningful at the estimated camera only
-                ws = args.photo.ws_at(G, c, device)
-            else:
-                ws = self._seed_ws(G, args, c, device)
+            ws, c = gen.frame_latents(G, info, spec, device)
             timer.lap('mapping')
-
             self._capture_name = args.layer
             self._captured = {}
             self._install_hooks(G)
-            fork = torch.random.fork_rng(devices=[device.index or 0] if device.type == 'cuda' else [])
-            with fork:
-                torch.manual_seed(int(args.noise_seed))
-                img = gen.synthesize(G, ws, c, noise_mode=args.noise_mode, force_fp32=args.force_fp32)
+            img = gen.synthesize_frame(G, ws, c, spec)
             timer.lap('synthesis')
-
-            img_u8 = gen.to_uint8(img)[0].cpu().numpy()
-            if img_u8.shape[2] not in (1, 3):
-                img_u8 = np.ascontiguousarray(img_u8[:, :, :3])
-            if args.photo is not None and args.photo_view == 'difference':
-                img_u8 = photo_difference(args.photo.target, img_u8)
-            res.image = img_u8
-            f = img[0].float()
-            res.stats = dict(mean=float(f.mean()), std=float(f.std()), min=float(f.min()), max=float(f.max()),
-                             resolution=tuple(img_u8.shape[:2]), w_norm=float(ws[0].norm(dim=-1).mean()))
-            res.layers = [(n, self._layer_shapes[n]) for n in self._ordered_layer_names() if n in self._layer_shapes]
-            # A layer this network lacks was chosen on another network (the render that follows a
-            # switch): no layer view, no error; the Layers widget picks one of res.layers next.
-            if args.layer and args.layer in self._layer_order:
-                if args.layer not in self._captured:
-                    raise ValueError(f'layer {args.layer!r} produced no image-like output')
-                res.layer_image, res.layer_stats = layer_to_image(self._captured[args.layer][0], args.layer_channel,
-                                                                  args.layer_rgb)
+            self._show(args, res, img, ws)
             timer.lap('postprocess')
             timer.finish()
 
-    @staticmethod
-    def _seed_ws(G, args, c, device):
-        """ws of the (fractional, optionally style-mixed) seed in `args`."""
-        cutoff = args.trunc_cutoff if args.trunc_cutoff else None
-        blend = seed_blend(args.seed)
-        seeds = [s for s, _ in blend]
-        if args.mix_seed is not None and args.mix_layers:
-            seeds.append(int(args.mix_seed))
-        z = gen.seeds_to_z(seeds, G.z_dim, device)
-        cc = None if c is None else c.expand(len(seeds), -1)
-        all_ws = gen.map_latents(G, z, cc, args.trunc_psi, cutoff)
-        ws = sum(w * all_ws[i:i + 1] for i, (_, w) in enumerate(blend))
-        if args.mix_seed is not None and args.mix_layers:
-            idx = [i for i in args.mix_layers if 0 <= int(i) < ws.shape[1]]
-            ws = ws.clone()
-            ws[:, idx] = all_ws[-1:, idx]
-        return ws
-
-    def _ordered_layer_names(self):
-        return list(self._layer_order)
+    def _show(self, args: RenderArgs, res: RenderResult, img: torch.Tensor, ws: torch.Tensor):
+        """The frame as uint8 (or its difference to the photo), its statistics and the chosen layer's view."""
+        img_u8 = gen.to_uint8(img)[0].cpu().numpy()
+        if img_u8.shape[2] not in (1, 3):
+            img_u8 = np.ascontiguousarray(img_u8[:, :, :3])
+        if args.photo is not None and args.photo_view == 'difference':
+            img_u8 = photo_difference(args.photo.target, img_u8)
+        res.image = img_u8
+        f = img[0].float()
+        res.stats = dict(mean=float(f.mean()), std=float(f.std()), min=float(f.min()), max=float(f.max()),
+                         resolution=tuple(img_u8.shape[:2]), w_norm=float(ws[0].norm(dim=-1).mean()))
+        res.layers = [(n, self._layer_shapes[n]) for n in self._layer_order if n in self._layer_shapes]
+        # A layer this network lacks was chosen on another network (the render that follows a
+        # switch): no layer view, no error; the Layers widget picks one of res.layers next.
+        if args.layer and args.layer in self._layer_order:
+            if args.layer not in self._captured:
+                raise ValueError(f'layer {args.layer!r} produced no image-like output')
+            res.layer_image, res.layer_stats = layer_to_image(self._captured[args.layer][0], args.layer_channel,
+                                                              args.layer_rgb)
 
 
 def photo_difference(target, image):

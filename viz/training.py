@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 from PIL import Image
+import gui_utils  # noqa: F401 - sets the GLFW/OpenGL platform before imgui_bundle loads glfw
 from imgui_bundle import imgui
 
 from gui_utils import imgui_utils

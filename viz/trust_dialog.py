@@ -9,6 +9,7 @@ The state logic (`offer`, `answer`, `is_trusted`) works without a window.
 
 from __future__ import annotations
 
+import gui_utils  # noqa: F401 - sets the GLFW/OpenGL platform before imgui_bundle loads glfw
 from imgui_bundle import imgui
 
 TITLE = 'Run code from this file?'

@@ -1,0 +1,194 @@
+"""Edit the viewpoint of a photo: invert it into a ray-conditioned network, then render other views.
+
+Finds the camera (unless given), a pivot latent and tuned weights (raycond.inversion), and writes:
+target.png (the photo as the network sees it), proj.png (the reconstruction), projected.npz (pivot
+ws + camera label), inversion.pt (what `raycond.inversion.load`, `gen_images.py --projected` and
+`gen_video.py --projected` read; tensors only, no code), views.png (target | reconstruction |
+every requested view) and, with --save-video, an orbit of the edited face.
+
+Examples:
+    python projector.py --target=photo.png --outdir=out
+    python projector.py --network=net.pkl --target=photo.png --outdir=out --yaw=20 --pitch=-5 \\
+        --views=-30,0,30 --pitch-views=-10,0,10 --save-video=orbit.gif
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+
+from raycond import threads
+
+threads.prepare()
+
+import click  # noqa: E402
+
+from gen_images import resolve_network_arg  # noqa: E402
+
+
+def _camera_from_json(path: str, info):
+    """--camera-json: {"yaw": deg, "pitch": deg[, "fov": deg]}, {"label": [25 floats]} or [25 floats]."""
+    import json
+
+    from raycond import generate as gen
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"--camera-json file not found: {path}") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--camera-json {path} is not valid JSON ({e})") from None
+    if isinstance(data, dict) and "label" in data:
+        data = data["label"]
+    if isinstance(data, list):
+        if len(data) != 25:
+            raise ValueError(f"--camera-json {path}: a label needs 25 numbers, got {len(data)}")
+        import torch
+        return torch.tensor([data], dtype=torch.float32)
+    if isinstance(data, dict) and "yaw" in data and "pitch" in data:
+        return gen.c_for_network(info, float(data["yaw"]), float(data["pitch"]), data.get("fov"))
+    raise ValueError(f"--camera-json {path}: expected {{\"yaw\": .., \"pitch\": ..}}, {{\"label\": [25 numbers]}} "
+                     f"or a list of 25 numbers")
+
+
+@click.command(context_settings=dict(help_option_names=["-h", "--help"]))
+@click.option("--network", metavar="PATH|URL", help="Network pickle. Default: the bundled checkpoint.")
+@click.option("--target", "target", required=True, metavar="FILE", help="Photo to invert (PNG/JPEG), framed like the training images.")
+@click.option("--outdir", default="out", show_default=True, type=click.Path(file_okay=False), help="Where to write the results.")
+@click.option("--yaw", type=float, default=None, help="Known camera yaw in degrees (skip camera estimation; with --pitch).")
+@click.option("--pitch", type=float, default=None, help="Known camera pitch in degrees (with --yaw).")
+@click.option("--fov", type=float, default=None, help="Known true FOV in degrees (default: the network's training FOV).")
+@click.option("--camera-json", default=None, metavar="FILE", help='Known camera: {"yaw", "pitch"[, "fov"]} in degrees or {"label": [25 numbers]}.')
+@click.option("--num-steps", type=int, default=None, help="Pivot (latent) steps [default: the library's, chosen by measurement].")
+@click.option("--tune-steps", type=int, default=None, help="Pivotal tuning steps; 0 skips tuning [default: the library's].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (noise, locality samples).")
+@click.option("--loss", type=click.Choice(["auto", "lpips", "d", "pixel"]), default="auto", show_default=True, help="Reconstruction loss; auto falls back offline.")
+@click.option("--w-plus", is_flag=True, help="Invert in W+ (one w per layer) instead of W.")
+@click.option("--views", default="-30,0,30", show_default=True, help="Yaws (degrees, absolute) of the views in views.png.")
+@click.option("--pitch-views", default="0", show_default=True, help="Pitches (degrees, absolute) of the views; each with every yaw.")
+@click.option("--save-video", default=None, metavar="FILE", help="Also write an orbit video of the edited face (.mp4 or .gif, in --outdir unless a path).")
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
+@click.option("--threads", "threads_opt", type=click.IntRange(min=0), default=0, show_default=True, help=threads.THREADS_HELP)
+@click.option("--trust-pickle", is_flag=True, help="Load network pickles that carry code this project does not recognise (runs that code; only for files you trust).")
+@click.option("--verbose", is_flag=True, help="Show full tracebacks on errors.")
+def main(verbose, threads_opt, **kwargs):
+    """Invert a photo into a network and render it from other viewpoints."""
+    threads.apply(threads_opt)
+    try:
+        project(**kwargs)
+    except (click.ClickException, click.Abort):
+        raise
+    except Exception as e:  # one clear line unless --verbose
+        if verbose:
+            traceback.print_exc()
+        raise click.ClickException(str(e) or type(e).__name__)
+
+
+def project(network, target, outdir, yaw, pitch, fov, camera_json, num_steps, tune_steps, seed, loss, w_plus,
+            views, pitch_views, save_video, device, trust_pickle=False):
+    import numpy as np
+    import PIL.Image
+    import torch
+    from tqdm import tqdm
+
+    from raycond import generate as gen
+    from raycond import inversion
+    from raycond.loading import load_snapshot, network_info
+
+    start = time.time()
+    if (yaw is None) != (pitch is None):
+        raise ValueError("give both --yaw and --pitch (or neither, to estimate the camera)")
+    if camera_json and yaw is not None:
+        raise ValueError("give --yaw/--pitch or --camera-json, not both")
+    view_yaws, view_pitches = gen.parse_float_list(views), gen.parse_float_list(pitch_views)
+    if save_video and os.path.splitext(save_video)[1].lower() not in (".gif", ".mp4", ".mkv", ".mov", ".webm"):
+        raise ValueError(f"--save-video must end in .mp4 or .gif, got {save_video!r}")
+    dev = gen.resolve_device(device)
+    network = resolve_network_arg(network)
+    print(f'Loading network from "{network}"...')
+    snapshot = load_snapshot(network, trust_pickle=trust_pickle)
+    G = snapshot.get("G_ema") or snapshot.get("G")
+    if not isinstance(G, torch.nn.Module):
+        raise ValueError(f"{network} has no generator (G_ema or G)")
+    G = G.eval().requires_grad_(False).to(dev)
+    info = network_info(G, snapshot)
+    D = snapshot.get("D") if isinstance(snapshot.get("D"), torch.nn.Module) else None
+    print(f"  {info.summary()}")
+    camera = None
+    if camera_json:
+        camera = _camera_from_json(camera_json, info)
+    elif yaw is not None:
+        camera = gen.c_for_network(info, yaw, pitch, fov)
+
+    bar = tqdm(total=1, unit="step", leave=False)
+    stage_seen = {}
+
+    def progress(step, total, stage, value, preview):
+        if stage not in stage_seen:
+            stage_seen[stage] = time.time()
+            tqdm.write(f"stage {stage}: " + {"camera": "coarse camera grid + short joint refinement",
+                                             "pivot": "latent (and camera) optimisation",
+                                             "tune": "pivotal tuning with locality"}[stage])
+        bar.total = total
+        bar.set_postfix_str(f"{stage} loss {value:.4f}", refresh=False)
+        bar.update(step - bar.n)
+        return True
+
+    res = inversion.invert(G, target, camera=camera, num_steps=num_steps, tune_steps=tune_steps, seed=seed,
+                           loss=loss, device=dev, progress=progress, w_plus=w_plus, info=info, D=D,
+                           network_path=os.path.abspath(network) if os.path.exists(network) else network,
+                           log=tqdm.write)
+    bar.close()
+    m = res.meta
+    if m["has_camera"]:
+        how = "estimated" if m["camera_estimated"] else "given"
+        print(f"camera ({how}): yaw {m['yaw_deg']:+.1f} deg, pitch {m['pitch_deg']:+.1f} deg, FOV {m['fov_deg']:.2f} deg")
+
+    os.makedirs(outdir, exist_ok=True)
+
+    def to_img(t):
+        a = gen.to_uint8(t.cpu()).numpy()
+        return a[..., 0] if a.shape[-1] == 1 else a
+
+    target_u8 = res.target.permute(0, 2, 3, 1).numpy()
+    PIL.Image.fromarray(target_u8[0].squeeze(-1) if target_u8.shape[-1] == 1 else target_u8[0]).save(
+        os.path.join(outdir, "target.png"))
+    recon = res.render()
+    PIL.Image.fromarray(to_img(recon)[0]).save(os.path.join(outdir, "proj.png"))
+    np.savez(os.path.join(outdir, "projected.npz"), ws=res.ws.cpu().numpy(), c=res.camera.cpu().numpy(),
+             **({} if res.z is None else {"z": res.z.cpu().numpy()}))
+    res.save(os.path.join(outdir, "inversion.pt"))
+
+    # views.png: one row per pitch: target | reconstruction | each yaw.
+    if m["has_camera"]:
+        rows = []
+        for p in view_pitches:
+            imgs = gen.to_uint8(res.render(res.camera_at(view_yaws, [p] * len(view_yaws))).cpu()).numpy()
+            rows.append(np.concatenate([target_u8, gen.to_uint8(recon.cpu()).numpy(), imgs]))
+        grid = gen.make_grid(np.concatenate(rows), len(rows), len(view_yaws) + 2, pad=2)
+    else:
+        print("  this network has no camera input: views.png holds the target and the reconstruction only")
+        grid = gen.make_grid(np.concatenate([target_u8, gen.to_uint8(recon.cpu()).numpy()]), 1, 2, pad=2)
+    PIL.Image.fromarray(grid.squeeze(-1) if grid.shape[-1] == 1 else grid).save(os.path.join(outdir, "views.png"))
+    written = ["target.png", "proj.png", "projected.npz", "inversion.pt", "views.png"]
+
+    if save_video:
+        from raycond import camera as cam
+        from gen_video import write_video
+        path = save_video if os.path.dirname(save_video) else os.path.join(outdir, save_video)
+        stats = info.camera_stats or {}
+        yaws, pitches = cam.orbit_path("yaw-pitch-ellipse", 60, tuple(stats.get("yaw_range_deg", (-30, 30))),
+                                       tuple(stats.get("pitch_range_deg", (-10, 10))))
+        frames = []
+        for i in range(0, len(yaws), 8):
+            c = res.camera_at(yaws[i:i + 8], pitches[i:i + 8]) if m["has_camera"] else None
+            frames.extend(to_img(res.render(c)))
+        write_video(frames, path, fps=30)
+        written.append(os.path.relpath(path, outdir) if path.startswith(outdir) else path)
+    print(f"Wrote {', '.join(written)} to {outdir} in {time.time() - start:.1f} s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
