@@ -35,6 +35,7 @@ import dnnlib
 from metrics import metric_main, metric_utils
 from raycond import generate as rgen
 from raycond import loading
+from torch_utils import distributed
 
 DATASET_CLASS = 'training.dataset.ImageFolderDataset'
 
@@ -77,7 +78,7 @@ def dataset_kwargs_for(snapshot: dict, G, run_dir: str | None, data: str | None,
     return kwargs
 
 
-def _one_line(e: BaseException) -> str:
+def _last_message_line(e: BaseException) -> str:
     msg = str(e).strip()
     return msg.splitlines()[-1] if msg else type(e).__name__
 
@@ -90,14 +91,10 @@ def format_rates(result) -> str:
 def run_process(rank: int, args: dnnlib.EasyDict, temp_dir: str | None) -> None:
     """Compute every metric in one process (rank) of `args.num_gpus`."""
     if args.num_gpus > 1:
-        backend = 'nccl' if args.device_type == 'cuda' else 'gloo'
-        init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
-        torch.distributed.init_process_group(backend=backend, init_method=f'file://{init_file}', rank=rank,
-                                             world_size=args.num_gpus)
+        distributed.init_spawned(args.device_type, rank, args.num_gpus, temp_dir)
         threads.apply(args.num_threads, procs=args.num_gpus)   # spawned ranks share the CPUs
     if args.device_type == 'cuda':
-        device = torch.device('cuda', rank if args.num_gpus > 1 else (args.device.index or 0))
-        torch.cuda.set_device(device)
+        device = distributed.rank_device('cuda', rank if args.num_gpus > 1 else (args.device.index or 0))
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
     else:
@@ -115,7 +112,7 @@ def run_process(rank: int, args: dnnlib.EasyDict, temp_dir: str | None) -> None:
             print(f'{metric}: {result.total_time_str}' + (f' ({rates})' if rates else ''), flush=True)
     if args.num_gpus > 1:
         torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
+        distributed.destroy()
 
 
 def calc_metrics(network_pkl, metrics, data=None, mirror=None, gpus=1, device='auto', seed=None, cache=True,
@@ -172,8 +169,7 @@ def calc_metrics(network_pkl, metrics, data=None, mirror=None, gpus=1, device='a
               help='Add x-flipped images (with mirrored cameras). Default: as recorded for training, else off.')
 @click.option('--gpus', type=int, default=1, show_default=True,
               help='Number of processes: one per GPU (with --device cpu, gloo processes on the CPU).')
-@click.option('--device', default='auto', show_default=True,
-              help='auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.')
+@click.option('--device', default='auto', show_default=True, help=rgen.DEVICE_HELP)
 @click.option('--seed', type=int, default=None, help='Random seed for generated samples. Default: a new one each run.')
 @click.option('--cache/--no-cache', default=True, show_default=True,
               help='Reuse dataset statistics and pose estimators cached under $DNNLIB_CACHE_DIR/gan-metrics.')
@@ -196,7 +192,7 @@ def main(network_pkl, metrics, data, mirror, gpus, device, seed, cache, quiet, n
     except Exception as e:  # one clear line unless --verbose
         if verbose:
             traceback.print_exc()
-        raise click.ClickException(_one_line(e)) from None
+        raise click.ClickException(_last_message_line(e)) from None
 
 
 if __name__ == '__main__':

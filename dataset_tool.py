@@ -28,6 +28,7 @@ threads.prepare()  # before torch loads: OpenMP reads its wait policy once (rayc
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from raycond.camera import INTRINSICS_DIM, LABEL_DIM, POSE_DIM  # noqa: E402
 from raycond.synth.writer import DatasetWriter, check_destination, image_path, training_size_problem
 
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.ppm', '.tif', '.tiff')
@@ -88,9 +89,9 @@ class Source:
 
 
 def check_label(name: str, label):
-    """Validate one label: 25 finite floats (camera) or a non-negative class index."""
+    """Validate one label: LABEL_DIM (25) finite floats (camera) or a non-negative class index."""
     if isinstance(label, bool):
-        raise ValueError(f'label of {name}: expected 25 floats or a class index, got {label!r}')
+        raise ValueError(f'label of {name}: expected {LABEL_DIM} floats or a class index, got {label!r}')
     if isinstance(label, int):
         if label < 0:
             raise ValueError(f'label of {name}: class index must be >= 0, got {label}')
@@ -100,9 +101,10 @@ def check_label(name: str, label):
     try:
         arr = np.asarray(label, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f'label of {name}: expected 25 floats or a class index, got {label!r}') from None
-    if arr.shape != (25,):
-        raise ValueError(f'label of {name}: expected 25 floats (cam2world 16 + intrinsics 9) or a class index, got shape {arr.shape}')
+        raise ValueError(f'label of {name}: expected {LABEL_DIM} floats or a class index, got {label!r}') from None
+    if arr.shape != (LABEL_DIM,):
+        raise ValueError(f'label of {name}: expected {LABEL_DIM} floats (cam2world {POSE_DIM} + intrinsics '
+                         f'{INTRINSICS_DIM}) or a class index, got shape {arr.shape}')
     if not np.all(np.isfinite(arr)):
         raise ValueError(f'label of {name}: contains non-finite values')
     return [float(x) for x in arr]
@@ -159,9 +161,9 @@ def adjust_camera(label, coeffs):
     if (ax, bx, ay, by) == (1.0, 0.0, 1.0, 0.0):
         return label
     out = list(label)
-    K = np.asarray(label[16:], dtype=np.float64).reshape(3, 3)
+    K = np.asarray(label[POSE_DIM:], dtype=np.float64).reshape(3, 3)
     A = np.array([[ax, 0, bx], [0, ay, by], [0, 0, 1]])
-    out[16:] = [float(x) for x in (A @ K).reshape(-1)]
+    out[POSE_DIM:] = [float(x) for x in (A @ K).reshape(-1)]
     return out
 
 

@@ -8,7 +8,6 @@ Examples:
 from __future__ import annotations
 
 import os
-import sys
 import traceback
 
 import click
@@ -17,22 +16,9 @@ from raycond import threads
 
 threads.prepare()  # before torch loads: OpenMP reads its wait policy once (raycond/threads.py)
 
-DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints",
-                                  "raycond2-synthheads-64.pkl")
-
-
-def resolve_network_arg(network: str | None) -> str:
-    """--network, or the bundled checkpoint (announced in one line) when it is not given."""
-    if network:
-        return network
-    if os.path.isfile(DEFAULT_CHECKPOINT):
-        print(f"No --network given: using the bundled checkpoint {os.path.relpath(DEFAULT_CHECKPOINT)}", file=sys.stderr)
-        return DEFAULT_CHECKPOINT
-    raise click.UsageError("--network is required (no bundled checkpoint found at "
-                           f"{os.path.relpath(DEFAULT_CHECKPOINT)})")
-
-
-FP32_HELP = "Run every layer in float32. Default: on CUDA the network's fp16 layers run in fp16 (faster); CPU and MPS always use float32."
+from raycond import cli_options  # noqa: E402
+from raycond import generate as gen  # noqa: E402
+from raycond import loading  # noqa: E402
 
 
 def _fmt_angle(x: float) -> str:
@@ -44,19 +30,14 @@ def _fmt_angle(x: float) -> str:
 @click.option("--seeds", default="0-3", show_default=True, help="Seeds: a list '1,5,9', a range '0-31', or both.")
 @click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True, help="Truncation psi (1 = none).")
 @click.option("--trunc-cutoff", "truncation_cutoff", type=int, default=None, help="Truncate only the first N ws (default: all).")
-@click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True, help="Per-pixel noise inputs.")
+@click.option("--noise-mode", type=click.Choice(gen.NOISE_MODES), default="const", show_default=True, help="Per-pixel noise inputs.")
 @click.option("--outdir", type=click.Path(file_okay=False), default="out", show_default=True, help="Where to write PNGs.")
-@click.option("--yaw", default="0", show_default=True, help="Camera yaw in degrees; a list ('-30,0,30') or 'START:STOP:COUNT' gives several views.")
-@click.option("--pitch", default="0", show_default=True, help="Camera pitch in degrees; a list pairs with --yaw (or broadcasts).")
-@click.option("--fov", type=float, default=None, help="True horizontal field of view in degrees (default: the network's training FOV, else FFHQ's 13.37).")
-@click.option("--radius", type=float, default=None, help="Camera distance from the world origin (default: training data's, else 2.7).")
-@click.option("--lookat", default=None, metavar="X,Y,Z", help="Point the camera looks at (default: training data's, else 0,0,0.2).")
-@click.option("--preset", type=click.Choice(["ffhq", "afhq", "cars"]), default=None, help="Camera radius/look-at/FOV of a known dataset (overridden by explicit options).")
+@cli_options.camera_options(angles="views")
 @click.option("--class", "class_idx", type=int, default=None, help="Class index for class-conditional (non-camera) networks.")
 @click.option("--grid", is_flag=True, help="Also write grid.png: rows are seeds, columns are views.")
-@click.option("--device", default="auto", show_default=True, help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
+@click.option("--device", default="auto", show_default=True, help=gen.DEVICE_HELP)
 @click.option("--batch", "batch_size", type=int, default=8, show_default=True, help="Images per forward pass.")
-@click.option("--fp32", is_flag=True, help=FP32_HELP)
+@click.option("--fp32", is_flag=True, help=cli_options.FP32_HELP)
 @click.option("--threads", "num_threads", type=click.IntRange(min=0), default=0, show_default=True, help=threads.THREADS_HELP)
 @click.option("--trust-pickle", is_flag=True, help="Load network pickles that carry code this project does not recognise (runs that code; only for files you trust).")
 @click.option("--projected", default=None, metavar="FILE", help="Render an inverted photo (projector.py's inversion.pt) at the views instead of seeds.")
@@ -82,10 +63,6 @@ def generate(network, seeds, truncation_psi, truncation_cutoff, noise_mode, outd
     import torch
     from tqdm import tqdm
 
-    from raycond import camera as cam
-    from raycond import generate as gen
-    from raycond.loading import load_network_and_info
-
     seed_list = gen.parse_int_list(seeds)
     yaws, pitches = gen.parse_float_list(yaw), gen.parse_float_list(pitch)
     if len(yaws) != len(pitches) and 1 not in (len(yaws), len(pitches)):
@@ -95,22 +72,12 @@ def generate(network, seeds, truncation_psi, truncation_cutoff, noise_mode, outd
     pitches = pitches * n_views if len(pitches) == 1 else pitches
     if batch_size < 1:
         raise ValueError("--batch must be at least 1")
-    lookat_vec = gen.parse_vec3(lookat) if lookat else None
-    if preset is not None:
-        p = cam.get_preset(preset)
-        radius = p.radius if radius is None else radius
-        lookat_vec = tuple(p.lookat) if lookat_vec is None else lookat_vec
-        fov = cam.fov_from_focal(p.focal) if fov is None else fov
-    if fov is not None and not 0 < fov < 180:
-        raise ValueError(f"--fov must be between 0 and 180 degrees, got {fov}")
+    fov, radius, lookat_vec = cli_options.camera_model(fov, radius, lookat, preset)
 
     dev = gen.resolve_device(device)
-    if projected and not network:
-        from raycond.inversion import network_of
-        network = network_of(projected)
-    network = resolve_network_arg(network)
+    network = cli_options.network_arg(network, projected)
     print(f'Loading network from "{network}"...')
-    G, info = load_network_and_info(network, device=dev, trust_pickle=trust_pickle)
+    G, info = loading.load_network_and_info(network, device=dev, trust_pickle=trust_pickle)
     print(f"  {info.summary()}")
     force_fp32 = gen.force_fp32_for(dev, fp32)
 

@@ -17,7 +17,11 @@ from raycond import threads
 
 threads.prepare()  # before torch loads: OpenMP reads its wait policy once (raycond/threads.py)
 
-from gen_images import FP32_HELP, resolve_network_arg  # noqa: E402
+from raycond import camera as cam  # noqa: E402
+from raycond import cli_options  # noqa: E402
+from raycond import generate as gen  # noqa: E402
+from raycond import loading  # noqa: E402
+from raycond.video import VIDEO_EXTENSIONS, check_video_path, write_video  # noqa: E402
 
 
 def _parse_grid(s: str) -> tuple[int, int]:
@@ -31,8 +35,7 @@ def _parse_grid(s: str) -> tuple[int, int]:
 
 
 def _parse_range(s: str, name: str) -> tuple[float, float]:
-    from raycond.generate import parse_float_list
-    values = parse_float_list(s)
+    values = gen.parse_float_list(s)
     if len(values) != 2 or values[0] > values[1]:
         raise ValueError(f"{name} must be 'LOW,HIGH' in degrees with LOW <= HIGH, got {s!r}")
     return values[0], values[1]
@@ -58,29 +61,6 @@ def interpolate_keyframes(ws, num_frames: int, loop: bool = True):
     return f(t)
 
 
-def write_video(frames, path: str, fps: int) -> None:
-    """MP4 (imageio-ffmpeg) or GIF (Pillow), chosen by the file extension."""
-    import numpy as np
-    ext = os.path.splitext(path)[1].lower()
-    if ext == ".gif":
-        import PIL.Image
-        images = [PIL.Image.fromarray(np.asarray(f)) for f in frames]
-        images[0].save(path, save_all=True, append_images=images[1:], duration=max(1, round(1000 / fps)),
-                       loop=0, optimize=False, disposal=1)
-    elif ext in (".mp4", ".mkv", ".mov", ".webm"):
-        try:
-            import imageio.v2 as imageio
-            import imageio_ffmpeg  # noqa: F401 (needed by imageio's ffmpeg plugin)
-        except ImportError:
-            raise ValueError("writing MP4 needs imageio and imageio-ffmpeg (pip install imageio imageio-ffmpeg), "
-                             "or use --output with .gif") from None
-        with imageio.get_writer(path, mode="I", fps=fps, codec="libx264", quality=8, macro_block_size=1) as w:
-            for f in frames:
-                w.append_data(np.asarray(f))
-    else:
-        raise ValueError(f"--output must end in .mp4 or .gif, got {path!r}")
-
-
 @click.command(context_settings=dict(help_option_names=["-h", "--help"]))
 @click.option("--network", metavar="PATH|URL", help="Network pickle (path, URL or run directory). Default: the bundled checkpoint.")
 @click.option("--seeds", default="0-3", show_default=True, help="Seeds; one per grid cell per keyframe (or fewer: reused).")
@@ -92,13 +72,13 @@ def write_video(frames, path: str, fps: int) -> None:
 @click.option("--orbit", type=click.Choice(["yaw-pitch-ellipse", "turntable", "sweep"]), default="yaw-pitch-ellipse", show_default=True, help="Camera path.")
 @click.option("--yaw-range", default=None, help="Yaw range 'LOW,HIGH' in degrees (default: the training data's, else -30,30).")
 @click.option("--pitch-range", default=None, help="Pitch range 'LOW,HIGH' in degrees (default: the training data's, else -10,10).")
-@click.option("--fov", type=float, default=None, help="True FOV in degrees (default: the network's).")
-@click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True, help="Noise inputs.")
-@click.option("--output", default="orbit.mp4", show_default=True, help="Output .mp4 or .gif.")
+@cli_options.camera_options(angles=None)
+@click.option("--noise-mode", type=click.Choice(gen.NOISE_MODES), default="const", show_default=True, help="Noise inputs.")
+@click.option("--output", default="orbit.mp4", show_default=True, help=f"Output video ({', '.join(VIDEO_EXTENSIONS)}).")
 @click.option("--fps", type=int, default=30, show_default=True, help="Frames per second.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--device", default="auto", show_default=True, help=gen.DEVICE_HELP)
 @click.option("--batch", "batch_size", type=int, default=16, show_default=True, help="Grid cells rendered per forward pass.")
-@click.option("--fp32", is_flag=True, help=FP32_HELP)
+@click.option("--fp32", is_flag=True, help=cli_options.FP32_HELP)
 @click.option("--threads", "num_threads", type=click.IntRange(min=0), default=0, show_default=True, help=threads.THREADS_HELP)
 @click.option("--trust-pickle", is_flag=True, help="Load network pickles that carry code this project does not recognise (runs that code; only for files you trust).")
 @click.option("--projected", default=None, metavar="FILE", help="Orbit an inverted photo (projector.py's inversion.pt) instead of seeds.")
@@ -117,22 +97,17 @@ def main(verbose, num_threads, **kwargs):
 
 
 def make_video(network, seeds, grid, truncation_psi, truncation_cutoff, num_keyframes, w_frames, orbit, yaw_range,
-               pitch_range, fov, noise_mode, output, fps, device, batch_size, trust_pickle=False, fp32=False,
-               projected=None):
+               pitch_range, fov, radius, lookat, preset, noise_mode, output, fps, device, batch_size,
+               trust_pickle=False, fp32=False, projected=None):
     import numpy as np
     import torch
     from tqdm import tqdm
 
-    from raycond import camera as cam
-    from raycond import generate as gen
-    from raycond.loading import load_network_and_info
-
     rows, cols = _parse_grid(grid)
     if w_frames < 1 or fps < 1:
         raise ValueError("--w-frames and --fps must be positive")
-    ext = os.path.splitext(output)[1].lower()
-    if ext not in (".gif", ".mp4", ".mkv", ".mov", ".webm"):
-        raise ValueError(f"--output must end in .mp4 or .gif, got {output!r}")
+    check_video_path(output, "--output")
+    fov, radius, lookat_vec = cli_options.camera_model(fov, radius, lookat, preset)
     seed_list = gen.parse_int_list(seeds)
     if projected:  # one cell, one keyframe: the inverted photo while the camera orbits
         rows = cols = num_keyframes = 1
@@ -145,12 +120,9 @@ def make_video(network, seeds, grid, truncation_psi, truncation_cutoff, num_keyf
     seed_list = [seed_list[i % len(seed_list)] for i in range(needed)]
 
     dev = gen.resolve_device(device)
-    if projected and not network:
-        from raycond.inversion import network_of
-        network = network_of(projected)
-    network = resolve_network_arg(network)
+    network = cli_options.network_arg(network, projected)
     print(f'Loading network from "{network}"...')
-    G, info = load_network_and_info(network, device=dev, trust_pickle=trust_pickle)
+    G, info = loading.load_network_and_info(network, device=dev, trust_pickle=trust_pickle)
     print(f"  {info.summary()}")
     force_fp32 = gen.force_fp32_for(dev, fp32)
     stats = info.camera_stats or {}
@@ -166,7 +138,7 @@ def make_video(network, seeds, grid, truncation_psi, truncation_cutoff, num_keyf
         render = inversion.load(projected, G=G, device=dev).render
     with torch.inference_mode():
         z = gen.seeds_to_z(seed_list, G.z_dim, dev)
-        c0 = gen.c_for_network(info, 0.0, 0.0, fov, batch=z.shape[0], device=dev)
+        c0 = gen.c_for_network(info, 0.0, 0.0, fov, radius, lookat_vec, batch=z.shape[0], device=dev)
         ws = gen.map_latents(G, z, c0, truncation_psi, truncation_cutoff).cpu().numpy()
     ws = ws.reshape(num_keyframes, cells, *ws.shape[1:])
     ws_frames = interpolate_keyframes(ws, num_frames, loop=num_keyframes > 1)
@@ -174,7 +146,7 @@ def make_video(network, seeds, grid, truncation_psi, truncation_cutoff, num_keyf
     frames = []
     h = w = info.img_resolution
     for i in tqdm(range(num_frames), unit="frame", desc="Rendering"):
-        c = gen.c_for_network(info, float(yaws[i]), float(pitches[i]), fov, batch=1, device=dev)
+        c = gen.c_for_network(info, float(yaws[i]), float(pitches[i]), fov, radius, lookat_vec, batch=1, device=dev)
         imgs = []
         with torch.inference_mode():
             for s in range(0, cells, batch_size):
@@ -187,7 +159,7 @@ def make_video(network, seeds, grid, truncation_psi, truncation_cutoff, num_keyf
         frame = gen.make_grid(imgs, rows, cols)
         frames.append(frame.squeeze(-1) if frame.shape[-1] == 1 else frame)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    write_video(frames, output, fps)
+    write_video(output, frames, fps)
     print(f"Wrote {num_frames} frames ({rows * h}x{cols * w}) to {output}")
 
 

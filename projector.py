@@ -23,16 +23,21 @@ from raycond import threads
 
 threads.prepare()
 
-import click  # noqa: E402
+import json  # noqa: E402
 
-from gen_images import resolve_network_arg  # noqa: E402
+import click  # noqa: E402
+import torch  # noqa: E402
+
+from raycond import camera as cam  # noqa: E402
+from raycond import cli_options  # noqa: E402
+from raycond import generate as gen  # noqa: E402
+from raycond import inversion  # noqa: E402
+from raycond import loading  # noqa: E402
+from raycond.video import VIDEO_EXTENSIONS, check_video_path, write_video  # noqa: E402
 
 
 def _camera_from_json(path: str, info):
     """--camera-json: {"yaw": deg, "pitch": deg[, "fov": deg]}, {"label": [25 floats]} or [25 floats]."""
-    import json
-
-    from raycond import generate as gen
     try:
         with open(path) as f:
             data = json.load(f)
@@ -43,23 +48,20 @@ def _camera_from_json(path: str, info):
     if isinstance(data, dict) and "label" in data:
         data = data["label"]
     if isinstance(data, list):
-        if len(data) != 25:
-            raise ValueError(f"--camera-json {path}: a label needs 25 numbers, got {len(data)}")
-        import torch
+        if len(data) != cam.LABEL_DIM:
+            raise ValueError(f"--camera-json {path}: a label needs {cam.LABEL_DIM} numbers, got {len(data)}")
         return torch.tensor([data], dtype=torch.float32)
     if isinstance(data, dict) and "yaw" in data and "pitch" in data:
         return gen.c_for_network(info, float(data["yaw"]), float(data["pitch"]), data.get("fov"))
-    raise ValueError(f"--camera-json {path}: expected {{\"yaw\": .., \"pitch\": ..}}, {{\"label\": [25 numbers]}} "
-                     f"or a list of 25 numbers")
+    raise ValueError(f"--camera-json {path}: expected {{\"yaw\": .., \"pitch\": ..}}, "
+                     f"{{\"label\": [{cam.LABEL_DIM} numbers]}} or a list of {cam.LABEL_DIM} numbers")
 
 
 @click.command(context_settings=dict(help_option_names=["-h", "--help"]))
 @click.option("--network", metavar="PATH|URL", help="Network pickle. Default: the bundled checkpoint.")
 @click.option("--target", "target", required=True, metavar="FILE", help="Photo to invert (PNG/JPEG), framed like the training images.")
 @click.option("--outdir", default="out", show_default=True, type=click.Path(file_okay=False), help="Where to write the results.")
-@click.option("--yaw", type=float, default=None, help="Known camera yaw in degrees (skip camera estimation; with --pitch).")
-@click.option("--pitch", type=float, default=None, help="Known camera pitch in degrees (with --yaw).")
-@click.option("--fov", type=float, default=None, help="Known true FOV in degrees (default: the network's training FOV).")
+@cli_options.camera_options(angles="known")
 @click.option("--camera-json", default=None, metavar="FILE", help='Known camera: {"yaw", "pitch"[, "fov"]} in degrees or {"label": [25 numbers]}.')
 @click.option("--num-steps", type=int, default=None, help="Pivot (latent) steps [default: the library's, chosen by measurement].")
 @click.option("--tune-steps", type=int, default=None, help="Pivotal tuning steps; 0 skips tuning [default: the library's].")
@@ -68,8 +70,8 @@ def _camera_from_json(path: str, info):
 @click.option("--w-plus", is_flag=True, help="Invert in W+ (one w per layer) instead of W.")
 @click.option("--views", default="-30,0,30", show_default=True, help="Yaws (degrees, absolute) of the views in views.png.")
 @click.option("--pitch-views", default="0", show_default=True, help="Pitches (degrees, absolute) of the views; each with every yaw.")
-@click.option("--save-video", default=None, metavar="FILE", help="Also write an orbit video of the edited face (.mp4 or .gif, in --outdir unless a path).")
-@click.option("--device", default="auto", show_default=True, help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
+@click.option("--save-video", default=None, metavar="FILE", help=f"Also write an orbit video of the edited face ({', '.join(VIDEO_EXTENSIONS)}; in --outdir unless a path).")
+@click.option("--device", default="auto", show_default=True, help=gen.DEVICE_HELP)
 @click.option("--threads", "threads_opt", type=click.IntRange(min=0), default=0, show_default=True, help=threads.THREADS_HELP)
 @click.option("--trust-pickle", is_flag=True, help="Load network pickles that carry code this project does not recognise (runs that code; only for files you trust).")
 @click.option("--verbose", is_flag=True, help="Show full tracebacks on errors.")
@@ -86,41 +88,40 @@ def main(verbose, threads_opt, **kwargs):
         raise click.ClickException(str(e) or type(e).__name__)
 
 
-def project(network, target, outdir, yaw, pitch, fov, camera_json, num_steps, tune_steps, seed, loss, w_plus,
-            views, pitch_views, save_video, device, trust_pickle=False):
+def project(network, target, outdir, yaw, pitch, fov, radius, lookat, preset, camera_json, num_steps, tune_steps,
+            seed, loss, w_plus, views, pitch_views, save_video, device, trust_pickle=False):
     import numpy as np
     import PIL.Image
-    import torch
     from tqdm import tqdm
-
-    from raycond import generate as gen
-    from raycond import inversion
-    from raycond.loading import load_snapshot, network_info
 
     start = time.time()
     if (yaw is None) != (pitch is None):
         raise ValueError("give both --yaw and --pitch (or neither, to estimate the camera)")
     if camera_json and yaw is not None:
         raise ValueError("give --yaw/--pitch or --camera-json, not both")
+    if yaw is None and any(v is not None for v in (fov, radius, lookat, preset)):
+        raise ValueError("--fov/--radius/--lookat/--preset describe a known camera: give them with --yaw and --pitch "
+                         "(an estimated camera uses the network's training camera)")
+    fov, radius, lookat_vec = cli_options.camera_model(fov, radius, lookat, preset)
     view_yaws, view_pitches = gen.parse_float_list(views), gen.parse_float_list(pitch_views)
-    if save_video and os.path.splitext(save_video)[1].lower() not in (".gif", ".mp4", ".mkv", ".mov", ".webm"):
-        raise ValueError(f"--save-video must end in .mp4 or .gif, got {save_video!r}")
+    if save_video:
+        check_video_path(save_video, "--save-video")
     dev = gen.resolve_device(device)
-    network = resolve_network_arg(network)
+    network = loading.resolve_network_arg(network)
     print(f'Loading network from "{network}"...')
-    snapshot = load_snapshot(network, trust_pickle=trust_pickle)
+    snapshot = loading.load_snapshot(network, trust_pickle=trust_pickle)
     G = snapshot.get("G_ema") or snapshot.get("G")
     if not isinstance(G, torch.nn.Module):
         raise ValueError(f"{network} has no generator (G_ema or G)")
     G = G.eval().requires_grad_(False).to(dev)
-    info = network_info(G, snapshot)
+    info = loading.network_info(G, snapshot)
     D = snapshot.get("D") if isinstance(snapshot.get("D"), torch.nn.Module) else None
     print(f"  {info.summary()}")
     camera = None
     if camera_json:
         camera = _camera_from_json(camera_json, info)
     elif yaw is not None:
-        camera = gen.c_for_network(info, yaw, pitch, fov)
+        camera = gen.c_for_network(info, yaw, pitch, fov, radius, lookat_vec)
 
     bar = tqdm(total=1, unit="step", leave=False)
     stage_seen = {}
@@ -175,8 +176,6 @@ def project(network, target, outdir, yaw, pitch, fov, camera_json, num_steps, tu
     written = ["target.png", "proj.png", "projected.npz", "inversion.pt", "views.png"]
 
     if save_video:
-        from raycond import camera as cam
-        from gen_video import write_video
         path = save_video if os.path.dirname(save_video) else os.path.join(outdir, save_video)
         stats = info.camera_stats or {}
         yaws, pitches = cam.orbit_path("yaw-pitch-ellipse", 60, tuple(stats.get("yaw_range_deg", (-30, 30))),
@@ -185,7 +184,7 @@ def project(network, target, outdir, yaw, pitch, fov, camera_json, num_steps, tu
         for i in range(0, len(yaws), 8):
             c = res.camera_at(yaws[i:i + 8], pitches[i:i + 8]) if m["has_camera"] else None
             frames.extend(to_img(res.render(c)))
-        write_video(frames, path, fps=30)
+        write_video(path, frames, fps=30)
         written.append(os.path.relpath(path, outdir) if path.startswith(outdir) else path)
     print(f"Wrote {', '.join(written)} to {outdir} in {time.time() - start:.1f} s")
 

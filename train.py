@@ -53,11 +53,16 @@ import torch  # noqa: E402
 
 import dnnlib
 from metrics import metric_main
+from raycond import camera as cam
+from raycond import generate as gen
 from raycond import loading
 from raycond import rundir
+from torch_utils import custom_ops
+from torch_utils import distributed
+from torch_utils import training_stats
 from training import training_loop as tl
 from training.augment import AUGPIPE_SPECS, default_augpipe
-from training.dataset import DatasetError
+from training.dataset import DatasetError, ImageFolderDataset
 
 CFGS = rundir.TRAIN_CFGS
 SG3_CFGS = ('raycond3-t', 'raycond3-r', 'stylegan3-t', 'stylegan3-r')
@@ -133,26 +138,6 @@ def _open_log(run_dir):
                 tee.close()
 
 
-def resolve_device(name):
-    """'auto' -> cuda when available, else cpu; also accepts 'cuda' and 'cpu'."""
-    if name == 'auto':
-        return 'cuda' if torch.cuda.is_available() else 'cpu'
-    if name == 'cuda' and not torch.cuda.is_available():
-        raise ValueError('--device=cuda given but CUDA is not available')
-    return name
-
-
-def _torchrun_env():
-    """(rank, world_size, local_rank) when launched by torchrun, else None."""
-    if all(k in os.environ for k in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK')):
-        return int(os.environ['RANK']), int(os.environ['WORLD_SIZE']), int(os.environ['LOCAL_RANK'])
-    return None
-
-
-def _rank_device(device_type, local_rank):
-    return f'cuda:{local_rank}' if device_type == 'cuda' else 'cpu'
-
-
 def _set_cpu_threads(c, procs_per_machine, rank):
     """The thread policy of raycond.threads; CPU ranks on one machine share its cores."""
     policy = threads.apply(c.get('threads') or None, procs=procs_per_machine if c.device_type == 'cpu' else 1)
@@ -167,32 +152,21 @@ def subprocess_fn(rank, c, temp_dir):
 
 
 def _subprocess_body(rank, c, temp_dir):
-    device_type = c.device_type
     if c.num_gpus > 1:
-        init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
-        backend = 'nccl' if device_type == 'cuda' else 'gloo'
-        torch.distributed.init_process_group(backend=backend, init_method=f'file://{init_file}',
-                                             rank=rank, world_size=c.num_gpus)
+        distributed.init_spawned(c.device_type, rank, c.num_gpus, temp_dir)
     _set_cpu_threads(c, c.num_gpus, rank)
-    device = _rank_device(device_type, rank)
-    if device_type == 'cuda':
-        torch.cuda.set_device(device)
+    device = distributed.rank_device(c.device_type, rank)
     _init_stats(rank, c.num_gpus, device)
     _run_loop(c, rank=rank, device=device)
     if c.num_gpus > 1:
-        torch.distributed.destroy_process_group()
+        distributed.destroy()
 
 
 def _init_stats(rank, num_gpus, device):
-    from torch_utils import training_stats
     if num_gpus > 1:  # one process needs no set-up (and may train several times, e.g. under CliRunner)
         training_stats.init_multiprocessing(rank=rank, sync_device=torch.device(device))
     if rank != 0:
-        try:
-            from torch_utils import custom_ops
-            custom_ops.verbosity = 'none'
-        except ImportError:
-            pass
+        custom_ops.verbosity = 'none'
 
 
 LAUNCH_KEYS = ('device_type', 'desc', 'resume_auto', 'threads')  # build_config keys that are not training_loop options
@@ -233,7 +207,7 @@ def print_options(c, desc, dry_run):
 
 def launch_training(c, desc, outdir, dry_run):
     """Create the run directory and start 1 process, N spawned processes, or join torchrun."""
-    torchrun = _torchrun_env()
+    torchrun = distributed.torchrun_env()
     if torchrun is not None:
         return _launch_torchrun(c, desc, outdir, dry_run, torchrun)
     c.run_dir = next_run_dir(outdir, desc)
@@ -261,8 +235,7 @@ def _launch_torchrun(c, desc, outdir, dry_run, env):
             c.run_dir = next_run_dir(outdir, desc)
             print_options(c, desc, dry_run)
         return
-    backend = 'nccl' if c.device_type == 'cuda' else 'gloo'
-    torch.distributed.init_process_group(backend=backend, init_method='env://')
+    distributed.init_torchrun(c.device_type)
     run_dir = [None]
     if rank == 0:
         c.run_dir = next_run_dir(outdir, desc)
@@ -276,12 +249,10 @@ def _launch_torchrun(c, desc, outdir, dry_run, env):
     with (_open_log(c.run_dir) if rank == 0 else contextlib.nullcontext()):
         local_procs = int(os.environ.get('LOCAL_WORLD_SIZE', world_size))
         _set_cpu_threads(c, local_procs, rank)
-        device = _rank_device(c.device_type, local_rank)
-        if c.device_type == 'cuda':
-            torch.cuda.set_device(device)
+        device = distributed.rank_device(c.device_type, local_rank)
         _init_stats(rank, world_size, device)
         _run_loop(c, rank=rank, device=device)
-        torch.distributed.destroy_process_group()
+        distributed.destroy()
 
 
 # ----------------------------------------------------------------------------
@@ -320,11 +291,11 @@ def _resume_snapshot_info(resume_pkl, trust_pickle=False):
 def build_config(opts):
     """Validate options and build the training_loop kwargs (EasyDict). Raises ValueError early."""
     c = dnnlib.EasyDict()
-    c.device_type = resolve_device(opts.device)
+    c.device_type = gen.resolve_device(opts.device, allow_mps=False).type  # each process picks cuda:<rank>
     c.threads = opts.threads
 
     # Processes and batch.
-    torchrun = _torchrun_env()
+    torchrun = distributed.torchrun_env()
     num_gpus = torchrun[1] if torchrun is not None else opts.gpus
     if num_gpus < 1:
         raise ValueError('--gpus must be at least 1')
@@ -345,7 +316,6 @@ def build_config(opts):
     # Dataset (opened now so that bad data fails before any work).
     if not os.path.exists(opts.data):
         raise FileNotFoundError(f'--data: dataset not found: {opts.data}')
-    from training.dataset import ImageFolderDataset
     dataset = ImageFolderDataset(path=opts.data, use_labels=True, xflip=False, random_seed=opts.seed)
     label_kind = dataset.file_label_kind
     camera_cfg = opts.cfg in ('raycond2', 'posecond2', 'raycond3-t', 'raycond3-r')
@@ -355,7 +325,7 @@ def build_config(opts):
             raise ValueError(f'--cfg={opts.cfg} needs camera labels; --cond=0 is only for --cfg=stylegan2, '
                              f'stylegan3-t or stylegan3-r')
         if label_kind != 'camera':
-            raise ValueError(f'--cfg={opts.cfg} needs 25-float camera labels (EG3D format) in dataset.json; '
+            raise ValueError(f'--cfg={opts.cfg} needs {cam.LABEL_DIM}-float camera labels (EG3D format) in dataset.json; '
                              f'dataset {opts.data} has ' + ('no labels' if label_kind == 'none' else 'class labels'))
     if cond and label_kind == 'none':
         raise ValueError(f'--cond=1 but dataset {opts.data} has no labels (dataset.json with "labels")')
@@ -571,7 +541,7 @@ def build_config(opts):
               show_default=True)
 @click.option('--workers', help='DataLoader worker processes (1 is plenty for small images on the CPU)', metavar='INT', type=click.IntRange(min=0), default=3,
               show_default=True)
-@click.option('--device', help='Device: auto (cuda if available, else cpu), cuda or cpu',
+@click.option('--device', help='Device: ' + gen.TRAIN_DEVICE_HELP,
               type=click.Choice(['auto', 'cuda', 'cpu']), default='auto', show_default=True)
 @click.option('--threads', help=threads.THREADS_HELP + ' Split among CPU processes.', metavar='INT',
               type=click.IntRange(min=0), default=0, show_default=True)

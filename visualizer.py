@@ -19,18 +19,18 @@ from raycond import threads
 
 threads.prepare()  # before torch loads: OpenMP reads its wait policy once (raycond/threads.py)
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_CHECKPOINT = os.path.join(ROOT, 'checkpoints', 'raycond2-synthheads-64.pkl')
+from raycond import generate as gen  # noqa: E402
+from raycond import loading  # noqa: E402
 
 
 def _default_pkls(pkls):
     if pkls:
         return list(pkls)
-    if os.path.isfile(DEFAULT_CHECKPOINT):
-        click.echo(f'No network given: using the bundled checkpoint {os.path.relpath(DEFAULT_CHECKPOINT)}')
-        return [DEFAULT_CHECKPOINT]
-    click.echo('No network given and no bundled checkpoint found: starting with an empty network field.')
-    return []
+    try:
+        return [loading.resolve_network_arg(None, what='network')]
+    except loading.NetworkLoadError:
+        click.echo('No network given and no bundled checkpoint found: starting with an empty network field.')
+        return []
 
 
 @click.command(help=__doc__)
@@ -40,7 +40,7 @@ def _default_pkls(pkls):
 @click.option('--capture-dir', type=click.Path(file_okay=False), default='captures', show_default=True,
               help='Where "Save image", "Save GUI" and orbit recordings are written.')
 @click.option('--device', default='auto', show_default=True,
-              help='Rendering device: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.')
+              help='Rendering device: ' + gen.DEVICE_HELP)
 @click.option('--headless', is_flag=True, default=False,
               help='Do not open a window: render the first frame with --capture and exit.')
 @click.option('--capture', 'capture_file', type=click.Path(dir_okay=False), default=None,

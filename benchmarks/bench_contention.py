@@ -45,9 +45,10 @@ POLICY_VARS = ('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT', 'RAYCOND_SET_OMP_WAIT_POLICY
 
 def _generator(res, cbase, cmax):
     import torch
+    from raycond.camera import LABEL_DIM
     from training import networks_raycond2
     torch.manual_seed(0)
-    return networks_raycond2.Generator(z_dim=512, c_dim=25, w_dim=512, img_resolution=res, img_channels=3,
+    return networks_raycond2.Generator(z_dim=512, c_dim=LABEL_DIM, w_dim=512, img_resolution=res, img_channels=3,
                                        channel_base=cbase, channel_max=cmax,
                                        mapping_kwargs=dict(num_layers=2)).eval().requires_grad_(False)
 
@@ -57,7 +58,7 @@ def _time_generator(res, cbase, cmax, seconds):
     from raycond.camera import camera_label
     G = _generator(res, cbase, cmax)
     z = torch.randn([1, 512], generator=torch.Generator().manual_seed(0))
-    c = torch.as_tensor(camera_label(20.0, -5.0), dtype=torch.float32).reshape(1, 25)
+    c = torch.as_tensor(camera_label(20.0, -5.0), dtype=torch.float32)
     times = []
     with torch.inference_mode():
         for _ in range(3):

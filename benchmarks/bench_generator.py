@@ -28,6 +28,7 @@ threads.prepare()  # before torch loads: the project's thread policy (raycond/th
 
 import torch  # noqa: E402
 
+from raycond.camera import LABEL_DIM, camera_label  # noqa: E402
 from raycond.generate import force_fp32_for, parse_int_list  # noqa: E402
 from training import networks_stylegan2  # noqa: E402
 
@@ -46,10 +47,10 @@ def build_generator(cfg, res, cbase, cmax, fp16, device):
         G = networks_stylegan2.Generator(c_dim=0, **common)
     elif cfg == 'raycond2':
         from training import networks_raycond2
-        G = networks_raycond2.Generator(c_dim=25, embedding='plucker', **common)
+        G = networks_raycond2.Generator(c_dim=LABEL_DIM, embedding='plucker', **common)
     elif cfg == 'raycond3-t':
         from training import networks_raycond3
-        G = networks_raycond3.Generator(c_dim=25, embedding='plucker', mapping_kwargs=dict(num_layers=2), **common)
+        G = networks_raycond3.Generator(c_dim=LABEL_DIM, embedding='plucker', mapping_kwargs=dict(num_layers=2), **common)
     else:
         raise ValueError(f"--cfg must be one of {', '.join(CFGS)}, got {cfg!r}")
     return G.eval().requires_grad_(False).to(device)
@@ -76,8 +77,7 @@ def ops_env(kernels):
 def make_inputs(G, cfg, batch, device):
     z = torch.randn([batch, G.z_dim], generator=torch.Generator().manual_seed(0)).to(device)
     if cfg in CAMERA_CFGS:
-        from raycond.camera import camera_label
-        c = torch.as_tensor(camera_label(20.0, -5.0), dtype=torch.float32).reshape(1, 25).repeat(batch, 1).to(device)
+        c = torch.as_tensor(camera_label(20.0, -5.0), dtype=torch.float32).repeat(batch, 1).to(device)
     else:
         c = torch.zeros([batch, 0], device=device)
     return z, c

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import dnnlib  # noqa: E402
-from raycond.camera import camera_label  # noqa: E402
+from raycond.camera import LABEL_DIM, camera_label  # noqa: E402
 from training.augment import AUGPIPE_SPECS  # noqa: E402
 from training.training_loop import build_phases, run_phases  # noqa: E402
 
@@ -39,7 +39,7 @@ def bench_one(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters,
     """Time `iters` training iterations after one warm-up; returns a dict of results."""
     device = torch.device(device)
     fp16 = device.type == 'cuda' and not fp32
-    common = dict(c_dim=25 if cfg != 'stylegan2' else 0, img_resolution=res, img_channels=3)
+    common = dict(c_dim=LABEL_DIM if cfg != 'stylegan2' else 0, img_resolution=res, img_channels=3)
     net = dict(channel_base=cbase, channel_max=cmax, num_fp16_res=4 if fp16 else 0, conv_clamp=256 if fp16 else None)
     G_kwargs = dict(class_name='training.networks_stylegan2.Generator' if cfg == 'stylegan2' else
                     'training.networks_raycond2.Generator', z_dim=512, w_dim=512,

@@ -28,8 +28,9 @@ threads.prepare()  # before torch loads: the project's thread policy (raycond/th
 def _make_network(res, cbase, cmax, map_depth, path):
     import torch
     import dnnlib
+    from raycond.camera import LABEL_DIM
     torch.manual_seed(0)
-    G = dnnlib.util.construct_class_by_name(class_name='training.networks_raycond2.Generator', z_dim=512, c_dim=25,
+    G = dnnlib.util.construct_class_by_name(class_name='training.networks_raycond2.Generator', z_dim=512, c_dim=LABEL_DIM,
                                             w_dim=512, img_resolution=res, img_channels=3, channel_base=cbase,
                                             channel_max=cmax, mapping_kwargs=dict(num_layers=map_depth))
     with open(path, 'wb') as f:

@@ -1,18 +1,19 @@
 """Helpers with no torch dependency: EasyDict, URL/file opening with a download cache, building
-objects by dotted name (so `raycond` can construct networks without importing `training`), and
-human-readable formatting."""
+objects by dotted name (so `raycond` can construct networks without importing `training`),
+human-readable formatting, and the one atomic file write every writer in the project uses."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import io
 import os
 import re
-import tempfile
+import socket
 import urllib.parse
 import urllib.request
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 _dnnlib_cache_dir: str | None = None
 
@@ -31,6 +32,80 @@ class EasyDict(dict):
 
     def __delattr__(self, name: str) -> None:
         del self[name]
+
+
+# ----------------------------------------------------------------------------- atomic writes
+#
+# Every file a user may lose (snapshots, exported networks, metric caches, datasets, downloads) is
+# written to a hidden temporary name in the same folder, flushed to disk, renamed over the target,
+# then the folder is flushed, so a kill or a full disk at any moment leaves either the old file or
+# the complete new one. The temporary name carries the host and the pid, which is what lets
+# `raycond.rundir.stale_temps` tell a dead writer's leftover from a live writer's file.
+
+
+def temp_path(path: str) -> str:
+    """The hidden temporary name this process writes `path` under: `.<name>.tmp-<host>-<pid>`."""
+    host = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
+    return os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.tmp-{host}-{os.getpid()}")
+
+
+def fsync_dir(folder: str) -> None:
+    """Flush a folder's entries (a rename) to disk where the platform allows it."""
+    try:
+        fd = os.open(folder or ".", os.O_RDONLY)
+    except OSError:
+        return  # not supported here (Windows, some network file systems); the rename is still atomic
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def publish(tmp: str, path: str) -> None:
+    """Flush the finished file (or folder) `tmp` to disk and rename it to `path` (same folder)."""
+    if os.path.isfile(tmp):
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(os.path.dirname(path))
+
+
+@contextlib.contextmanager
+def atomic_output(path: str) -> Iterator[str]:
+    """Yield a temporary path to write; on success publish it at `path` atomically.
+
+    For writers that want a file name rather than a file object (`torch.save`, safetensors,
+    zipfile). On any failure (disk full, read-only folder, Ctrl-C) the temporary file is removed
+    and `path` keeps whatever it held before; OS errors are re-raised naming `path`.
+    """
+    tmp = temp_path(path)
+    try:
+        yield tmp
+        publish(tmp, path)
+    except OSError as e:
+        _remove_quietly(tmp)
+        reason = e.strerror or str(e)
+        raise OSError(e.errno, f"cannot write {path}: {reason} (earlier files are intact)") from e
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+
+
+def atomic_write(path: str, write_fn: Callable[[Any], Any]) -> None:
+    """Call `write_fn(f)` on a binary file object, then publish the result at `path` atomically
+    (see `atomic_output`)."""
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as f:
+            write_fn(f)
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -204,10 +279,7 @@ def open_url(url: str, cache_dir: str | None = None, num_attempts: int = 3, verb
 
     if cache:
         os.makedirs(cache_dir, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".tmp_")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, cache_file)
+        atomic_write(cache_file, lambda f: f.write(data))
         if return_filename:
             return cache_file
     elif return_filename:

@@ -2,7 +2,8 @@
 `calc_metric(name, G=..., dataset_kwargs=..., ...)` and `report_metric(result, run_dir, snapshot_pkl)`
 (one JSON line appended to `<run_dir>/metric-<name>.jsonl`). Names follow StyleGAN2-ADA
 (fid50k_full, kid50k_full, pr50k3_full, ppl2_wend, is50k, legacy fid50k/kid50k/pr50k3), with small
-variants for quick checks (fid5k_full, fid1k_full, fid100_full, ...) and `pose_err`.
+variants for quick checks (fid5k_full, fid1k_full, fid100_full, ...), `pose_err` (camera control),
+`attr_tv`/`kid_synth` (mode coverage on synthetic heads) and StyleGAN3's equivariance metrics.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 import torch
 
 import dnnlib
+from metrics import equivariance
 from metrics import frechet_inception_distance
 from metrics import inception_score
 from metrics import kernel_inception_distance
@@ -21,6 +23,7 @@ from metrics import metric_utils
 from metrics import perceptual_path_length
 from metrics import pose_error
 from metrics import precision_recall
+from metrics import synth_coverage
 
 # ----------------------------------------------------------------------------- registry
 
@@ -180,6 +183,30 @@ def _pose(name, num_gen):
     return register_metric(fn, name)
 
 
+def _attr_tv(name, num_gen):
+    def fn(opts):
+        opts.dataset_kwargs.update(max_size=None)
+        return synth_coverage.compute_attr_tv(opts, num_gen=num_gen)
+    fn.__name__ = name
+    return register_metric(fn, name)
+
+
+def _kid_synth(name, num_gen):
+    def fn(opts):
+        opts.dataset_kwargs.update(max_size=None)
+        return {name: synth_coverage.compute_kid_synth(opts, num_gen=num_gen, max_subset_size=min(1000, num_gen))}
+    fn.__name__ = name
+    return register_metric(fn, name)
+
+
+def _eq(name, num_samples, kind):
+    def fn(opts):
+        return dict({name: equivariance.compute_equivariance(opts, num_samples=num_samples, kind=kind)})
+    fn.__name__ = name
+    fn.__doc__ = f'StyleGAN3 equivariance ({kind}) in dB PSNR over {num_samples} images.'
+    return register_metric(fn, name)
+
+
 # Recommended (StyleGAN2-ADA names).
 _fid('fid50k_full', 50000)
 _kid('kid50k_full', 50000)
@@ -201,6 +228,18 @@ _ppl('ppl_wend', space='w', sampling='end', crop=True)
 # Camera-control accuracy.
 _pose('pose_err', 5000)
 _pose('pose_err1k', 1000)
+
+# Mode coverage on synthetic heads (attribute classifiers trained on the real images).
+_attr_tv('attr_tv', 5000)
+_attr_tv('attr_tv1k', 1000)
+_kid_synth('kid_synth', 5000)
+_kid_synth('kid_synth1k', 1000)
+
+# StyleGAN3 equivariance (StyleGAN3-based networks only), and small variants.
+for _n, _tag in ((50000, '50k'), (5000, '5k'), (1000, '1k')):
+    _eq(f'eqt{_tag}_int', _n, 'int')
+    _eq(f'eqt{_tag}_frac', _n, 'frac')
+    _eq(f'eqr{_tag}', _n, 'rot')
 
 # Small variants for quick checks (fewer generated images; real statistics over the full dataset).
 for _n, _tag in ((10000, '10k'), (5000, '5k'), (1000, '1k'), (100, '100')):

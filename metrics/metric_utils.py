@@ -15,7 +15,6 @@ import hashlib
 import os
 import pickle
 import time
-import uuid
 
 import numpy as np
 import torch
@@ -166,8 +165,9 @@ class FeatureStats:
         return mean, cov
 
     def save(self, pkl_file):
-        with open(pkl_file, 'wb') as f:
-            pickle.dump(self.__dict__, f)
+        """Pickle the statistics to `pkl_file` atomically (a cache must never be half-written)."""
+        os.makedirs(os.path.dirname(pkl_file) or '.', exist_ok=True)
+        dnnlib.util.atomic_write(pkl_file, lambda f: pickle.dump(self.__dict__, f))
 
     @staticmethod
     def load(pkl_file):
@@ -231,7 +231,7 @@ class ProgressMonitor:
 # ----------------------------------------------------------------------------- datasets
 
 
-def _file_fingerprint(path) -> str:
+def file_fingerprint(path) -> str:
     """Size and modification time of a dataset file (or of a folder's entries), so a dataset
     rewritten at the same path gets fresh statistics."""
     try:
@@ -258,7 +258,7 @@ def stats_cache_file(opts, dataset_name, detector_url, detector_kwargs, stats_kw
     """Cache file for dataset statistics under make_cache_dir_path('gan-metrics')."""
     args = dict(dataset_kwargs=dict(opts.dataset_kwargs), detector_url=detector_url,
                 detector_kwargs=detector_kwargs, stats_kwargs=stats_kwargs, extra=extra,
-                fingerprint=_file_fingerprint(opts.dataset_kwargs.get('path')))
+                fingerprint=file_fingerprint(opts.dataset_kwargs.get('path')))
     md5 = hashlib.md5(repr(sorted(args.items())).encode('utf-8')).hexdigest()
     tag = f'{dataset_name}-{get_feature_detector_name(detector_url)}-{md5}'
     return dnnlib.util.make_cache_dir_path('gan-metrics', tag + '.pkl')
@@ -272,19 +272,6 @@ def _cache_exists(opts, cache_file) -> bool:
         torch.distributed.broadcast(t, src=0)
         flag = float(t.cpu()) != 0
     return flag
-
-
-def save_atomic(obj_save, path):
-    """Call obj_save(temp_path) then rename onto path."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f'{path}.{uuid.uuid4().hex}.tmp'
-    try:
-        obj_save(tmp)
-        os.replace(tmp, path)
-    except BaseException:  # Ctrl-C or a full disk: leave neither the target nor a partial temp
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _default_loader_kwargs(device) -> dict:
@@ -326,7 +313,7 @@ def compute_feature_stats_for_dataset(opts, detector_url, detector_kwargs, rel_l
         progress.close()
 
     if cache_file is not None and opts.rank == 0:
-        save_atomic(stats.save, cache_file)
+        stats.save(cache_file)
     return stats
 
 # ----------------------------------------------------------------------------- generated images
@@ -362,7 +349,7 @@ def dataset_labels(dataset_kwargs) -> np.ndarray:
     """All labels (N, label_dim) float32 of a dataset, as `get_label` returns them (x-flipped items
     get mirrored cameras). Labels are loaded even if the kwargs say use_labels=False, because a
     generator that takes a camera needs one."""
-    key = repr(sorted(dict(dataset_kwargs).items())) + _file_fingerprint(dataset_kwargs.get('path'))
+    key = repr(sorted(dict(dataset_kwargs).items())) + file_fingerprint(dataset_kwargs.get('path'))
     if key not in _labels_cache:
         kwargs = dnnlib.EasyDict(dataset_kwargs)
         if 'use_labels' in kwargs or kwargs.get('class_name', '').endswith('ImageFolderDataset'):

@@ -4,65 +4,34 @@ A small CNN pose estimator learns to read (yaw, pitch) from the dataset's real i
 25-float camera labels give the truth through raycond.camera.yaw_pitch_from_pose). It trains once
 per dataset (up to 4000 images seen at 32², about half a minute on one CPU core) and is cached
 under dnnlib's 'gan-metrics' folder; head pose is a coarse property, so 32² loses little (on the
-synthetic heads the held-out error is about 1.3° at 32² and 1.1° at 64², which takes 8x longer). A held-out tenth of the real images measures the estimator's own
-error (its floor). The metric then renders generated images at cameras drawn from the labels and
-reports the mean absolute yaw/pitch error, in degrees, between what was asked and what the
+synthetic heads the held-out error is about 1.3° at 32² and 1.1° at 64², which takes 8x
+longer). A held-out tenth of the real images measures the estimator's own error (its floor); the
+network, its training loop and the cache are shared with other probes (metrics/probe.py). The
+metric then renders generated images at cameras drawn from the labels and reports the mean absolute yaw/pitch error, in degrees, between what was asked and what the
 estimator sees. A generator that ignores the camera scores far above the floor.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-import dnnlib
 from metrics import metric_utils
+from metrics import probe
 from raycond import camera as cam
 
-CAMERA_DIM = 25
 
 
-def preprocess_images(images, res) -> torch.Tensor:
-    """Images (N, C, H, W) in 0..255 → float in [-1, 1] at res², 3 channels (area-downsampled)."""
-    x = images.float()
-    if x.shape[1] == 1:
-        x = x.repeat([1, 3, 1, 1])
-    if x.shape[2] != res or x.shape[3] != res:
-        if x.shape[2] > res:
-            x = F.interpolate(x, size=(res, res), mode='area')
-        else:
-            x = F.interpolate(x, size=(res, res), mode='bilinear', align_corners=False)
-    return x / 127.5 - 1
-
-
-class PoseEstimator(torch.nn.Module):
+class PoseEstimator(probe.ConvProbe):
     """uint8/float images (N, C, H, W) in 0..255 → (N, 2) = (yaw, pitch) in degrees."""
 
     def __init__(self, input_res=32, channels=(24, 48, 64), hidden=128):
-        super().__init__()
-        self.input_res = int(input_res)
-        num_down = max(1, min(len(channels), int(math.log2(self.input_res)) - 2))
-        layers, c_in = [torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.SiLU()], 16
-        for c_out in channels[:num_down]:  # one stride-2 conv per level: cheap enough to train on a CPU
-            layers += [torch.nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), torch.nn.SiLU()]
-            c_in = c_out
-        self.features = torch.nn.Sequential(*layers)
-        side = self.input_res >> num_down
-        self.head = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(c_in * side * side, hidden),
-                                        torch.nn.SiLU(), torch.nn.Linear(hidden, 2))
+        super().__init__(input_res=input_res, channels=channels, hidden=hidden, out_dim=2)
         self.register_buffer('target_mean', torch.zeros(2))
         self.register_buffer('target_std', torch.ones(2))
-
-    def preprocess(self, images) -> torch.Tensor:
-        return preprocess_images(images, self.input_res)
-
-    def forward_normalized(self, x):
-        return self.head(self.features(x))
 
     def forward(self, images):
         return self.forward_normalized(self.preprocess(images)) * self.target_std + self.target_mean
@@ -71,9 +40,9 @@ class PoseEstimator(torch.nn.Module):
 def yaw_pitch_deg(labels) -> torch.Tensor:
     """(N, 25) camera labels → (N, 2) yaw and pitch in degrees."""
     labels = torch.as_tensor(np.asarray(labels), dtype=torch.float32)
-    if labels.ndim != 2 or labels.shape[1] != CAMERA_DIM:
-        raise ValueError(f'pose_err needs 25-value camera labels, got labels of shape {tuple(labels.shape)}')
-    yaw, pitch, _ = cam.yaw_pitch_from_pose(labels[:, :16].reshape(-1, 4, 4))
+    if labels.ndim != 2 or labels.shape[1] != cam.LABEL_DIM:
+        raise ValueError(f'pose_err needs {cam.LABEL_DIM}-value camera labels, got labels of shape {tuple(labels.shape)}')
+    yaw, pitch, _ = cam.yaw_pitch_from_pose(labels[:, :cam.POSE_DIM].reshape(-1, 4, 4))
     return torch.stack([yaw, pitch], dim=1) * (180 / math.pi)
 
 
@@ -88,60 +57,32 @@ def angle_errors(pred, target) -> torch.Tensor:
 
 def _load_real_images(dataset, indices, input_res, batch=256):
     """Selected dataset images resized to input_res (uint8) and their yaw/pitch (degrees)."""
-    images, labels = [], []
-    for start in range(0, len(indices), batch):
-        items = [dataset[int(i)] for i in indices[start:start + batch]]
-        x = torch.from_numpy(np.stack([it[0] for it in items]))
-        x = ((preprocess_images(x, input_res) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-        images.append(x)
-        labels.append(np.stack([it[1] for it in items]))
-    return torch.cat(images), yaw_pitch_deg(np.concatenate(labels))
+    images, labels = probe.load_real_images(dataset, indices, input_res, batch)
+    return images, yaw_pitch_deg(labels)
 
 
 def split_indices(num_images, holdout_frac=0.1, max_train=4000, max_holdout=1000, seed=0):
     """Deterministic (train, held-out) index arrays of a dataset's images."""
-    if num_images < 10:
-        raise ValueError(f'pose_err needs at least 10 labelled real images, the dataset has {num_images}')
-    perm = np.random.RandomState(seed).permutation(num_images)
-    num_holdout = int(np.clip(round(num_images * holdout_frac), 2, max_holdout))
-    return np.sort(perm[num_holdout:num_holdout + max_train]), np.sort(perm[:num_holdout])
+    return probe.split_indices(num_images, holdout_frac, max_train, max_holdout, seed, what='pose_err')
 
 
 def train_pose_estimator(images, targets, steps=1500, batch_size=64, lr=2e-3, seed=0, device='cpu',
                          progress=None, input_res=None, channels=(24, 48, 64)):
     """Fit a PoseEstimator to uint8 images (N, C, r, r) and (N, 2) yaw/pitch targets in degrees.
     Random x-flips (with yaw negated, which is exactly the mirrored camera) augment the data."""
-    device = torch.device(device)
-    torch_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    model = PoseEstimator(input_res=input_res or images.shape[-1], channels=channels).to(device)
-    torch.random.set_rng_state(torch_state)
+    model = probe.seeded_init(lambda: PoseEstimator(input_res=input_res or images.shape[-1], channels=channels), seed)
     model.target_mean.copy_(torch.tensor([0.0, float(targets[:, 1].mean())]))
     model.target_std.copy_(targets.std(dim=0).clamp_min(1.0))
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
-    g = torch.Generator().manual_seed(seed)
-    images = images.to(device)
-    norm_targets = ((targets - model.target_mean.cpu()) / model.target_std.cpu()).to(device)
-    flip_sign = torch.tensor([-1.0, 1.0], device=device)
-    model.train()
-    for step in range(steps):
-        idx = torch.randint(images.shape[0], [min(batch_size, images.shape[0])], generator=g).to(device)
-        x = model.preprocess(images[idx])
+    norm_targets = (targets - model.target_mean) / model.target_std
+    flip_sign = torch.tensor([-1.0, 1.0])
+
+    def loss_fn(out, idx, flipped):
         y = norm_targets[idx]
-        flip = (torch.rand([x.shape[0]], generator=g) < 0.5).to(device)
-        x = torch.where(flip[:, None, None, None], x.flip(3), x)
-        y = torch.where(flip[:, None], y * flip_sign, y)  # yaw is normalized about 0: a flip negates it
-        loss = F.smooth_l1_loss(model.forward_normalized(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if progress is not None:
-            progress.update(step + 1)
-    if progress is not None:
-        progress.close()
-    return model.eval().requires_grad_(False)
+        y = torch.where(flipped[:, None], y * flip_sign, y)  # yaw is normalized about 0: a flip negates it
+        return F.smooth_l1_loss(out, y.to(out.device))
+
+    return probe.fit(model, images, loss_fn, steps, batch_size, lr, seed=seed, device=device,
+                     progress=progress, flip=True)
 
 
 def evaluate_estimator(model, images, targets, batch=256):
@@ -155,53 +96,29 @@ def evaluate_estimator(model, images, targets, batch=256):
     return torch.cat(errs).mean(dim=0)
 
 
-def estimator_dataset_kwargs(dataset_kwargs):
-    """The dataset as the estimator sees it: every labelled image, no flips."""
-    kwargs = dnnlib.EasyDict(dataset_kwargs)
-    kwargs.update(use_labels=True, xflip=False, max_size=None)
-    return kwargs
-
-
 def get_pose_estimator(opts, input_res=32, steps=1500, batch_size=64, max_train=4000, seed=0,
                        channels=(24, 48, 64)):
     """The dataset's pose estimator (trained now, or loaded from the cache) and its held-out error
     as a dict {'yaw': deg, 'pitch': deg}."""
-    kwargs = estimator_dataset_kwargs(opts.dataset_kwargs)
+    kwargs = probe.probe_dataset_kwargs(opts.dataset_kwargs)
     dataset = metric_utils.make_dataset(kwargs)
     res = int(min(input_res, dataset.resolution))
     config = dict(input_res=res, steps=steps, batch_size=batch_size, max_train=max_train, seed=seed,
-                  channels=list(channels), version=1)
+                  channels=list(channels), version=2)
 
-    cache_file = None
-    if opts.cache:
-        key = repr(sorted(dict(kwargs).items())) + metric_utils._file_fingerprint(kwargs.get('path')) + repr(config)
-        cache_file = dnnlib.util.make_cache_dir_path(
-            'gan-metrics', f'{dataset.name}-pose-estimator-{hashlib.md5(key.encode()).hexdigest()}.pt')
-        if opts.rank != 0:
-            metric_utils.barrier(opts.num_gpus)  # rank 0 trains (or loads) first
-        if os.path.isfile(cache_file):
-            state = torch.load(cache_file, map_location='cpu', weights_only=True)
-            model = PoseEstimator(input_res=res, channels=channels)
-            model.load_state_dict(state['model'])
-            if opts.rank == 0:
-                metric_utils.barrier(opts.num_gpus)
-            return model.eval().requires_grad_(False).to(opts.device), dict(state['floor'])
+    def train():
+        train_idx, holdout_idx = split_indices(len(dataset), max_train=max_train, seed=seed)
+        train_images, train_targets = _load_real_images(dataset, train_idx, res)
+        hold_images, hold_targets = _load_real_images(dataset, holdout_idx, res)
+        progress = opts.progress.sub(tag='pose estimator', num_items=steps, unit='step')
+        model = train_pose_estimator(train_images, train_targets, steps=steps, batch_size=batch_size, seed=seed,
+                                     device=opts.device, progress=progress, input_res=res, channels=channels)
+        err = evaluate_estimator(model, hold_images, hold_targets)
+        return model, dict(floor=dict(yaw=float(err[0]), pitch=float(err[1])))
 
-    train_idx, holdout_idx = split_indices(len(dataset), max_train=max_train, seed=seed)
-    train_images, train_targets = _load_real_images(dataset, train_idx, res)
-    hold_images, hold_targets = _load_real_images(dataset, holdout_idx, res)
-    progress = opts.progress.sub(tag='pose estimator', num_items=steps, unit='step')
-    model = train_pose_estimator(train_images, train_targets, steps=steps, batch_size=batch_size, seed=seed,
-                                 device=opts.device, progress=progress, input_res=res,
-                                 channels=channels)
-    err = evaluate_estimator(model, hold_images, hold_targets)
-    floor = dict(yaw=float(err[0]), pitch=float(err[1]))
-    if cache_file is not None:
-        if opts.rank == 0:
-            state = dict(model={k: v.cpu() for k, v in model.state_dict().items()}, floor=floor, config=config)
-            metric_utils.save_atomic(lambda p: torch.save(state, p), cache_file)
-            metric_utils.barrier(opts.num_gpus)
-    return model, floor
+    model, extra = probe.cached_probe(opts, 'pose-estimator', dataset, kwargs, config,
+                                      build=lambda: PoseEstimator(input_res=res, channels=channels), train=train)
+    return model, dict(extra['floor'])
 
 # ----------------------------------------------------------------------------- the metric
 
@@ -210,13 +127,13 @@ def compute_pose_err(opts, num_gen, batch_size=64, **estimator_kwargs) -> dict:
     """Mean |yaw|/|pitch| error (degrees) of `num_gen` generated images at cameras drawn from the
     dataset's labels, with the estimator's error on held-out real images as the floor."""
     labels = metric_utils.dataset_labels(opts.dataset_kwargs)
-    if labels.shape[1] != CAMERA_DIM:
-        raise ValueError(f'pose_err needs a dataset with 25-value camera labels; '
+    if labels.shape[1] != cam.LABEL_DIM:
+        raise ValueError(f'pose_err needs a dataset with {cam.LABEL_DIM}-value camera labels; '
                          f'{opts.dataset_kwargs.get("path")} has labels of size {labels.shape[1]}')
     model, floor = get_pose_estimator(opts, **estimator_kwargs)
     G = metric_utils.prepare_generator(opts)
-    if G.c_dim not in (0, CAMERA_DIM):
-        raise ValueError(f'pose_err needs a camera-conditioned (c_dim=25) or camera-less network, got c_dim={G.c_dim}')
+    if G.c_dim not in (0, cam.LABEL_DIM):
+        raise ValueError(f'pose_err needs a camera-conditioned (c_dim={cam.LABEL_DIM}) or camera-less network, got c_dim={G.c_dim}')
     rng = opts.numpy_rng(salt=4)
     zgen = opts.torch_generator(salt=4)
 

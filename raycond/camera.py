@@ -151,6 +151,10 @@ def intrinsics_from_eg3d_fov(fov_deg: float) -> torch.Tensor:
 # ----------------------------------------------------------------------------
 # Labels.
 
+POSE_DIM = 16                            # cam2world 4x4, row-major: the first values of a label
+INTRINSICS_DIM = 9                       # normalized K 3x3, row-major: the rest
+LABEL_DIM = POSE_DIM + INTRINSICS_DIM    # 25: the size of a camera label c (EG3D's format)
+
 
 def make_label(cam2world, intrinsics) -> torch.Tensor:
     """Pack cam2world (N,4,4) and K (3,3) or (N,3,3) into labels (N,25) float32."""
@@ -163,14 +167,15 @@ def make_label(cam2world, intrinsics) -> torch.Tensor:
     if K.shape[-2:] != (3, 3):
         raise ValueError(f'intrinsics must be (3,3) or (N,3,3), got {tuple(K.shape)}')
     K = K.reshape(-1, 3, 3).expand(pose.shape[0], 3, 3)
-    return torch.cat([pose.reshape(-1, 16), K.reshape(-1, 9)], dim=1)
+    return torch.cat([pose.reshape(-1, POSE_DIM), K.reshape(-1, INTRINSICS_DIM)], dim=1)
 
 
 def validate_label(c) -> None:
     """Raise ValueError unless `c` is (25,) or (N,25) with finite values."""
     arr = c.detach().cpu().double().numpy() if torch.is_tensor(c) else np.asarray(c, dtype=np.float64)
-    if arr.ndim not in (1, 2) or arr.shape[-1] != 25:
-        raise ValueError(f'camera label must have 25 values (cam2world 16 + intrinsics 9), got shape {arr.shape}')
+    if arr.ndim not in (1, 2) or arr.shape[-1] != LABEL_DIM:
+        raise ValueError(f'camera label must have {LABEL_DIM} values (cam2world {POSE_DIM} + intrinsics {INTRINSICS_DIM}), '
+                         f'got shape {arr.shape}')
     if not np.all(np.isfinite(arr)):
         raise ValueError('camera label contains non-finite values')
 
@@ -179,8 +184,8 @@ def split_label(c):
     """Unpack labels (N,25) into (cam2world (N,4,4), K (N,3,3))."""
     c = torch.as_tensor(c, dtype=torch.float32)
     validate_label(c)
-    c = c.reshape(-1, 25)
-    return c[:, :16].reshape(-1, 4, 4), c[:, 16:].reshape(-1, 3, 3)
+    c = c.reshape(-1, LABEL_DIM)
+    return c[:, :POSE_DIM].reshape(-1, 4, 4), c[:, POSE_DIM:].reshape(-1, 3, 3)
 
 
 def mirror_label(c):
@@ -194,13 +199,13 @@ def mirror_label(c):
     t = torch.as_tensor(np.asarray(c, dtype=np.float32)) if is_numpy else c
     validate_label(t)
     shape = t.shape
-    t = t.reshape(-1, 25)
-    pose = t[:, :16].reshape(-1, 4, 4)
-    K = t[:, 16:].reshape(-1, 3, 3).clone()
+    t = t.reshape(-1, LABEL_DIM)
+    pose = t[:, :POSE_DIM].reshape(-1, 4, 4)
+    K = t[:, POSE_DIM:].reshape(-1, 3, 3).clone()
     M = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0], dtype=t.dtype, device=t.device))
     pose = M @ pose @ M
     K[:, 0, 2] = 1 - K[:, 0, 2]
-    out = torch.cat([pose.reshape(-1, 16), K.reshape(-1, 9)], dim=1).reshape(shape)
+    out = torch.cat([pose.reshape(-1, POSE_DIM), K.reshape(-1, INTRINSICS_DIM)], dim=1).reshape(shape)
     return out.numpy() if is_numpy else out
 
 
@@ -254,8 +259,8 @@ def camera_stats_from_labels(labels) -> dict:
     """Summarize camera labels (N,25): pose ranges, radius, look-at, focal (JSON-serializable)."""
     arr = np.asarray(labels.detach().cpu() if torch.is_tensor(labels) else labels, dtype=np.float64)
     validate_label(arr)
-    arr = arr.reshape(-1, 25)
-    pose = torch.as_tensor(arr[:, :16].reshape(-1, 4, 4))
+    arr = arr.reshape(-1, LABEL_DIM)
+    pose = torch.as_tensor(arr[:, :POSE_DIM].reshape(-1, 4, 4))
     yaw, pitch, radius = (x.numpy().astype(np.float64) for x in yaw_pitch_from_pose(pose))
     yaw_d, pitch_d = np.degrees(yaw), np.degrees(pitch)
     pose = pose.numpy()
@@ -269,7 +274,7 @@ def camera_stats_from_labels(labels) -> dict:
         lookat = np.linalg.solve(A, b)
     else:                                                        # all axes parallel: no unique point
         lookat = (o + d * np.linalg.norm(o, axis=1, keepdims=True)).mean(0)
-    focal = float(np.median(arr[:, 16]))
+    focal = float(np.median(arr[:, POSE_DIM]))
     return {
         'yaw_range_deg': [float(np.percentile(yaw_d, 1)), float(np.percentile(yaw_d, 99))],
         'pitch_range_deg': [float(np.percentile(pitch_d, 1)), float(np.percentile(pitch_d, 99))],

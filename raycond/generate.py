@@ -21,24 +21,37 @@ from raycond import camera as cam
 
 # ----------------------------------------------------------------------------- devices
 
-def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
-    """'auto' → CUDA, then Apple MPS, then CPU; explicit names are checked for availability."""
+# The one device rule. Tools that only run the generator forward (gen_images, gen_video, projector,
+# the visualizer, calc_metrics) accept Apple MPS; training does not (allow_mps=False): its
+# multi-process launch, fp16 layers and custom ops are written for CUDA and the CPU only.
+DEVICE_HELP = "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps."
+TRAIN_DEVICE_HELP = "auto (CUDA if available, else CPU), cuda or cpu."
+
+
+def mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def resolve_device(name: str | torch.device | None = "auto", allow_mps: bool = True) -> torch.device:
+    """'auto' → CUDA, then Apple MPS (where `allow_mps`), then CPU; explicit names are checked."""
     if isinstance(name, torch.device):
-        return name
+        name = str(name)
     name = (name or "auto").lower()
+    expected = "auto, cpu, cuda, cuda:N" + (" or mps" if allow_mps else "")
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
+        if allow_mps and mps_available():
             return torch.device("mps")
         return torch.device("cpu")
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", name) or (name == "mps" and not allow_mps):
+        why = " (training runs on CUDA or the CPU only)" if name == "mps" else ""
+        raise ValueError(f"unknown device {name!r}{why}: expected {expected}")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {name}: CUDA is not available on this machine (use auto or cpu)")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+    if name == "mps" and not mps_available():
         raise ValueError("--device mps: Apple MPS is not available on this machine (use auto or cpu)")
-    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", name):
-        raise ValueError(f"unknown device {name!r} (expected auto, cpu, cuda, cuda:N or mps)")
     return torch.device(name)
 
 
@@ -141,26 +154,41 @@ def _synthesis_takes_c(G: torch.nn.Module) -> bool:
     return cached
 
 
-def check_camera(c: torch.Tensor, batch: int | None = None) -> None:
-    """Clear errors for a camera label of the wrong shape or with NaNs."""
-    if c.ndim != 2 or c.shape[1] != 25:
-        raise ValueError(f"camera label must have shape (N, 25) (16 cam2world + 9 intrinsics), got {tuple(c.shape)}")
+def validate_camera_batch(c: torch.Tensor, batch: int | None = None) -> None:
+    """Clear errors for a camera label of the wrong shape or with NaNs, before the network sees it.
+
+    (Named apart from `training.networks_raycond2.check_camera`, which the networks call and which
+    returns the label converted for them.)
+    """
+    if c.ndim != 2 or c.shape[1] != cam.LABEL_DIM:
+        raise ValueError(f"camera label must have shape (N, {cam.LABEL_DIM}) ({cam.POSE_DIM} cam2world + "
+                         f"{cam.INTRINSICS_DIM} intrinsics), got {tuple(c.shape)}")
     if batch is not None and c.shape[0] not in (1, batch):
         raise ValueError(f"camera label batch {c.shape[0]} does not match latent batch {batch}")
     if not torch.isfinite(c).all():
         raise ValueError("camera label contains NaN or infinite values")
 
 
+# The per-pixel noise inputs a tool can ask for (default first): the generator's fixed buffers,
+# fresh random noise, or none. Every CLI choice, the visualizer and inversion use this tuple.
+NOISE_MODES = ("const", "random", "none")
+
+
+def check_noise_mode(noise_mode: str) -> None:
+    """ValueError naming the valid modes unless `noise_mode` is one of NOISE_MODES."""
+    if noise_mode not in NOISE_MODES:
+        raise ValueError(f"noise mode must be one of {', '.join(NOISE_MODES)}, got {noise_mode!r}")
+
+
 def synthesize(G: torch.nn.Module, ws: torch.Tensor, c: torch.Tensor | None = None, noise_mode: str = "const",
                force_fp32: bool = True, **kwargs) -> torch.Tensor:
     """ws → float images NCHW in about [-1, 1]; passes `c` only to networks whose synthesis takes it."""
-    if noise_mode not in ("const", "random", "none"):
-        raise ValueError(f"noise mode must be const, random or none, got {noise_mode!r}")
+    check_noise_mode(noise_mode)
     if _synthesis_takes_c(G):
         if c is None:
             raise ValueError("this network is camera-conditioned: a camera label c is required")
         c = c.to(device=ws.device, dtype=torch.float32)
-        check_camera(c, ws.shape[0])
+        validate_camera_batch(c, ws.shape[0])
         if c.shape[0] == 1 and ws.shape[0] > 1:
             c = c.expand(ws.shape[0], -1)
         return G.synthesis(ws, c, noise_mode=noise_mode, force_fp32=force_fp32, **kwargs)

@@ -51,6 +51,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import dnnlib
 from raycond import camera as cam
 from raycond import generate as rgen
 from raycond import loading
@@ -176,10 +177,7 @@ class Inversion:
         }
         if self.z is not None:
             payload["z"] = self.z.detach().cpu().float()
-        path = os.fspath(path)
-        tmp = f"{path}.tmp{os.getpid()}"
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
+        dnnlib.util.atomic_write(os.fspath(path), lambda f: torch.save(payload, f))
 
 
 def _synthesize(G, ws, c, has_camera: bool) -> torch.Tensor:
@@ -280,14 +278,15 @@ def _resolve_generator(G, info, D, trust_pickle=False):
     return G, info or loading.network_info(G), D, path
 
 
-def _check_camera(camera, info) -> torch.Tensor:
+def _fixed_camera_label(camera, info) -> torch.Tensor:
     c = torch.as_tensor(np.asarray(camera, dtype=np.float32) if not torch.is_tensor(camera) else camera).float()
     if c.ndim == 1:
         c = c.unsqueeze(0)
-    if c.shape != (1, 25):
-        raise ValueError(f"camera must be one 25-float label (16 cam2world + 9 intrinsics), got shape {tuple(c.shape)}")
+    if c.shape != (1, cam.LABEL_DIM):
+        raise ValueError(f"camera must be one {cam.LABEL_DIM}-float label ({cam.POSE_DIM} cam2world + "
+                         f"{cam.INTRINSICS_DIM} intrinsics), got shape {tuple(c.shape)}")
     if not torch.isfinite(c).all():
-        raise ValueError("camera label contains NaN or infinite values; pass a finite 25-float label or "
+        raise ValueError(f"camera label contains NaN or infinite values; pass a finite {cam.LABEL_DIM}-float label or "
                          "camera=None to estimate it")
     if not info.camera:
         raise ValueError("this network has no camera input; call invert with camera=None")
@@ -326,7 +325,7 @@ class _Run:
         self.step = 0
         self.gen = torch.Generator().manual_seed(int(seed))
         self.has_camera = bool(info.camera)
-        self.mapping_camera = self.has_camera and int(getattr(G.mapping, "c_dim", 0) or 0) == 25
+        self.mapping_camera = self.has_camera and int(getattr(G.mapping, "c_dim", 0) or 0) == cam.LABEL_DIM
         d = rgen.default_camera(info)
         self.fov_deg, self.radius, self.lookat = d["fov_deg"], d["radius"], d["lookat"]
         stats = info.camera_stats or {}
@@ -552,7 +551,7 @@ def invert(G, target, camera=None, num_steps=None, tune_steps=None, seed=0, loss
     target_u8, message = prepare_target(target, int(info.img_resolution), int(info.img_channels))
     if message:
         log(message)
-    fixed_camera = None if camera is None else _check_camera(camera, info)
+    fixed_camera = None if camera is None else _fixed_camera_label(camera, info)
     if not info.camera:
         log("this network has no camera input: the camera is fixed, only the latent is inverted")
     work_G = copy.deepcopy(base_G).to(device).eval().requires_grad_(False)

@@ -20,27 +20,53 @@ import inspect
 import io
 import os
 import pickle
+import sys
 import zipfile
 from typing import Any
 
 import torch
 
 import dnnlib
-from raycond import rebuild, safe_pickle, safe_weights
+from raycond import camera as cam
+from raycond import rebuild, rundir, safe_pickle, safe_weights
 from raycond.safe_pickle import NetworkLoadError, UntrustedPickleError
 
 SAFE_FORMAT = "raycond-weights-v1"
 NETWORK_KEYS = ("G_ema", "G", "D")
 __all__ = ["NetworkLoadError", "UntrustedPickleError", "NetworkInfo", "load_snapshot", "load_network",
            "load_network_and_info", "network_info", "resolve_network_path", "save_safe_weights",
-           "export_generator"]
+           "export_generator", "DEFAULT_CHECKPOINT", "resolve_network_arg"]
+
+
+def _bundled_checkpoint() -> str:
+    """Where the small bundled network is: `raycond/checkpoints/` in an installed wheel (the repo's
+    `checkpoints/` folder is packaged there), `checkpoints/` beside `raycond/` in a checkout."""
+    name = "raycond2-synthheads-64.pkl"
+    here = os.path.dirname(os.path.abspath(__file__))
+    installed = os.path.join(here, "checkpoints", name)
+    checkout = os.path.join(os.path.dirname(here), "checkpoints", name)
+    return installed if os.path.isfile(installed) else checkout
+
+
+DEFAULT_CHECKPOINT = _bundled_checkpoint()
+
+
+def resolve_network_arg(network: str | None, what: str = "--network") -> str:
+    """The network a tool should open: `network` when given, else the bundled checkpoint (announced
+    in one line on stderr, so that a user knows which file made the images)."""
+    if network:
+        return network
+    if not os.path.isfile(DEFAULT_CHECKPOINT):
+        raise NetworkLoadError(f"{what} is required (no bundled checkpoint found at {os.path.relpath(DEFAULT_CHECKPOINT)})")
+    print(f"No {what} given: using the bundled checkpoint {os.path.relpath(DEFAULT_CHECKPOINT)}", file=sys.stderr)
+    return DEFAULT_CHECKPOINT
 
 
 @dataclasses.dataclass
 class NetworkInfo:
     """What tools need to know about a loaded generator, whatever release wrote it."""
 
-    kind: str  # raycond2, raycond3, raycond-official, stylegan2, stylegan3 or unknown
+    kind: str  # raycond2/3, posecond2/3, raycond-official, stylegan2, stylegan3 or unknown (see network_info)
     z_dim: int
     c_dim: int
     w_dim: int
@@ -89,7 +115,6 @@ def resolve_network_path(path_or_url: str) -> str:
     local = os.path.expanduser(path_or_url)
     if not os.path.isdir(local):
         return path_or_url
-    from raycond import rundir
     snap = rundir.newest_snapshot(local)
     if snap is None:
         raise NetworkLoadError(f"{path_or_url} is a directory without network-snapshot-*.pkl files")
@@ -188,7 +213,11 @@ def network_info(net: torch.nn.Module, snapshot: dict | None = None) -> NetworkI
     mapping_c = int(getattr(getattr(net, "mapping", None), "c_dim", 0) or 0)
     src = _module_source(net)
     if isinstance(getattr(net, "embedding", None), str):
-        kind = "raycond3" if hasattr(getattr(net, "synthesis", None), "input") else "raycond2"
+        backbone = "3" if hasattr(getattr(net, "synthesis", None), "input") else "2"
+        # Without rays and with the camera in the mapping network, our class is train.py's posecond
+        # baseline; every tool names a network by this rule alone.
+        posecond = net.embedding == "none" and mapping_c == cam.LABEL_DIM
+        kind = ("posecond" if posecond else "raycond") + backbone
     elif "plucker" in src:
         kind = "raycond-official"
     elif hasattr(getattr(net, "synthesis", None), "input") or "SynthesisInput" in src:
@@ -197,7 +226,7 @@ def network_info(net: torch.nn.Module, snapshot: dict | None = None) -> NetworkI
         kind = "stylegan2"
     else:
         kind = "unknown"
-    camera = c_dim == 25 and (takes_c or mapping_c == 25)
+    camera = c_dim == cam.LABEL_DIM and (takes_c or mapping_c == cam.LABEL_DIM)
     synthesis = getattr(net, "synthesis", None)
     layer_names = [name for name, _ in synthesis.named_children()] if synthesis is not None else []
     camera_stats = None
@@ -246,9 +275,7 @@ def save_safe_weights(path: str, nets: dict[str, torch.nn.Module], dtype: torch.
         payload["networks"][key] = {"class_name": _class_name_of(net), "init_args": list(net.init_args),
                                     "init_kwargs": dict(init_kwargs), "state_dict": state}
     payload.update(extra)
-    tmp = f"{path}.tmp{os.getpid()}"
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    dnnlib.util.atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def _load_safe_weights(data: bytes, name: str) -> dict:
@@ -270,9 +297,12 @@ def _load_safe_weights(data: bytes, name: str) -> dict:
     return result
 
 
-def export_generator(snapshot_path: str, out_path: str, key: str = "G_ema", trust_pickle: bool = False) -> dict:
+def export_generator(snapshot_path: str, out_path: str, key: str = "G_ema", trust_pickle: bool = False,
+                     with_discriminator: bool = False) -> dict:
     """Write a small inference pickle {'G_ema', 'camera_stats', 'training_set_kwargs', 'kimg'} from a
-    training snapshot (no D, no optimizer states), atomically. Returns what was written."""
+    training snapshot (no optimizer states), atomically. Returns what was written.
+
+    with_discriminator: also keep 'D' (photo inversion can use its features as a perceptual loss)."""
     snapshot = load_snapshot(snapshot_path, trust_pickle=trust_pickle)
     net = snapshot.get(key)
     if not isinstance(net, torch.nn.Module):
@@ -285,8 +315,10 @@ def export_generator(snapshot_path: str, out_path: str, key: str = "G_ema", trus
         "training_set_kwargs": snapshot.get("training_set_kwargs"),
         "kimg": None if cur_nimg is None else cur_nimg / 1000,
     }
-    tmp = f"{out_path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        pickle.dump(out, f)
-    os.replace(tmp, out_path)
+    if with_discriminator:
+        D = snapshot.get("D")
+        if not isinstance(D, torch.nn.Module):
+            raise NetworkLoadError(f"{snapshot_path} has no discriminator 'D' to export")
+        out["D"] = copy.deepcopy(D).eval().requires_grad_(False).cpu()
+    dnnlib.util.atomic_write(out_path, lambda f: pickle.dump(out, f))
     return out

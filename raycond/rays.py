@@ -18,7 +18,7 @@ import threading
 
 import torch
 
-from raycond.camera import validate_label
+from raycond.camera import LABEL_DIM, POSE_DIM, validate_label
 
 # ----------------------------------------------------------------------------
 # Geometry.
@@ -40,8 +40,8 @@ def _parse_resolution(resolution):
 def _compute_pixel_rays(c: torch.Tensor, h: int, w: int):
     work = torch.float64 if c.dtype == torch.float64 else torch.float32
     validate_label(c)
-    cw = c.to(work).reshape(-1, 25)
-    pose, K = cw[:, :16].reshape(-1, 4, 4), cw[:, 16:].reshape(-1, 3, 3)
+    cw = c.to(work).reshape(-1, LABEL_DIM)
+    pose, K = cw[:, :POSE_DIM].reshape(-1, 4, 4), cw[:, POSE_DIM:].reshape(-1, 3, 3)
     if bool((torch.linalg.det(K).abs() < 1e-12).any()):
         raise ValueError('camera label has singular intrinsics (expected normalized K with f > 0)')
     jj, ii = torch.meshgrid(torch.arange(h, device=c.device, dtype=work),
@@ -59,8 +59,8 @@ def _as_label(c) -> torch.Tensor:
         c = c.float()
     if c.ndim == 1:
         c = c.unsqueeze(0)
-    if c.ndim != 2 or c.shape[1] != 25:
-        raise ValueError(f'camera label must be (N,25), got shape {tuple(c.shape)}')
+    if c.ndim != 2 or c.shape[1] != LABEL_DIM:
+        raise ValueError(f'camera label must be (N,{LABEL_DIM}), got shape {tuple(c.shape)}')
     return c
 
 

@@ -10,9 +10,9 @@ One owner for the rules that `train.py`, the training loop, the loaders and the 
   `network-snapshot-<KIMG>.<III>.pkl`, III being the remaining images, so that it never overwrites
   an earlier snapshot. The same rule names the `fakes<KIMG>.png` grids. "Newest" is decided by
   the image count in the name (`snapshot_key`), never by `sorted()` on names or by mtime.
-- Files are written atomically: to `.<name>.tmp-<host>-<pid>` in the same folder, flushed and
-  fsync'd, renamed over the target, then the folder is fsync'd, so a kill at any moment leaves
-  either the old file or the complete new one. A writer that dies leaves its temporary file;
+- Files are written atomically by `dnnlib.util.atomic_write`: to `.<name>.tmp-<host>-<pid>` in the
+  same folder, renamed over the target once complete, so a kill at any moment leaves either the
+  old file or the complete new one. A writer that dies leaves its temporary file;
   `clean_stale_temps` removes those of writers that are provably dead (same host, pid gone) and
   never touches one that a live process may still be writing.
 """
@@ -23,7 +23,8 @@ import errno
 import os
 import pickle
 import re
-import socket
+
+import dnnlib
 
 # Every --cfg of train.py (the first word of a run's description). Lives here so that the
 # visualizer's training panel, which may not import `training`, offers exactly the same list.
@@ -123,58 +124,9 @@ def find_resume_snapshot(outdir: str, desc: str) -> str | None:
 
 # ----------------------------------------------------------------------------- atomic writes
 
-def temp_path(path: str) -> str:
-    """The hidden temporary name this process writes `path` under (host and pid identify the writer)."""
-    host = re.sub(r'[^A-Za-z0-9_.]', '_', socket.gethostname()) or 'host'
-    return os.path.join(os.path.dirname(path) or '.', f'.{os.path.basename(path)}.tmp-{host}-{os.getpid()}')
-
-
-def _fsync_dir(folder: str) -> None:
-    try:
-        fd = os.open(folder or '.', os.O_RDONLY)
-    except OSError:
-        return  # not supported here (e.g. some network file systems); the rename is still atomic
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str, write_fn) -> None:
-    """Call `write_fn(f)` on a binary file object, then publish the result at `path` atomically.
-
-    On any failure (disk full, read-only folder, Ctrl-C) the temporary file is removed and `path`
-    keeps whatever it held before. OS errors are re-raised with the path and the reason.
-    """
-    tmp = temp_path(path)
-    try:
-        with open(tmp, 'wb') as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        _remove_quietly(tmp)
-        reason = e.strerror or str(e)
-        raise OSError(e.errno, f'cannot write {path}: {reason} (earlier files are intact)') from e
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
-    _fsync_dir(os.path.dirname(path))
-
-
 def atomic_pickle(obj, path: str) -> None:
-    """Pickle `obj` to `path` atomically (see `atomic_write`)."""
-    atomic_write(path, lambda f: pickle.dump(obj, f))
-
-
-def _remove_quietly(path: str) -> None:
-    try:
-        os.remove(path)
-    except OSError:
-        pass
+    """Pickle `obj` (a snapshot) to `path` atomically (`dnnlib.util.atomic_write`)."""
+    dnnlib.util.atomic_write(path, lambda f: pickle.dump(obj, f))
 
 
 # ----------------------------------------------------------------------------- stale temporary files
@@ -197,10 +149,15 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def _host_of(temp: str) -> str | None:
+    m = _TMP_RE.fullmatch(os.path.basename(temp))
+    return m.group('host') if m else None
+
+
 def stale_temps(folder: str) -> list[str]:
     """Temporary files in `folder` whose writer is dead: written on this host by a pid that no
     longer runs. Files from other hosts (a shared outdir) or from live pids are never listed."""
-    host = re.sub(r'[^A-Za-z0-9_.]', '_', socket.gethostname()) or 'host'
+    host = _host_of(dnnlib.util.temp_path(os.path.join(folder, 'x')))
     try:
         names = os.listdir(folder)
     except OSError:

@@ -11,7 +11,6 @@ the tensors strictly, so the file needs nothing but this installation's own code
 from __future__ import annotations
 
 import json
-import os
 import struct
 from typing import Any
 
@@ -94,13 +93,8 @@ def save_safetensors(path: str, nets: dict[str, torch.nn.Module], **extra: Any) 
         except TypeError:
             dropped.append(k)
     metadata = {"format": SAFETENSORS_FORMAT, "networks": json.dumps(networks), "extra": json.dumps(kept)}
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
+    with dnnlib.util.atomic_output(path) as tmp:
         save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return dropped
 
 

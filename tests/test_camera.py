@@ -155,3 +155,12 @@ def test_orbit_path():
     np.testing.assert_allclose(y, [0, 20, 0, -20], atol=1e-9)
     with pytest.raises(ValueError, match='turntable'):
         camera.orbit_path('spiral', 4)
+
+
+def test_label_is_pose_then_intrinsics():
+    label = camera.camera_label(10.0, 5.0)
+    assert camera.LABEL_DIM == camera.POSE_DIM + camera.INTRINSICS_DIM == 25
+    assert label.shape == (1, camera.LABEL_DIM)
+    pose, K = camera.split_label(label)
+    torch.testing.assert_close(label[0, :camera.POSE_DIM], pose.reshape(-1))
+    torch.testing.assert_close(label[0, camera.POSE_DIM:], K.reshape(-1))

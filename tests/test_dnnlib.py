@@ -57,3 +57,39 @@ def test_format_time():
     assert util.format_time(42) == "42s"
     assert util.format_time(185) == "3m 05s"
     assert util.format_time(7269) == "2h 01m 09s"
+
+
+def test_atomic_write_temp_name_is_hidden_and_names_host_and_pid(tmp_path):
+    name = os.path.basename(util.temp_path(str(tmp_path / "net.pkl")))
+    assert name.startswith(".net.pkl.tmp-") and name.endswith(f"-{os.getpid()}")
+
+
+def test_atomic_write_replaces_the_file_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "net.pkl"
+    target.write_bytes(b"old")
+    util.atomic_write(str(target), lambda f: f.write(b"new"))
+    assert target.read_bytes() == b"new"
+    assert os.listdir(tmp_path) == ["net.pkl"]
+
+
+def test_interrupted_atomic_write_keeps_old_file(tmp_path):
+    target = tmp_path / "net.pkl"
+    target.write_bytes(b"old")
+
+    def interrupted(f):
+        f.write(b"half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        util.atomic_write(str(target), interrupted)
+    assert target.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["net.pkl"]
+
+
+def test_atomic_output_publishes_what_a_path_writer_wrote(tmp_path):
+    target = tmp_path / "stats.bin"
+    with util.atomic_output(str(target)) as tmp:
+        assert not os.path.exists(target)
+        with open(tmp, "wb") as f:
+            f.write(b"complete")
+    assert target.read_bytes() == b"complete"

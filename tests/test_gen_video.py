@@ -38,4 +38,4 @@ def test_interpolation_hits_keyframes():
 
 def test_bad_output_extension(tmp_path, small_pickle):
     r = run(f"--network={small_pickle}", f"--output={tmp_path}/x.avi", "--device=cpu")
-    assert r.returncode != 0 and "must end in .mp4 or .gif" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode != 0 and "must end in .mp4, .mov, .mkv, .gif" in r.stderr and "Traceback" not in r.stderr

@@ -37,6 +37,23 @@ def test_resolve_device():
         gen.resolve_device("tpu")
 
 
+def test_auto_device_picks_mps_only_where_allowed(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(gen, "mps_available", lambda: True)
+    assert gen.resolve_device("auto").type == "mps"
+    assert gen.resolve_device("auto", allow_mps=False).type == "cpu"
+
+
+def test_training_refuses_mps_by_name():
+    with pytest.raises(ValueError, match="training runs on CUDA or the CPU only"):
+        gen.resolve_device("mps", allow_mps=False)
+
+
+def test_unknown_noise_mode_names_the_valid_ones():
+    with pytest.raises(ValueError, match="one of const, random, none"):
+        gen.check_noise_mode("fixed")
+
+
 def test_make_grid_layout():
     imgs = np.stack([np.full((2, 3, 1), i, np.uint8) for i in range(5)])
     g = gen.make_grid(imgs, 2, 3)

@@ -85,7 +85,7 @@ def test_installed_gen_images_uses_the_packaged_checkpoint(installed):
     assert "bundled checkpoint" in r.stderr
     assert os.listdir(work / "out") and all(f.endswith(".png") for f in os.listdir(work / "out"))
     # The command said which file it used: the checkpoint installed with the wheel.
-    assert os.path.join("site-packages", "checkpoints", "raycond2-synthheads-64.pkl") in r.stderr
+    assert os.path.join("site-packages", "raycond", "checkpoints", "raycond2-synthheads-64.pkl") in r.stderr
 
 
 @pytest.mark.slow
@@ -103,3 +103,17 @@ def test_installed_projector_help_runs(installed):
         pytest.skip("projector.py is not in this tree yet: raycond-projector has nothing to run")
     bindir, work, _ = installed
     assert "--help" in _run([str(bindir / "raycond-projector"), "--help"], cwd=work).stdout
+
+
+def test_pyproject_lists_every_package():
+    import tomllib
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        listed = set(tomllib.load(f)["tool"]["setuptools"]["packages"])
+    found = set()
+    for d, dirs, files in os.walk(ROOT):
+        if d != ROOT and "__init__.py" not in files:
+            dirs[:] = []  # not a package, so nothing below it is importable from the checkout
+            continue
+        if d != ROOT and not os.path.relpath(d, ROOT).startswith(("tests", "benchmarks")):
+            found.add(os.path.relpath(d, ROOT).replace(os.sep, "."))
+    assert found <= listed, f"packages missing from pyproject.toml: {sorted(found - listed)}"

@@ -80,3 +80,56 @@ def test_export_generator_keeps_only_inference_parts(tmp_path, small_generator):
     assert os.path.getsize(out) < os.path.getsize(snap)
     G, info = load_network_and_info(str(out))
     assert info.camera_stats == {"radius": 2.7} and info.kind == "raycond2"
+
+
+def test_export_generator_with_discriminator_keeps_d(tmp_path, small_generator):
+    import dnnlib
+    from raycond.loading import export_generator
+    D = dnnlib.util.construct_class_by_name(class_name="training.networks_raycond2.Discriminator", c_dim=25,
+                                            img_resolution=32, img_channels=3, channel_base=512, channel_max=32)
+    snap = tmp_path / "network-snapshot-000004.pkl"
+    with open(snap, "wb") as f:
+        pickle.dump({"G": small_generator, "D": D, "G_ema": small_generator, "progress": {"cur_nimg": 4000}}, f)
+    out = tmp_path / "with-d.pkl"
+    export_generator(str(snap), str(out), with_discriminator=True)
+    data = load_snapshot(str(out))
+    assert set(data) >= {"G_ema", "D"} and data["kimg"] == 4.0
+    for (name, a), (_, b) in zip(data["D"].state_dict().items(), D.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_posecond_network_is_named_posecond2(tiny_generator):
+    from raycond.loading import network_info
+    G = tiny_generator("raycond2", res=16, embedding="none", camera_in_mapping=True)
+    assert network_info(G).kind == "posecond2"
+
+
+def test_gen_images_names_the_kind_that_network_info_gives(tmp_path, tiny_generator):
+    from click.testing import CliRunner
+    import gen_images
+    path = tmp_path / "posecond.pkl"
+    with open(path, "wb") as f:
+        pickle.dump({"G_ema": tiny_generator("raycond2", res=16, embedding="none", camera_in_mapping=True)}, f)
+    r = CliRunner().invoke(gen_images.main, [f"--network={path}", "--seeds=0", f"--outdir={tmp_path / 'out'}",
+                                             "--device=cpu"])
+    assert r.exit_code == 0, r.output
+    assert "posecond2, 16x16" in r.output
+
+
+def test_no_network_means_the_bundled_checkpoint(capsys):
+    from raycond import loading
+    assert os.path.isfile(loading.DEFAULT_CHECKPOINT)
+    assert loading.resolve_network_arg(None) == loading.DEFAULT_CHECKPOINT
+    assert "using the bundled checkpoint" in capsys.readouterr().err
+
+
+def test_a_given_network_is_used_as_is():
+    from raycond import loading
+    assert loading.resolve_network_arg("runs/net.pkl") == "runs/net.pkl"
+
+
+def test_missing_bundled_checkpoint_asks_for_network(tmp_path, monkeypatch):
+    from raycond import loading
+    monkeypatch.setattr(loading, "DEFAULT_CHECKPOINT", str(tmp_path / "gone.pkl"))
+    with pytest.raises(NetworkLoadError, match="--network is required"):
+        loading.resolve_network_arg(None)

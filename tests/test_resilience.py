@@ -18,6 +18,7 @@ import torch
 from click.testing import CliRunner
 
 from conftest import make_camera_zip
+import dnnlib
 from raycond import rundir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,6 +32,7 @@ KILL_ARGS = ['--batch=4', '--gamma=1', '--cbase=256', '--cmax=16', '--map-depth=
 WRAPPER = '''
 import os, pickle, runpy, sys, time
 sys.path.insert(0, {root!r})
+import dnnlib
 from raycond import rundir
 slow_at, count, plain = int(os.environ.get('SLOW_WRITE_AT', '0')), [0], rundir.atomic_pickle
 def atomic_pickle(obj, path):
@@ -43,7 +45,7 @@ def atomic_pickle(obj, path):
         open(os.environ['SLOW_WRITE_FLAG'], 'w').close()
         time.sleep(120)
         f.write(data[len(data) // 2:])
-    rundir.atomic_write(path, write)
+    dnnlib.util.atomic_write(path, write)
 rundir.atomic_pickle = atomic_pickle
 sys.argv = ['train.py'] + sys.argv[1:]
 runpy.run_path(os.path.join({root!r}, 'train.py'), run_name='__main__')
@@ -221,7 +223,7 @@ def test_failed_atomic_write_keeps_old_file_and_leaves_no_temp(tmp_path):
     target = tmp_path / 'network-snapshot-000000.pkl'
     target.write_bytes(b'complete old snapshot')
     with pytest.raises(OSError, match='cannot write .*network-snapshot-000000.pkl: No space left on device'):
-        rundir.atomic_write(str(target), _enospc_after_half(b'new' * 1000))
+        dnnlib.util.atomic_write(str(target), _enospc_after_half(b'new' * 1000))
     assert target.read_bytes() == b'complete old snapshot'
     assert os.listdir(tmp_path) == ['network-snapshot-000000.pkl']
 
@@ -236,7 +238,7 @@ def test_disk_full_during_training_gives_one_clear_error_and_keeps_earlier_snaps
         calls[0] += 1
         if calls[0] == 1:
             return plain(obj, path)
-        rundir.atomic_write(path, _enospc_after_half(pickle.dumps(obj)))
+        dnnlib.util.atomic_write(path, _enospc_after_half(pickle.dumps(obj)))
 
     monkeypatch.setattr(rundir, 'atomic_pickle', atomic_pickle)
     result = CliRunner().invoke(train.main, ['--outdir', str(tmp_path / 'runs'), '--data', data, '--kimg=0.012',
@@ -292,16 +294,17 @@ def test_ctrl_c_during_dataset_tool_leaves_no_partial_dataset(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ['src.zip']
 
 
-def test_interrupted_metric_cache_write_leaves_no_file(tmp_path):
+def test_interrupted_metric_cache_write_leaves_no_file(tmp_path, monkeypatch):
     from metrics import metric_utils
+    stats = metric_utils.FeatureStats(capture_all=True)
 
-    def save(path):
-        with open(path, 'wb') as f:
-            f.write(b'half of the statistics')
+    def interrupted(obj, f):
+        f.write(b'half of the statistics')
         raise KeyboardInterrupt
 
+    monkeypatch.setattr(metric_utils.pickle, 'dump', interrupted)
     with pytest.raises(KeyboardInterrupt):
-        metric_utils.save_atomic(save, str(tmp_path / 'stats.pkl'))
+        stats.save(str(tmp_path / 'stats.pkl'))
     assert os.listdir(tmp_path) == []
 
 

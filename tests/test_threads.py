@@ -124,6 +124,11 @@ def test_competition_message_names_other_programs_when_renders_slow_down():
     assert msg is not None and 'Another program' in msg and '5.0x' in msg
 
 
+def test_competition_message_after_a_single_slow_render_beside_a_busy_program():
+    msg = competition_message([0.15], [1.8])
+    assert msg is not None and '~1.8 CPU cores' in msg and 'may be slower' in msg
+
+
 def test_no_competition_message_when_others_are_idle_or_renders_are_steady():
     assert competition_message([0.01] * 20 + [0.05] * 5, [0.0] * 25) is None
     assert competition_message([0.01] * 25, [0.9] * 25) is None

@@ -18,15 +18,11 @@ import PIL.Image
 import torch
 
 import dnnlib
-from raycond.camera import camera_stats_from_labels, mirror_label, validate_label
+from raycond.camera import LABEL_DIM, camera_stats_from_labels, mirror_label, validate_label
 from raycond.synth.writer import training_size_problem
 
-try:
-    import pyspng
-except ImportError:  # pragma: no cover - pyspng is optional
-    pyspng = None
+import pyspng
 
-CAMERA_LABEL_DIM = 25
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp')
 
 
@@ -197,7 +193,7 @@ class Dataset(torch.utils.data.Dataset):
     def is_camera(self):
         """True when the labels in use are 25-float camera labels."""
         raw = self._get_raw_labels()
-        return raw.dtype != np.int64 and raw.ndim == 2 and raw.shape[1] == CAMERA_LABEL_DIM
+        return raw.dtype != np.int64 and raw.ndim == 2 and raw.shape[1] == LABEL_DIM
 
     @property
     def camera_stats(self):
@@ -311,7 +307,7 @@ class ImageFolderDataset(Dataset):
         fname = self._image_fnames[raw_idx]
         try:
             with self._open_file(fname) as f:
-                if pyspng is not None and self._file_ext(fname) == '.png':
+                if self._file_ext(fname) == '.png':
                     image = pyspng.load(f.read())
                 else:
                     image = np.array(PIL.Image.open(f))
@@ -361,11 +357,11 @@ class ImageFolderDataset(Dataset):
                 raise DatasetError(f'{fname} in dataset {self._path}: class labels must be >= 0')
             return arr
         lengths = {len(v) if isinstance(v, (list, tuple)) else -1 for v in values}
-        if lengths != {CAMERA_LABEL_DIM}:
+        if lengths != {LABEL_DIM}:
             bad = next(f for f, v in zip(self._image_fnames, values)
-                       if not isinstance(v, (list, tuple)) or len(v) != CAMERA_LABEL_DIM)
+                       if not isinstance(v, (list, tuple)) or len(v) != LABEL_DIM)
             raise DatasetError(f'{fname} in dataset {self._path}: label of {bad} has the wrong length; '
-                               f'expected {CAMERA_LABEL_DIM} camera values (EG3D format) or a class index')
+                               f'expected {LABEL_DIM} camera values (EG3D format) or a class index')
         try:
             arr = np.array(values, dtype=np.float32)
         except (TypeError, ValueError):

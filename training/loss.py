@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from torch_utils import training_stats
+from torch_utils.ops import conv2d_gradfix
 
 
 def synthesis_takes_c(G):
@@ -28,15 +29,6 @@ def synthesis_takes_c(G):
     except (TypeError, ValueError):
         return False
     return 'c' in params
-
-
-def _no_weight_gradients(enabled):
-    try:
-        from torch_utils.ops import conv2d_gradfix
-        return conv2d_gradfix.no_weight_gradients(enabled)
-    except Exception:  # pragma: no cover - ops package missing
-        import contextlib
-        return contextlib.nullcontext()
 
 
 class Loss:
@@ -128,7 +120,7 @@ class StyleGAN2Loss(Loss):
                 batch_size = max(gen_z.shape[0] // self.pl_batch_shrink, 1)
                 gen_img, gen_ws = self.run_G(gen_z[:batch_size], gen_c[:batch_size])
                 pl_noise = torch.randn_like(gen_img) / np.sqrt(gen_img.shape[2] * gen_img.shape[3])
-                with torch.autograd.profiler.record_function('pl_grads'), _no_weight_gradients(self.pl_no_weight_grad):
+                with torch.autograd.profiler.record_function('pl_grads'), conv2d_gradfix.no_weight_gradients(self.pl_no_weight_grad):
                     pl_grads = torch.autograd.grad(outputs=[(gen_img * pl_noise).sum()], inputs=[gen_ws],
                                                    create_graph=True, only_inputs=True)[0]
                 pl_lengths = pl_grads.square().sum(2).mean(1).sqrt()
@@ -169,7 +161,7 @@ class StyleGAN2Loss(Loss):
 
                 loss_Dr1 = 0
                 if do_Dr1:
-                    with torch.autograd.profiler.record_function('r1_grads'), _no_weight_gradients(True):
+                    with torch.autograd.profiler.record_function('r1_grads'), conv2d_gradfix.no_weight_gradients(True):
                         r1_grads = torch.autograd.grad(outputs=[real_logits.sum()], inputs=[real_img_tmp],
                                                        create_graph=True, only_inputs=True)[0]
                     r1_penalty = r1_grads.square().sum([1, 2, 3])

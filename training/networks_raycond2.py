@@ -11,13 +11,14 @@ whose classes are subclassed here through their hooks.
 
 import torch
 
+from raycond import camera as cam
 from raycond import rays as raycond_rays
 from torch_utils import misc
 from torch_utils import persistence
 from training import networks_stylegan2 as sg2
 
 RAY_CHANNELS = 6
-CAMERA_DIM = 25
+CAMERA_DIM = cam.LABEL_DIM  # name kept: the embedded source of older raycond3 pickles reads it
 EMBEDDING_KINDS = tuple(raycond_rays.EMBEDDINGS) + ('none',)
 # Names that the embedded source of older raycond3 pickles calls: check_camera, check_embedding,
 # camera_for_mapping (see docs/compatibility.md).

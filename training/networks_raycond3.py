@@ -25,6 +25,7 @@ training.networks_stylegan3, whose classes are subclassed here.
 import numpy as np
 import torch
 
+from raycond import camera as cam
 from raycond import rays as raycond_rays
 from torch_utils import misc
 from torch_utils import persistence
@@ -50,9 +51,9 @@ def extended_grid_label(c, size, sampling_rate):
     t_inv = torch.tensor([[1 / ax, 0, -(1 - ax) / (2 * ax)],
                           [0, 1 / ay, -(1 - ay) / (2 * ay)],
                           [0, 0, 1]], dtype=torch.float64, device=c.device)
-    K = c[:, 16:].to(torch.float64).reshape(-1, 3, 3)
-    K2 = (t_inv @ K).reshape(-1, 9).to(c.dtype)
-    return torch.cat([c[:, :16], K2], dim=1)
+    K = c[:, cam.POSE_DIM:].to(torch.float64).reshape(-1, 3, 3)
+    K2 = (t_inv @ K).reshape(-1, cam.INTRINSICS_DIM).to(c.dtype)
+    return torch.cat([c[:, :cam.POSE_DIM], K2], dim=1)
 
 
 def layer_rays(kind, c, size, sampling_rate):

@@ -22,7 +22,7 @@ import torch
 import dnnlib
 from metrics import metric_main
 from raycond import rundir
-from raycond.camera import camera_label
+from raycond.camera import LABEL_DIM, camera_label
 from raycond.loading import load_snapshot
 from torch_utils import misc
 from torch_utils import training_stats
@@ -98,7 +98,7 @@ def save_image_grid(img, fname, drange, grid_size):
     _n, c, h, w = img.shape
     img = img.reshape(gh, gw, c, h, w).transpose(0, 3, 1, 4, 2).reshape(gh * h, gw * w, c)
     pil = PIL.Image.fromarray(img[:, :, 0], 'L') if c == 1 else PIL.Image.fromarray(img, 'RGB')
-    rundir.atomic_write(fname, lambda f: pil.save(f, format='png'))  # a killed run leaves no truncated PNG
+    dnnlib.util.atomic_write(fname, lambda f: pil.save(f, format='png'))  # a killed run leaves no truncated PNG
 
 
 def grid_shape(resolution):
@@ -399,7 +399,7 @@ def print_network_summaries(G, D, batch_gpu, device):
     """Layer tables of G and D (informative only: a network that cannot summarize still trains)."""
     z = torch.empty([batch_gpu, G.z_dim], device=device)
     c = torch.empty([batch_gpu, G.c_dim], device=device)
-    if G.c_dim == 25:
+    if G.c_dim == LABEL_DIM:
         c = camera_label(np.zeros(batch_gpu), np.zeros(batch_gpu)).to(device)
     try:
         img = misc.print_module_summary(G, [z, c])
@@ -439,7 +439,7 @@ def build_loss(loss_kwargs, G, D, augment_pipe, progress, device):
 def export_start_grids(run_dir, training_set, G, G_ema, batch_gpu, device, random_seed):
     """Write reals.png and fakes_init.png; returns (grid_size, z, c) that every fakes grid reuses."""
     print('Exporting sample images...')
-    use_camera_grid = training_set.is_camera and G.c_dim == 25
+    use_camera_grid = training_set.is_camera and G.c_dim == LABEL_DIM
     grid_size, grid_z, grid_c, reals = setup_snapshot_grid(training_set, training_set.camera_stats, use_camera_grid,
                                                            G.z_dim, random_seed=random_seed)
     if G.c_dim != grid_c.shape[1]:

@@ -1,5 +1,5 @@
 """Capture widget: save the current image or the whole GUI as PNG into --capture-dir, and record an
-orbit (yaw/pitch path, frames, fps) to MP4 (imageio-ffmpeg) or GIF (Pillow) on a background thread.
+orbit (yaw/pitch path, frames, fps) to MP4 or GIF (raycond.video) on a background thread.
 
 `record_orbit` and `next_capture_path` are plain functions usable without a window.
 """
@@ -17,6 +17,7 @@ from imgui_bundle import imgui
 
 from gui_utils import imgui_utils
 from raycond import camera as cam
+from raycond.video import write_video
 
 from .renderer import Renderer
 
@@ -38,27 +39,6 @@ def save_png(image, path):
     return path
 
 
-def write_video(frames, path, fps):
-    """frames: list of HxWx3 uint8. '.gif' via Pillow; anything else (mp4) via imageio-ffmpeg."""
-    if not frames:
-        raise ValueError('no frames to write')
-    if path.lower().endswith('.gif'):
-        imgs = [Image.fromarray(f if f.shape[2] == 3 else f[:, :, 0]) for f in frames]
-        imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=max(int(round(1000 / fps)), 20), loop=0)
-        return path
-    try:
-        import imageio.v2 as imageio
-        import imageio_ffmpeg  # noqa: F401  (fail early with a clear message)
-    except ImportError as e:
-        raise ValueError(f'cannot write {os.path.basename(path)}: MP4 needs imageio-ffmpeg '
-                         f'(pip install imageio-ffmpeg), or choose GIF') from e
-    with imageio.get_writer(path, fps=fps, codec='libx264', quality=8, macro_block_size=1,
-                            ffmpeg_log_level='error') as w:
-        for f in frames:
-            w.append_data(f)
-    return path
-
-
 def record_orbit(renderer, args, path, kind='yaw-pitch-ellipse', num_frames=60, fps=30,
                  yaw_range=(-30, 30), pitch_range=(-10, 10), progress=None, cancel=None):
     """Render an orbit of `args` (a RenderArgs) along raycond.camera.orbit_path and write it to `path`."""
@@ -76,7 +56,7 @@ def record_orbit(renderer, args, path, kind='yaw-pitch-ellipse', num_frames=60, 
         frames.append(img)
         if progress is not None:
             progress(i + 1, len(yaws))
-    return write_video(frames, path, fps)
+    return write_video(path, frames, fps)
 
 
 class CaptureWidget:

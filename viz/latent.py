@@ -12,8 +12,8 @@ import gui_utils  # noqa: F401 - sets the GLFW/OpenGL platform before imgui_bund
 from imgui_bundle import imgui
 
 from gui_utils import imgui_utils
+from raycond import generate as gen
 
-NOISE_MODES = ('const', 'random', 'none')
 
 
 class LatentWidget:
@@ -71,8 +71,7 @@ class LatentWidget:
         self.mix_layers = {int(i) for i in layers}
 
     def update_args(self, d):
-        if self.noise_mode not in NOISE_MODES:
-            raise ValueError(f'noise mode must be one of {", ".join(NOISE_MODES)}, got {self.noise_mode!r}')
+        gen.check_noise_mode(self.noise_mode)
         d.update(seed=round(float(self.seed), 4), trunc_psi=float(self.trunc_psi),
                  trunc_cutoff=int(self.trunc_cutoff) if self.trunc_cutoff else None,
                  noise_mode=self.noise_mode, noise_seed=int(self.noise_seed),
@@ -111,7 +110,7 @@ class LatentWidget:
                                                         'all layers' if self.trunc_cutoff == 0 else 'first %d ws')
             imgui_utils.tooltip('Truncate only the first N ws (0 = all)')
             if imgui.begin_combo('Noise', self.noise_mode):
-                for m in NOISE_MODES:
+                for m in gen.NOISE_MODES:
                     if imgui.selectable(m, m == self.noise_mode)[0]:
                         self.noise_mode = m
                 imgui.end_combo()

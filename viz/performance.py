@@ -26,7 +26,7 @@ def competition_message(render_times, cpu_others, min_slowdown: float = 1.5) -> 
     """
     times = [float(t) for t in render_times if t and t > 0]
     others = [float(o) for o in list(cpu_others)[-5:] if o is not None]
-    if len(times) < 2 or not others:
+    if not times or not others:
         return None
     busy = sum(others) / len(others)
     if busy < COMPETING_CORES:
@@ -34,10 +34,12 @@ def competition_message(render_times, cpu_others, min_slowdown: float = 1.5) -> 
     recent = float(np.median(times[-5:]))
     best = float(np.percentile(times, 10))
     slowdown = recent / best if best > 0 else 1.0
-    if slowdown < min_slowdown and len(times) >= 10:
-        return None
-    return (f'Another program is using ~{busy:.1f} CPU core{"s" if busy >= 1.5 else ""}: '
-            f'renders take {slowdown:.1f}x their best here.')
+    head = f'Another program is using ~{busy:.1f} CPU {"core" if round(busy, 1) == 1.0 else "cores"}'
+    if len(times) >= 2 and slowdown >= min_slowdown:
+        return f'{head}: renders take {slowdown:.1f}x their best here.'
+    if len(times) >= 10:
+        return None                  # renders are as fast as ever: the other program is not in the way
+    return f'{head}: renders may be slower than usual.'
 
 
 def precision_label(device: str, force_fp32: bool) -> str:
@@ -138,4 +140,6 @@ class PerformanceWidget:
                                  f'({self.threads.wait_from})')
         warning = competition_message(self.render_times, self.render_cpu_others)
         if warning:
-            imgui.text_colored(imgui.ImVec4(1.0, 0.75, 0.3, 1.0), warning)
+            imgui.push_style_color(imgui.Col_.text, imgui.ImVec4(1.0, 0.75, 0.3, 1.0))
+            imgui.text_wrapped(warning)
+            imgui.pop_style_color()

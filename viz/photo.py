@@ -19,6 +19,7 @@ from imgui_bundle import imgui
 
 from gui_utils import gl_utils, imgui_utils
 from raycond import generate as gen
+from raycond.camera import LABEL_DIM
 
 from .capture import next_capture_path
 from .inversion_job import (PHOTO_SUFFIXES, check_photo_path, preview_to_uint8, start_inversion, start_load,
@@ -205,7 +206,7 @@ class PhotoWidget:
         what = f'inverted {name}' if from_photo else f'loaded {name}'
         if 'seconds' in meta and from_photo:
             what += f' in {meta["seconds"]:.0f} s'
-        if not meta.get('has_camera', self.source.camera.shape[1] == 25):
+        if not meta.get('has_camera', self.source.camera.shape[1] == LABEL_DIM):
             self.message = f'{what} (this network has no camera: only the latent was inverted)'
             return
         self.reset_camera()

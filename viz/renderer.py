@@ -351,7 +351,6 @@ def available_devices() -> list[str]:
         out.append('cuda')
         if torch.cuda.device_count() > 1:
             out += [f'cuda:{i}' for i in range(torch.cuda.device_count())]
-    mps = getattr(torch.backends, 'mps', None)
-    if mps is not None and mps.is_available():
+    if gen.mps_available():
         out.append('mps')
     return out

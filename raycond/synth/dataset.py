@@ -6,12 +6,11 @@ import concurrent.futures
 import multiprocessing
 import time
 
-import numpy as np
 import torch
 
 from raycond import threads
-from raycond.synth.cameras import sample_cameras
-from raycond.synth.params import sample_head_params, select_heads
+from raycond.synth.factors import draw_dataset, factor_records
+from raycond.synth.params import select_heads
 from raycond.synth.render import render_heads
 from raycond.synth.writer import DatasetWriter, check_destination, encode_png, image_path
 
@@ -39,6 +38,8 @@ def write_dataset(dest, count: int, resolution: int = 64, seed: int = 0, yaw_std
     The result depends only on (count, resolution, seed, pose options, supersample), not on
     `batch` or `workers` (worker processes render batches in parallel, single-threaded each).
     `progress` is an optional callable taking the number of images just written.
+    dataset.json also holds each image's generative factors under "synth_params" and these
+    settings under "synth" (raycond.synth.factors), so metrics can measure mode coverage.
     Returns a summary dict (dest, count, resolution, seconds).
     """
     count, resolution, batch, workers = int(count), int(resolution), int(batch), int(workers)
@@ -51,9 +52,7 @@ def write_dataset(dest, count: int, resolution: int = 64, seed: int = 0, yaw_std
     if workers < 1:
         raise ValueError(f'--workers must be at least 1, got {workers}')
     check_destination(str(dest), force)
-    rng = np.random.default_rng(seed)
-    params = sample_head_params(rng, count)
-    cams = sample_cameras(rng, count, yaw_std, pitch_std, max_yaw, max_pitch)
+    params, cams = draw_dataset(seed, count, yaw_std, pitch_std, max_yaw, max_pitch)
     start = time.time()
     tasks = [(select_heads(params, slice(lo, min(lo + batch, count))), cams[lo:lo + batch], resolution, supersample)
              for lo in range(0, count, batch)]
@@ -77,7 +76,12 @@ def write_dataset(dest, count: int, resolution: int = 64, seed: int = 0, yaw_std
                     index += 1
                 if progress is not None:
                     progress(len(pngs))
-            writer.close(labels)
+            factors = factor_records(params)
+            extra = dict(synth=dict(seed=int(seed), count=count, resolution=resolution, yaw_std=yaw_std,
+                                    pitch_std=pitch_std, max_yaw=max_yaw, max_pitch=max_pitch,
+                                    supersample=int(supersample)),
+                         synth_params=[[lab[0], f] for lab, f in zip(labels, factors)])
+            writer.close(labels, extra=extra)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from raycond.camera import validate_label
+from raycond.camera import LABEL_DIM, validate_label
 from raycond.rays import pixel_rays
 from raycond.synth import sdf
 from raycond.synth.params import num_heads
@@ -124,7 +124,7 @@ def render_heads(params: dict, c, resolution: int, steps: int = 40, supersample:
     """
     c = torch.as_tensor(np.asarray(c, dtype=np.float32) if not torch.is_tensor(c) else c).float().cpu()
     validate_label(c)
-    c = c.reshape(-1, 25)
+    c = c.reshape(-1, LABEL_DIM)
     n = num_heads(params)
     if c.shape[0] != n:
         raise ValueError(f'got {n} heads but {c.shape[0]} cameras')

@@ -1,7 +1,8 @@
 """Write image datasets as a ZIP or a folder of PNGs plus `dataset.json` (StyleGAN/EG3D layout).
 
 Images go to `00000/img00000000.png`-style paths (1000 per subfolder). Everything is written to a
-temporary sibling first and moved into place on `close()`, so a failed or interrupted run never
+temporary sibling (`dnnlib.util.temp_path`) first and published on `close()` by
+`dnnlib.util.publish`, so a failed or interrupted run never
 leaves a half-written dataset, and an existing destination is only replaced when `force=True`.
 """
 
@@ -15,6 +16,8 @@ import zipfile
 
 import numpy as np
 from PIL import Image
+
+import dnnlib
 
 
 def image_path(index: int, ext: str = 'png') -> str:
@@ -67,7 +70,7 @@ class DatasetWriter:
         parent = os.path.dirname(self.dest)
         if parent and not os.path.isdir(parent):
             os.makedirs(parent, exist_ok=True)
-        self.tmp = f'{self.dest}.tmp-{os.getpid()}'
+        self.tmp = dnnlib.util.temp_path(self.dest)
         self.zip = is_zip_path(self.dest)
         if self.zip:
             self._zf = zipfile.ZipFile(self.tmp, 'w', compression=zipfile.ZIP_STORED)
@@ -90,9 +93,10 @@ class DatasetWriter:
         self.add_bytes(rel_path, encode_png(img))
         self.count += 1
 
-    def close(self, labels=None) -> None:
-        """Write dataset.json ({"labels": labels or null}) and move the dataset into place."""
-        meta = json.dumps({'labels': labels}).encode('utf-8')
+    def close(self, labels=None, extra=None) -> None:
+        """Write dataset.json ({"labels": labels or null}, plus the top-level keys in `extra`, which
+        EG3D-format readers ignore) and move the dataset into place."""
+        meta = json.dumps({'labels': labels, **(extra or {})}).encode('utf-8')
         self.add_bytes('dataset.json', meta)
         if self.zip:
             self._zf.close()
@@ -100,7 +104,7 @@ class DatasetWriter:
             shutil.rmtree(self.dest)
         elif os.path.lexists(self.dest):
             os.remove(self.dest)
-        os.replace(self.tmp, self.dest)
+        dnnlib.util.publish(self.tmp, self.dest)
         self._closed = True
 
     def abort(self) -> None:

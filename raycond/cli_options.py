@@ -1,0 +1,85 @@
+"""Command-line options that several scripts share, defined once so that they read and behave alike.
+
+`camera_options` gives gen_images.py, gen_video.py and projector.py the same camera model options
+(--fov, --radius, --lookat, --preset) and, where a script takes them, the same --yaw/--pitch;
+`camera_model` turns their values into what `raycond.generate.c_for_network` takes. Unset values
+fall back to the network's training cameras (its snapshot's camera statistics), else FFHQ's.
+"""
+
+from __future__ import annotations
+
+import click
+
+from raycond import camera as cam
+from raycond import generate as gen
+from raycond import inversion, loading
+
+FP32_HELP = ("Run every layer in float32. Default: on CUDA the network's fp16 layers run in fp16 (faster); "
+             "CPU and MPS always use float32.")
+
+# How a script takes --yaw/--pitch: several views, one known camera, or not at all.
+ANGLE_STYLES = ('views', 'known', None)
+
+_YAW_VIEWS = "Camera yaw in degrees; a list ('-30,0,30') or 'START:STOP:COUNT' gives several views."
+_PITCH_VIEWS = 'Camera pitch in degrees; a list pairs with --yaw (or broadcasts).'
+_YAW_KNOWN = 'Known camera yaw in degrees (skips camera estimation; with --pitch).'
+_PITCH_KNOWN = 'Known camera pitch in degrees (with --yaw).'
+
+
+def camera_options(angles: str | None = 'views'):
+    """Click decorator adding the shared camera options.
+
+    angles='views': --yaw/--pitch are lists of views ('0' by default); 'known': one optional known
+    camera (floats, default None); None: no --yaw/--pitch (the script has its own camera path).
+    """
+    if angles not in ANGLE_STYLES:
+        raise ValueError(f'angles must be one of {ANGLE_STYLES}, got {angles!r}')
+    options = []
+    if angles == 'views':
+        options += [click.option('--yaw', default='0', show_default=True, help=_YAW_VIEWS),
+                    click.option('--pitch', default='0', show_default=True, help=_PITCH_VIEWS)]
+    elif angles == 'known':
+        options += [click.option('--yaw', type=float, default=None, help=_YAW_KNOWN),
+                    click.option('--pitch', type=float, default=None, help=_PITCH_KNOWN)]
+    options += [
+        click.option('--fov', type=float, default=None,
+                     help="True horizontal field of view in degrees (default: the network's training FOV, "
+                          "else FFHQ's 13.37)."),
+        click.option('--radius', type=float, default=None,
+                     help="Camera distance from the world origin (default: the training data's, else 2.7)."),
+        click.option('--lookat', default=None, metavar='X,Y,Z',
+                     help="Point the camera looks at (default: the training data's, else 0,0,0.2)."),
+        click.option('--preset', type=click.Choice(sorted(cam.PRESETS)), default=None,
+                     help='Camera radius/look-at/FOV of a known dataset (explicit options override it).'),
+    ]
+
+    def decorate(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+    return decorate
+
+
+def camera_model(fov: float | None, radius: float | None, lookat: str | None,
+                 preset: str | None) -> tuple[float | None, float | None, tuple | None]:
+    """(fov_deg, radius, lookat) from the shared options: explicit values win over --preset; None
+    leaves the choice to the network (`raycond.generate.default_camera`)."""
+    lookat_vec = gen.parse_vec3(lookat) if lookat else None
+    if preset is not None:
+        p = cam.get_preset(preset)
+        radius = p.radius if radius is None else radius
+        lookat_vec = tuple(p.lookat) if lookat_vec is None else lookat_vec
+        fov = cam.fov_from_focal(p.focal) if fov is None else fov
+    if fov is not None and not 0 < fov < 180:
+        raise ValueError(f'--fov must be between 0 and 180 degrees, got {fov}')
+    if radius is not None and not radius > 0:
+        raise ValueError(f'--radius must be positive, got {radius}')
+    return fov, radius, lookat_vec
+
+
+def network_arg(network: str | None, projected: str | None = None) -> str:
+    """The network a generating script opens: --network, else the one an inverted photo (--projected)
+    was made with, else the bundled checkpoint (`raycond.loading.resolve_network_arg`)."""
+    if projected and not network:
+        network = inversion.network_of(projected)
+    return loading.resolve_network_arg(network)
