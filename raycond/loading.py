@@ -140,6 +140,9 @@ def load_snapshot(path_or_url: str, trust_pickle: bool = False) -> dict:
         return safe_weights.load_safetensors(data, path_or_url)
     if _is_torch_zip(data):
         return _load_safe_weights(data, path_or_url)
+    if _looks_like_text(data):
+        raise NetworkLoadError(f"{path_or_url} is a text file, expected a network file (.pkl snapshot, "
+                               f".safetensors or .pt weights)")
     try:
         obj = _unpickle(data, path_or_url, trust_pickle)
     except UntrustedPickleError:
@@ -295,6 +298,19 @@ def _load_safe_weights(data: bytes, name: str) -> dict:
         net.load_state_dict(state)
         result[key] = net.eval().requires_grad_(False)
     return result
+
+
+def _looks_like_text(data: bytes) -> bool:
+    """Binary pickles (protocol 2+, what every StyleGAN-family tool writes) start with 0x80; a file
+    whose first bytes are printable UTF-8 is text a user picked by mistake (a log, a JSON file)."""
+    if data[:1] == b"\x80":
+        return False
+    head = data[:512]
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(ch.isprintable() or ch in "\r\n\t" for ch in text)
 
 
 def export_generator(snapshot_path: str, out_path: str, key: str = "G_ema", trust_pickle: bool = False,

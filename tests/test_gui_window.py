@@ -217,7 +217,7 @@ def test_dropped_garbage_file_reports_error_and_frames_keep_running(app, tmp_pat
     garbage.write_bytes(b'this is not a pickle')
     app.on_drop(None, [str(garbage)])
     res = app.wait_for_render()
-    assert 'not a readable network pickle' in res.error
+    assert 'is a text file, expected a network file' in res.error
     n = app.frame_count
     app.run_frames(5)
     assert app.frame_count == n + 5

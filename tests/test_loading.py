@@ -23,7 +23,7 @@ def test_load_our_pickle_reports_camera(small_pickle):
 @pytest.mark.parametrize("content,match", [
     (None, "not found"),
     (b"", "empty"),
-    (b"this is not a pickle", "not a readable network pickle"),
+    (b"this is not a pickle", "is a text file, expected a network file"),
     (pickle.dumps({"foo": 1}), "no network under 'G_ema'"),
     (pickle.dumps([1, 2, 3]), "holds a list"),
 ])
@@ -133,3 +133,10 @@ def test_missing_bundled_checkpoint_asks_for_network(tmp_path, monkeypatch):
     monkeypatch.setattr(loading, "DEFAULT_CHECKPOINT", str(tmp_path / "gone.pkl"))
     with pytest.raises(NetworkLoadError, match="--network is required"):
         loading.resolve_network_arg(None)
+
+
+def test_text_file_is_named_as_text_not_a_pickle_error(tmp_path):
+    path = tmp_path / "notes.pkl"
+    path.write_text("training went well\nkimg 200\n")
+    with pytest.raises(NetworkLoadError, match="is a text file, expected a network file"):
+        load_network(str(path))

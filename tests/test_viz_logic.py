@@ -279,3 +279,12 @@ def test_performance_panel_names_the_precision_the_device_runs():
     assert precision_label('cuda:0', False) == 'fp16 layers'
     assert precision_label('cuda:0', True) == 'fp32'
     assert precision_label('cpu', False) == 'fp32'
+
+
+def test_layer_of_another_network_renders_without_layer_view(small_pickle):
+    """Found by the soak: after switching from a 64² to a 32² network the Layers widget still names
+    'b64' for one render; that render must show the image, not an error."""
+    res = Renderer().render(RenderArgs(pkl=small_pickle, device='cpu', layer='b64'))
+    assert res.error is None, res.error
+    assert res.image.shape == (32, 32, 3) and res.layer_image is None
+    assert 'b64' not in [n for n, _ in res.layers]

@@ -63,6 +63,7 @@ class Visualizer(ImguiWindow):
         self._fakes_shown = None
         self.quad = gl_utils.QuadRenderer()
         self.image_rect = None        # (x, y, w, h) of the image in window coordinates
+        self.status_error = None      # text of the error banner drawn in the last frame, if any
         self.view_rect = None
         self._drag_anchor = None
         self._input_seen = False
@@ -296,6 +297,7 @@ class Visualizer(ImguiWindow):
         res = self.result
         y = vy + pad
         err = self.network.error or (res.error if res is not None else None)
+        self.status_error = 'Error: ' + err if err else None     # the banner's text (tests read it)
         if err:
             dl.add_rect_filled(imgui.ImVec2(vx + pad - 4, y - 2), imgui.ImVec2(vx + vw - pad, y + line_h + 2),
                                imgui.get_color_u32(imgui.ImVec4(0.35, 0.08, 0.08, 0.9)), 3.0)

@@ -306,7 +306,9 @@ class Renderer:
         res.stats = dict(mean=float(f.mean()), std=float(f.std()), min=float(f.min()), max=float(f.max()),
                          resolution=tuple(img_u8.shape[:2]), w_norm=float(ws[0].norm(dim=-1).mean()))
         res.layers = [(n, self._layer_shapes[n]) for n in self._layer_order if n in self._layer_shapes]
-        if args.layer:
+        # A layer this network lacks was chosen on another network (the render that follows a
+        # switch): no layer view, no error; the Layers widget picks one of res.layers next.
+        if args.layer and args.layer in self._layer_order:
             if args.layer not in self._captured:
                 raise ValueError(f'layer {args.layer!r} produced no image-like output')
             res.layer_image, res.layer_stats = layer_to_image(self._captured[args.layer][0], args.layer_channel,
