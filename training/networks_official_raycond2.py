@@ -101,23 +101,10 @@ class MappingNetwork(sg2.MappingNetwork):
 class SynthesisLayer(sg2.SynthesisLayer):
     """StyleGAN2 synthesis layer evaluated with the reference modulated convolution."""
 
-    def forward(self, x, w, noise_mode='random', fused_modconv=True, gain=1):
-        if noise_mode not in ('random', 'const', 'none'):
-            raise ValueError(f"noise_mode must be 'random', 'const' or 'none', got {noise_mode!r}")
-        in_resolution = self.resolution // self.up
-        misc.assert_shape(x, [None, self.in_channels, in_resolution, in_resolution])
-        styles = self.affine(w)
-        noise = None
-        if self.use_noise and noise_mode == 'random':
-            noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
-        if self.use_noise and noise_mode == 'const':
-            noise = self.noise_const * self.noise_strength
-        x = reference_modulated_conv2d(x=x, weight=self.weight, styles=styles, noise=noise, up=self.up,
-                                       padding=self.padding, resample_filter=self.resample_filter,
-                                       flip_weight=(self.up == 1), fused_modconv=fused_modconv)
-        act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act.bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain,
-                                 clamp=act_clamp)
+    def modulated_conv(self, x, styles, noise, fused_modconv):
+        return reference_modulated_conv2d(x=x, weight=self.weight, styles=styles, noise=noise, up=self.up,
+                                          padding=self.padding, resample_filter=self.resample_filter,
+                                          flip_weight=(self.up == 1), fused_modconv=fused_modconv)
 
 
 @persistence.persistent_class

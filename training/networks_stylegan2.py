@@ -357,20 +357,24 @@ class SynthesisLayer(torch.nn.Module):
             noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
         if self.use_noise and noise_mode == 'const':
             noise = self.noise_const * self.noise_strength
+        x = self.modulated_conv(x, styles, noise, fused_modconv)
 
+        act_gain = self.act_gain * gain
+        act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        return bias_act.bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=act_gain, clamp=act_clamp)
+
+    def modulated_conv(self, x, styles, noise, fused_modconv):
+        """The modulated convolution (+ noise) of this layer; subclasses that must reproduce another
+        release's arithmetic replace only this step."""
         # On the CPU, per-sample weights only pay off when they are smaller than the activations.
         if fused_modconv and x.device.type == 'cpu' and x.numel() < self.weight.numel():
             fused_modconv = False
         weight, weight_sqsum = self._inference_weight(x)
         flip_weight = (self.up == 1)  # slightly faster
-        x = modulated_conv2d(x=x, weight=weight, styles=styles, noise=noise, up=self.up,
-                             padding=self.padding, resample_filter=self.resample_filter,
-                             flip_weight=flip_weight, fused_modconv=fused_modconv,
-                             weight_sqsum=weight_sqsum)
-
-        act_gain = self.act_gain * gain
-        act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act.bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=act_gain, clamp=act_clamp)
+        return modulated_conv2d(x=x, weight=weight, styles=styles, noise=noise, up=self.up,
+                                padding=self.padding, resample_filter=self.resample_filter,
+                                flip_weight=flip_weight, fused_modconv=fused_modconv,
+                                weight_sqsum=weight_sqsum)
 
     def _inference_weight(self, x):
         """(weight, weight_sqsum) for inference, cached per weight version; (self.weight, None)
