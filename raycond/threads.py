@@ -105,10 +105,11 @@ def decide(threads: int | None = None, environ: Mapping[str, str] | None = None,
     cpus = usable_cpus() if cpus is None else max(1, int(cpus))
     if threads is not None and int(threads) < 0:
         raise ValueError(f'--threads must be 0 (automatic) or a positive count, got {threads}')
+    omp = _positive_int(environ.get('OMP_NUM_THREADS', '').split(',')[0])   # nested lists: the first level
     if threads:
         n, n_from = int(threads), 'option'
-    elif _positive_int(environ.get('OMP_NUM_THREADS', '').split(',')[0]) is not None:
-        n, n_from = _positive_int(environ['OMP_NUM_THREADS'].split(',')[0]), 'OMP_NUM_THREADS'
+    elif omp is not None:
+        n, n_from = omp, 'OMP_NUM_THREADS'
     else:
         n, n_from = max(1, cpus // max(1, int(procs))), 'cpus'
     if wait_from is None:
@@ -166,12 +167,9 @@ def current() -> ThreadPolicy:
     """The policy in force: what `apply()` chose, or what torch uses now if it was never called."""
     policy = _state['policy']
     if policy is None:
+        import torch
         policy = decide(wait_from=_state['wait_from'] or _who_set_wait(os.environ))
-        try:
-            import torch
-            policy = dataclasses.replace(policy, num_threads=torch.get_num_threads(), threads_from='torch')
-        except ImportError:
-            pass
+        policy = dataclasses.replace(policy, num_threads=torch.get_num_threads(), threads_from='torch')
     return policy
 
 
