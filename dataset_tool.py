@@ -305,7 +305,8 @@ def synth_cmd(dest, count, resolution, seed, yaw_std, pitch_std, max_yaw, max_pi
     with tqdm(total=count, desc='Rendering', unit='img', disable=not sys.stderr.isatty() and count < 1000) as bar:
         info = _run(verbose, write_dataset, dest, count, resolution=resolution, seed=seed, yaw_std=yaw_std,
                     pitch_std=pitch_std, max_yaw=max_yaw, max_pitch=max_pitch, batch=batch,
-                    supersample=supersample, force=force, workers=workers, progress=bar.update)
+                    supersample=supersample, force=force, workers=workers,
+                    progress=lambda n: (threads.adapt(), bar.update(n)))
     click.echo(f'Wrote {info["count"]} images ({resolution}x{resolution}) to {dest} in {info["seconds"]:.1f} s')
 
 

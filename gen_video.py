@@ -146,6 +146,7 @@ def make_video(network, seeds, grid, truncation_psi, truncation_cutoff, num_keyf
     frames = []
     h = w = info.img_resolution
     for i in tqdm(range(num_frames), unit="frame", desc="Rendering"):
+        threads.adapt()      # follow the CPU competition (raycond/threads.py)
         c = gen.c_for_network(info, float(yaws[i]), float(pitches[i]), fov, radius, lookat_vec, batch=1, device=dev)
         imgs = []
         with torch.inference_mode():

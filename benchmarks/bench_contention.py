@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """CPU speed beside other jobs: each workload alone, then while N competing processes run, under the
-project's thread policy (raycond.threads: passive OpenMP waits) and under libgomp's spinning
-default for comparison. Prints a table of idle vs loaded figures and their ratio; asserts nothing.
+project's thread policy (raycond.threads: a count that follows the free cores) and, for comparison,
+under libgomp's spinning default and a passive wait, both with a fixed count. Prints a table of idle vs loaded figures and their ratio; asserts nothing.
 
 Workloads (each measured in a fresh subprocess, so its OpenMP settings are its own):
   gen64     bundled-size raycond2 generator, 64², channel base 2048, max 64, batch 1 (ms/image)
@@ -35,9 +35,13 @@ sys.path.insert(0, ROOT)
 
 WORKLOADS = ('gen64', 'gen256', 'train', 'viz')
 COMPETITORS = ('busy', 'train', 'generator')
-# 'spin' stands in for what every tool did before the policy: libgomp's own default spin count
-# (300000 iterations) before a waiting thread sleeps, set explicitly so that raycond leaves it alone.
-POLICIES = {'raycond': {}, 'spin': {'GOMP_SPINCOUNT': '300000'}}
+# The project's policy against two fixed ones, each a count of every usable CPU:
+#   spin    what every tool did before any policy: libgomp's default spin count (300000) before a
+#           waiting thread sleeps, set explicitly so that raycond leaves it alone;
+#   passive the first policy (workers sleep at once): no collapse, but slower alone.
+_CPUS = str(len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1)
+POLICIES = {'raycond': {}, 'spin': {'GOMP_SPINCOUNT': '300000', 'OMP_NUM_THREADS': _CPUS},
+            'passive': {'OMP_WAIT_POLICY': 'PASSIVE', 'OMP_NUM_THREADS': _CPUS}}
 POLICY_VARS = ('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT', 'RAYCOND_SET_OMP_WAIT_POLICY', 'OMP_NUM_THREADS')
 
 
@@ -55,6 +59,7 @@ def _generator(res, cbase, cmax):
 
 def _time_generator(res, cbase, cmax, seconds):
     import torch
+    from raycond import threads
     from raycond.camera import camera_label
     G = _generator(res, cbase, cmax)
     z = torch.randn([1, 512], generator=torch.Generator().manual_seed(0))
@@ -65,6 +70,7 @@ def _time_generator(res, cbase, cmax, seconds):
             G(z, c, noise_mode='const', force_fp32=True)
         end = time.perf_counter() + seconds
         while time.perf_counter() < end or len(times) < 5:
+            threads.adapt()      # as the tools do between images
             t0 = time.perf_counter()
             G(z, c, noise_mode='const', force_fp32=True)
             times.append(time.perf_counter() - t0)
@@ -185,7 +191,8 @@ def _measure(workload, policy, seconds):
 @click.option('--workloads', default=','.join(WORKLOADS), show_default=True, help='Comma-separated workloads.')
 @click.option('--competitors', default=','.join(COMPETITORS), show_default=True, help='Comma-separated competitors.')
 @click.option('--policies', default='raycond,spin', show_default=True,
-              help="raycond (the project's policy) and/or spin (libgomp's default spinning, as before).")
+              help="raycond (the project's adaptive policy), spin (libgomp's default spinning, fixed count, as "
+                   "before) and/or passive (sleeping workers, fixed count: the first policy).")
 @click.option('-n', '--num', 'num', type=click.IntRange(min=1), default=1, show_default=True,
               help='Competing processes of each kind.')
 @click.option('--seconds', type=float, default=8.0, show_default=True, help='Timing window per measurement.')

@@ -147,6 +147,7 @@ def _time_generator(G, z, c, takes_c, force_fp32, device, iters, warmup, compile
     grad_ctx = torch.no_grad if compile else torch.inference_mode
     with grad_ctx():
         for it in range(warmup + iters):
+            threads.adapt()   # as the tools do between images (raycond/threads.py)
             _sync(device)
             c0 = time.process_time()
             t0 = time.perf_counter()

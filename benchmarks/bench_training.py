@@ -88,6 +88,7 @@ def bench_one(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters,
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
     for i in range(1, iters + 1):  # batch_idx 1..iters: Greg every 4th, Dreg every 16th, as in training
+        threads.adapt()   # as train.py does once per iteration
         step(i)
     sync()
     sec = time.perf_counter() - t0

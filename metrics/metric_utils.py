@@ -21,6 +21,7 @@ import torch
 
 import dnnlib
 from raycond import generate as rgen
+from raycond import threads
 
 # ----------------------------------------------------------------------------- detectors
 # Detector files (URLs, environment overrides, decoding, the per-process cache) live in
@@ -204,6 +205,7 @@ class ProgressMonitor:
 
     def update(self, cur_items):
         """Report that `cur_items` items are done in total."""
+        threads.adapt()      # once per batch: follow the CPU competition (no-op unless enabled)
         if self.num_items is not None:
             cur_items = min(cur_items, self.num_items)
         if self._bar is not None:

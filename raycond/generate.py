@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from raycond import camera as cam
+from raycond import threads
 
 
 # ----------------------------------------------------------------------------- devices
@@ -215,6 +216,7 @@ def generate_images(G: torch.nn.Module, seeds: Sequence[int], c: torch.Tensor | 
     out = []
     with torch.inference_mode():
         for start in range(0, len(seeds), max(1, batch_size)):
+            threads.adapt()      # follow the CPU competition between batches (no-op unless enabled)
             chunk = seeds[start:start + batch_size]
             z = seeds_to_z(chunk, G.z_dim, device)
             cc = None if c is None else (c if c.shape[0] == 1 else c[start:start + len(chunk)])

@@ -62,6 +62,7 @@ from raycond import camera as cam
 from raycond import generate as rgen
 from raycond import loading
 from raycond import pose_regressor
+from raycond import threads
 from raycond.inversion_losses import LOSS_KINDS, make_loss
 from raycond.target_image import TargetImageError, prepare_target
 
@@ -380,6 +381,7 @@ class _Run:
 
     def tick(self, stage, loss, img):
         self.step += 1
+        threads.adapt()
         if self.progress is not None:
             preview = img[:1].detach().float().clamp(-1, 1).cpu()
             if self.progress(self.step, self.total, stage, float(loss), preview) is False:
@@ -450,6 +452,7 @@ class _Run:
 
         def report(_done, _total):
             self.step += 1
+            threads.adapt()
             if self.progress is None:
                 return
             if self.progress(self.step, self.total, "camera", float("nan"), None) is False:

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from raycond import threads
-from viz.performance import competition_message
+from viz.performance import competition_message, thread_status
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -76,10 +76,93 @@ def _run_python(code, **env):
     return out.stdout.strip()
 
 
-def test_prepare_before_torch_sets_passive_and_apply_sets_torch_threads():
-    code = ('from raycond import threads; w = threads.prepare(); import os, torch; p = threads.apply(1); '
-            'print(w, os.environ["OMP_WAIT_POLICY"], torch.get_num_threads(), p.wait_from)')
-    assert _run_python(code).split() == ['raycond', 'PASSIVE', '1', 'raycond']
+def test_automatic_count_leaves_the_wait_policy_alone_and_adapts():
+    code = ('from raycond import threads; w = threads.prepare(); import os, torch; p = threads.apply(); '
+            'print(w, os.environ.get("OMP_WAIT_POLICY", "-"), p.adaptive, p.threads_from)')
+    assert _run_python(code).split() == ['libgomp', 'default', '-', 'True', 'cpus']
+
+
+def test_threads_option_on_the_command_line_makes_waiting_threads_sleep():
+    code = ('import sys; sys.argv[1:] = ["--threads=1"]; from raycond import threads; w = threads.prepare(); '
+            'import os, torch; p = threads.apply(1); '
+            'print(w, os.environ["OMP_WAIT_POLICY"], torch.get_num_threads(), p.wait_from, p.adaptive)')
+    assert _run_python(code).split() == ['raycond', 'PASSIVE', '1', 'raycond', 'False']
+
+
+def test_omp_num_threads_makes_waiting_threads_sleep_and_is_not_adapted():
+    code = ('from raycond import threads; w = threads.prepare(); import os, torch; p = threads.apply(); '
+            'print(w, os.environ["OMP_WAIT_POLICY"], p.num_threads, p.adaptive, threads.adapt())')
+    assert _run_python(code, OMP_NUM_THREADS='1').split() == ['raycond', 'PASSIVE', '1', 'False', 'None']
+
+
+def test_threads_in_argv_reads_both_spellings_and_treats_zero_as_automatic():
+    assert threads.threads_in_argv(['--threads', '3', 'x']) == 3
+    assert threads.threads_in_argv(['--outdir=o', '--threads=2']) == 2
+    assert threads.threads_in_argv(['--threads=0']) is None
+    assert threads.threads_in_argv(['--threads']) is None
+    assert threads.threads_in_argv(['--', '--threads=4']) is None
+    assert threads.threads_in_argv(['--num-threads=4']) is None
+
+
+def test_free_cpus_leaves_the_cores_others_use():
+    assert threads.free_cpus(2, 0.0) == 2
+    assert threads.free_cpus(2, 0.4) == 2          # an X server or a daemon does not take a core
+    assert threads.free_cpus(2, 1.0) == 1          # a busy loop on one core of two
+    assert threads.free_cpus(2, 3.5) == 1          # never fewer than one
+    assert threads.free_cpus(16, 1.0) == 15
+    assert threads.free_cpus(16, 0.0, cap=8) == 8  # one of two ranks of a job
+    assert threads.free_cpus(4, None) == 4         # unknown: assume free
+
+
+def test_only_an_automatic_count_adapts():
+    assert threads.decide(None, environ={}, cpus=4, can_adapt=True).adaptive
+    assert not threads.decide(2, environ={}, cpus=4, can_adapt=True).adaptive
+    assert not threads.decide(None, environ={'OMP_NUM_THREADS': '2'}, cpus=4, can_adapt=True).adaptive
+    assert not threads.decide(None, environ={}, cpus=4, can_adapt=False).adaptive
+    assert threads.decide(None, environ={'OMP_WAIT_POLICY': 'ACTIVE'}, cpus=4, can_adapt=True).adaptive
+
+
+class _FakeMonitor:
+    def __init__(self, values):
+        self.values = list(values)
+
+    def sample(self):
+        return self.values.pop(0)
+
+
+def test_adapter_yields_a_core_at_once_and_takes_it_back_after_two_free_looks():
+    a = threads._Adapter(cpus=2, cap=2, monitor=_FakeMonitor([0.0, 1.0, 0.1, 0.1, 0.9]), interval=0.0)
+    assert [a.poll() for _ in range(5)] == [2, 1, 1, 2, 1]
+    assert a.others == pytest.approx(0.9)
+
+
+def test_adapt_sets_the_count_on_the_calling_thread_and_a_fixed_count_stops_it():
+    code = """
+import threading
+from raycond import threads
+threads.prepare()
+import torch
+threads.apply()
+class Busy:                                          # another program uses one core of two
+    def sample(self):
+        return 1.0
+threads._state['adapter'] = threads._Adapter(cpus=2, cap=2, monitor=Busy())
+torch.set_num_threads(2)
+out = {}
+def worker():
+    out['auto'] = (threads.adapt(), torch.get_num_threads())
+    threads.set_num_threads(2)                      # fixed live (the GUI's slider)
+    out['fixed'] = (threads.adapt(), torch.get_num_threads())
+    out['auto again'] = threads.set_num_threads(0)
+t = threading.Thread(target=worker); t.start(); t.join()
+print(out['auto'], out['fixed'], out['auto again'])
+"""
+    assert _run_python(code) == '(1, 1) (None, 2) 1'
+
+
+def test_adapt_is_a_no_op_without_apply():
+    code = 'from raycond import threads; import torch; n = torch.get_num_threads(); print(threads.adapt(), torch.get_num_threads() == n)'
+    assert _run_python(code) == 'None True'
 
 
 def test_child_processes_know_the_wait_policy_came_from_raycond():
@@ -107,11 +190,24 @@ def test_describe_names_count_source_and_wait_policy():
 def test_cpu_competition_reads_other_processes_cores(tmp_path):
     stat = tmp_path / 'stat'
     stat.write_text('cpu 100 0 100 1000 0 0 0 0 0 0\n')
-    mon = threads.CpuCompetition(str(stat))
+    mon = threads.CpuCompetition(str(stat), cpus=None)
     tick = os.sysconf('SC_CLK_TCK')
     stat.write_text(f'cpu {100 + 10 * tick} 0 100 1000 0 0 0 0 0 0\n')   # 10 CPU-seconds of user time elsewhere
     others = mon.sample()
     assert others is not None and others > 1.0                            # far more than one core in < 10 s
+
+
+def test_cpu_competition_counts_only_our_cpus_and_steal_but_not_guest_twice(tmp_path):
+    stat = tmp_path / 'stat'
+    tick = os.sysconf('SC_CLK_TCK')
+    stat.write_text('cpu 0 0 0 0 0 0 0 0 0 0\ncpu0 0 0 0 0 0 0 0 0 0 0\ncpu1 0 0 0 0 0 0 0 0 0 0\nintr 1\n')
+    mon = threads.CpuCompetition(str(stat), cpus={1})
+    busy0, steal1, guest1 = 50 * tick, 3 * tick, 3 * tick
+    stat.write_text(f'cpu {busy0 + guest1} 0 0 0 0 0 0 {steal1} {guest1} 0\ncpu0 {busy0} 0 0 0 0 0 0 0 0 0\n'
+                    f'cpu1 {guest1} 0 0 0 0 0 0 {steal1} {guest1} 0\nintr 1\n')
+    mon._last = (mon._last[0], mon._last[1], mon._last[2] - 1.0)          # one second has passed
+    others = mon.sample()
+    assert others == pytest.approx(6.0, abs=0.5)   # cpu1: 3 s user (the guest's, counted once) + 3 s steal
 
 
 def test_cpu_competition_is_none_without_proc_stat(tmp_path):
@@ -132,3 +228,11 @@ def test_competition_message_after_a_single_slow_render_beside_a_busy_program():
 def test_no_competition_message_when_others_are_idle_or_renders_are_steady():
     assert competition_message([0.01] * 20 + [0.05] * 5, [0.0] * 25) is None
     assert competition_message([0.01] * 25, [0.9] * 25) is None
+
+
+def test_thread_status_says_how_the_count_is_chosen():
+    auto = threads.decide(None, environ={}, cpus=2, wait_from='libgomp default', can_adapt=True)
+    assert thread_status(1, auto, True, 1.02) == ('CPU threads 1 of 2 (auto, others use 1.0 core); '
+                                                  'wait policy spin, then sleep (libgomp default)')
+    fixed = threads.decide(2, environ={'OMP_WAIT_POLICY': 'PASSIVE'}, cpus=2, wait_from='raycond', can_adapt=True)
+    assert thread_status(2, fixed, True, None) == 'CPU threads 2 of 2 (fixed); wait policy PASSIVE (raycond)'

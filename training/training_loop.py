@@ -21,6 +21,7 @@ import torch
 
 import dnnlib
 from metrics import metric_main
+from raycond import threads
 from raycond import rundir
 from raycond.camera import LABEL_DIM, camera_label
 from raycond.loading import load_snapshot
@@ -698,6 +699,7 @@ def training_loop(
     done = state.cur_nimg >= total_nimg
 
     while not done:
+        threads.adapt()       # CPU: follow the cores other processes leave free (no-op unless enabled)
         batch = fetch_batch(data, training_set, len(phases), G.z_dim, batch_size, batch_gpu, num_gpus, device)
         run_phases(phases, loss, state.batch_idx, *batch, num_gpus=num_gpus, num_rounds=num_rounds,
                    cur_nimg=state.cur_nimg)

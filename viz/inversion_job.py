@@ -155,15 +155,15 @@ def check_photo_path(path) -> str:
 
 
 def _use_threads(num_threads):
-    """The Performance section's CPU thread count, on this job's thread (OpenMP counts are per thread)."""
-    if num_threads:
-        threads.set_num_threads(num_threads)
+    """The Performance section's CPU thread count, on this job's thread (OpenMP counts are per thread);
+    0 = automatic (follows the competition when the visualizer turned that on)."""
+    threads.set_num_threads(num_threads)
 
 
 def start_inversion(pkl, target, *, key='G_ema', device='auto', camera=None, num_steps=None, tune_steps=None, seed=0,
                     loss='auto', num_threads=0, trust_pickle=False, invert_fn=None) -> PhotoJob:
     """Invert `target` (a path or an HxWx3 uint8 image) into the network file `pkl`; the job's
-    result is the library's `Inversion`. num_threads: torch CPU threads (0 = as they are).
+    result is the library's `Inversion`. num_threads: torch CPU threads (0 = automatic).
     trust_pickle: the user agreed to run this file's code (the Network section asked); the library
     opens files safely only, so such a network is loaded here and handed over as a module."""
     if pkl is None:

@@ -42,6 +42,15 @@ def competition_message(render_times, cpu_others, min_slowdown: float = 1.5) -> 
     return f'{head}: renders may be slower than usual.'
 
 
+def thread_status(used: int, policy, auto: bool, others: float | None) -> str:
+    """One line: threads in use, how they are chosen, and the OpenMP wait policy."""
+    how = 'auto' if auto and policy.adaptive else 'fixed'
+    if how == 'auto' and others is not None:
+        how += f', others use {others:.1f} core{"" if round(others, 1) == 1.0 else "s"}'
+    return (f'CPU threads {used} of {policy.usable_cpus} ({how}); wait policy {policy.wait_policy} '
+            f'({policy.wait_from})')
+
+
 def precision_label(device: str, force_fp32: bool) -> str:
     """What the renderer actually runs for this device and checkbox (raycond.generate's rule)."""
     return 'fp32' if force_fp32_for(device, force_fp32) else 'fp16 layers'
@@ -62,6 +71,7 @@ class PerformanceWidget:
         self.render_times = collections.deque(maxlen=history)
         self.render_cpu_others = collections.deque(maxlen=history)   # cores used elsewhere per render
         self.threads = threads.current()     # the policy the visualizer started with (raycond.threads)
+        self.auto_threads = self.threads.adaptive   # count follows the cores other programs leave free
         self.num_threads = self.threads.num_threads
         self.max_threads = max(self.num_threads, threads.usable_cpus())
         self._last_render_stamp = None
@@ -87,7 +97,8 @@ class PerformanceWidget:
         return 1000.0 / ms if ms == ms and ms > 0 else 0.0
 
     def update_args(self, d):
-        d.update(device=self.device, force_fp32=bool(self.force_fp32), num_threads=int(self.num_threads))
+        d.update(device=self.device, force_fp32=bool(self.force_fp32),
+                 num_threads=0 if self.auto_threads else int(self.num_threads))
 
     def draw(self, viz):
         gui_ms, ren_ms = self._mean_ms(self.gui_times), self._mean_ms(self.render_times)
@@ -111,9 +122,15 @@ class PerformanceWidget:
         lw = imgui.calc_text_size('FPS limit ').x + 10
         with imgui_utils.item_width(w - lw):
             _, self.fps_limit = imgui.slider_int('FPS limit', self.fps_limit, 5, 240)
-            _, self.num_threads = imgui.slider_int('Threads', self.num_threads, 1, self.max_threads)
-            imgui_utils.tooltip('CPU threads for the network (torch intra-op). Fewer threads can be faster\n'
-                                'while another program (e.g. training) uses the other cores.')
+            used = getattr(res, 'num_threads', 0) if res is not None else 0
+            with imgui_utils.grayed_out(self.auto_threads):
+                shown = used if self.auto_threads and used else self.num_threads
+                changed, n = imgui.slider_int('Threads', shown, 1, self.max_threads)
+            if changed and not self.auto_threads:
+                self.num_threads = n
+            imgui_utils.tooltip('CPU threads for the network (torch intra-op). Auto: the cores other programs\n'
+                                'leave free, re-checked twice a second. A fixed count stays fixed even when\n'
+                                'another program (e.g. training) needs the other cores.')
             if self.devices is None:
                 self.devices = available_devices()
             if imgui.begin_combo('Device', self.device):
@@ -121,6 +138,15 @@ class PerformanceWidget:
                     if imgui.selectable(dev, dev == self.device)[0]:
                         self.device = dev
                 imgui.end_combo()
+        with imgui_utils.grayed_out(not self.threads.adaptive):
+            changed, auto = imgui.checkbox('Auto threads', self.auto_threads)
+        imgui_utils.tooltip('Follow the cores other programs leave free. Off when the visualizer was started\n'
+                            'with --threads or OMP_NUM_THREADS (a fixed count), or where /proc/stat is missing.')
+        if changed and self.threads.adaptive:
+            self.auto_threads = auto
+            if not auto and res is not None and getattr(res, 'num_threads', 0):
+                self.num_threads = res.num_threads      # start the fixed count from what auto chose
+        imgui.same_line()
         _, self.vsync = imgui.checkbox('Vsync', self.vsync)
         imgui.same_line()
         _, self.force_fp32 = imgui.checkbox('Force fp32', self.force_fp32)
@@ -135,9 +161,8 @@ class PerformanceWidget:
         if res is not None and res.device:
             imgui_utils.dim_text(f'rendering on {res.device}, {precision_label(res.device, self.force_fp32)}')
         if res is not None and res.device.startswith('cpu'):
-            imgui_utils.dim_text(f'CPU threads {getattr(res, "num_threads", 0) or self.num_threads} of '
-                                 f'{self.threads.usable_cpus}, wait policy {self.threads.wait_policy} '
-                                 f'({self.threads.wait_from})')
+            imgui_utils.dim_text(thread_status(getattr(res, 'num_threads', 0) or self.num_threads, self.threads,
+                                               self.auto_threads, threads.competition()))
         warning = competition_message(self.render_times, self.render_cpu_others)
         if warning:
             imgui.push_style_color(imgui.Col_.text, imgui.ImVec4(1.0, 0.75, 0.3, 1.0))

@@ -84,7 +84,7 @@ class RenderArgs:
     layer_channel: int = 0
     layer_rgb: bool = False            # show channels [c, c+1, c+2] as RGB instead of one channel
     class_idx: int = 0                 # class of class-conditional networks without a camera (one-hot c)
-    num_threads: int = 0               # CPU threads for torch on the render thread (0 = leave as is)
+    num_threads: int = 0               # CPU threads for torch on the render thread (0 = automatic)
     trust_pickle: bool = False         # the user agreed to run code from this network file
     photo: Any = None                  # PhotoSource: render its tuned G and pivot ws instead of seeds
     photo_view: str = 'render'         # with a photo: 'render' (at this camera), 'target', 'difference'
@@ -238,8 +238,7 @@ class Renderer:
         """Render one frame; never raises (errors are returned in the result)."""
         res = RenderResult(args=args)
         t0 = time.perf_counter()
-        if args.num_threads and args.num_threads != torch.get_num_threads():
-            threads.set_num_threads(args.num_threads)      # per thread in OpenMP: set on the render thread
+        threads.set_num_threads(args.num_threads)   # on the render thread (OpenMP counts are per thread); 0: adaptive
         res.num_threads = torch.get_num_threads()
         self._cpu.sample()
         try:
