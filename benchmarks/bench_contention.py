@@ -17,6 +17,7 @@ Competitors (N of each, one kind at a time):
 Example:
     python benchmarks/bench_contention.py                        # everything, N=1 (~15 minutes)
     python benchmarks/bench_contention.py --workloads gen64 --competitors busy,train --policies raycond
+    python benchmarks/bench_contention.py --competitors '' --policies raycond,spin --repeats 5   # idle only
 """
 
 import json
@@ -196,9 +197,11 @@ def _measure(workload, policy, seconds):
 @click.option('-n', '--num', 'num', type=click.IntRange(min=1), default=1, show_default=True,
               help='Competing processes of each kind.')
 @click.option('--seconds', type=float, default=8.0, show_default=True, help='Timing window per measurement.')
+@click.option('--repeats', type=click.IntRange(min=1), default=1, show_default=True,
+              help='Rounds per figure (policies interleaved); the table gives medians.')
 @click.option('--workload', 'child_workload', default=None, hidden=True)
 @click.option('--competitor-generator', is_flag=True, hidden=True)
-def main(workloads, competitors, policies, num, seconds, child_workload, competitor_generator):
+def main(workloads, competitors, policies, num, seconds, repeats, child_workload, competitor_generator):
     if competitor_generator:
         run_generator_forever()
         return
@@ -211,32 +214,47 @@ def main(workloads, competitors, policies, num, seconds, child_workload, competi
     for p in policies:
         if p not in POLICIES:
             raise click.BadParameter(f'unknown policy {p!r}; choose from {", ".join(POLICIES)}')
-    rows = []
+    rows, idle_rows = [], []
     with tempfile.TemporaryDirectory() as tmp:
         dataset = _make_dataset(tmp) if 'train' in competitors else None
-        for policy in policies:
-            for workload in workloads:
-                idle = _measure(workload, policy, seconds)
-                print(f'{workload:7s} {policy:8s} idle {idle["value"]:9.2f} {idle["unit"]}   ({idle["policy"]})',
-                      flush=True)
-                for kind in competitors:
-                    procs = _start_competitors(kind, num, policy, tmp, dataset)
-                    try:
-                        loaded = _measure(workload, policy, seconds)
-                    finally:
-                        _stop(procs)
-                    ratio = loaded['value'] / idle['value']
-                    print(f'{workload:7s} {policy:8s} + {num} {kind:9s} {loaded["value"]:9.2f} {loaded["unit"]} '
-                          f'({ratio:.2f}x idle)', flush=True)
-                    rows.append((workload, idle['unit'], policy, kind, idle['value'], loaded['value'], ratio))
+        for workload in workloads:
+            # Rounds interleave the policies, so that a slow minute of a shared machine hits them all alike.
+            idle = {p: [] for p in policies}
+            for _ in range(repeats):
+                for policy in policies:
+                    r = _measure(workload, policy, seconds)
+                    idle[policy].append(r['value'])
+                    unit = r['unit']
+                    print(f'{workload:7s} {policy:8s} idle {r["value"]:9.2f} {unit}   ({r["policy"]})', flush=True)
+            idle = {p: statistics.median(v) for p, v in idle.items()}
+            idle_rows.append((workload, unit, idle))
+            for kind in competitors:
+                loaded = {p: [] for p in policies}
+                for _ in range(repeats):
+                    for policy in policies:
+                        procs = _start_competitors(kind, num, policy, tmp, dataset)
+                        try:
+                            r = _measure(workload, policy, seconds)
+                        finally:
+                            _stop(procs)
+                        loaded[policy].append(r['value'])
+                        print(f'{workload:7s} {policy:8s} + {num} {kind:9s} {r["value"]:9.2f} {unit} '
+                              f'({r["value"] / idle[policy]:.2f}x idle)', flush=True)
+                for policy in policies:
+                    value = statistics.median(loaded[policy])
+                    rows.append((workload, unit, policy, kind, idle[policy], value, value / idle[policy]))
     import platform
     print(f'\n{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), N={num} competitor(s) of each '
-          f'kind, {seconds:g} s per measurement')
-    print('| workload | unit | thread policy | competitor | idle | loaded | loaded / idle |')
-    print('|---|---|---|---|---|---|---|')
-    for w, unit, policy, kind, idle, loaded, ratio in rows:
-        print(f'| {w} | {unit} | {policy} | {num}× {kind} | {idle:.2f} | {loaded:.2f} | {ratio:.2f}× |')
-
+          f'kind, {seconds:g} s per measurement, median of {repeats} interleaved round(s)')
+    print('\n| workload | unit | ' + ' | '.join(f'{p} idle' for p in policies) + ' |')
+    print('|---|---|' + '---|' * len(policies))
+    for w, unit, idle in idle_rows:
+        print(f'| {w} | {unit} | ' + ' | '.join(f'{idle[p]:.2f}' for p in policies) + ' |')
+    if rows:
+        print('\n| workload | unit | thread policy | competitor | idle | loaded | loaded / idle |')
+        print('|---|---|---|---|---|---|---|')
+        for w, unit, policy, kind, idle, loaded, ratio in rows:
+            print(f'| {w} | {unit} | {policy} | {num}× {kind} | {idle:.2f} | {loaded:.2f} | {ratio:.2f}× |')
 
 if __name__ == '__main__':
     main()  # pylint: disable=no-value-for-parameter
