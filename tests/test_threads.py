@@ -236,3 +236,28 @@ def test_thread_status_says_how_the_count_is_chosen():
                                                   'wait policy spin, then sleep (libgomp default)')
     fixed = threads.decide(2, environ={'OMP_WAIT_POLICY': 'PASSIVE'}, cpus=2, wait_from='raycond', can_adapt=True)
     assert thread_status(2, fixed, True, None) == 'CPU threads 2 of 2 (fixed); wait policy PASSIVE (raycond)'
+
+
+def test_performance_widget_sends_zero_threads_when_auto_and_its_count_when_fixed():
+    from viz.performance import PerformanceWidget
+    w = PerformanceWidget(device='cpu')
+    w.threads = threads.decide(None, environ={}, cpus=2, can_adapt=True)
+    w.auto_threads, d = True, {}
+    w.update_args(d)
+    assert d['num_threads'] == 0
+    w.auto_threads, w.num_threads = False, 1
+    w.update_args(d)
+    assert d['num_threads'] == 1
+
+
+def test_renderer_applies_a_fixed_count_on_its_thread_and_zero_returns_to_automatic():
+    import torch
+    from viz.renderer import RenderArgs, Renderer
+    before = torch.get_num_threads()
+    r = Renderer()
+    try:
+        assert r.render(RenderArgs(pkl=None, num_threads=1)).num_threads == 1
+        assert r.render(RenderArgs(pkl=None, num_threads=0)).num_threads == 1   # not adapting here: left as is
+    finally:
+        threads.set_num_threads(0)
+        torch.set_num_threads(before)
