@@ -78,7 +78,7 @@ def test_run_writes_all_files(first_run):
     assert opts['G_kwargs']['class_name'] == 'training.networks_raycond2.Generator'
     assert 'xflip' not in opts['augment_kwargs'] and opts['augment_kwargs']['brightness'] == 1  # colour only
     log = open(os.path.join(run_dir, 'log.txt')).read()
-    for word in ['tick 0', 'tick 1', 'sec/kimg', 'ETA', 'augment', 'cpumem', 'Exiting']:
+    for word in ['tick 0', 'tick 1', 'sec/kimg', 'ETA', 'augment', 'cpumem', 'threads', 'Exiting']:
         assert word in log, word
     stats = _stats(run_dir)
     assert len(stats) == 2

@@ -580,6 +580,8 @@ def report_tick(state, total_nimg, start_time, aug_p, device, rank=0):
         fields += [f"gpumem {report0('Resources/peak_gpu_mem_gb', gpu_peak):<6.2f}"]
         torch.cuda.reset_peak_memory_stats()
     fields += [f"augment {report0('Progress/augment', aug_p):.3f}"]
+    if device.type == 'cpu':     # the thread count adapts to other jobs (raycond.threads): show what it is now
+        fields += [f"threads {report0('Resources/cpu_threads', torch.get_num_threads())}"]
     report0('Timing/total_hours', (tick_end_time - start_time) / (60 * 60))
     if rank == 0:
         print(' '.join(fields), flush=True)
