@@ -344,11 +344,17 @@ class CpuCompetition:
         except (OSError, ValueError, KeyError):
             return None
 
+    MIN_WINDOW = 0.05    # seconds: /proc/stat counts in clock ticks (10 ms), shorter windows are noise
+
     def sample(self) -> float | None:
-        """Average number of cores used by *other* processes since the last call (None if unknown)."""
+        """Average number of cores used by *other* processes since the last call (None if unknown).
+
+        A call less than MIN_WINDOW after the last one returns None and keeps the window open."""
         now = self._read()
+        if now is not None and self._last is not None and now[2] - self._last[2] < self.MIN_WINDOW:
+            return None
         last, self._last = self._last, now
-        if now is None or last is None or now[2] - last[2] <= 0:
+        if now is None or last is None:
             return None
         others = (now[0] - last[0]) - (now[1] - last[1])
         return max(0.0, others / (now[2] - last[2]))

@@ -193,8 +193,9 @@ def test_cpu_competition_reads_other_processes_cores(tmp_path):
     mon = threads.CpuCompetition(str(stat), cpus=None)
     tick = os.sysconf('SC_CLK_TCK')
     stat.write_text(f'cpu {100 + 10 * tick} 0 100 1000 0 0 0 0 0 0\n')   # 10 CPU-seconds of user time elsewhere
+    mon._last = (mon._last[0], mon._last[1], mon._last[2] - 2.0)          # ... within two seconds
     others = mon.sample()
-    assert others is not None and others > 1.0                            # far more than one core in < 10 s
+    assert others == pytest.approx(5.0, abs=0.5)                          # five cores' worth
 
 
 def test_cpu_competition_counts_only_our_cpus_and_steal_but_not_guest_twice(tmp_path):
@@ -208,6 +209,16 @@ def test_cpu_competition_counts_only_our_cpus_and_steal_but_not_guest_twice(tmp_
     mon._last = (mon._last[0], mon._last[1], mon._last[2] - 1.0)          # one second has passed
     others = mon.sample()
     assert others == pytest.approx(6.0, abs=0.5)   # cpu1: 3 s user (the guest's, counted once) + 3 s steal
+
+
+def test_cpu_competition_does_not_judge_a_window_shorter_than_a_few_clock_ticks(tmp_path):
+    stat = tmp_path / 'stat'
+    stat.write_text('cpu 100 0 100 1000 0 0 0 0 0 0\n')
+    mon = threads.CpuCompetition(str(stat), cpus=None)
+    stat.write_text('cpu 101 0 100 1000 0 0 0 0 0 0\n')        # one tick elsewhere within microseconds
+    assert mon.sample() is None                                  # not "200 cores busy"
+    mon._last = (mon._last[0], mon._last[1], mon._last[2] - 1.0)  # the window stayed open: now one second long
+    assert mon.sample() == pytest.approx(1 / os.sysconf('SC_CLK_TCK'), abs=0.05)
 
 
 def test_cpu_competition_is_none_without_proc_stat(tmp_path):
