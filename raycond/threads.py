@@ -315,9 +315,10 @@ class CpuCompetition:
 
     PROC_STAT = '/proc/stat'
 
-    def __init__(self, proc_stat: str | None = None, cpus: set[int] | None = None):
+    def __init__(self, proc_stat: str | None = None, cpus: set[int] | None = None, min_window: float = 0.05):
         self.proc_stat = proc_stat or self.PROC_STAT
         self.cpus = _affinity() if cpus is None else cpus
+        self.min_window = min_window    # seconds: /proc/stat counts clock ticks (10 ms); shorter windows are noise
         self._last = self._read()
 
     @classmethod
@@ -344,14 +345,12 @@ class CpuCompetition:
         except (OSError, ValueError, KeyError):
             return None
 
-    MIN_WINDOW = 0.05    # seconds: /proc/stat counts in clock ticks (10 ms), shorter windows are noise
-
     def sample(self) -> float | None:
         """Average number of cores used by *other* processes since the last call (None if unknown).
 
-        A call less than MIN_WINDOW after the last one returns None and keeps the window open."""
+        A call less than `min_window` after the last one returns None and keeps the window open."""
         now = self._read()
-        if now is not None and self._last is not None and now[2] - self._last[2] < self.MIN_WINDOW:
+        if now is not None and self._last is not None and now[2] - self._last[2] < self.min_window:
             return None
         last, self._last = self._last, now
         if now is None or last is None:

@@ -174,7 +174,7 @@ class Renderer:
         self._captured: dict = {}
         self._layer_shapes: dict = {}
         self._layer_order: list = []
-        self._cpu = threads.CpuCompetition()
+        self._cpu = threads.CpuCompetition(min_window=0.0)   # per render; the GUI averages several
         self._thread_id = None         # the thread rendering now: hooks of a shared network ignore others
 
     # -- networks ---------------------------------------------------------------------------
