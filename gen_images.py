@@ -8,7 +8,6 @@ Examples:
 from __future__ import annotations
 
 import os
-import traceback
 
 import click
 
@@ -45,15 +44,9 @@ def _fmt_angle(x: float) -> str:
 def main(**kwargs):
     """Generate images (seeds × camera views) with a pretrained network."""
     verbose = kwargs.pop("verbose")
-    try:
+    with cli_options.one_line_errors(verbose):
         threads.apply(kwargs.pop("num_threads"))
         generate(**kwargs)
-    except (click.ClickException, click.Abort):
-        raise
-    except Exception as e:  # one clear line unless --verbose
-        if verbose:
-            traceback.print_exc()
-        raise click.ClickException(str(e) if str(e) else type(e).__name__)
 
 
 def generate(network, seeds, truncation_psi, truncation_cutoff, noise_mode, outdir, yaw, pitch, fov, radius,

@@ -9,7 +9,6 @@ Examples:
 from __future__ import annotations
 
 import os
-import traceback
 
 import click
 
@@ -85,15 +84,9 @@ def interpolate_keyframes(ws, num_frames: int, loop: bool = True):
 @click.option("--verbose", is_flag=True, help="Full tracebacks on errors.")
 def main(verbose, num_threads, **kwargs):
     """Render an orbit video of generated identities (MP4 or GIF)."""
-    try:
+    with cli_options.one_line_errors(verbose):
         threads.apply(num_threads)
         make_video(**kwargs)
-    except (click.ClickException, click.Abort):
-        raise
-    except Exception as e:
-        if verbose:
-            traceback.print_exc()
-        raise click.ClickException(str(e) or type(e).__name__)
 
 
 def make_video(network, seeds, grid, truncation_psi, truncation_cutoff, num_keyframes, w_frames, orbit, yaw_range,

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-import traceback
 
 from raycond import threads
 
@@ -78,14 +77,8 @@ def _camera_from_json(path: str, info):
 def main(verbose, threads_opt, **kwargs):
     """Invert a photo into a network and render it from other viewpoints."""
     threads.apply(threads_opt)
-    try:
+    with cli_options.one_line_errors(verbose):
         project(**kwargs)
-    except (click.ClickException, click.Abort):
-        raise
-    except Exception as e:  # one clear line unless --verbose
-        if verbose:
-            traceback.print_exc()
-        raise click.ClickException(str(e) or type(e).__name__)
 
 
 def project(network, target, outdir, yaw, pitch, fov, radius, lookat, preset, camera_json, num_steps, tune_steps,

@@ -8,6 +8,9 @@ fall back to the network's training cameras (its snapshot's camera statistics), 
 
 from __future__ import annotations
 
+import contextlib
+import traceback
+
 import click
 
 from raycond import camera as cam
@@ -83,3 +86,16 @@ def network_arg(network: str | None, projected: str | None = None) -> str:
     if projected and not network:
         network = inversion.network_of(projected)
     return loading.resolve_network_arg(network)
+
+
+@contextlib.contextmanager
+def one_line_errors(verbose: bool):
+    """Turn any failure inside the block into one clear ``Error:`` line (the traceback too with --verbose)."""
+    try:
+        yield
+    except (click.ClickException, click.Abort):
+        raise
+    except Exception as e:  # noqa: BLE001 - the user sees every failure, as one line
+        if verbose:
+            traceback.print_exc()
+        raise click.ClickException(str(e) or type(e).__name__) from None

@@ -66,3 +66,20 @@ def test_projector_refuses_camera_model_without_a_known_camera(tmp_path, small_p
     r = CliRunner().invoke(projector.main, [f"--network={small_pickle}", f"--target={tmp_path / 'x.png'}",
                                             "--radius=3"])
     assert r.exit_code != 0 and "give them with --yaw and --pitch" in r.output
+
+
+def test_one_line_errors_turns_failures_into_one_click_error_and_keeps_click_errors(capsys):
+    import click
+    import pytest
+    from raycond.cli_options import one_line_errors
+    with pytest.raises(click.ClickException, match='^bad value$'):
+        with one_line_errors(verbose=False):
+            raise ValueError('bad value')
+    assert 'Traceback' not in capsys.readouterr().err
+    with pytest.raises(click.ClickException, match='^KeyError'):      # no message: the type names it
+        with one_line_errors(verbose=True):
+            raise KeyError()
+    assert 'Traceback' in capsys.readouterr().err
+    with pytest.raises(click.BadParameter):
+        with one_line_errors(verbose=False):
+            raise click.BadParameter('kept as click raised it')

@@ -26,6 +26,23 @@ from training import networks_official_raycond2 as official2
 from training import networks_official_raycond3 as official3
 from training import plucker
 
+# The release's Generator wrapper, the same in both of its network modules.
+_STANDIN_GENERATOR = '''
+
+@persistence.persistent_class
+class Generator(torch.nn.Module):
+    def __init__(self, z_dim, c_dim, w_dim, img_resolution, img_channels, mapping_kwargs={}, **synthesis_kwargs):
+        super().__init__()
+        self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
+        self.img_resolution, self.img_channels = img_resolution, img_channels
+        self.synthesis = SynthesisNetwork(w_dim, img_resolution, img_channels, **synthesis_kwargs)
+        self.num_ws = self.synthesis.num_ws
+        self.mapping = MappingNetwork(z_dim, c_dim, w_dim, self.num_ws, **mapping_kwargs)
+
+    def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, update_emas=False, **synthesis_kwargs):
+        return self.synthesis(self.mapping(z, c, truncation_psi), c, **synthesis_kwargs)
+'''
+
 STANDIN_RAYCOND2 = '''
 """Stand-in with the official raycond2 interface (our code, naive arithmetic)."""
 import numpy as np
@@ -169,20 +186,7 @@ class SynthesisNetwork(torch.nn.Module):
             i += block.num_conv
         return img
 
-
-@persistence.persistent_class
-class Generator(torch.nn.Module):
-    def __init__(self, z_dim, c_dim, w_dim, img_resolution, img_channels, mapping_kwargs={}, **synthesis_kwargs):
-        super().__init__()
-        self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
-        self.img_resolution, self.img_channels = img_resolution, img_channels
-        self.synthesis = SynthesisNetwork(w_dim, img_resolution, img_channels, **synthesis_kwargs)
-        self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(z_dim, c_dim, w_dim, self.num_ws, **mapping_kwargs)
-
-    def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, update_emas=False, **synthesis_kwargs):
-        return self.synthesis(self.mapping(z, c, truncation_psi), c, **synthesis_kwargs)
-'''
+''' + _STANDIN_GENERATOR
 
 # The raycond3 stand-in keeps StyleGAN3's layer arithmetic from this project's module (as the
 # release imports helpers from its host tree) but has the release's classes, arguments and layout.
@@ -268,20 +272,7 @@ class SynthesisNetwork(torch.nn.Module):
                                     ws[:, i + 1], **layer_kwargs)
         return x * self.output_scale
 
-
-@persistence.persistent_class
-class Generator(torch.nn.Module):
-    def __init__(self, z_dim, c_dim, w_dim, img_resolution, img_channels, mapping_kwargs={}, **synthesis_kwargs):
-        super().__init__()
-        self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
-        self.img_resolution, self.img_channels = img_resolution, img_channels
-        self.synthesis = SynthesisNetwork(w_dim, img_resolution, img_channels, **synthesis_kwargs)
-        self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(z_dim, c_dim, w_dim, self.num_ws, **mapping_kwargs)
-
-    def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, update_emas=False, **synthesis_kwargs):
-        return self.synthesis(self.mapping(z, c, truncation_psi), c, **synthesis_kwargs)
-'''
+''' + _STANDIN_GENERATOR
 
 SMALL2 = dict(z_dim=8, c_dim=25, w_dim=8, img_resolution=16, img_channels=3, channel_base=128, channel_max=8,
               mapping_kwargs=dnnlib.EasyDict(num_layers=2), fused_modconv_default="inference_only")
