@@ -380,6 +380,12 @@ def build_config(opts):
     c.loss_kwargs = dnnlib.EasyDict(class_name='training.loss.StyleGAN2Loss', r1_gamma=opts.gamma,
                                     style_mixing_prob=0.9, pl_weight=2, pl_batch_shrink=2, pl_decay=0.01,
                                     gpc_swap=opts.gpc_swap)
+    if opts.pose_weight > 0:
+        if c.D_kwargs.class_name != 'training.networks_raycond2.Discriminator':
+            raise ValueError(f'--pose-weight needs a camera-conditioned config (raycond2, posecond2, raycond3-*), '
+                             f'not --cfg={opts.cfg}')
+        c.D_kwargs.pose_head = True
+        c.loss_kwargs.pose_weight = opts.pose_weight
     c.G_reg_interval = 4
     c.D_reg_interval = 16
     if sg3:  # StyleGAN3: magnitude EMA, no style mixing or path length reg.; R: 1x1 convs, radial filters.
@@ -521,6 +527,10 @@ def build_config(opts):
 @click.option('--gpc-swap', help='Probability of swapping the camera fed to the mapping network with another '
               "random label (EG3D's pose-conditioning swap; only matters when the mapping sees the camera, "
               'e.g. posecond2)', metavar='FLOAT', type=click.FloatRange(min=0, max=1), default=0.0, show_default=True)
+@click.option('--pose-weight', help="Camera-regression loss: D learns to read the viewing direction of real images "
+              'and G is penalized when D reads a different one in its images; weight of the squared error of the '
+              'unit direction (0 = off)',
+              metavar='FLOAT', type=click.FloatRange(min=0), default=0.0, show_default=True)
 # Misc settings.
 @click.option('--desc', help='String to include in result dir name', metavar='STR', type=str)
 @click.option('--metrics', help='Quality metrics to compute at each snapshot, comma separated (needs the metrics '

@@ -188,6 +188,14 @@ def split_label(c):
     return c[:, :POSE_DIM].reshape(-1, 4, 4), c[:, POSE_DIM:].reshape(-1, 3, 3)
 
 
+def view_directions(c: torch.Tensor) -> torch.Tensor:
+    """Unit viewing directions (N, 3) in world space of labels (N, 25): the cam2world +z axis
+    (OpenCV cameras look along +z). Differentiable, keeps device and dtype; no validation, so that
+    training loops can call it every step."""
+    forward = c[:, :POSE_DIM].reshape(-1, 4, 4)[:, :3, 2]
+    return forward / forward.norm(dim=1, keepdim=True).clamp_min(1e-8)
+
+
 def mirror_label(c):
     """Reflect cameras through the world plane x = 0 (for x-flipped images).
 
