@@ -196,6 +196,28 @@ def view_directions(c: torch.Tensor) -> torch.Tensor:
     return forward / forward.norm(dim=1, keepdim=True).clamp_min(1e-8)
 
 
+def perturb_labels(c: torch.Tensor, min_deg: float, max_deg: float, generator=None) -> torch.Tensor:
+    """Cameras (N, 25) turned about the world origin by a random angle in [min_deg, max_deg]
+    around a random axis perpendicular to their viewing direction: an orbit camera moves along its
+    sphere in a random direction and keeps looking at the centre. Intrinsics are kept. Used to show
+    the discriminator real images with slightly wrong cameras (training.loss, pose_negatives)."""
+    n = c.shape[0]
+    pose = c[:, :POSE_DIM].reshape(n, 4, 4)
+    forward = view_directions(c)
+    rand = torch.randn(n, 3, generator=generator).to(c)
+    axis = torch.linalg.cross(forward, rand, dim=1)
+    axis = axis / axis.norm(dim=1, keepdim=True).clamp_min(1e-8)
+    angle = torch.deg2rad(min_deg + (max_deg - min_deg) * torch.rand(n, generator=generator).to(c))
+    K = torch.zeros(n, 3, 3, dtype=c.dtype, device=c.device)  # cross-product matrices of the axes
+    K[:, 0, 1], K[:, 0, 2], K[:, 1, 2] = -axis[:, 2], axis[:, 1], -axis[:, 0]
+    K = K - K.transpose(1, 2)
+    sin, cos = angle.sin()[:, None, None], angle.cos()[:, None, None]
+    rot = torch.eye(3, dtype=c.dtype, device=c.device) + sin * K + (1 - cos) * (K @ K)  # Rodrigues
+    out = pose.clone()
+    out[:, :3, :4] = rot @ pose[:, :3, :4]
+    return torch.cat([out.reshape(n, POSE_DIM), c[:, POSE_DIM:]], dim=1)
+
+
 def mirror_label(c):
     """Reflect cameras through the world plane x = 0 (for x-flipped images).
 

@@ -181,3 +181,68 @@ def test_train_pose_weight_refused_for_configs_without_camera_discriminator(pose
     assert result.exit_code != 0
     assert '--pose-weight needs a camera-conditioned config' in result.output
     assert 'Traceback' not in result.output
+
+
+def test_perturb_labels_turns_the_view_by_the_asked_angle():
+    rnd = np.random.RandomState(6)
+    c = _cameras(64, rnd)
+    out = cam.perturb_labels(c, 2.0, 15.0, generator=torch.Generator().manual_seed(0))
+    angle = torch.rad2deg(torch.acos((cam.view_directions(c) * cam.view_directions(out)).sum(1).clamp(-1, 1)))
+    assert angle.min() >= 2.0 - 1e-3 and angle.max() <= 15.0 + 1e-3 and angle.std() > 2
+    pose = out[:, :16].reshape(-1, 4, 4)
+    R = pose[:, :3, :3]
+    assert torch.allclose(R.transpose(1, 2) @ R, torch.eye(3).expand(64, 3, 3), atol=1e-5)
+    assert torch.allclose(torch.linalg.det(R), torch.ones(64), atol=1e-5)
+    assert torch.allclose(pose[:, :3, 3].norm(dim=1), c[:, :16].reshape(-1, 4, 4)[:, :3, 3].norm(dim=1), atol=1e-5)
+    assert torch.equal(out[:, 16:], c[:, 16:]) and torch.equal(pose[:, 3], c[:, 12:16])
+    exact = cam.perturb_labels(c, 5.0, 5.0)
+    angle = torch.rad2deg(torch.acos((cam.view_directions(c) * cam.view_directions(exact)).sum(1).clamp(-1, 1)))
+    assert torch.allclose(angle, torch.full((64,), 5.0), atol=0.05)
+
+
+def test_pose_negatives_teach_D_to_reject_real_images_with_wrong_cameras():
+    G, D = _nets(pose_head=False, seed=7)
+    loss = loss_mod.StyleGAN2Loss('cpu', G, D, r1_gamma=0, pose_negatives=1.0, style_mixing_prob=0,
+                                  pose_negative_deg=(10.0, 20.0))
+    opt = torch.optim.Adam(D.parameters(), lr=2e-3, betas=(0.0, 0.99))
+    rnd = np.random.RandomState(8)
+
+    def gap(n=256):
+        """Mean logit margin of the right camera over a wrong one, and how often it wins."""
+        c = _cameras(n, rnd)
+        img = _posed_images(c)
+        with torch.no_grad():
+            d = D(img, c) - D(img, cam.perturb_labels(c, 10.0, 20.0))
+        return float(d.mean()), float((d > 0).float().mean())
+
+    before = gap()
+    G.requires_grad_(False)
+    for _ in range(300):
+        c = _cameras(16, rnd)
+        opt.zero_grad(set_to_none=True)
+        loss.accumulate_gradients('Dmain', _posed_images(c), c, torch.randn(16, 8), c, gain=1.0, cur_nimg=0)
+        opt.step()
+    after = gap()
+    # Without the negatives (weight 1e-9) the margin stays at 0.05 / 51 %.
+    assert abs(before[0]) < 0.05 and after[0] > 0.15 and after[1] > 0.6, (before, after)
+    with pytest.raises(ValueError, match='pose_negatives'):
+        loss_mod.StyleGAN2Loss('cpu', G, rc.Discriminator(c_dim=0, img_resolution=RES, channel_base=128,
+                                                          channel_max=16), pose_negatives=1.0)
+
+
+def test_train_pose_negatives_option_reaches_the_loss(pose_run, tmp_path):
+    result = CliRunner().invoke(pose_run['train'].main, [
+        '--outdir', str(tmp_path), '--data', pose_run['data'], '--cfg=raycond2', '--batch=4', '--gamma=1',
+        '--cbase=256', '--cmax=16', '--map-depth=1', '--workers=0', '--metrics=none', '--tick=0.008',
+        '--kimg=0.008', '--device=cpu', '--pose-negatives=0.5'])
+    assert result.exit_code == 0, result.output[-3000:]
+    run = rundir.list_runs(str(tmp_path))[-1][1]
+    with open(os.path.join(run, 'training_options.json')) as f:
+        opts = json.load(f)
+    assert opts['loss_kwargs']['pose_negatives'] == 0.5 and 'pose_head' not in opts['D_kwargs']
+    with open(os.path.join(run, 'stats.jsonl')) as f:
+        assert all('Loss/scores/wrong_pose' in json.loads(line) for line in f if line.strip())
+    bad = CliRunner().invoke(pose_run['train'].main, [
+        '--outdir', str(tmp_path / 'sg2'), '--data', pose_run['data'], '--cfg=stylegan2', '--cond=1', '--batch=4',
+        '--gamma=1', '--kimg=0.008', '--device=cpu', '--pose-negatives=1', '--metrics=none'])
+    assert bad.exit_code != 0 and '--pose-negatives needs a camera-conditioned config' in bad.output

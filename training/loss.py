@@ -19,6 +19,11 @@ against the camera they were made for. The projection term alone lets G under-ex
 (the measured pitch response of the 64² heads model was 0.66–0.74 of the asked pitch); D never
 fits the head on generated images, so G and D cannot agree on a private code for the pose. G's
 share ramps up over the run's first `pose_ramp_kimg` (the loop's image count), while the head learns.
+
+`pose_negatives=W` (matching-aware discriminator) shows D each real image a second time with its
+camera turned by a random 2–15° (raycond.camera.perturb_labels) and counts that pair as fake, with
+weight W: D must tell a few degrees of pose apart on real images, so a generated image whose pose
+is off by as much is judged fake too. G's loss is unchanged.
 """
 
 import math
@@ -54,7 +59,8 @@ class StyleGAN2Loss(Loss):
 
     def __init__(self, device, G, D, augment_pipe=None, r1_gamma=10, style_mixing_prob=0.9,
                  pl_weight=2, pl_batch_shrink=2, pl_decay=0.01, pl_no_weight_grad=False,
-                 gpc_swap=0.0, pose_weight=0.0, pose_ramp_kimg=10.0):
+                 gpc_swap=0.0, pose_weight=0.0, pose_ramp_kimg=10.0, pose_negatives=0.0,
+                 pose_negative_deg=(2.0, 15.0)):
         super().__init__()
         self.device = device
         self.G = G
@@ -69,6 +75,10 @@ class StyleGAN2Loss(Loss):
         self.gpc_swap = float(gpc_swap)
         self.pose_weight = float(pose_weight)
         self.pose_ramp_kimg = float(pose_ramp_kimg)
+        self.pose_negatives = float(pose_negatives)
+        self.pose_negative_deg = tuple(float(v) for v in pose_negative_deg)
+        if self.pose_negatives > 0 and getattr(D, 'c_dim', 0) != cam.LABEL_DIM:
+            raise ValueError(f'pose_negatives > 0 needs a discriminator conditioned on {cam.LABEL_DIM}-value cameras')
         if self.pose_weight > 0 and not getattr(D, 'has_pose_head', False):
             raise ValueError('pose_weight > 0 needs a discriminator with a camera-regression head '
                              '(training.networks_raycond2.Discriminator with pose_head=True)')
@@ -216,3 +226,14 @@ class StyleGAN2Loss(Loss):
 
             with torch.autograd.profiler.record_function(name + '_backward'):
                 (loss_Dreal + loss_Dr1).mean().mul(gain).backward()
+
+        # Dmain: real images with slightly wrong cameras count as fakes.
+        if do_Dmain and self.pose_negatives > 0:
+            with torch.autograd.profiler.record_function('Dwrongpose_forward'):
+                wrong_c = cam.perturb_labels(real_c, *self.pose_negative_deg)
+                wrong_logits = self.run_D(real_img.detach(), wrong_c)
+                training_stats.report('Loss/scores/wrong_pose', wrong_logits)
+                training_stats.report('Loss/signs/wrong_pose', wrong_logits.sign())
+                loss_Dwrong = torch.nn.functional.softplus(wrong_logits) * self.pose_negatives
+            with torch.autograd.profiler.record_function('Dwrongpose_backward'):
+                loss_Dwrong.mean().mul(gain).backward()
