@@ -120,14 +120,14 @@ class LinearSynthesis(torch.nn.Module):
 class GradientSynthesis(torch.nn.Module):
     """Renders gradient_images: at the camera in c (obey=True) or at a pose read from w (ignores c)."""
 
-    def __init__(self, res, obey):
+    def __init__(self, res, obey, pitch_scale=1.0, yaw_offset=0.0):
         super().__init__()
-        self.res, self.obey = res, obey
+        self.res, self.obey, self.pitch_scale, self.yaw_offset = res, obey, pitch_scale, yaw_offset
 
     def forward(self, ws, c, noise_mode='const', force_fp32=True):
         if self.obey:
             yaw, pitch, _ = cam.yaw_pitch_from_pose(c[:, :16].reshape(-1, 4, 4))
-            yaw, pitch = yaw * 180 / math.pi, pitch * 180 / math.pi
+            yaw, pitch = yaw * 180 / math.pi + self.yaw_offset, pitch * 180 / math.pi * self.pitch_scale
         else:
             yaw, pitch = torch.tanh(ws[:, 0, 0]) * 30, torch.tanh(ws[:, 0, 1]) * 15
         return gradient_images(yaw, pitch, self.res).float() / 127.5 - 1
@@ -402,6 +402,36 @@ def test_pose_err_small_for_obedient_large_for_camera_ignoring(tmp_path, cache_d
     assert r_obey['pose_err'] < 2
     assert r_ignore['pose_err'] > 8 and r_ignore['pose_err_yaw'] > 10
     assert r_obey['pose_err'] == pytest.approx((r_obey['pose_err_yaw'] + r_obey['pose_err_pitch']) / 2)
+
+
+def test_pose_err_reports_response_slope_and_bias(tmp_path, cache_dir):
+    """A generator that turns half the asked pitch and adds 5° of yaw is told apart from an obedient one."""
+    data = write_gradient_dataset(tmp_path / 'poses', n=240, res=16)
+    dk = dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=data, use_labels=True, xflip=False)
+    est = dict(input_res=16, steps=250, batch_size=32, channels=(16, 32))
+    results = {}
+    for name, synth in [('obey', GradientSynthesis(16, obey=True)),
+                        ('lazy', GradientSynthesis(16, obey=True, pitch_scale=0.5, yaw_offset=5.0))]:
+        opts = metric_utils.MetricOptions(G=ToyG(synth, c_dim=25), dataset_kwargs=dk, device='cpu', seed=0)
+        results[name] = pose_error.compute_pose_err(opts, num_gen=128, **est)
+    obey, lazy = results['obey'], results['lazy']
+    assert obey['pose_err_yaw_slope'] == pytest.approx(1.0, abs=0.15)
+    assert obey['pose_err_pitch_slope'] == pytest.approx(1.0, abs=0.15)
+    assert abs(obey['pose_err_yaw_bias']) < 1.5 and abs(obey['pose_err_pitch_bias']) < 1.5
+    assert lazy['pose_err_pitch_slope'] == pytest.approx(0.5 * obey['pose_err_pitch_slope'], abs=0.12)
+    assert lazy['pose_err_yaw_slope'] == pytest.approx(obey['pose_err_yaw_slope'], abs=0.1)
+    assert lazy['pose_err_yaw_bias'] - obey['pose_err_yaw_bias'] == pytest.approx(5.0, abs=1.5)
+    assert lazy['pose_err'] > obey['pose_err'] + 1
+
+
+def test_pose_response_from_moments():
+    asked = torch.tensor([[-30.0, -10.0], [0.0, 0.0], [30.0, 10.0], [10.0, 5.0]], dtype=torch.float64)
+    seen = torch.stack([asked[:, 0] * 0.9 + 2.0, asked[:, 1] * 0.5 - 1.0], dim=1)
+    moments = torch.stack([asked.sum(0), seen.sum(0), (asked * asked).sum(0), (asked * seen).sum(0)])
+    r = pose_error.pose_response(moments, 4)
+    assert r['yaw'] == pytest.approx((0.9, 2.0)) and r['pitch'] == pytest.approx((0.5, -1.0))
+    flat = pose_error.pose_response(torch.zeros(4, 2, dtype=torch.float64), 4)  # no spread of asked angles
+    assert math.isnan(flat['yaw'][0])
 
 
 def test_pose_err_needs_camera_labels(tmp_path):
