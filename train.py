@@ -380,14 +380,10 @@ def build_config(opts):
     c.loss_kwargs = dnnlib.EasyDict(class_name='training.loss.StyleGAN2Loss', r1_gamma=opts.gamma,
                                     style_mixing_prob=0.9, pl_weight=2, pl_batch_shrink=2, pl_decay=0.01,
                                     gpc_swap=opts.gpc_swap)
-    for flag, value in (('--pose-weight', opts.pose_weight), ('--pose-negatives', opts.pose_negatives)):
-        if value > 0 and c.D_kwargs.class_name != 'training.networks_raycond2.Discriminator':
-            raise ValueError(f'{flag} needs a camera-conditioned config (raycond2, posecond2, raycond3-*), '
-                             f'not --cfg={opts.cfg}')
-    if opts.pose_weight > 0:
-        c.D_kwargs.pose_head = True
-        c.loss_kwargs.pose_weight = opts.pose_weight
     if opts.pose_negatives > 0:
+        if c.D_kwargs.class_name != 'training.networks_raycond2.Discriminator':
+            raise ValueError(f'--pose-negatives needs a camera-conditioned config (raycond2, posecond2, raycond3-*), '
+                             f'not --cfg={opts.cfg}')
         c.loss_kwargs.pose_negatives = opts.pose_negatives
     c.G_reg_interval = 4
     c.D_reg_interval = 16
@@ -530,10 +526,6 @@ def build_config(opts):
 @click.option('--gpc-swap', help='Probability of swapping the camera fed to the mapping network with another '
               "random label (EG3D's pose-conditioning swap; only matters when the mapping sees the camera, "
               'e.g. posecond2)', metavar='FLOAT', type=click.FloatRange(min=0, max=1), default=0.0, show_default=True)
-@click.option('--pose-weight', help="Camera-regression loss: D learns to read the viewing direction of real images "
-              'and G is penalized when D reads a different one in its images; weight of the squared error of the '
-              'unit direction (0 = off)',
-              metavar='FLOAT', type=click.FloatRange(min=0), default=0.0, show_default=True)
 @click.option('--pose-negatives', help='Matching-aware D: each real image is also shown with its camera turned by '
               '2-15 degrees and counted as fake, with this weight, so that D (and hence G) learns the exact pose '
               '(0 = off)', metavar='FLOAT', type=click.FloatRange(min=0), default=0.0, show_default=True)

@@ -12,21 +12,13 @@ It only matters when the mapping network sees the camera (the `posecond2` baseli
 `camera_in_mapping=True`, or a camera-conditioned StyleGAN2); raycond2's mapping ignores `c` by
 default, so there it has no effect.
 
-`pose_weight=W` (> 0 needs a discriminator with `pose_head=True`) adds a camera-regression loss:
-D's head learns the viewing direction of *real* images (W · squared error of the unit direction,
-added to D's real-image loss), and G pays the same error for what D's head reads in its images
-against the camera they were made for. The projection term alone lets G under-express the camera
-(the measured pitch response of the 64² heads model was 0.66–0.74 of the asked pitch); D never
-fits the head on generated images, so G and D cannot agree on a private code for the pose. G's
-share ramps up over the run's first `pose_ramp_kimg` (the loop's image count), while the head learns.
-
-`pose_negatives=W` (matching-aware discriminator) shows D each real image a second time with its
-camera turned by a random 2–15° (raycond.camera.perturb_labels) and counts that pair as fake, with
-weight W: D must tell a few degrees of pose apart on real images, so a generated image whose pose
-is off by as much is judged fake too. G's loss is unchanged.
+`pose_negatives=W` (a matching-aware discriminator) shows D each real image a second time with
+its camera turned by a random 2–15° (raycond.camera.perturb_labels) and counts that pair as fake,
+with weight W: D must tell a few degrees of pose apart on real images, so a generated image whose
+pose is off by as much is judged fake too. G's loss is unchanged. (A camera-regression head on D
+whose reading G had to match was tried first on the 64² heads and dropped: G followed the head's
+biases, and coverage collapsed.)
 """
-
-import math
 
 import inspect
 
@@ -59,8 +51,7 @@ class StyleGAN2Loss(Loss):
 
     def __init__(self, device, G, D, augment_pipe=None, r1_gamma=10, style_mixing_prob=0.9,
                  pl_weight=2, pl_batch_shrink=2, pl_decay=0.01, pl_no_weight_grad=False,
-                 gpc_swap=0.0, pose_weight=0.0, pose_ramp_kimg=10.0, pose_negatives=0.0,
-                 pose_negative_deg=(2.0, 15.0)):
+                 gpc_swap=0.0, pose_negatives=0.0, pose_negative_deg=(2.0, 15.0)):
         super().__init__()
         self.device = device
         self.G = G
@@ -73,15 +64,10 @@ class StyleGAN2Loss(Loss):
         self.pl_decay = float(pl_decay)
         self.pl_no_weight_grad = bool(pl_no_weight_grad)
         self.gpc_swap = float(gpc_swap)
-        self.pose_weight = float(pose_weight)
-        self.pose_ramp_kimg = float(pose_ramp_kimg)
         self.pose_negatives = float(pose_negatives)
         self.pose_negative_deg = tuple(float(v) for v in pose_negative_deg)
         if self.pose_negatives > 0 and getattr(D, 'c_dim', 0) != cam.LABEL_DIM:
             raise ValueError(f'pose_negatives > 0 needs a discriminator conditioned on {cam.LABEL_DIM}-value cameras')
-        if self.pose_weight > 0 and not getattr(D, 'has_pose_head', False):
-            raise ValueError('pose_weight > 0 needs a discriminator with a camera-regression head '
-                             '(training.networks_raycond2.Discriminator with pose_head=True)')
         self.pl_mean = torch.zeros([], device=device)
         self.synthesis_takes_c = synthesis_takes_c(G)
 
@@ -111,29 +97,11 @@ class StyleGAN2Loss(Loss):
             img = self.G.synthesis(ws, update_emas=update_emas)
         return img, ws
 
-    def run_D(self, img, c, update_emas=False, return_pose=False):
-        """Discriminator logits for images (augmented by the ADA pipe when present) and cameras;
-        with return_pose, also D's predicted viewing directions."""
+    def run_D(self, img, c, update_emas=False):
+        """Discriminator logits for images (augmented by the ADA pipe when present) and cameras."""
         if self.augment_pipe is not None:
             img = self.augment_pipe(img)
-        if return_pose:
-            return self.D(img, c, update_emas=update_emas, return_pose=True)
         return self.D(img, c, update_emas=update_emas)
-
-    def pose_loss(self, pred, c, name, weight):
-        """weight · |pred − view direction of c|² per image (N, 1); reports the angle in degrees."""
-        target = cam.view_directions(c.to(pred.dtype))
-        with torch.no_grad():
-            cos = torch.nn.functional.cosine_similarity(pred, target, dim=1).clamp(-1, 1)
-            training_stats.report(f'Loss/pose/{name}_deg', torch.acos(cos) * (180 / math.pi))
-        return (pred - target).square().sum(dim=1, keepdim=True) * weight
-
-    def G_pose_weight(self, cur_nimg):
-        """G's share ramps up linearly over the first pose_ramp_kimg of the run: a fresh head reads
-        nonsense at first, and G must not follow it."""
-        if self.pose_ramp_kimg <= 0:
-            return self.pose_weight
-        return self.pose_weight * min(max(cur_nimg, 0) / (self.pose_ramp_kimg * 1000), 1.0)
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):
         assert phase in ['Gmain', 'Greg', 'Gboth', 'Dmain', 'Dreg', 'Dboth']
@@ -150,15 +118,10 @@ class StyleGAN2Loss(Loss):
         if do_Gmain:
             with torch.autograd.profiler.record_function('Gmain_forward'):
                 gen_img, _gen_ws = self.run_G(gen_z, gen_c)
-                if self.pose_weight > 0:
-                    gen_logits, gen_pose = self.run_D(gen_img, gen_c, return_pose=True)
-                else:
-                    gen_logits = self.run_D(gen_img, gen_c)
+                gen_logits = self.run_D(gen_img, gen_c)
                 training_stats.report('Loss/scores/fake', gen_logits)
                 training_stats.report('Loss/signs/fake', gen_logits.sign())
                 loss_Gmain = torch.nn.functional.softplus(-gen_logits)  # -log(sigmoid(gen_logits))
-                if self.pose_weight > 0:
-                    loss_Gmain = loss_Gmain + self.pose_loss(gen_pose, gen_c, 'fake', self.G_pose_weight(cur_nimg))
                 training_stats.report('Loss/G/loss', loss_Gmain)
             with torch.autograd.profiler.record_function('Gmain_backward'):
                 loss_Gmain.mean().mul(gain).backward()
@@ -199,19 +162,13 @@ class StyleGAN2Loss(Loss):
             name = 'Dreal' if do_Dmain and not do_Dr1 else 'Dr1' if do_Dr1 and not do_Dmain else 'Dreal_Dr1'
             with torch.autograd.profiler.record_function(name + '_forward'):
                 real_img_tmp = real_img.detach().requires_grad_(do_Dr1)
-                with_pose = do_Dmain and self.pose_weight > 0
-                if with_pose:
-                    real_logits, real_pose = self.run_D(real_img_tmp, real_c, return_pose=True)
-                else:
-                    real_logits = self.run_D(real_img_tmp, real_c)
+                real_logits = self.run_D(real_img_tmp, real_c)
                 training_stats.report('Loss/scores/real', real_logits)
                 training_stats.report('Loss/signs/real', real_logits.sign())
 
                 loss_Dreal = 0
                 if do_Dmain:
                     loss_Dreal = torch.nn.functional.softplus(-real_logits)  # -log(sigmoid(real_logits))
-                    if with_pose:
-                        loss_Dreal = loss_Dreal + self.pose_loss(real_pose, real_c, 'real', self.pose_weight)
                     training_stats.report('Loss/D/loss', loss_Dgen + loss_Dreal)
 
                 loss_Dr1 = 0

@@ -232,35 +232,15 @@ class Generator(sg2.Generator):
 
 @persistence.persistent_class
 class Discriminator(sg2.Discriminator):
-    """StyleGAN2-ADA projection discriminator conditioned on the 25 camera values.
+    """StyleGAN2-ADA projection discriminator conditioned on the 25 camera values."""
 
-    With `pose_head=True` it also regresses the camera's viewing direction from the image alone
-    (a linear head on the epilogue's features, before the camera projection); the loss trains the
-    head on real images and asks generated images to be read as the camera they were made for
-    (training.loss, `pose_weight`).
-    """
-
-    def __init__(self, c_dim=CAMERA_DIM, img_resolution=None, img_channels=3, pose_head=False, **kwargs):
+    def __init__(self, c_dim=CAMERA_DIM, img_resolution=None, img_channels=3, **kwargs):
         if img_resolution is None:
             raise ValueError('Discriminator: img_resolution is required')
         super().__init__(c_dim=c_dim, img_resolution=img_resolution, img_channels=img_channels, **kwargs)
-        self.has_pose_head = bool(pose_head)
-        if self.has_pose_head:
-            if c_dim != CAMERA_DIM:
-                raise ValueError(f'Discriminator: pose_head needs {CAMERA_DIM}-value camera labels, got c_dim={c_dim}')
-            self.pose_head = sg2.FullyConnectedLayer(self.b4.in_channels, 3)
 
-    def forward(self, img, c, update_emas=False, return_pose=False, **block_kwargs):
-        """Logits (N, 1); with return_pose, also the predicted viewing directions (N, 3), not normalized."""
+    def forward(self, img, c, update_emas=False, **block_kwargs):
         misc.assert_shape(img, [None, self.img_channels, self.img_resolution, self.img_resolution])
         if self.c_dim > 0:
             c = camera_for_batch(c, img.shape[0], 'D', c_dim=self.c_dim)
-        if not return_pose:
-            return super().forward(img, c, update_emas=update_emas, **block_kwargs)
-        if not getattr(self, 'has_pose_head', False):  # also pickles from before the head existed
-            raise RuntimeError('Discriminator: return_pose=True needs a discriminator built with pose_head=True')
-        logits, features = super().forward(img, c, update_emas=update_emas, return_features=True, **block_kwargs)
-        return logits, self.pose_head(features)
-
-    def extra_repr(self):
-        return super().extra_repr() + (', pose_head=True' if getattr(self, 'has_pose_head', False) else '')
+        return super().forward(img, c, update_emas=update_emas, **block_kwargs)

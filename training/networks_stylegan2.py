@@ -833,9 +833,7 @@ class DiscriminatorEpilogue(torch.nn.Module):
         self.fc = FullyConnectedLayer(in_channels * (resolution ** 2), in_channels, activation=activation)
         self.out = FullyConnectedLayer(in_channels, 1 if cmap_dim == 0 else cmap_dim)
 
-    def forward(self, x, img, cmap, force_fp32=False, return_features=False):
-        """Logits (N, 1); with return_features, also the fc features (N, in_channels) that the
-        label projection reads (raycond's camera-regression head reads them too)."""
+    def forward(self, x, img, cmap, force_fp32=False):
         misc.assert_shape(x, [None, self.in_channels, self.resolution, self.resolution])
         _ = force_fp32  # unused
         dtype = torch.float32
@@ -850,15 +848,15 @@ class DiscriminatorEpilogue(torch.nn.Module):
         if self.mbstd is not None:
             x = self.mbstd(x)
         x = self.conv(x)
-        features = self.fc(x.flatten(1))
-        x = self.out(features)
+        x = self.fc(x.flatten(1))
+        x = self.out(x)
 
         if self.cmap_dim > 0:
             misc.assert_shape(cmap, [None, self.cmap_dim])
             x = (x * cmap).sum(dim=1, keepdim=True) * (1 / np.sqrt(self.cmap_dim))
 
         assert x.dtype == dtype
-        return (x, features) if return_features else x
+        return x
 
     def extra_repr(self):
         return f'resolution={self.resolution:d}, architecture={self.architecture:s}'
@@ -918,7 +916,7 @@ class Discriminator(torch.nn.Module):
         self.b4 = DiscriminatorEpilogue(channels_dict[4], cmap_dim=cmap_dim, resolution=4,
                                         **epilogue_kwargs, **common_kwargs)
 
-    def forward(self, img, c, update_emas=False, return_features=False, **block_kwargs):
+    def forward(self, img, c, update_emas=False, **block_kwargs):
         _ = update_emas  # unused
         x = None
         for res in self.block_resolutions:
@@ -926,7 +924,7 @@ class Discriminator(torch.nn.Module):
         cmap = None
         if self.c_dim > 0:
             cmap = self.mapping(None, c)
-        return self.b4(x, img, cmap, return_features=return_features)
+        return self.b4(x, img, cmap)
 
     def extra_repr(self):
         return f'c_dim={self.c_dim:d}, img_resolution={self.img_resolution:d}, img_channels={self.img_channels:d}'
