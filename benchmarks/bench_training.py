@@ -35,7 +35,8 @@ def _peak_cpu_gib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
-def bench_one(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters, fp32, gamma=1.0):
+def bench_one(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters, fp32, gamma=1.0,
+              pose_negatives=0.0):
     """Time `iters` training iterations after one warm-up; returns a dict of results."""
     device = torch.device(device)
     fp16 = device.type == 'cuda' and not fp32
@@ -56,7 +57,7 @@ def bench_one(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters,
                                                        **AUGPIPE_SPECS['color']).train().to(device)
     augment_pipe.p.fill_(0.2)
     loss = dnnlib.util.construct_class_by_name(class_name='training.loss.StyleGAN2Loss', device=device, G=G, D=D,
-                                               augment_pipe=augment_pipe, r1_gamma=gamma)
+                                               augment_pipe=augment_pipe, r1_gamma=gamma, pose_negatives=pose_negatives)
     opt = dict(class_name='torch.optim.Adam', lr=0.002, betas=[0, 0.99], eps=1e-8)
     phases = build_phases(G, D, opt, opt, G_reg_interval=4, D_reg_interval=16)
     num_rounds = batch // batch_gpu
@@ -92,7 +93,7 @@ def bench_one(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters,
         step(i)
     sync()
     sec = time.perf_counter() - t0
-    return dict(cfg=cfg, res=res, batch=batch, device=str(device), threads=torch.get_num_threads(),
+    return dict(cfg=cfg + ('+neg' if pose_negatives > 0 else ''), res=res, batch=batch, device=str(device), threads=torch.get_num_threads(),
                 G_params=sum(p.numel() for p in G.parameters()), D_params=sum(p.numel() for p in D.parameters()),
                 sec_per_iter=sec / iters, sec_per_kimg=sec / (iters * batch) * 1000,
                 peak_gib=(torch.cuda.max_memory_allocated(device) / 2**30) if device.type == 'cuda' else _peak_cpu_gib())
@@ -113,7 +114,9 @@ def bench_one(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters,
               help='Timed iterations (16 covers one full lazy-regularization cycle)')
 @click.option('--threads', 'num_threads', type=click.IntRange(min=0), default=0, show_default=True, help=threads.THREADS_HELP)
 @click.option('--fp32', is_flag=True, help='Disable fp16 layers on CUDA (always fp32 on the CPU)')
-def main(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters, num_threads, fp32):
+@click.option('--pose-negatives', type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="train.py's --pose-negatives (one more D pass on the reals); the cfg column reads '+neg'")
+def main(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters, num_threads, fp32, pose_negatives):
     if device == 'auto':
         device = 'cuda' if torch.cuda.is_available() else 'cpu'
     if device == 'cuda' and not torch.cuda.is_available():
@@ -129,7 +132,10 @@ def main(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters, num_
     print(f'{"cfg":<10} {"res":>5} {"batch":>5} {"device":<7} {"thr":>3} {"G params":>9} {"D params":>9} '
           f'{"s/iter":>8} {"s/kimg":>9} {"peak GiB":>9}')
     for r in resolutions:
-        out = bench_one(cfg, r, batch, batch_gpu, device, cbase, cmax, map_depth, iters, fp32)
+        if pose_negatives > 0 and cfg == 'stylegan2':
+            raise click.ClickException('--pose-negatives needs a camera-conditioned --cfg (raycond2, posecond2)')
+        out = bench_one(cfg, r, batch, batch_gpu, device, cbase, cmax, map_depth, iters, fp32,
+                        pose_negatives=pose_negatives)
         print(f'{out["cfg"]:<10} {out["res"]:>5} {out["batch"]:>5} {out["device"]:<7} {out["threads"]:>3} '
               f'{out["G_params"]:>9,} {out["D_params"]:>9,} {out["sec_per_iter"]:>8.3f} {out["sec_per_kimg"]:>9.1f} '
               f'{out["peak_gib"]:>9.2f}', flush=True)
