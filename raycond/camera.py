@@ -198,8 +198,9 @@ def view_directions(c: torch.Tensor) -> torch.Tensor:
 
 def perturb_labels(c: torch.Tensor, min_deg: float, max_deg: float, generator=None) -> torch.Tensor:
     """Cameras (N, 25) turned about the world origin by a random angle in [min_deg, max_deg]
-    around a random axis perpendicular to their viewing direction: an orbit camera moves along its
-    sphere in a random direction and keeps looking at the centre. Intrinsics are kept. Used to show
+    around a random axis perpendicular to their viewing direction: the viewing direction turns by
+    exactly that angle, and a camera orbiting the origin moves along its sphere and keeps looking at
+    the origin (nearly so for the usual look-at points near it). Intrinsics are kept. Used to show
     the discriminator real images with slightly wrong cameras (training.loss, pose_negatives)."""
     n = c.shape[0]
     pose = c[:, :POSE_DIM].reshape(n, 4, 4)
