@@ -277,6 +277,17 @@ def parse_ray_layers(s, resolution):
     return res
 
 
+def parse_angle_range(s, flag):
+    """'MIN,MAX' in degrees -> (min, max), with 0 <= MIN <= MAX <= 90."""
+    try:
+        lo, hi = (float(x) for x in s.split(','))
+    except ValueError:
+        raise ValueError(f"{flag} must be two angles in degrees like '2,15', got {s!r}") from None
+    if not 0 <= lo <= hi <= 90:
+        raise ValueError(f'{flag}: need 0 <= MIN <= MAX <= 90 degrees, got {s!r}')
+    return lo, hi
+
+
 def _resume_snapshot_info(resume_pkl, trust_pickle=False):
     """(img_resolution, kimg of progress or None) of a resume snapshot."""
     snap = loading.load_snapshot(resume_pkl, trust_pickle=trust_pickle)
@@ -385,6 +396,7 @@ def build_config(opts):
             raise ValueError(f'--pose-negatives needs a camera-conditioned config (raycond2, posecond2, raycond3-*), '
                              f'not --cfg={opts.cfg}')
         c.loss_kwargs.pose_negatives = opts.pose_negatives
+        c.loss_kwargs.pose_negative_deg = parse_angle_range(opts.pose_negatives_deg, '--pose-negatives-deg')
     c.G_reg_interval = 4
     c.D_reg_interval = 16
     if sg3:  # StyleGAN3: magnitude EMA, no style mixing or path length reg.; R: 1x1 convs, radial filters.
@@ -527,8 +539,10 @@ def build_config(opts):
               "random label (EG3D's pose-conditioning swap; only matters when the mapping sees the camera, "
               'e.g. posecond2)', metavar='FLOAT', type=click.FloatRange(min=0, max=1), default=0.0, show_default=True)
 @click.option('--pose-negatives', help='Matching-aware D: each real image is also shown with its camera turned by '
-              '2-15 degrees and counted as fake, with this weight, so that D (and hence G) learns the exact pose '
-              '(0 = off)', metavar='FLOAT', type=click.FloatRange(min=0), default=0.0, show_default=True)
+              '--pose-negatives-deg and counted as fake, with this weight, so that D (and hence G) learns the '
+              'exact pose (0 = off)', metavar='FLOAT', type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option('--pose-negatives-deg', help='Range of the camera turn for --pose-negatives, degrees',
+              metavar='MIN,MAX', default='2,15', show_default=True)
 # Misc settings.
 @click.option('--desc', help='String to include in result dir name', metavar='STR', type=str)
 @click.option('--metrics', help='Quality metrics to compute at each snapshot, comma separated (needs the metrics '

@@ -105,11 +105,12 @@ def test_train_pose_negatives_option_reaches_the_loss(tmp_path):
     result = CliRunner().invoke(train.main, [
         '--outdir', str(tmp_path / 'runs'), '--data', data, '--cfg=raycond2', '--batch=4', '--gamma=1',
         '--cbase=256', '--cmax=16', '--map-depth=1', '--workers=0', '--metrics=none', '--tick=0.008',
-        '--kimg=0.008', '--device=cpu', '--pose-negatives=0.5'])
+        '--kimg=0.008', '--device=cpu', '--pose-negatives=0.5', '--pose-negatives-deg=1,6'])
     assert result.exit_code == 0, result.output[-3000:]
     run = rundir.list_runs(str(tmp_path / 'runs'))[-1][1]
     with open(os.path.join(run, 'training_options.json')) as f:
-        assert json.load(f)['loss_kwargs']['pose_negatives'] == 0.5
+        loss_kwargs = json.load(f)['loss_kwargs']
+    assert loss_kwargs['pose_negatives'] == 0.5 and loss_kwargs['pose_negative_deg'] == [1.0, 6.0]
     with open(os.path.join(run, 'stats.jsonl')) as f:
         stats = [json.loads(line) for line in f if line.strip()]
     assert stats and all('Loss/scores/wrong_pose' in s for s in stats)
@@ -118,3 +119,12 @@ def test_train_pose_negatives_option_reaches_the_loss(tmp_path):
         '--gamma=1', '--kimg=0.008', '--device=cpu', '--pose-negatives=1', '--metrics=none'])
     assert bad.exit_code != 0 and '--pose-negatives needs a camera-conditioned config' in bad.output
     assert 'Traceback' not in bad.output
+
+
+def test_pose_negatives_deg_parsing():
+    import train
+    assert train.parse_angle_range('2,15', '--x') == (2.0, 15.0)
+    assert train.parse_angle_range(' 0 , 0.5 ', '--x') == (0.0, 0.5)
+    for bad in ['15,2', '5', '1,2,3', 'a,b', '-1,4', '10,100']:
+        with pytest.raises(ValueError, match='--pose-negatives-deg'):
+            train.parse_angle_range(bad, '--pose-negatives-deg')
