@@ -23,7 +23,7 @@ from raycond import rundir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TICK_KIMG = 0.016  # 4 iterations of batch 4 (a multiple of the ADA interval), one snapshot per tick
-TOTAL_KIMG = 0.096
+TOTAL_KIMG = 0.16  # 10 ticks: room enough that no killed run reaches the end before it is killed
 KILL_ARGS = ['--batch=4', '--gamma=1', '--cbase=256', '--cmax=16', '--map-depth=1', '--workers=0', '--snap=1',
              '--metrics=none', f'--tick={TICK_KIMG}', f'--kimg={TOTAL_KIMG}', '--aug=ada', '--target=0.1',
              '--seed=7', '--mirror=1', '--device=cpu']
@@ -107,6 +107,7 @@ def killed(tmp_path_factory):
             _wait_for(lambda: os.path.exists(flag), proc=proc)
         snaps_at_kill = rundir.list_snapshots(run)
         temps = [f for f in os.listdir(run) if '.tmp' in f]
+        assert proc.poll() is None, 'train.py finished before it could be killed (raise TOTAL_KIMG)'
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         kills.append(dict(run=run, snapshots=snaps_at_kill, temps=temps, during_write=flag is not None))
@@ -136,7 +137,7 @@ def _load(path):
 def test_killed_and_resumed_run_ends_bit_identical_to_uninterrupted_run(killed):
     ref = _load(rundir.newest_snapshot(killed['ref_run']))
     got = _load(rundir.newest_snapshot(killed['final_run']))
-    assert got['progress']['cur_nimg'] == ref['progress']['cur_nimg'] == 96
+    assert got['progress']['cur_nimg'] == ref['progress']['cur_nimg'] == round(TOTAL_KIMG * 1000)
     for name in ['G', 'D', 'G_ema', 'augment_pipe']:
         a, b = ref[name].state_dict(), got[name].state_dict()
         assert a.keys() == b.keys()
@@ -197,7 +198,7 @@ def test_each_resume_continues_from_newest_snapshot_losing_at_most_one_interval(
         assert os.path.basename(kill['snapshots'][-1]) in log
         assert ticks_killed[-1] - start <= TICK_KIMG + 1e-9                     # at most one interval lost
         # The first tick after a resume closes one interval later, or at the end of training when
-        # the snapshot was the last one before it (ticks run 0.004, 0.020, ..., 0.084, then 0.096).
+        # the snapshot was the last one before it (ticks run 0.004, 0.020, ..., 0.148, then 0.160).
         assert ticks_next[0] == pytest.approx(min(start + TICK_KIMG, TOTAL_KIMG))
         first = _load(rundir.list_snapshots(next_run)[0])['progress']
         assert first['cur_tick'] == newest['cur_tick'] + 1                     # tick counter continues
@@ -209,7 +210,7 @@ def test_resume_auto_on_complete_run_says_so_and_exits_0(killed):
     result = CliRunner().invoke(killed['train'].main, ['--outdir', str(killed['out']), '--data', killed['data'],
                                                        '--resume=auto'] + KILL_ARGS)
     assert result.exit_code == 0, result.output
-    assert 'Training is complete' in result.output and '0.096 kimg' in result.output
+    assert 'Training is complete' in result.output and f'{TOTAL_KIMG:g} kimg' in result.output
     assert rundir.list_runs(str(killed['out'])) == before  # no new run directory
 
 
