@@ -23,7 +23,7 @@ from raycond import rundir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TICK_KIMG = 0.016  # 4 iterations of batch 4 (a multiple of the ADA interval), one snapshot per tick
-TOTAL_KIMG = 0.16  # 10 ticks: room enough that no killed run reaches the end before it is killed
+TOTAL_KIMG = 0.32  # 20 ticks: room enough that no killed run reaches the end before it is killed
 KILL_ARGS = ['--batch=4', '--gamma=1', '--cbase=256', '--cmax=16', '--map-depth=1', '--workers=0', '--snap=1',
              '--metrics=none', f'--tick={TICK_KIMG}', f'--kimg={TOTAL_KIMG}', '--aug=ada', '--target=0.1',
              '--seed=7', '--mirror=1', '--device=cpu']
@@ -198,7 +198,7 @@ def test_each_resume_continues_from_newest_snapshot_losing_at_most_one_interval(
         assert os.path.basename(kill['snapshots'][-1]) in log
         assert ticks_killed[-1] - start <= TICK_KIMG + 1e-9                     # at most one interval lost
         # The first tick after a resume closes one interval later, or at the end of training when
-        # the snapshot was the last one before it (ticks run 0.004, 0.020, ..., 0.148, then 0.160).
+        # the snapshot was the last one before it (ticks run 0.004, 0.020, ..., 0.308, then 0.320).
         assert ticks_next[0] == pytest.approx(min(start + TICK_KIMG, TOTAL_KIMG))
         first = _load(rundir.list_snapshots(next_run)[0])['progress']
         assert first['cur_tick'] == newest['cur_tick'] + 1                     # tick counter continues
