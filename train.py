@@ -391,12 +391,6 @@ def build_config(opts):
     c.loss_kwargs = dnnlib.EasyDict(class_name='training.loss.StyleGAN2Loss', r1_gamma=opts.gamma,
                                     style_mixing_prob=0.9, pl_weight=2, pl_batch_shrink=2, pl_decay=0.01,
                                     gpc_swap=opts.gpc_swap)
-    if opts.pose_negatives > 0:
-        if c.D_kwargs.class_name != 'training.networks_raycond2.Discriminator':
-            raise ValueError(f'--pose-negatives needs a camera-conditioned config (raycond2, posecond2, raycond3-*), '
-                             f'not --cfg={opts.cfg}')
-        c.loss_kwargs.pose_negatives = opts.pose_negatives
-        c.loss_kwargs.pose_negative_deg = parse_angle_range(opts.pose_negatives_deg, '--pose-negatives-deg')
     c.G_reg_interval = 4
     c.D_reg_interval = 16
     if sg3:  # StyleGAN3: magnitude EMA, no style mixing or path length reg.; R: 1x1 convs, radial filters.
@@ -412,8 +406,16 @@ def build_config(opts):
     c.ema_kimg = c.batch_size * 10 / 32
     c.ema_rampup = 0.05
 
-    # Augmentation.
     camera_labels = bool(cond) and label_kind == 'camera'
+    if opts.pose_negatives > 0:  # D must be conditioned on cameras it can be shown turned
+        if not camera_labels:
+            raise ValueError(f'--pose-negatives needs a discriminator conditioned on camera labels: a dataset with '
+                             f'camera labels and --cond=1 (default for raycond2/posecond2/raycond3-*); got '
+                             f'--cfg={opts.cfg}, --cond={int(bool(cond))}, labels: {label_kind}')
+        c.loss_kwargs.pose_negatives = opts.pose_negatives
+        c.loss_kwargs.pose_negative_deg = parse_angle_range(opts.pose_negatives_deg, '--pose-negatives-deg')
+
+    # Augmentation.
     augpipe = default_augpipe(camera_labels)
     c.augment_kwargs = None
     c.augment_p = 0.0

@@ -93,7 +93,8 @@ def bench_one(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters,
         step(i)
     sync()
     sec = time.perf_counter() - t0
-    return dict(cfg=cfg + ('+neg' if pose_negatives > 0 else ''), res=res, batch=batch, device=str(device), threads=torch.get_num_threads(),
+    return dict(cfg=cfg + ('+neg' if pose_negatives > 0 else ''), res=res, batch=batch, device=str(device),
+                threads=torch.get_num_threads(),
                 G_params=sum(p.numel() for p in G.parameters()), D_params=sum(p.numel() for p in D.parameters()),
                 sec_per_iter=sec / iters, sec_per_kimg=sec / (iters * batch) * 1000,
                 peak_gib=(torch.cuda.max_memory_allocated(device) / 2**30) if device.type == 'cuda' else _peak_cpu_gib())
@@ -131,9 +132,9 @@ def main(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters, num_
         raise click.ClickException(f'--res must be a comma-separated list of integers, got {res!r}') from None
     print(f'{"cfg":<10} {"res":>5} {"batch":>5} {"device":<7} {"thr":>3} {"G params":>9} {"D params":>9} '
           f'{"s/iter":>8} {"s/kimg":>9} {"peak GiB":>9}')
+    if pose_negatives > 0 and cfg == 'stylegan2':  # this benchmark's stylegan2 D has no camera labels
+        raise click.ClickException('--pose-negatives needs a camera-conditioned --cfg (raycond2, posecond2)')
     for r in resolutions:
-        if pose_negatives > 0 and cfg == 'stylegan2':
-            raise click.ClickException('--pose-negatives needs a camera-conditioned --cfg (raycond2, posecond2)')
         out = bench_one(cfg, r, batch, batch_gpu, device, cbase, cmax, map_depth, iters, fp32,
                         pose_negatives=pose_negatives)
         print(f'{out["cfg"]:<10} {out["res"]:>5} {out["batch"]:>5} {out["device"]:<7} {out["threads"]:>3} '

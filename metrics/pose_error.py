@@ -10,7 +10,8 @@ network, its training loop and the cache are shared with other probes (metrics/p
 metric then renders generated images at cameras drawn from the labels and reports the mean absolute yaw/pitch error, in degrees, between what was asked and what the
 estimator sees. A generator that ignores the camera scores far above the floor. Beside it, the
 metric reports the pose *response* per axis (`pose_err_yaw_slope`, `..._bias`): the line that
-fits seen against asked angles (on the synthetic heads the estimator itself gives 0.99 / 0.95 on real images).
+fits seen against asked angles (on the synthetic heads the estimator itself gives 0.99 / 0.95 on
+real images).
 """
 
 from __future__ import annotations
@@ -48,11 +49,14 @@ def yaw_pitch_deg(labels) -> torch.Tensor:
     return torch.stack([yaw, pitch], dim=1) * (180 / math.pi)
 
 
+def angle_differences(pred, target) -> torch.Tensor:
+    """pred − target in degrees, wrapped to [−180, 180) (yaw crosses ±180)."""
+    return torch.remainder(pred - target + 180, 360) - 180
+
+
 def angle_errors(pred, target) -> torch.Tensor:
     """|pred − target| in degrees, with yaw wrapped to [−180, 180)."""
-    d = pred - target
-    d = torch.remainder(d + 180, 360) - 180
-    return d.abs()
+    return angle_differences(pred, target).abs()
 
 # ----------------------------------------------------------------------------- training
 
@@ -152,9 +156,10 @@ def compute_pose_err(opts, num_gen, batch_size=64, **estimator_kwargs) -> dict:
             img = metric_utils.generate_uint8(G, z, c if G.c_dim else c[:, :0], opts.G_kwargs)
             pred = model(img).cpu()
         asked = yaw_pitch_deg(c.cpu())
-        err_sum += angle_errors(pred, asked).double().sum(dim=0)
-        seen = asked + (torch.remainder(pred - asked + 180, 360) - 180)  # yaw unwrapped next to the asked one
-        asked, seen = asked.double(), seen.double()
+        diff = angle_differences(pred, asked).double()
+        err_sum += diff.abs().sum(dim=0)
+        asked = asked.double()
+        seen = asked + diff  # yaw unwrapped next to the asked one
         moments += torch.stack([asked.sum(0), seen.sum(0), (asked * asked).sum(0), (asked * seen).sum(0)])
         count += n
         progress.update(count * opts.num_gpus)

@@ -42,6 +42,12 @@ def _posed_images(c):
     return (blob[:, None].repeat(1, 3, 1, 1) * 2 - 1).float()
 
 
+def _turn_deg(a, b):
+    """Angle (degrees) between the viewing directions of cameras a and b."""
+    cos = (cam.view_directions(a) * cam.view_directions(b)).sum(1).clamp(-1, 1)
+    return torch.rad2deg(torch.acos(cos))
+
+
 def test_view_directions_are_the_unit_forward_axis_of_the_camera():
     c = cam.camera_label(torch.tensor([0.0, 30.0]), torch.tensor([0.0, 10.0]), fov_deg=18.0)
     d = cam.view_directions(c)
@@ -56,7 +62,7 @@ def test_perturb_labels_turns_the_view_by_the_asked_angle():
     rnd = np.random.RandomState(6)
     c = _cameras(64, rnd)
     out = cam.perturb_labels(c, 2.0, 15.0, generator=torch.Generator().manual_seed(0))
-    angle = torch.rad2deg(torch.acos((cam.view_directions(c) * cam.view_directions(out)).sum(1).clamp(-1, 1)))
+    angle = _turn_deg(c, out)
     assert angle.min() >= 2.0 - 1e-3 and angle.max() <= 15.0 + 1e-3 and angle.std() > 2
     pose = out[:, :16].reshape(-1, 4, 4)
     R = pose[:, :3, :3]
@@ -65,7 +71,7 @@ def test_perturb_labels_turns_the_view_by_the_asked_angle():
     assert torch.allclose(pose[:, :3, 3].norm(dim=1), c[:, :16].reshape(-1, 4, 4)[:, :3, 3].norm(dim=1), atol=1e-5)
     assert torch.equal(out[:, 16:], c[:, 16:]) and torch.equal(pose[:, 3], c[:, 12:16])
     exact = cam.perturb_labels(c, 5.0, 5.0)
-    angle = torch.rad2deg(torch.acos((cam.view_directions(c) * cam.view_directions(exact)).sum(1).clamp(-1, 1)))
+    angle = _turn_deg(c, exact)
     assert torch.allclose(angle, torch.full((64,), 5.0), atol=0.05)
 
 
@@ -115,10 +121,17 @@ def test_train_pose_negatives_option_reaches_the_loss(tmp_path):
         stats = [json.loads(line) for line in f if line.strip()]
     assert stats and all('Loss/scores/wrong_pose' in s for s in stats)
     bad = CliRunner().invoke(train.main, [
-        '--outdir', str(tmp_path / 'sg2'), '--data', data, '--cfg=stylegan2', '--cond=1', '--batch=4',
+        '--outdir', str(tmp_path / 'sg2'), '--data', data, '--cfg=stylegan2', '--cond=0', '--batch=4',
         '--gamma=1', '--kimg=0.008', '--device=cpu', '--pose-negatives=1', '--metrics=none'])
-    assert bad.exit_code != 0 and '--pose-negatives needs a camera-conditioned config' in bad.output
+    assert bad.exit_code != 0 and '--pose-negatives needs a discriminator conditioned on camera labels' in bad.output
+    assert '--cond=0' in bad.output
     assert 'Traceback' not in bad.output
+    # A camera-conditioned StyleGAN2 (D sees the 25 camera values) can use it.
+    sg2 = CliRunner().invoke(train.main, [
+        '--outdir', str(tmp_path / 'sg2c'), '--data', data, '--cfg=stylegan2', '--cond=1', '--batch=4', '--gamma=1',
+        '--cbase=256', '--cmax=16', '--map-depth=1', '--workers=0', '--kimg=0.004', '--tick=0.004', '--device=cpu',
+        '--pose-negatives=1', '--metrics=none'])
+    assert sg2.exit_code == 0, sg2.output[-3000:]
 
 
 def test_pose_negatives_deg_parsing():
