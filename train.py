@@ -552,7 +552,7 @@ def build_config(opts):
 @click.option('--pose-negatives-deg', help='Range of the camera turn for --pose-negatives, degrees',
               metavar='MIN,MAX', default='2,15', show_default=True)
 @click.option('--d-rays', help='Feed the camera rays to D per pixel too (beside its projection on the label), '
-              'so that D tells small camera turns apart; resuming a D without them keeps its weights',
+              'so that D tells small camera turns apart; resuming a D without them keeps its other weights',
               metavar='BOOL', type=bool, default=False, show_default=True)
 # Misc settings.
 @click.option('--desc', help='String to include in result dir name', metavar='STR', type=str)
