@@ -414,12 +414,6 @@ def build_config(opts):
                              f'--cfg={opts.cfg}, --cond={int(bool(cond))}, labels: {label_kind}')
         c.loss_kwargs.pose_negatives = opts.pose_negatives
         c.loss_kwargs.pose_negative_deg = parse_angle_range(opts.pose_negatives_deg, '--pose-negatives-deg')
-    if opts.d_rays:  # camera rays per pixel into D's first block (training.networks_raycond2.Discriminator)
-        if not (camera_labels and c.D_kwargs.class_name == 'training.networks_raycond2.Discriminator'):
-            raise ValueError(f'--d-rays needs the ray-conditioned discriminator and camera labels (--cfg=raycond2, '
-                             f'posecond2 or raycond3-*, --cond=1); got --cfg={opts.cfg}, --cond={int(bool(cond))}, '
-                             f'labels: {label_kind}')
-        c.D_kwargs.ray_input = True
 
     # Augmentation.
     augpipe = default_augpipe(camera_labels)
@@ -551,9 +545,6 @@ def build_config(opts):
               'exact pose (0 = off)', metavar='FLOAT', type=click.FloatRange(min=0), default=0.0, show_default=True)
 @click.option('--pose-negatives-deg', help='Range of the camera turn for --pose-negatives, degrees',
               metavar='MIN,MAX', default='2,15', show_default=True)
-@click.option('--d-rays', help='Feed the camera rays to D per pixel too (beside its projection on the label), '
-              'so that D tells small camera turns apart; resuming a D without them keeps its other weights',
-              metavar='BOOL', type=bool, default=False, show_default=True)
 # Misc settings.
 @click.option('--desc', help='String to include in result dir name', metavar='STR', type=str)
 @click.option('--metrics', help='Quality metrics to compute at each snapshot, comma separated (needs the metrics '

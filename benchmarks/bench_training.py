@@ -36,7 +36,7 @@ def _peak_cpu_gib():
 
 
 def bench_one(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters, fp32, gamma=1.0,
-              pose_negatives=0.0, d_rays=False):
+              pose_negatives=0.0):
     """Time `iters` training iterations after one warm-up; returns a dict of results."""
     device = torch.device(device)
     fp16 = device.type == 'cuda' and not fp32
@@ -49,8 +49,6 @@ def bench_one(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters,
         G_kwargs.update(embedding='none', camera_in_mapping=True)
     D_kwargs = dict(class_name='training.networks_raycond2.Discriminator' if cfg != 'stylegan2' else
                     'training.networks_stylegan2.Discriminator', epilogue_kwargs=dict(mbstd_group_size=4), **net)
-    if d_rays:
-        D_kwargs.update(ray_input=True)
     torch.manual_seed(0)
     G = dnnlib.util.construct_class_by_name(**G_kwargs, **common).train().requires_grad_(False).to(device)
     D = dnnlib.util.construct_class_by_name(**D_kwargs, **common).train().requires_grad_(False).to(device)
@@ -95,7 +93,7 @@ def bench_one(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters,
         step(i)
     sync()
     sec = time.perf_counter() - t0
-    return dict(cfg=cfg + ('+neg' if pose_negatives > 0 else '') + ('+drays' if d_rays else ''), res=res, batch=batch, device=str(device),
+    return dict(cfg=cfg + ('+neg' if pose_negatives > 0 else ''), res=res, batch=batch, device=str(device),
                 threads=torch.get_num_threads(),
                 G_params=sum(p.numel() for p in G.parameters()), D_params=sum(p.numel() for p in D.parameters()),
                 sec_per_iter=sec / iters, sec_per_kimg=sec / (iters * batch) * 1000,
@@ -119,9 +117,7 @@ def bench_one(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters,
 @click.option('--fp32', is_flag=True, help='Disable fp16 layers on CUDA (always fp32 on the CPU)')
 @click.option('--pose-negatives', type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="train.py's --pose-negatives (one more D pass on the reals); the cfg column reads '+neg'")
-@click.option('--d-rays', type=bool, default=False, show_default=True,
-              help="train.py's --d-rays (camera rays into D's first block); the cfg column reads '+drays'")
-def main(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters, num_threads, fp32, pose_negatives, d_rays):
+def main(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters, num_threads, fp32, pose_negatives):
     if device == 'auto':
         device = 'cuda' if torch.cuda.is_available() else 'cpu'
     if device == 'cuda' and not torch.cuda.is_available():
@@ -134,16 +130,14 @@ def main(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters, num_
         resolutions = [int(r) for r in res.split(',')]
     except ValueError:
         raise click.ClickException(f'--res must be a comma-separated list of integers, got {res!r}') from None
-    print(f'{"cfg":<18} {"res":>5} {"batch":>5} {"device":<7} {"thr":>3} {"G params":>9} {"D params":>9} '
+    print(f'{"cfg":<10} {"res":>5} {"batch":>5} {"device":<7} {"thr":>3} {"G params":>9} {"D params":>9} '
           f'{"s/iter":>8} {"s/kimg":>9} {"peak GiB":>9}')
     if pose_negatives > 0 and cfg == 'stylegan2':  # this benchmark's stylegan2 D has no camera labels
         raise click.ClickException('--pose-negatives needs a camera-conditioned --cfg (raycond2, posecond2)')
-    if d_rays and cfg == 'stylegan2':
-        raise click.ClickException('--d-rays needs a camera-conditioned --cfg (raycond2, posecond2)')
     for r in resolutions:
         out = bench_one(cfg, r, batch, batch_gpu, device, cbase, cmax, map_depth, iters, fp32,
-                        pose_negatives=pose_negatives, d_rays=d_rays)
-        print(f'{out["cfg"]:<18} {out["res"]:>5} {out["batch"]:>5} {out["device"]:<7} {out["threads"]:>3} '
+                        pose_negatives=pose_negatives)
+        print(f'{out["cfg"]:<10} {out["res"]:>5} {out["batch"]:>5} {out["device"]:<7} {out["threads"]:>3} '
               f'{out["G_params"]:>9,} {out["D_params"]:>9,} {out["sec_per_iter"]:>8.3f} {out["sec_per_kimg"]:>9.1f} '
               f'{out["peak_gib"]:>9.2f}', flush=True)
 

@@ -1,7 +1,6 @@
 """Pose negatives (`--pose-negatives`, a matching-aware discriminator): real images shown with
 slightly turned cameras count as fake, so D learns fine pose and G must render the camera asked."""
 
-import glob
 import json
 import os
 
@@ -12,7 +11,7 @@ from click.testing import CliRunner
 
 from conftest import make_camera_zip
 from raycond import camera as cam
-from raycond import loading, rundir
+from raycond import rundir
 from training import loss as loss_mod
 from training import networks_raycond2 as rc
 
@@ -142,60 +141,3 @@ def test_pose_negatives_deg_parsing():
     for bad in ['15,2', '5', '1,2,3', 'a,b', '-1,4', '10,100']:
         with pytest.raises(ValueError, match='--pose-negatives-deg'):
             train.parse_angle_range(bad, '--pose-negatives-deg')
-
-
-# ----------------------------------------------------------------------------- D with per-pixel rays
-
-
-def _ray_d(seed, ray_input):
-    torch.manual_seed(seed)
-    return rc.Discriminator(img_resolution=RES, channel_base=128, channel_max=16, num_fp16_res=0, conv_clamp=None,
-                            ray_input=ray_input)
-
-
-def test_ray_input_adds_one_layer_and_makes_D_see_the_camera_per_pixel():
-    plain, rays = _ray_d(3, False), _ray_d(3, True)
-    report = rays.load_state_dict(plain.state_dict(), strict=False)   # what resuming a plain D does
-    assert set(report.missing_keys) == {'rays_in.weight', 'rays_in.resample_filter'} and not report.unexpected_keys
-    rnd = np.random.RandomState(4)
-    c = _cameras(8, rnd)
-    img = _posed_images(c)
-    turned = cam.perturb_labels(c, 5.0, 5.0)
-    assert not rays.rays_in.weight.any()                         # starts as the plain D it resumes
-    assert rays.rays_in.weight_gain == pytest.approx(rc.RAY_INPUT_LR_MULTIPLIER / np.sqrt(6))
-    with torch.no_grad():
-        assert torch.equal(plain(img, c), rays(img, c))
-        rays.rays_in.weight.normal_()
-        with_rays = (rays(img, c) - rays(img, turned)).abs()
-        projection_only = (plain(img, c) - plain(img, turned)).abs()
-    assert with_rays.mean() > 1e-3 and not torch.allclose(with_rays, projection_only)
-    rays(img, c).sum().backward()
-    assert rays.rays_in.weight.grad.abs().sum() > 0
-    assert 'ray_input=True' in repr(rays).splitlines()[1]
-    with pytest.raises(ValueError, match='ray_input needs camera labels'):
-        rc.Discriminator(c_dim=0, img_resolution=RES, channel_base=128, channel_max=16, ray_input=True)
-    with pytest.raises(ValueError, match='extra features need a FromRGB layer'):
-        rays.b8(torch.zeros(1, 16, 8, 8), None, extra=torch.zeros(1, 16, 8, 8))
-
-
-def test_train_d_rays_option(tmp_path):
-    import train
-    data = make_camera_zip(tmp_path / 'd.zip', n=8, res=16)
-    args = ['--data', data, '--batch=4', '--gamma=1', '--cbase=256', '--cmax=16', '--map-depth=1', '--workers=0',
-            '--metrics=none', '--tick=0.004', '--kimg=0.004', '--device=cpu']
-    first = CliRunner().invoke(train.main, ['--outdir', str(tmp_path / 'plain'), '--cfg=raycond2', *args])
-    assert first.exit_code == 0, first.output[-3000:]
-    snap = sorted(glob.glob(str(tmp_path / 'plain' / '*' / 'network-snapshot-*.pkl')))[-1]
-    result = CliRunner().invoke(train.main, ['--outdir', str(tmp_path / 'runs'), '--cfg=raycond2', '--d-rays=1',
-                                             f'--resume={snap}', *args])
-    assert result.exit_code == 0, result.output[-3000:]
-    assert 'left fresh (rays_in.weight' in result.output       # the plain D's weights kept, the ray input added
-    run = rundir.list_runs(str(tmp_path / 'runs'))[-1][1]
-    with open(os.path.join(run, 'training_options.json')) as f:
-        assert json.load(f)['D_kwargs']['ray_input'] is True
-    D = loading.load_snapshot(sorted(glob.glob(os.path.join(run, 'network-snapshot-*.pkl')))[-1])['D']
-    assert D.ray_input and D.rays_in.weight.any()               # trained away from its zero start
-    bad = CliRunner().invoke(train.main, ['--outdir', str(tmp_path / 'sg2'), '--cfg=stylegan2', '--cond=0',
-                                          '--d-rays=1', *args])
-    assert bad.exit_code != 0 and '--d-rays needs the ray-conditioned discriminator' in bad.output
-    assert 'Traceback' not in bad.output

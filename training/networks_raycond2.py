@@ -18,7 +18,6 @@ from torch_utils import persistence
 from training import networks_stylegan2 as sg2
 
 RAY_CHANNELS = 6
-RAY_INPUT_LR_MULTIPLIER = 10.0  # Discriminator(ray_input=True): how much faster its ray weights learn
 CAMERA_DIM = cam.LABEL_DIM  # name kept: the embedded source of older raycond3 pickles reads it
 EMBEDDING_KINDS = tuple(raycond_rays.EMBEDDINGS) + ('none',)
 # Names that the embedded source of older raycond3 pickles calls: check_camera, check_embedding,
@@ -233,44 +232,15 @@ class Generator(sg2.Generator):
 
 @persistence.persistent_class
 class Discriminator(sg2.Discriminator):
-    """StyleGAN2-ADA projection discriminator conditioned on the 25 camera values.
+    """StyleGAN2-ADA projection discriminator conditioned on the 25 camera values."""
 
-    With `ray_input=True` it also sees the camera per pixel: the Plücker rays of c at the image
-    resolution go through a 1x1 convolution into the first block, beside FromRGB. The projection
-    alone tells a few degrees of camera turn poorly (a global code against global features); rays
-    aligned with the image let the first convolutions compare silhouette and shading with the
-    camera. Its weights start at zero, so resuming a trained D without it keeps what D computes
-    (random ones made a trained D score reals and fakes alike within 2 kimg), and learn
-    RAY_INPUT_LR_MULTIPLIER times faster than the other layers (at 1x they had grown to 0.01, against
-    FromRGB's 0.9, after 16 kimg at lr 0.0005).
-    """
-
-    def __init__(self, c_dim=CAMERA_DIM, img_resolution=None, img_channels=3, ray_input=False, **kwargs):
+    def __init__(self, c_dim=CAMERA_DIM, img_resolution=None, img_channels=3, **kwargs):
         if img_resolution is None:
             raise ValueError('Discriminator: img_resolution is required')
         super().__init__(c_dim=c_dim, img_resolution=img_resolution, img_channels=img_channels, **kwargs)
-        self.ray_input = bool(ray_input)
-        if self.ray_input:
-            if self.c_dim != CAMERA_DIM:
-                raise ValueError(f'Discriminator: ray_input needs camera labels (c_dim={CAMERA_DIM}), got c_dim={self.c_dim}')
-            first = getattr(self, f'b{img_resolution}')
-            self.rays_in = sg2.Conv2dLayer(RAY_CHANNELS, first.fromrgb.out_channels, kernel_size=1, bias=False)
-            self.rays_in.weight_gain *= RAY_INPUT_LR_MULTIPLIER  # equalized lr: a larger gain is a larger lr
-            with torch.no_grad():
-                self.rays_in.weight.zero_()
 
     def forward(self, img, c, update_emas=False, **block_kwargs):
         misc.assert_shape(img, [None, self.img_channels, self.img_resolution, self.img_resolution])
         if self.c_dim > 0:
             c = camera_for_batch(c, img.shape[0], 'D', c_dim=self.c_dim)
-        if not self.ray_input:
-            return super().forward(img, c, update_emas=update_emas, **block_kwargs)
-        rays = raycond_rays.plucker_rays(c.detach().float(), self.img_resolution).to(img.device)
-        x = None
-        for res in self.block_resolutions:
-            extra = self.rays_in(rays) if res == self.img_resolution else None
-            x, img = getattr(self, f'b{res}')(x, img, extra=extra, **block_kwargs)
-        return self.b4(x, img, self.mapping(None, c))
-
-    def extra_repr(self):
-        return super().extra_repr() + (', ray_input=True' if self.ray_input else '')
+        return super().forward(img, c, update_emas=update_emas, **block_kwargs)

@@ -738,9 +738,7 @@ class DiscriminatorBlock(torch.nn.Module):
                                     trainable=trainable(), resample_filter=resample_filter,
                                     channels_last=self.channels_last)
 
-    def forward(self, x, img, force_fp32=False, extra=None):
-        """`extra`: features (N, tmp_channels, H, W) added to FromRGB's output, the hook through which
-        a conditioned discriminator feeds per-pixel inputs (networks_raycond2: camera rays)."""
+    def forward(self, x, img, force_fp32=False):
         device = (x if x is not None else img).device
         dtype, memory_format = block_format(self.use_fp16, self.channels_last, force_fp32, device)
 
@@ -748,15 +746,10 @@ class DiscriminatorBlock(torch.nn.Module):
             misc.assert_shape(x, [None, self.in_channels, self.resolution, self.resolution])
             x = x.to(dtype=dtype, memory_format=memory_format)
 
-        if extra is not None and not hasattr(self, 'fromrgb'):
-            raise ValueError(f'DiscriminatorBlock {self.resolution}: extra features need a FromRGB layer '
-                             f'(the first block, or architecture skip)')
         if self.in_channels == 0 or self.architecture == 'skip':
             misc.assert_shape(img, [None, self.img_channels, self.resolution, self.resolution])
             img = img.to(dtype=dtype, memory_format=memory_format)
             y = self.fromrgb(img)
-            if extra is not None:
-                y = y + extra.to(dtype=dtype, memory_format=memory_format)
             x = x + y if x is not None else y
             img = upfirdn2d.downsample2d(img, self.resample_filter) if self.architecture == 'skip' else None
 
