@@ -29,6 +29,7 @@ from torch_utils import misc
 from torch_utils import training_stats
 from torch_utils.ops import conv2d_gradfix
 from torch_utils.ops import grid_sample_gradfix
+from training import widen
 
 # ----------------------------------------------------------------------------
 # Small helpers.
@@ -64,6 +65,11 @@ def _to_cpu(obj):
 
 
 @torch.no_grad()
+def _same_shapes(a, b) -> bool:
+    sa = {k: tuple(v.shape) for k, v in misc.named_params_and_buffers(a)}
+    return sa == {k: tuple(v.shape) for k, v in misc.named_params_and_buffers(b)}
+
+
 def copy_params_partial(src_module, dst_module):
     """Copy tensors by name; where the source is smaller in some dimensions (e.g. a StyleGAN2
     layer without the 6 ray channels), fill the leading slice and keep the rest as initialized.
@@ -251,6 +257,13 @@ def restore_networks(resume_data, G, D, G_ema, rank=0):
             same = False
             if rank == 0:
                 print(f'  {name}: not in the snapshot, starting fresh')
+            continue
+        if widen.can_widen(src, module) and not _same_shapes(src, module):
+            rep = widen.widen_into(src, module)
+            same = False
+            if rank == 0:
+                print(f'  {name}: {len(rep["full"])} tensors copied, {len(rep["widened"])} widened '
+                      f'(new channels start unused: the network computes what the snapshot did)')
             continue
         rep = copy_params_partial(src, module)
         same = same and not rep['partial'] and not rep['fresh']

@@ -1,0 +1,123 @@
+"""Function-preserving widening: resume a trained network into a wider one of the same class.
+
+Raising --cmax (or --cbase) and resuming a snapshot of the same family used to copy each tensor
+into its leading slice and leave the rest random, which changes what the network computes (new
+input channels are read with random weights, equalized-lr gains shrink with the larger fan-in) and
+misplaces channels that sit at the end of a layer's input: the 6 camera-ray channels of every ray
+layer (and of its style affine) and D's minibatch-std channel. Here the wider network starts by
+computing exactly what the trained one did:
+
+- kept channels keep their weights; trailing ray / minibatch-std channels move to the new end;
+- new input columns are zero (nothing reads the new channels yet) and new output rows keep their
+  random start (so the new channels compute something and both sides get gradients; zero on both
+  sides would be a saddle that never moves);
+- where an equalized-lr gain depends on the fan-in (Conv2dLayer, FullyConnectedLayer, ToRGB's
+  style gain) the copied weights are scaled by old gain / new gain; demodulated synthesis convs
+  need nothing;
+- D's projection width (cmap: the channels at 4x4) enters the output as 1/sqrt(cmap) and through
+  the label mapping's 2nd-moment normalisation: the new rows of the label embedding and of the
+  epilogue's `out` are zero, its old rows scaled by sqrt(new/old), and the first mapping layer's
+  old columns are left as they are (its smaller gain and the larger normalised input cancel).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from torch_utils import misc
+from training import networks_stylegan2 as sg2
+
+
+def can_widen(src: torch.nn.Module, dst: torch.nn.Module) -> bool:
+    """StyleGAN2-family G or D (incl. raycond2, posecond2) of the same class, same tensor names and
+    ranks, and no tensor smaller in dst than in src. (StyleGAN3's layers are not handled here.)"""
+    if not isinstance(dst, (sg2.Generator, sg2.Discriminator)):
+        return False
+    if type(src).__name__ != type(dst).__name__:  # a pickle's own copy of the class has another identity
+        return False
+    if _tails(src) != _tails(dst):  # e.g. a StyleGAN2 layer into a ray layer: not a widening
+        return False
+    a, b = dict(misc.named_params_and_buffers(src)), dict(misc.named_params_and_buffers(dst))
+    if a.keys() != b.keys():
+        return False
+    return all(a[k].ndim == b[k].ndim and all(x <= y for x, y in zip(a[k].shape, b[k].shape)) for k in a)
+
+
+def _tails(net: torch.nn.Module) -> dict:
+    """{tensor name: {dim: trailing channels that stay at the end}} for layers with such channels."""
+    tails = {}
+    for name, m in net.named_modules():
+        prefix = f'{name}.' if name else ''
+        rays = getattr(m, 'ray_channels', 0) if hasattr(m, 'feature_channels') else 0
+        if rays:  # ray layer: [features, rays] in the conv input and in the style affine's output
+            tails[f'{prefix}weight'] = {1: rays}
+            tails[f'{prefix}affine.weight'] = {0: rays}
+            tails[f'{prefix}affine.bias'] = {0: rays}
+        if isinstance(m, sg2.DiscriminatorEpilogue) and m.mbstd is not None:
+            tails[f'{prefix}conv.weight'] = {1: m.mbstd.num_channels}
+    return tails
+
+
+def _index_maps(old: int, new: int, tail: int):
+    """Kept entries of one dimension: (indices in the old tensor, indices in the new one)."""
+    src = list(range(old))
+    dst = list(range(old - tail)) + list(range(new - tail, new))
+    return torch.tensor(src), torch.tensor(dst)
+
+
+@torch.no_grad()
+def widen_into(src: torch.nn.Module, dst: torch.nn.Module) -> dict:
+    """Copy `src` into the wider `dst` (see the module docstring). Returns dict(full=[names],
+    widened=[names]). Raises ValueError when `can_widen` is false."""
+    if not can_widen(src, dst):
+        raise ValueError(f'widen_into: cannot widen a {type(src).__name__} into a {type(dst).__name__} '
+                         f'(same class, names and ranks needed, and no tensor may shrink)')
+    old = dict(misc.named_params_and_buffers(src))
+    tails = _tails(dst)
+    modules, src_modules = dict(dst.named_modules()), dict(src.named_modules())
+    discriminator = isinstance(dst, sg2.Discriminator)
+    report = dict(full=[], widened=[])
+    for name, t in misc.named_params_and_buffers(dst):
+        s = old[name].detach().to(t.device, t.dtype)
+        if s.shape == t.shape:
+            t.copy_(s)
+            report['full'].append(name)
+            continue
+        owner, _, leaf = name.rpartition('.')
+        m, m_src = modules.get(owner), src_modules.get(owner)
+        tail = tails.get(name, {})
+        scale = 1.0
+        if leaf == 'weight' and hasattr(m, 'weight_gain') and hasattr(m_src, 'weight_gain'):
+            scale = float(m_src.weight_gain) / float(m.weight_gain)
+        if discriminator:
+            # New channels start at exactly zero (zero rows), read by random columns: D has no noise
+            # inputs, so zero rows stay zero, and both sides still get gradients.
+            if owner == 'b4.out':  # rows are projection dims (cmap_new is zero); the sum divides by sqrt(cmap)
+                scale *= math.sqrt(t.shape[0] / s.shape[0])
+            elif t.shape[0] != s.shape[0] and leaf in ('weight', 'bias'):
+                t[s.shape[0]:] = 0
+            if owner == 'mapping.fc0' and leaf == 'weight':
+                scale = 1.0  # the embed's 2nd-moment normalisation grows its old outputs by what the gain loses
+        elif leaf == 'weight' and t.ndim >= 2 and s.shape[1] != t.shape[1]:
+            k = tail.get(1, 0)
+            t[:, s.shape[1] - k:t.shape[1] - k] = 0  # nothing reads the new channels yet
+        index = [_index_maps(a, b, tail.get(dim, 0) if a != b else 0)
+                 for dim, (a, b) in enumerate(zip(s.shape, t.shape))]
+        _scatter(t, s * scale, index)
+        if discriminator and owner == 'b4.conv' and leaf == 'weight' and 1 in tail:
+            k = tail[1]  # the minibatch std now also averages over the (zero) new channels
+            t[:, t.shape[1] - k:] *= (t.shape[1] - k) / (s.shape[1] - k)
+        report['widened'].append(name)
+    return report
+
+
+def _scatter(dst: torch.Tensor, src: torch.Tensor, index: list) -> None:
+    """dst[i0_new x i1_new x ...] = src[i0_old x i1_old x ...] for per-dimension index maps."""
+    x = src
+    for dim, (old_idx, _) in enumerate(index):
+        x = x.index_select(dim, old_idx.to(x.device))
+    view = dst
+    grids = torch.meshgrid(*[new_idx.to(dst.device) for _, new_idx in index], indexing='ij')
+    view[grids] = x
