@@ -507,7 +507,8 @@ def build_config(opts):
 @click.option('--resume', help='Resume from a snapshot. "auto": continue the newest run with the same description '
               'in --outdir from its newest snapshot (kimg counter, optimizer states, augment p; starts from scratch '
               'if there is none; says so and exits 0 if it is complete). PATH or URL: start a new run from those '
-              'weights and train --kimg more', metavar='[PATH|URL|auto]', type=str)
+              'weights and train --kimg more; with a larger --cmax/--cbase than the snapshot (same --cfg, StyleGAN2 '
+              'family) the wider network starts computing exactly what the snapshot did', metavar='[PATH|URL|auto]', type=str)
 @click.option('--trust-pickle', help='With --resume: load network pickles that carry code this project does not recognise (runs that code; only for files you trust).', is_flag=True)
 @click.option('--freezed', help='Freeze first layers of D', metavar='INT', type=click.IntRange(min=0), default=0,
               show_default=True)
