@@ -84,6 +84,11 @@ def test_what_cannot_be_widened_is_refused():
     assert not widen.can_widen(_generators(rc.Generator, 32), G)           # narrower
     assert not widen.can_widen(_generators(sg2.Generator, 16), _generators(rc.Generator, 32))  # other family
     assert not widen.can_widen(_discriminator(16), copy.deepcopy(G))
+    two_groups = dict(img_resolution=RES, channel_base=512, num_fp16_res=0, conv_clamp=None,
+                      epilogue_kwargs=dict(mbstd_group_size=2, mbstd_num_channels=2))
+    assert not widen.can_widen(rc.Discriminator(channel_max=16, **two_groups),
+                               rc.Discriminator(channel_max=32, **two_groups))
+    assert widen.can_widen(_discriminator(16), _discriminator(32))
     with pytest.raises(ValueError, match='cannot widen'):
         widen.widen_into(_generators(rc.Generator, 32), G)
 

@@ -64,12 +64,12 @@ def _to_cpu(obj):
     return copy.deepcopy(obj)
 
 
-@torch.no_grad()
 def _same_shapes(a, b) -> bool:
     sa = {k: tuple(v.shape) for k, v in misc.named_params_and_buffers(a)}
     return sa == {k: tuple(v.shape) for k, v in misc.named_params_and_buffers(b)}
 
 
+@torch.no_grad()
 def copy_params_partial(src_module, dst_module):
     """Copy tensors by name; where the source is smaller in some dimensions (e.g. a StyleGAN2
     layer without the 6 ray channels), fill the leading slice and keep the rest as initialized.

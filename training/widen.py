@@ -8,16 +8,20 @@ layer (and of its style affine) and D's minibatch-std channel. Here the wider ne
 computing exactly what the trained one did:
 
 - kept channels keep their weights; trailing ray / minibatch-std channels move to the new end;
-- new input columns are zero (nothing reads the new channels yet) and new output rows keep their
-  random start (so the new channels compute something and both sides get gradients; zero on both
-  sides would be a saddle that never moves);
+- in G, new input columns are zero (nothing reads the new channels yet) and new output rows keep
+  their random start, so the new channels compute something and both sides get gradients (zero on
+  both sides would be a saddle that never moves); in D the other way round, new output rows zero
+  and new columns random: D has no noise inputs, so its new channels stay exactly zero, which keeps
+  the minibatch std (an average over all channels) computable: its input column is scaled by
+  new / old channel count;
 - where an equalized-lr gain depends on the fan-in (Conv2dLayer, FullyConnectedLayer, ToRGB's
   style gain) the copied weights are scaled by old gain / new gain; demodulated synthesis convs
   need nothing;
-- D's projection width (cmap: the channels at 4x4) enters the output as 1/sqrt(cmap) and through
-  the label mapping's 2nd-moment normalisation: the new rows of the label embedding and of the
-  epilogue's `out` are zero, its old rows scaled by sqrt(new/old), and the first mapping layer's
-  old columns are left as they are (its smaller gain and the larger normalised input cancel).
+- D's projection width (cmap: the channels at 4x4) enters the output as 1/sqrt(cmap): the
+  epilogue's `out` keeps random new rows (they meet cmap dimensions that start at zero) and its old
+  rows are scaled by sqrt(new/old); the label embedding's new rows are zero, so its 2nd-moment
+  normalisation grows the old outputs by exactly what the first mapping layer's gain loses, and
+  that layer's old columns are left as they are.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ def can_widen(src: torch.nn.Module, dst: torch.nn.Module) -> bool:
         return False
     if _tails(src) != _tails(dst):  # e.g. a StyleGAN2 layer into a ray layer: not a widening
         return False
+    if any(getattr(getattr(m, 'mbstd', None), 'num_channels', 1) != 1 for m in dst.modules()):
+        return False  # with several minibatch-std groups the new channels would change the grouping
     a, b = dict(misc.named_params_and_buffers(src)), dict(misc.named_params_and_buffers(dst))
     if a.keys() != b.keys():
         return False
@@ -55,7 +61,7 @@ def _tails(net: torch.nn.Module) -> dict:
             tails[f'{prefix}weight'] = {1: rays}
             tails[f'{prefix}affine.weight'] = {0: rays}
             tails[f'{prefix}affine.bias'] = {0: rays}
-        if isinstance(m, sg2.DiscriminatorEpilogue) and m.mbstd is not None:
+        if type(m).__name__ == 'DiscriminatorEpilogue' and m.mbstd is not None:
             tails[f'{prefix}conv.weight'] = {1: m.mbstd.num_channels}
     return tails
 
@@ -118,6 +124,5 @@ def _scatter(dst: torch.Tensor, src: torch.Tensor, index: list) -> None:
     x = src
     for dim, (old_idx, _) in enumerate(index):
         x = x.index_select(dim, old_idx.to(x.device))
-    view = dst
     grids = torch.meshgrid(*[new_idx.to(dst.device) for _, new_idx in index], indexing='ij')
-    view[grids] = x
+    dst[grids] = x
