@@ -64,11 +64,6 @@ def _to_cpu(obj):
     return copy.deepcopy(obj)
 
 
-def _same_shapes(a, b) -> bool:
-    sa = {k: tuple(v.shape) for k, v in misc.named_params_and_buffers(a)}
-    return sa == {k: tuple(v.shape) for k, v in misc.named_params_and_buffers(b)}
-
-
 @torch.no_grad()
 def copy_params_partial(src_module, dst_module):
     """Copy tensors by name; where the source is smaller in some dimensions (e.g. a StyleGAN2
@@ -258,12 +253,13 @@ def restore_networks(resume_data, G, D, G_ema, rank=0):
             if rank == 0:
                 print(f'  {name}: not in the snapshot, starting fresh')
             continue
-        if widen.can_widen(src, module) and not _same_shapes(src, module):
+        if widen.can_widen(src, module):  # same family: a whole copy, or a function-preserving widening
             rep = widen.widen_into(src, module)
-            same = False
+            same = same and not rep['widened']
             if rank == 0:
-                print(f'  {name}: {len(rep["full"])} tensors copied, {len(rep["widened"])} widened '
-                      f'(new channels start unused: the network computes what the snapshot did)')
+                print(f'  {name}: {len(rep["full"])} tensors copied' + (
+                    f', {len(rep["widened"])} widened (new channels start unused: the network computes what '
+                    f'the snapshot did)' if rep['widened'] else ''))
             continue
         rep = copy_params_partial(src, module)
         same = same and not rep['partial'] and not rep['fresh']

@@ -66,11 +66,10 @@ def _tails(net: torch.nn.Module) -> dict:
     return tails
 
 
-def _index_maps(old: int, new: int, tail: int):
-    """Kept entries of one dimension: (indices in the old tensor, indices in the new one)."""
-    src = list(range(old))
-    dst = list(range(old - tail)) + list(range(new - tail, new))
-    return torch.tensor(src), torch.tensor(dst)
+def _new_positions(old: int, new: int, tail: int) -> torch.Tensor:
+    """Where the old entries of one dimension go in the new one: leading ones in place, the
+    `tail` trailing ones (rays, minibatch std) at the new end."""
+    return torch.tensor(list(range(old - tail)) + list(range(new - tail, new)))
 
 
 @torch.no_grad()
@@ -109,20 +108,12 @@ def widen_into(src: torch.nn.Module, dst: torch.nn.Module) -> dict:
         elif leaf == 'weight' and t.ndim >= 2 and s.shape[1] != t.shape[1]:
             k = tail.get(1, 0)
             t[:, s.shape[1] - k:t.shape[1] - k] = 0  # nothing reads the new channels yet
-        index = [_index_maps(a, b, tail.get(dim, 0) if a != b else 0)
-                 for dim, (a, b) in enumerate(zip(s.shape, t.shape))]
-        _scatter(t, s * scale, index)
+        positions = [_new_positions(a, b, tail.get(dim, 0) if a != b else 0).to(t.device)
+                     for dim, (a, b) in enumerate(zip(s.shape, t.shape))]
+        t[torch.meshgrid(*positions, indexing='ij')] = s * scale
         if discriminator and owner == 'b4.conv' and leaf == 'weight' and 1 in tail:
             k = tail[1]  # the minibatch std now also averages over the (zero) new channels
             t[:, t.shape[1] - k:] *= (t.shape[1] - k) / (s.shape[1] - k)
         report['widened'].append(name)
     return report
 
-
-def _scatter(dst: torch.Tensor, src: torch.Tensor, index: list) -> None:
-    """dst[i0_new x i1_new x ...] = src[i0_old x i1_old x ...] for per-dimension index maps."""
-    x = src
-    for dim, (old_idx, _) in enumerate(index):
-        x = x.index_select(dim, old_idx.to(x.device))
-    grids = torch.meshgrid(*[new_idx.to(dst.device) for _, new_idx in index], indexing='ij')
-    dst[grids] = x
