@@ -415,6 +415,13 @@ def build_config(opts):
         c.loss_kwargs.pose_negatives = opts.pose_negatives
         c.loss_kwargs.pose_negative_deg = parse_angle_range(opts.pose_negatives_deg, '--pose-negatives-deg')
 
+    if opts.pose_loss > 0:  # G is asked for cameras a reader can check
+        if not camera_labels:
+            raise ValueError(f'--pose-loss needs a generator conditioned on camera labels: a dataset with camera '
+                             f'labels and --cond=1; got --cfg={opts.cfg}, '
+                             f'--cond={int(bool(cond))}, labels: {label_kind}')
+        c.loss_kwargs.pose_loss = opts.pose_loss
+
     # Augmentation.
     augpipe = default_augpipe(camera_labels)
     c.augment_kwargs = None
@@ -544,6 +551,10 @@ def build_config(opts):
 @click.option('--pose-negatives', help='Matching-aware D: each real image is also shown with its camera turned by '
               '--pose-negatives-deg and counted as fake, with this weight, so that D (and hence G) learns the '
               'exact pose (0 = off)', metavar='FLOAT', type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option('--pose-loss', help="G also pays this weight times the pose error that a small frozen CNN, trained "
+              "on the real images and their cameras before training starts, reads on each generated image (saved "
+              "as pose-reader.pt in the run directory; not the pose_err metric's estimator) (0 = off)",
+              metavar='FLOAT', type=click.FloatRange(min=0), default=0.0, show_default=True)
 @click.option('--pose-negatives-deg', help='Range of the camera turn for --pose-negatives, degrees',
               metavar='MIN,MAX', default='2,15', show_default=True)
 # Misc settings.

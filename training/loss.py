@@ -18,6 +18,10 @@ with weight W: D must tell a few degrees of pose apart on real images, so a gene
 pose is off by as much is judged fake too. G's loss is unchanged. (A camera-regression head on D
 whose reading G had to match was tried first on the 64² heads and dropped: G followed the head's
 biases, and coverage collapsed.)
+
+`pose_loss=W` adds to G's loss W times the error of a *frozen* camera reader trained on the real
+images before training (training/pose_reader.py; the loop sets `pose_reader`): a direct pose
+signal that does not share D's features.
 """
 
 import inspect
@@ -26,6 +30,7 @@ import numpy as np
 import torch
 
 from raycond import camera as cam
+from training import pose_reader
 from torch_utils import training_stats
 from torch_utils.ops import conv2d_gradfix
 
@@ -51,7 +56,7 @@ class StyleGAN2Loss(Loss):
 
     def __init__(self, device, G, D, augment_pipe=None, r1_gamma=10, style_mixing_prob=0.9,
                  pl_weight=2, pl_batch_shrink=2, pl_decay=0.01, pl_no_weight_grad=False,
-                 gpc_swap=0.0, pose_negatives=0.0, pose_negative_deg=(2.0, 15.0)):
+                 gpc_swap=0.0, pose_negatives=0.0, pose_negative_deg=(2.0, 15.0), pose_loss=0.0):
         super().__init__()
         self.device = device
         self.G = G
@@ -68,6 +73,10 @@ class StyleGAN2Loss(Loss):
         self.pose_negative_deg = tuple(float(v) for v in pose_negative_deg)
         if self.pose_negatives > 0 and getattr(D, 'c_dim', 0) != cam.LABEL_DIM:
             raise ValueError(f'pose_negatives > 0 needs a discriminator conditioned on {cam.LABEL_DIM}-value cameras')
+        self.pose_loss = float(pose_loss)
+        self.pose_reader = None  # set by the training loop when pose_loss > 0
+        if self.pose_loss > 0 and getattr(G, 'c_dim', 0) != cam.LABEL_DIM:
+            raise ValueError(f'pose_loss > 0 needs a generator conditioned on {cam.LABEL_DIM}-value cameras')
         self.pl_mean = torch.zeros([], device=device)
         self.synthesis_takes_c = synthesis_takes_c(G)
 
@@ -123,6 +132,14 @@ class StyleGAN2Loss(Loss):
                 training_stats.report('Loss/signs/fake', gen_logits.sign())
                 loss_Gmain = torch.nn.functional.softplus(-gen_logits)  # -log(sigmoid(gen_logits))
                 training_stats.report('Loss/G/loss', loss_Gmain)
+                if self.pose_loss > 0:
+                    if self.pose_reader is None:
+                        raise RuntimeError('pose_loss > 0 but no pose reader was set (training/pose_reader.py)')
+                    loss_pose, pose_err = pose_reader.pose_loss(self.pose_reader, gen_img, gen_c)
+                    training_stats.report('Loss/G/pose', loss_pose)
+                    training_stats.report('Pose/reader_err_yaw', pose_err[:, 0])
+                    training_stats.report('Pose/reader_err_pitch', pose_err[:, 1])
+                    loss_Gmain = loss_Gmain.flatten() + loss_pose * self.pose_loss
             with torch.autograd.profiler.record_function('Gmain_backward'):
                 loss_Gmain.mean().mul(gain).backward()
 

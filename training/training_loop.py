@@ -29,6 +29,7 @@ from torch_utils import misc
 from torch_utils import training_stats
 from torch_utils.ops import conv2d_gradfix
 from torch_utils.ops import grid_sample_gradfix
+from training import pose_reader
 from training import widen
 
 # ----------------------------------------------------------------------------
@@ -685,6 +686,9 @@ def training_loop(
     if rank == 0:
         print('Setting up training phases...')
     loss = build_loss(loss_kwargs, G, D, augment_pipe, progress, device)
+    if getattr(loss, 'pose_loss', 0) > 0:
+        loss.pose_reader = pose_reader.load_or_train(run_dir, training_set, device=device, rank=rank,
+                                                     num_gpus=num_gpus)
     phases = build_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval)
     if progress is not None:
         restore_optimizer_states(phases, progress, same_architecture, rank=rank)
