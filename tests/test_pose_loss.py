@@ -151,6 +151,22 @@ def test_the_reader_is_trained_once_per_run_and_reloaded(tmp_path, monkeypatch):
         pose_reader.load_or_train(str(tmp_path), dataset, config=dict(SMALL, steps=21))
 
 
+def test_a_resumed_run_keeps_the_reader_of_the_run_it_resumes(tmp_path, monkeypatch):
+    dataset = _dataset(tmp_path)
+    first_run, second_run = tmp_path / 'r0', tmp_path / 'r1'
+    first_run.mkdir(), second_run.mkdir()
+    first = pose_reader.load_or_train(str(first_run), dataset, config=SMALL)
+    snapshot = first_run / 'network-snapshot-000004.pkl'
+    snapshot.write_bytes(b'')
+    monkeypatch.setattr(pose_reader, 'train_reader', lambda *a, **k: (_ for _ in ()).throw(AssertionError('retrained')))
+    again = pose_reader.load_or_train(str(second_run), dataset, config=SMALL, resume_pkl=str(snapshot))
+    assert os.path.isfile(second_run / pose_reader.FILE_NAME)
+    for a, b in zip(first.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(AssertionError, match='retrained'):  # a snapshot elsewhere (no reader beside it)
+        pose_reader.load_or_train(str(tmp_path / 'r2'), dataset, config=SMALL, resume_pkl=str(tmp_path / 'd.zip'))
+
+
 def test_the_reader_refuses_a_dataset_without_camera_labels(tmp_path):
     from training.dataset import ImageFolderDataset
     dataset = ImageFolderDataset(make_camera_zip(tmp_path / 'd.zip', n=8, res=16), use_labels=False)

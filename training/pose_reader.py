@@ -66,16 +66,22 @@ def train_reader(training_set, config: dict | None = None, device='cpu', progres
 
 
 def load_or_train(run_dir: str, training_set, device='cpu', rank: int = 0, num_gpus: int = 1,
-                  config: dict | None = None) -> pose_error.PoseEstimator:
-    """The run's reader: loaded from `run_dir/pose-reader.pt`, or trained now by rank 0 and saved
-    there (other ranks wait and load it). Frozen, in eval mode, on `device`."""
+                  config: dict | None = None, resume_pkl: str | None = None) -> pose_error.PoseEstimator:
+    """The run's reader, frozen, in eval mode, on `device`: loaded from `run_dir/pose-reader.pt`;
+    else copied from beside `resume_pkl` (a resumed run keeps the reader it was trained with);
+    else trained now by rank 0 and saved there (the other ranks wait and load it)."""
     config = CONFIG if config is None else config
     path = os.path.join(run_dir, FILE_NAME)
     if rank == 0 and not _matches(path, config):
-        print(f'Training the pose reader for --pose-loss on {min(len(training_set), config["max_images"])} '
-              f'real images ({config["steps"]} steps)...')
-        model = train_reader(training_set, config, device='cpu')
-        state = dict(model={k: v.cpu() for k, v in model.state_dict().items()}, config=_jsonable(config))
+        previous = os.path.join(os.path.dirname(resume_pkl), FILE_NAME) if _is_local(resume_pkl) else None
+        if previous is not None and _matches(previous, config):
+            print(f'Pose reader for --pose-loss: {previous}')
+            state = torch.load(previous, map_location='cpu', weights_only=True)
+        else:
+            print(f'Training the pose reader for --pose-loss on {min(len(training_set), config["max_images"])} '
+                  f'real images ({config["steps"]} steps)...')
+            model = train_reader(training_set, config, device='cpu')
+            state = dict(model={k: v.cpu() for k, v in model.state_dict().items()}, config=_jsonable(config))
         dnnlib.util.atomic_write(path, lambda f: torch.save(state, f))
     if num_gpus > 1:
         torch.distributed.barrier()
@@ -83,6 +89,10 @@ def load_or_train(run_dir: str, training_set, device='cpu', rank: int = 0, num_g
     model = _build(config)
     model.load_state_dict(state['model'])
     return model.eval().requires_grad_(False).to(device)
+
+
+def _is_local(path: str | None) -> bool:
+    return bool(path) and not dnnlib.util.is_url(path) and os.path.isfile(path)
 
 
 def _jsonable(config: dict) -> dict:

@@ -688,7 +688,7 @@ def training_loop(
     loss = build_loss(loss_kwargs, G, D, augment_pipe, progress, device)
     if getattr(loss, 'pose_loss', 0) > 0:
         loss.pose_reader = pose_reader.load_or_train(run_dir, training_set, device=device, rank=rank,
-                                                     num_gpus=num_gpus)
+                                                     num_gpus=num_gpus, resume_pkl=resume_pkl)
     phases = build_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval)
     if progress is not None:
         restore_optimizer_states(phases, progress, same_architecture, rank=rank)
