@@ -421,6 +421,7 @@ def build_config(opts):
                              f'labels and --cond=1; got --cfg={opts.cfg}, '
                              f'--cond={int(bool(cond))}, labels: {label_kind}')
         c.loss_kwargs.pose_loss = opts.pose_loss
+        c.loss_kwargs.pose_loss_margin = opts.pose_loss_margin
 
     # Augmentation.
     augpipe = default_augpipe(camera_labels)
@@ -555,6 +556,9 @@ def build_config(opts):
               "on the real images and their cameras before training starts, reads on each generated image (saved "
               "as pose-reader.pt in the run directory; not the pose_err metric's estimator) (0 = off)",
               metavar='FLOAT', type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option('--pose-loss-margin', help='Reader errors up to this many degrees (per axis) cost nothing under '
+              '--pose-loss, so that G is not paid to favour the kinds of image the reader reads most precisely',
+              metavar='DEG', type=click.FloatRange(min=0), default=0.0, show_default=True)
 @click.option('--pose-negatives-deg', help='Range of the camera turn for --pose-negatives, degrees',
               metavar='MIN,MAX', default='2,15', show_default=True)
 # Misc settings.

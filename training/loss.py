@@ -56,7 +56,8 @@ class StyleGAN2Loss(Loss):
 
     def __init__(self, device, G, D, augment_pipe=None, r1_gamma=10, style_mixing_prob=0.9,
                  pl_weight=2, pl_batch_shrink=2, pl_decay=0.01, pl_no_weight_grad=False,
-                 gpc_swap=0.0, pose_negatives=0.0, pose_negative_deg=(2.0, 15.0), pose_loss=0.0):
+                 gpc_swap=0.0, pose_negatives=0.0, pose_negative_deg=(2.0, 15.0), pose_loss=0.0,
+                 pose_loss_margin=0.0):
         super().__init__()
         self.device = device
         self.G = G
@@ -74,6 +75,7 @@ class StyleGAN2Loss(Loss):
         if self.pose_negatives > 0 and getattr(D, 'c_dim', 0) != cam.LABEL_DIM:
             raise ValueError(f'pose_negatives > 0 needs a discriminator conditioned on {cam.LABEL_DIM}-value cameras')
         self.pose_loss = float(pose_loss)
+        self.pose_loss_margin = float(pose_loss_margin)
         self.pose_reader = None  # set by the training loop when pose_loss > 0
         if self.pose_loss > 0 and getattr(G, 'c_dim', 0) != cam.LABEL_DIM:
             raise ValueError(f'pose_loss > 0 needs a generator conditioned on {cam.LABEL_DIM}-value cameras')
@@ -135,7 +137,8 @@ class StyleGAN2Loss(Loss):
                 if self.pose_loss > 0:
                     if self.pose_reader is None:
                         raise RuntimeError('pose_loss > 0 but no pose reader was set (training/pose_reader.py)')
-                    loss_pose, pose_err = pose_reader.pose_loss(self.pose_reader, gen_img, gen_c)
+                    loss_pose, pose_err = pose_reader.pose_loss(self.pose_reader, gen_img, gen_c,
+                                                                 margin_deg=self.pose_loss_margin)
                     training_stats.report('Loss/G/pose', loss_pose)
                     training_stats.report('Pose/reader_err_yaw', pose_err[:, 0])
                     training_stats.report('Pose/reader_err_pitch', pose_err[:, 1])
