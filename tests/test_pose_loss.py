@@ -72,12 +72,12 @@ def test_pose_loss_is_zero_for_the_asked_pose_and_grows_with_the_error():
     right, err_right = pose_reader.pose_loss(reader, _posed_images(c), c)
     assert right.shape == (32,) and err_right.shape == (32, 2)
     assert float(err_right.max()) < 1.5, err_right.max()
-    small, err_small = pose_reader.pose_loss(reader, _posed_images(cam.perturb_labels(c, 5.0, 5.0)), c)
+    turned = _posed_images(cam.perturb_labels(c, 5.0, 5.0))
+    small, err_small = pose_reader.pose_loss(reader, turned, c)
     large, err_large = pose_reader.pose_loss(reader, _posed_images(cam.perturb_labels(c, 15.0, 15.0)), c)
     assert float(right.mean()) < float(small.mean()) < float(large.mean())
     assert 2.0 < float(err_small.sum(1).mean()) < 8.0 and float(err_large.sum(1).mean()) > 8.0
     # A margin forgives errors up to it per axis, and charges only the excess above it.
-    turned = _posed_images(cam.perturb_labels(c, 5.0, 5.0))
     forgiven, err = pose_reader.pose_loss(reader, turned, c, margin_deg=float(err_small.max()) + 0.1)
     assert torch.equal(err, err_small) and float(forgiven.abs().max()) == 0.0
     partly, _ = pose_reader.pose_loss(reader, turned, c, margin_deg=2.0)
