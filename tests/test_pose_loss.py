@@ -133,6 +133,46 @@ def test_pose_loss_teaches_a_generator_the_asked_pose(trained_reader):
                                D, pose_loss=1.0)
 
 
+def test_pose_loss_on_the_ray_weights_only_leaves_every_other_weight_alone(trained_reader):
+    """--pose-loss-params=rays: the pose loss adds gradient only to the convolution weights over
+    the ray channels and the style rows that modulate them; the rest get the adversarial gradient."""
+    torch.manual_seed(6)
+    G = rc.Generator(z_dim=8, c_dim=cam.LABEL_DIM, w_dim=8, img_resolution=RES, img_channels=3,
+                     mapping_kwargs=dict(num_layers=1), channel_base=128, channel_max=16, num_fp16_res=0,
+                     conv_clamp=None).requires_grad_(True)
+    D = rc.Discriminator(img_resolution=RES, channel_base=128, channel_max=16, num_fp16_res=0,
+                         conv_clamp=None).requires_grad_(False)
+    c, z = _cameras(8, np.random.RandomState(7)), torch.randn(8, 8)
+
+    def grads(**kwargs):
+        loss = loss_mod.StyleGAN2Loss('cpu', G, D, r1_gamma=0, pl_weight=0, style_mixing_prob=0, **kwargs)
+        loss.pose_reader = trained_reader
+        G.zero_grad(set_to_none=True)
+        torch.manual_seed(8)  # the same noise inputs each time
+        loss.accumulate_gradients('Gmain', None, None, z, c, gain=1.0, cur_nimg=0)
+        return {n: p.grad.clone() for n, p in G.named_parameters() if p.grad is not None}
+
+    plain = grads()
+    rays = grads(pose_loss=10.0, pose_loss_params='rays')
+    masks = {id(p): m for p, m in pose_reader.ray_parameters(G)}
+    names = {n: p for n, p in G.named_parameters()}
+    changed = 0
+    for name, g in rays.items():
+        diff = g - plain[name]
+        mask = masks.get(id(names[name]))
+        if mask is None:
+            assert torch.allclose(diff, torch.zeros_like(diff), atol=1e-6), name
+        else:
+            assert torch.allclose(diff * (1 - mask), torch.zeros_like(diff), atol=1e-6), name
+            changed += int((diff * mask).abs().max() > 1e-6)
+    assert changed >= 4, changed  # the pose loss did reach the ray weights of several layers
+    every = grads(pose_loss=10.0)
+    assert any(not torch.allclose(every[n] - plain[n], torch.zeros_like(plain[n]), atol=1e-6)
+               for n in plain if id(names[n]) not in masks)
+    with pytest.raises(ValueError, match='rays'):
+        loss_mod.StyleGAN2Loss('cpu', G, D, pose_loss=1.0, pose_loss_params='layers')
+
+
 def _dataset(tmp_path, n=16):
     from training.dataset import ImageFolderDataset
     return ImageFolderDataset(make_camera_zip(tmp_path / 'd.zip', n=n, res=16), use_labels=True)

@@ -128,3 +128,28 @@ def pose_loss(reader: pose_error.PoseEstimator, img: torch.Tensor, c: torch.Tens
     excess = (diff.abs() - float(margin_deg)).clamp_min(0)
     loss = F.smooth_l1_loss(excess / reader.target_std, torch.zeros_like(excess), reduction='none').sum(dim=1)
     return loss, diff.detach().abs()
+
+
+def ray_parameters(G: torch.nn.Module) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:
+    """(parameter, 0/1 mask) pairs of the weights through which G sees the camera: in each
+    ray-conditioned layer, the convolution weights over the ray input channels (the last
+    `ray_channels`) and the style rows that modulate them. With `--pose-loss-params=rays` the pose
+    loss trains only these, so it can teach G how to turn a head but has no direct say in which
+    heads G draws."""
+    pairs = []
+    for module in G.modules():
+        rays = getattr(module, 'ray_channels', 0)
+        weight = getattr(module, 'weight', None)
+        affine = getattr(module, 'affine', None)
+        if not rays or not isinstance(weight, torch.nn.Parameter) or affine is None or weight.ndim != 4:
+            continue
+        mask = torch.zeros_like(weight)
+        mask[:, -rays:] = 1
+        pairs.append((weight, mask))
+        for p in (affine.weight, affine.bias):
+            mask = torch.zeros_like(p)
+            mask[-rays:] = 1
+            pairs.append((p, mask))
+    if not pairs:
+        raise ValueError('--pose-loss-params=rays needs a generator whose layers take camera rays (raycond2)')
+    return pairs
