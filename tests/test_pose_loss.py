@@ -227,13 +227,15 @@ def test_train_pose_loss_option_trains_the_reader_and_reports_the_loss(tmp_path,
     args = ['--outdir', str(tmp_path / 'runs'), '--data', data, '--cfg=raycond2', '--batch=4', '--gamma=1',
             '--cbase=256', '--cmax=16', '--map-depth=1', '--workers=0', '--metrics=none', '--tick=0.008',
             '--kimg=0.008', '--device=cpu']
-    result = CliRunner().invoke(train.main, args + ['--pose-loss=0.5'])
+    result = CliRunner().invoke(train.main, args + ['--pose-loss=0.5', '--pose-loss-margin=1.5',
+                                                    '--pose-loss-params=rays'])
     assert result.exit_code == 0, result.output[-3000:]
     assert 'Training the pose reader' in result.output
     run = rundir.list_runs(str(tmp_path / 'runs'))[-1][1]
     assert os.path.isfile(os.path.join(run, pose_reader.FILE_NAME))
     with open(os.path.join(run, 'training_options.json')) as f:
-        assert json.load(f)['loss_kwargs']['pose_loss'] == 0.5
+        loss_kwargs = json.load(f)['loss_kwargs']
+    assert (loss_kwargs['pose_loss'], loss_kwargs['pose_loss_margin'], loss_kwargs['pose_loss_params']) == (0.5, 1.5, 'rays')
     with open(os.path.join(run, 'stats.jsonl')) as f:
         stats = [json.loads(line) for line in f]
     assert stats and 'Loss/G/pose' in stats[-1] and stats[-1]['Pose/reader_err_yaw']['num'] > 0
