@@ -40,7 +40,7 @@ CONFIG = dict(input_res=32, channels=(32, 64, 96), steps=1500, batch_size=64, ma
 
 
 def asked_yaw_pitch(c: torch.Tensor) -> torch.Tensor:
-    """(N, 25) camera labels → (N, 2) asked yaw and pitch in degrees (differentiable-free, any device)."""
+    """(N, 25) camera labels → (N, 2) asked yaw and pitch in degrees, on the labels' device."""
     yaw, pitch, _ = cam.yaw_pitch_from_pose(c[:, :cam.POSE_DIM].reshape(-1, 4, 4))
     return torch.stack([yaw, pitch], dim=1) * (180 / math.pi)
 
@@ -55,10 +55,9 @@ def train_reader(training_set, config: dict | None = None, device='cpu', progres
     if training_set.label_dim != cam.LABEL_DIM:
         raise ValueError(f'--pose-loss needs {cam.LABEL_DIM}-value camera labels, the training set has '
                          f'labels of size {training_set.label_dim}')
-    dataset = training_set
-    count = min(len(dataset), int(config['max_images']))
-    indices = np.sort(np.random.RandomState(config['seed']).permutation(len(dataset))[:count])
-    images, labels = probe.load_real_images(dataset, indices, config['input_res'])
+    count = min(len(training_set), int(config['max_images']))
+    indices = np.sort(np.random.RandomState(config['seed']).permutation(len(training_set))[:count])
+    images, labels = probe.load_real_images(training_set, indices, config['input_res'])
     targets = pose_error.yaw_pitch_deg(labels)
     return pose_error.train_pose_estimator(images, targets, steps=config['steps'], batch_size=config['batch_size'],
                                            seed=config['seed'], device=device, progress=progress,
