@@ -560,9 +560,9 @@ def build_config(opts):
 @click.option('--pose-loss-margin', help='Reader errors up to this many degrees (per axis) cost nothing under '
               '--pose-loss, so that G is not paid to favour the kinds of image the reader reads most precisely',
               metavar='DEG', type=click.FloatRange(min=0), default=0.0, show_default=True)
-@click.option('--pose-loss-params', help='What --pose-loss trains: all of G, or only the weights through which G '
-              'sees the camera rays (it can then teach G to turn a head but not change which heads G draws)',
-              type=click.Choice(['all', 'rays']), default='all', show_default=True)
+@click.option('--pose-loss-params', help='What --pose-loss trains: all of G; only the weights through which G '
+              'sees the camera rays (rays); or the synthesis network but not the mapping network (synthesis)',
+              type=click.Choice(['all', 'rays', 'synthesis']), default='all', show_default=True)
 @click.option('--pose-negatives-deg', help='Range of the camera turn for --pose-negatives, degrees',
               metavar='MIN,MAX', default='2,15', show_default=True)
 # Misc settings.

@@ -169,6 +169,12 @@ def test_pose_loss_on_the_ray_weights_only_leaves_every_other_weight_alone(train
     every = grads(pose_loss=10.0)
     assert any(not torch.allclose(every[n] - plain[n], torch.zeros_like(plain[n]), atol=1e-6)
                for n in plain if id(names[n]) not in masks)
+    synthesis = grads(pose_loss=10.0, pose_loss_params='synthesis')  # the mapping network is left alone
+    for name, g in synthesis.items():
+        moved = not torch.allclose(g - plain[name], torch.zeros_like(g), atol=1e-6)
+        assert not (name.startswith('mapping.') and moved), name
+    assert any(not torch.allclose(synthesis[n] - plain[n], torch.zeros_like(plain[n]), atol=1e-6)
+               for n in plain if n.startswith('synthesis.') and id(names[n]) not in masks)
     with pytest.raises(ValueError, match='rays'):
         loss_mod.StyleGAN2Loss('cpu', G, D, pose_loss=1.0, pose_loss_params='layers')
 

@@ -21,8 +21,8 @@ biases, and coverage collapsed.)
 
 `pose_loss=W` adds to G's loss W times the error of a *frozen* camera reader trained on the real
 images before training (training/pose_reader.py; the loop sets `pose_reader`): a direct pose
-signal that does not share D's features. `pose_loss_params='rays'` lets it train only the weights
-through which G sees the camera (pose_reader.ray_parameters).
+signal that does not share D's features. `pose_loss_params` limits what it trains: 'rays' (only the
+weights through which G sees the camera) or 'synthesis' (not the mapping network).
 """
 
 import inspect
@@ -77,9 +77,7 @@ class StyleGAN2Loss(Loss):
             raise ValueError(f'pose_negatives > 0 needs a discriminator conditioned on {cam.LABEL_DIM}-value cameras')
         self.pose_loss = float(pose_loss)
         self.pose_loss_margin = float(pose_loss_margin)
-        if pose_loss_params not in ('all', 'rays'):
-            raise ValueError(f"pose_loss_params must be 'all' or 'rays', got {pose_loss_params!r}")
-        self.pose_ray_params = pose_reader.ray_parameters(G) if self.pose_loss > 0 and pose_loss_params == 'rays' else None
+        self.pose_params = pose_reader.trained_parameters(G, pose_loss_params) if self.pose_loss > 0 else None
         self.pose_reader = None  # set by the training loop when pose_loss > 0
         if self.pose_loss > 0 and getattr(G, 'c_dim', 0) != cam.LABEL_DIM:
             raise ValueError(f'pose_loss > 0 needs a generator conditioned on {cam.LABEL_DIM}-value cameras')
@@ -146,14 +144,14 @@ class StyleGAN2Loss(Loss):
                     training_stats.report('Loss/G/pose', loss_pose)
                     training_stats.report('Pose/reader_err_yaw', pose_err[:, 0])
                     training_stats.report('Pose/reader_err_pitch', pose_err[:, 1])
-                    if self.pose_ray_params is None:
+                    if self.pose_params is None:
                         loss_Gmain = loss_Gmain.flatten() + loss_pose * self.pose_loss
             with torch.autograd.profiler.record_function('Gmain_backward'):
-                loss_Gmain.mean().mul(gain).backward(retain_graph=self.pose_ray_params is not None)
-                if self.pose_ray_params is not None:  # the pose loss trains only the ray weights
-                    params = [p for p, _mask in self.pose_ray_params]
+                loss_Gmain.mean().mul(gain).backward(retain_graph=self.pose_params is not None)
+                if self.pose_params is not None:  # the pose loss trains only part of G
+                    params = [p for p, _mask in self.pose_params]
                     grads = torch.autograd.grad(loss_pose.mean() * (self.pose_loss * gain), params)
-                    for (p, mask), g in zip(self.pose_ray_params, grads):
+                    for (p, mask), g in zip(self.pose_params, grads):
                         p.grad = g * mask if p.grad is None else p.grad.add_(g * mask)
 
         # Gpl: path length regularization on a shrunk batch.

@@ -152,3 +152,16 @@ def ray_parameters(G: torch.nn.Module) -> list[tuple[torch.nn.Parameter, torch.T
     if not pairs:
         raise ValueError('--pose-loss-params=rays needs a generator whose layers take camera rays (raycond2)')
     return pairs
+
+
+def trained_parameters(G: torch.nn.Module, which: str) -> list[tuple[torch.nn.Parameter, torch.Tensor]] | None:
+    """What `--pose-loss-params` lets the pose loss train, as (parameter, 0/1 mask) pairs: None for
+    'all' (the loss simply joins G's), the ray weights for 'rays', every synthesis weight for
+    'synthesis' (the mapping network, which decides which heads G draws, is left to D)."""
+    if which == 'all':
+        return None
+    if which == 'rays':
+        return ray_parameters(G)
+    if which == 'synthesis':
+        return [(p, torch.ones_like(p)) for p in G.synthesis.parameters()]
+    raise ValueError(f"pose_loss_params must be 'all', 'rays' or 'synthesis', got {which!r}")
