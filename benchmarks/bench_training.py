@@ -28,7 +28,7 @@ import torch  # noqa: E402
 import dnnlib  # noqa: E402
 from raycond.camera import LABEL_DIM, camera_label  # noqa: E402
 from training.augment import AUGPIPE_SPECS  # noqa: E402
-from training import pose_reader  # noqa: E402
+from metrics import pose_reader  # noqa: E402
 from training.training_loop import build_phases, run_phases  # noqa: E402
 
 
@@ -61,7 +61,7 @@ def bench_one(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters,
                                                augment_pipe=augment_pipe, r1_gamma=gamma, pose_negatives=pose_negatives,
                                                pose_loss=pose_loss, pose_loss_params=pose_loss_params)
     if pose_loss > 0:  # an untrained reader of the real one's shape costs the same
-        loss.pose_reader = pose_reader._build(pose_reader.CONFIG).eval().requires_grad_(False).to(device)
+        loss.pose_reader = pose_reader.build(pose_reader.CONFIG).eval().requires_grad_(False).to(device)
     opt = dict(class_name='torch.optim.Adam', lr=0.002, betas=[0, 0.99], eps=1e-8)
     phases = build_phases(G, D, opt, opt, G_reg_interval=4, D_reg_interval=16)
     num_rounds = batch // batch_gpu

@@ -15,7 +15,8 @@ from raycond import camera as cam
 from raycond import rundir
 from training import loss as loss_mod
 from training import networks_raycond2 as rc
-from training import pose_reader
+from metrics import pose_reader
+from training import pose_loss as reader_loss
 
 RES = 16
 YAW, PITCH = 40.0, 20.0
@@ -63,24 +64,24 @@ def trained_reader():
 
 def test_asked_yaw_pitch_agrees_with_the_metric():
     c = _cameras(9, np.random.RandomState(1))
-    assert torch.allclose(pose_reader.asked_yaw_pitch(c), pose_error.yaw_pitch_deg(c.numpy()), atol=1e-4)
+    assert torch.allclose(reader_loss.asked_yaw_pitch(c), pose_error.yaw_pitch_deg(c.numpy()), atol=1e-4)
 
 
 def test_pose_loss_is_zero_for_the_asked_pose_and_grows_with_the_error():
     reader = CentroidReader()
     c = _cameras(32, np.random.RandomState(2))
-    right, err_right = pose_reader.pose_loss(reader, _posed_images(c), c)
+    right, err_right = reader_loss.pose_loss(reader, _posed_images(c), c)
     assert right.shape == (32,) and err_right.shape == (32, 2)
     assert float(err_right.max()) < 1.5, err_right.max()
     turned = _posed_images(cam.perturb_labels(c, 5.0, 5.0))
-    small, err_small = pose_reader.pose_loss(reader, turned, c)
-    large, err_large = pose_reader.pose_loss(reader, _posed_images(cam.perturb_labels(c, 15.0, 15.0)), c)
+    small, err_small = reader_loss.pose_loss(reader, turned, c)
+    large, err_large = reader_loss.pose_loss(reader, _posed_images(cam.perturb_labels(c, 15.0, 15.0)), c)
     assert float(right.mean()) < float(small.mean()) < float(large.mean())
     assert 2.0 < float(err_small.sum(1).mean()) < 8.0 and float(err_large.sum(1).mean()) > 8.0
     # A margin forgives errors up to it per axis, and charges only the excess above it.
-    forgiven, err = pose_reader.pose_loss(reader, turned, c, margin_deg=float(err_small.max()) + 0.1)
+    forgiven, err = reader_loss.pose_loss(reader, turned, c, margin_deg=float(err_small.max()) + 0.1)
     assert torch.equal(err, err_small) and float(forgiven.abs().max()) == 0.0
-    partly, _ = pose_reader.pose_loss(reader, turned, c, margin_deg=2.0)
+    partly, _ = reader_loss.pose_loss(reader, turned, c, margin_deg=2.0)
     assert 0 < float(partly.mean()) < float(small.mean())
 
 
@@ -90,8 +91,8 @@ def test_pose_loss_reads_the_mirror_image_too(trained_reader):
     rnd = np.random.RandomState(3)
     c = _cameras(16, rnd)
     img = _posed_images(c) + 0.3 * torch.randn(16, 3, RES, RES, generator=torch.Generator().manual_seed(0))
-    loss, err = pose_reader.pose_loss(trained_reader, img, c)
-    loss_m, err_m = pose_reader.pose_loss(trained_reader, img.flip(3), cam.mirror_label(c))
+    loss, err = reader_loss.pose_loss(trained_reader, img, c)
+    loss_m, err_m = reader_loss.pose_loss(trained_reader, img.flip(3), cam.mirror_label(c))
     assert torch.allclose(loss, loss_m, atol=1e-4) and torch.allclose(err, err_m, atol=1e-3)
 
 
@@ -108,7 +109,7 @@ def test_pose_loss_teaches_a_generator_the_asked_pose(trained_reader):
 
     def reader_error():
         with torch.no_grad():
-            return float(pose_reader.pose_loss(trained_reader, G(fixed_z, fixed_c), fixed_c)[1].mean())
+            return float(reader_loss.pose_loss(trained_reader, G(fixed_z, fixed_c), fixed_c)[1].mean())
 
     # Without the reader the loss refuses to run rather than silently train without it.
     loss.pose_reader = None
@@ -154,7 +155,7 @@ def test_pose_loss_on_the_ray_weights_only_leaves_every_other_weight_alone(train
 
     plain = grads()
     rays = grads(pose_loss=10.0, pose_loss_params='rays')
-    masks = {id(p): m for p, m in pose_reader.ray_parameters(G)}
+    masks = {id(p): m for p, m in reader_loss.ray_parameters(G)}
     names = {n: p for n, p in G.named_parameters()}
     changed = 0
     for name, g in rays.items():

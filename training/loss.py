@@ -20,7 +20,7 @@ whose reading G had to match was tried first on the 64² heads and dropped: G fo
 biases, and coverage collapsed.)
 
 `pose_loss=W` adds to G's loss W times the error of a *frozen* camera reader trained on the real
-images before training (training/pose_reader.py; the loop sets `pose_reader`): a direct pose
+images before training (metrics/pose_reader.py; the loop sets `pose_reader`): a direct pose
 signal that does not share D's features. `pose_loss_params` limits what it trains: 'rays' (only the
 weights through which G sees the camera) or 'synthesis' (not the mapping network).
 """
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from raycond import camera as cam
-from training import pose_reader
+from training import pose_loss as reader_loss
 from torch_utils import training_stats
 from torch_utils.ops import conv2d_gradfix
 
@@ -77,7 +77,7 @@ class StyleGAN2Loss(Loss):
             raise ValueError(f'pose_negatives > 0 needs a discriminator conditioned on {cam.LABEL_DIM}-value cameras')
         self.pose_loss = float(pose_loss)
         self.pose_loss_margin = float(pose_loss_margin)
-        self.pose_params = pose_reader.trained_parameters(G, pose_loss_params) if self.pose_loss > 0 else None
+        self.pose_params = reader_loss.trained_parameters(G, pose_loss_params) if self.pose_loss > 0 else None
         self.pose_reader = None  # set by the training loop when pose_loss > 0
         if self.pose_loss > 0 and getattr(G, 'c_dim', 0) != cam.LABEL_DIM:
             raise ValueError(f'pose_loss > 0 needs a generator conditioned on {cam.LABEL_DIM}-value cameras')
@@ -138,8 +138,8 @@ class StyleGAN2Loss(Loss):
                 training_stats.report('Loss/G/loss', loss_Gmain)
                 if self.pose_loss > 0:
                     if self.pose_reader is None:
-                        raise RuntimeError('pose_loss > 0 but no pose reader was set (training/pose_reader.py)')
-                    loss_pose, pose_err = pose_reader.pose_loss(self.pose_reader, gen_img, gen_c,
+                        raise RuntimeError('pose_loss > 0 but no pose reader was set (metrics/pose_reader.py)')
+                    loss_pose, pose_err = reader_loss.pose_loss(self.pose_reader, gen_img, gen_c,
                                                                  margin_deg=self.pose_loss_margin)
                     training_stats.report('Loss/G/pose', loss_pose)
                     training_stats.report('Pose/reader_err_yaw', pose_err[:, 0])

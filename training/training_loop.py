@@ -21,6 +21,7 @@ import torch
 
 import dnnlib
 from metrics import metric_main
+from metrics import pose_reader
 from raycond import threads
 from raycond import rundir
 from raycond.camera import LABEL_DIM, camera_label
@@ -29,7 +30,6 @@ from torch_utils import misc
 from torch_utils import training_stats
 from torch_utils.ops import conv2d_gradfix
 from torch_utils.ops import grid_sample_gradfix
-from training import pose_reader
 from training import widen
 
 # ----------------------------------------------------------------------------

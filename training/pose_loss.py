@@ -1,0 +1,87 @@
+"""The generator's pose loss (`train.py --pose-loss`): what a frozen camera reader sees, against
+the camera that was asked for.
+
+The reader (metrics/pose_reader.py, trained on the real images before training) is read on each
+generated image once as it is and once mirrored (with the asked yaw negated: the mirror image of an
+orbit camera about a look-at point on the symmetry plane, as `--mirror` assumes), and the two
+readings are averaged, so that G cannot profit from the reader's left/right asymmetries.
+`--pose-loss-params` limits which of G's weights the loss may train.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from raycond import camera as cam
+
+
+def asked_yaw_pitch(c: torch.Tensor) -> torch.Tensor:
+    """(N, 25) camera labels → (N, 2) asked yaw and pitch in degrees, on the labels' device."""
+    yaw, pitch, _ = cam.yaw_pitch_from_pose(c[:, :cam.POSE_DIM].reshape(-1, 4, 4))
+    return torch.stack([yaw, pitch], dim=1) * (180 / math.pi)
+
+
+def _wrapped(d: torch.Tensor) -> torch.Tensor:
+    """Angle differences in degrees wrapped to [−180, 180) (yaw crosses ±180)."""
+    return torch.remainder(d + 180, 360) - 180
+
+
+def pose_loss(reader: torch.nn.Module, img: torch.Tensor, c: torch.Tensor, margin_deg: float = 0.0):
+    """Per-image pose loss of generated images `img` (N, C, H, W in [-1, 1]) asked for cameras `c`.
+
+    Returns (loss (N,), absolute error in degrees (N, 2)): a smooth-L1 of the reading's error in
+    units of the training set's yaw/pitch spread, read on the image and its mirror image. Errors
+    within `margin_deg` cost nothing: the reader's own noise differs between kinds of image (on
+    the synthetic heads it reads long hair and bald heads less precisely), and a loss that charged
+    for that noise would pay G to make fewer of the hard kinds.
+    """
+    asked = asked_yaw_pitch(c.detach().float())
+    x = (img.float() + 1) * 127.5
+    both = reader(torch.cat([x, x.flip(3)]))
+    n = img.shape[0]
+    read = (both[:n] + both[n:] * torch.tensor([-1.0, 1.0], device=both.device)) / 2
+    diff = _wrapped(read - asked)
+    excess = (diff.abs() - float(margin_deg)).clamp_min(0)
+    loss = F.smooth_l1_loss(excess / reader.target_std, torch.zeros_like(excess), reduction='none').sum(dim=1)
+    return loss, diff.detach().abs()
+
+
+def ray_parameters(G: torch.nn.Module) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:
+    """(parameter, 0/1 mask) pairs of the weights through which G sees the camera: in each
+    ray-conditioned layer, the convolution weights over the ray input channels (the last
+    `ray_channels`) and the style rows that modulate them. With `--pose-loss-params=rays` the pose
+    loss trains only these, so it can teach G how to turn a head but has no direct say in which
+    heads G draws."""
+    pairs = []
+    for module in G.modules():
+        rays = getattr(module, 'ray_channels', 0)
+        weight = getattr(module, 'weight', None)
+        affine = getattr(module, 'affine', None)
+        if not rays or not isinstance(weight, torch.nn.Parameter) or affine is None or weight.ndim != 4:
+            continue
+        mask = torch.zeros_like(weight)
+        mask[:, -rays:] = 1
+        pairs.append((weight, mask))
+        for p in (affine.weight, affine.bias):
+            mask = torch.zeros_like(p)
+            mask[-rays:] = 1
+            pairs.append((p, mask))
+    if not pairs:
+        raise ValueError('--pose-loss-params=rays needs a generator whose layers take camera rays (raycond2)')
+    return pairs
+
+
+def trained_parameters(G: torch.nn.Module, which: str) -> list[tuple[torch.nn.Parameter, torch.Tensor]] | None:
+    """What `--pose-loss-params` lets the pose loss train, as (parameter, 0/1 mask) pairs: None for
+    'all' (the loss simply joins G's), the ray weights for 'rays', every synthesis weight for
+    'synthesis' (the mapping network, which decides which heads G draws, is left to D)."""
+    if which == 'all':
+        return None
+    if which == 'rays':
+        return ray_parameters(G)
+    if which == 'synthesis':
+        return [(p, torch.ones_like(p)) for p in G.synthesis.parameters()]
+    raise ValueError(f"pose_loss_params must be 'all', 'rays' or 'synthesis', got {which!r}")
