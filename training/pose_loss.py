@@ -32,11 +32,11 @@ def _wrapped(d: torch.Tensor) -> torch.Tensor:
 def pose_loss(reader: torch.nn.Module, img: torch.Tensor, c: torch.Tensor, margin_deg: float = 0.0):
     """Per-image pose loss of generated images `img` (N, C, H, W in [-1, 1]) asked for cameras `c`.
 
-    Returns (loss (N,), absolute error in degrees (N, 2)): a smooth-L1 of the reading's error in
-    units of the training set's yaw/pitch spread, read on the image and its mirror image. Errors
-    within `margin_deg` cost nothing: the reader's own noise differs between kinds of image (on
-    the synthetic heads it reads long hair and bald heads less precisely), and a loss that charged
-    for that noise would pay G to make fewer of the hard kinds.
+    `reader` maps images in 0..255 to (N, 2) yaw/pitch in degrees and has `target_std` (the
+    training set's yaw/pitch spread). Returns (loss (N,), absolute error in degrees (N, 2)): a
+    smooth-L1 of the reading's error in units of that spread, read on the image and its mirror
+    image. Errors within `margin_deg` per axis cost nothing, so that the reader's own noise, which
+    is larger for some kinds of image than for others, is not charged.
     """
     asked = asked_yaw_pitch(c.detach().float())
     x = (img.float() + 1) * 127.5
@@ -54,7 +54,7 @@ def ray_parameters(G: torch.nn.Module) -> list[tuple[torch.nn.Parameter, torch.T
     ray-conditioned layer, the convolution weights over the ray input channels (the last
     `ray_channels`) and the style rows that modulate them. With `--pose-loss-params=rays` the pose
     loss trains only these, so it can teach G how to turn a head but has no direct say in which
-    heads G draws."""
+    heads G draws (on the 64² synthetic heads that kept coverage but hardly moved the pose)."""
     pairs = []
     for module in G.modules():
         rays = getattr(module, 'ray_channels', 0)
