@@ -557,8 +557,8 @@ def build_config(opts):
               "on the real images and their cameras before training starts, reads on each generated image (saved "
               "as pose-reader.pt in the run directory; not the pose_err metric's estimator) (0 = off)",
               metavar='FLOAT', type=click.FloatRange(min=0), default=0.0, show_default=True)
-@click.option('--pose-loss-margin', help='Reader errors up to this many degrees (per axis) cost nothing under '
-              '--pose-loss, so that G is not paid to favour the kinds of image the reader reads most precisely',
+@click.option('--pose-loss-margin', help="Reader errors up to this many degrees (per axis) cost nothing under "
+              "--pose-loss, so that the reader's own noise is not charged",
               metavar='DEG', type=click.FloatRange(min=0), default=0.0, show_default=True)
 @click.option('--pose-loss-params', help='What --pose-loss trains: all of G; only the weights through which G '
               'sees the camera rays (rays); or the synthesis network but not the mapping network (synthesis)',
