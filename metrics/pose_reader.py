@@ -34,6 +34,7 @@ CONFIG = dict(input_res=32, channels=(32, 64, 96), steps=1500, batch_size=64, ma
 
 
 def build(config: dict) -> pose_error.PoseEstimator:
+    """An untrained reader of `config`'s shape (saved weights load into it)."""
     return pose_error.PoseEstimator(input_res=config['input_res'], channels=tuple(config['channels']))
 
 
