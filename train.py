@@ -423,6 +423,7 @@ def build_config(opts):
         c.loss_kwargs.pose_loss = opts.pose_loss
         c.loss_kwargs.pose_loss_margin = opts.pose_loss_margin
         c.loss_kwargs.pose_loss_params = opts.pose_loss_params
+        c.loss_kwargs.pose_loss_mode = opts.pose_loss_mode
 
     # Augmentation.
     augpipe = default_augpipe(camera_labels)
@@ -563,6 +564,9 @@ def build_config(opts):
 @click.option('--pose-loss-params', help='What --pose-loss trains: all of G; only the weights through which G '
               'sees the camera rays (rays); or the synthesis network but not the mapping network (synthesis)',
               type=click.Choice(['all', 'rays', 'synthesis']), default='all', show_default=True)
+@click.option('--pose-loss-mode', help='absolute: each image must show its asked pose; relative: G renders each '
+              'latent at two cameras and only the difference of the two readings must match the turn',
+              type=click.Choice(['absolute', 'relative']), default='absolute', show_default=True)
 @click.option('--pose-negatives-deg', help='Range of the camera turn for --pose-negatives, degrees',
               metavar='MIN,MAX', default='2,15', show_default=True)
 # Misc settings.

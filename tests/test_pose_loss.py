@@ -85,6 +85,38 @@ def test_pose_loss_is_zero_for_the_asked_pose_and_grows_with_the_error():
     assert 0 < float(partly.mean()) < float(small.mean())
 
 
+def test_relative_pose_loss_charges_only_what_differs_between_the_two_cameras_of_a_latent():
+    reader = CentroidReader()
+    rnd = np.random.RandomState(9)
+    c = _cameras(32, rnd)
+    # Every image shows its camera turned by the same yaw offset: a constant reading bias per head.
+    shown = cam.camera_label(*[a + b for a, b in zip(reader_loss.asked_yaw_pitch(c).T.numpy(), (6.0, 0.0))],
+                             fov_deg=18.0)
+    absolute, err = reader_loss.pose_loss(reader, _posed_images(shown), c)
+    relative, err_rel = reader_loss.relative_pose_loss(reader, _posed_images(shown), c)
+    assert relative.shape == (16,) and torch.equal(err, err_rel)
+    assert float(err[:, 0].mean()) > 4.0 and float(absolute.mean()) > 20 * float(relative.mean())
+    # A head that turns by a different amount at its two cameras is charged.
+    wobble = shown.clone()
+    wobble[1::2] = cam.perturb_labels(shown[1::2], 8.0, 8.0)
+    assert float(reader_loss.relative_pose_loss(reader, _posed_images(wobble), c)[0].mean()) > 20 * float(relative.mean())
+    with pytest.raises(ValueError, match='pairs'):
+        reader_loss.relative_pose_loss(reader, _posed_images(c[:3]), c[:3])
+
+
+def test_paired_latents_share_their_w(trained_reader):
+    torch.manual_seed(10)
+    G = rc.Generator(z_dim=8, c_dim=cam.LABEL_DIM, w_dim=8, img_resolution=RES, img_channels=3,
+                     mapping_kwargs=dict(num_layers=1), channel_base=128, channel_max=16, num_fp16_res=0,
+                     conv_clamp=None)
+    D = rc.Discriminator(img_resolution=RES, channel_base=128, channel_max=16, num_fp16_res=0, conv_clamp=None)
+    loss = loss_mod.StyleGAN2Loss('cpu', G, D, style_mixing_prob=1.0, pose_loss=1.0, pose_loss_mode='relative')
+    _img, ws = loss.run_G(torch.randn(8, 8), _cameras(8, np.random.RandomState(11)), pairs=True)
+    assert torch.equal(ws[0::2], ws[1::2]) and not torch.equal(ws[0], ws[2])
+    with pytest.raises(ValueError, match='relative'):
+        loss_mod.StyleGAN2Loss('cpu', G, D, pose_loss=1.0, pose_loss_mode='pairs')
+
+
 def test_pose_loss_reads_the_mirror_image_too(trained_reader):
     """The reading is averaged over the image and its mirror image, so mirroring both the image and
     the asked camera gives the same loss: G cannot profit from the reader's left/right asymmetries."""
@@ -235,14 +267,15 @@ def test_train_pose_loss_option_trains_the_reader_and_reports_the_loss(tmp_path,
             '--cbase=256', '--cmax=16', '--map-depth=1', '--workers=0', '--metrics=none', '--tick=0.008',
             '--kimg=0.008', '--device=cpu']
     result = CliRunner().invoke(train.main, args + ['--pose-loss=0.5', '--pose-loss-margin=1.5',
-                                                    '--pose-loss-params=rays'])
+                                                    '--pose-loss-params=rays', '--pose-loss-mode=relative'])
     assert result.exit_code == 0, result.output[-3000:]
     assert 'Training the pose reader' in result.output
     run = rundir.list_runs(str(tmp_path / 'runs'))[-1][1]
     assert os.path.isfile(os.path.join(run, pose_reader.FILE_NAME))
     with open(os.path.join(run, 'training_options.json')) as f:
         loss_kwargs = json.load(f)['loss_kwargs']
-    assert (loss_kwargs['pose_loss'], loss_kwargs['pose_loss_margin'], loss_kwargs['pose_loss_params']) == (0.5, 1.5, 'rays')
+    assert (loss_kwargs['pose_loss'], loss_kwargs['pose_loss_margin'], loss_kwargs['pose_loss_params'],
+            loss_kwargs['pose_loss_mode']) == (0.5, 1.5, 'rays', 'relative')
     with open(os.path.join(run, 'stats.jsonl')) as f:
         stats = [json.loads(line) for line in f]
     assert stats and 'Loss/G/pose' in stats[-1] and stats[-1]['Pose/reader_err_yaw']['num'] > 0

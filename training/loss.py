@@ -58,7 +58,7 @@ class StyleGAN2Loss(Loss):
     def __init__(self, device, G, D, augment_pipe=None, r1_gamma=10, style_mixing_prob=0.9,
                  pl_weight=2, pl_batch_shrink=2, pl_decay=0.01, pl_no_weight_grad=False,
                  gpc_swap=0.0, pose_negatives=0.0, pose_negative_deg=(2.0, 15.0), pose_loss=0.0,
-                 pose_loss_margin=0.0, pose_loss_params='all'):
+                 pose_loss_margin=0.0, pose_loss_params='all', pose_loss_mode='absolute'):
         super().__init__()
         self.device = device
         self.G = G
@@ -77,6 +77,9 @@ class StyleGAN2Loss(Loss):
             raise ValueError(f'pose_negatives > 0 needs a discriminator conditioned on {cam.LABEL_DIM}-value cameras')
         self.pose_loss = float(pose_loss)
         self.pose_loss_margin = float(pose_loss_margin)
+        if pose_loss_mode not in ('absolute', 'relative'):
+            raise ValueError(f"pose_loss_mode must be 'absolute' or 'relative', got {pose_loss_mode!r}")
+        self.pose_relative = self.pose_loss > 0 and pose_loss_mode == 'relative'
         self.pose_params = reader_loss.trained_parameters(G, pose_loss_params) if self.pose_loss > 0 else None
         self.pose_reader = None  # set by the training loop when pose_loss > 0
         if self.pose_loss > 0 and getattr(G, 'c_dim', 0) != cam.LABEL_DIM:
@@ -92,8 +95,9 @@ class StyleGAN2Loss(Loss):
         mask = torch.rand([c.shape[0], 1], device=c.device) < self.gpc_swap
         return torch.where(mask, swapped, c)
 
-    def run_G(self, z, c, update_emas=False):
-        """Generate images for latents z and cameras c; returns (img, ws)."""
+    def run_G(self, z, c, update_emas=False, pairs=False):
+        """Generate images for latents z and cameras c; returns (img, ws). pairs=True: rows 2i and
+        2i+1 share row 2i's w (style mixing included), so each latent is shown at two cameras."""
         c_map = self.swap_mapping_c(c)
         ws = self.G.mapping(z, c_map, update_emas=update_emas)
         if self.style_mixing_prob > 0:
@@ -104,6 +108,8 @@ class StyleGAN2Loss(Loss):
                 mix = self.G.mapping(torch.randn_like(z), c_map, update_emas=False)
                 layer = torch.arange(ws.shape[1], device=ws.device)[None, :, None]
                 ws = torch.where(layer < cutoff, ws, mix)
+        if pairs:
+            ws = ws[0::2].repeat_interleave(2, dim=0)[:ws.shape[0]]
         if self.synthesis_takes_c:
             img = self.G.synthesis(ws, c, update_emas=update_emas)
         else:
@@ -130,7 +136,7 @@ class StyleGAN2Loss(Loss):
         # Gmain: maximize logits for generated images.
         if do_Gmain:
             with torch.autograd.profiler.record_function('Gmain_forward'):
-                gen_img, _gen_ws = self.run_G(gen_z, gen_c)
+                gen_img, _gen_ws = self.run_G(gen_z, gen_c, pairs=self.pose_relative)
                 gen_logits = self.run_D(gen_img, gen_c)
                 training_stats.report('Loss/scores/fake', gen_logits)
                 training_stats.report('Loss/signs/fake', gen_logits.sign())
@@ -139,13 +145,14 @@ class StyleGAN2Loss(Loss):
                 if self.pose_loss > 0:
                     if self.pose_reader is None:
                         raise RuntimeError('pose_loss > 0 but no pose reader was set (metrics/pose_reader.py)')
-                    loss_pose, pose_err = reader_loss.pose_loss(self.pose_reader, gen_img, gen_c,
-                                                                 margin_deg=self.pose_loss_margin)
+                    fn = reader_loss.relative_pose_loss if self.pose_relative else reader_loss.pose_loss
+                    loss_pose, pose_err = fn(self.pose_reader, gen_img, gen_c, margin_deg=self.pose_loss_margin)
                     training_stats.report('Loss/G/pose', loss_pose)
                     training_stats.report('Pose/reader_err_yaw', pose_err[:, 0])
                     training_stats.report('Pose/reader_err_pitch', pose_err[:, 1])
-                    if self.pose_params is None:
-                        loss_Gmain = loss_Gmain.flatten() + loss_pose * self.pose_loss
+                    if self.pose_params is None:  # (a pair's loss is charged to both of its images)
+                        per_image = loss_pose.repeat_interleave(2) if self.pose_relative else loss_pose
+                        loss_Gmain = loss_Gmain.flatten() + per_image * self.pose_loss
             with torch.autograd.profiler.record_function('Gmain_backward'):
                 loss_Gmain.mean().mul(gain).backward(retain_graph=self.pose_params is not None)
                 if self.pose_params is not None:  # the pose loss trains only part of G

@@ -49,6 +49,26 @@ def pose_loss(reader: torch.nn.Module, img: torch.Tensor, c: torch.Tensor, margi
     return loss, diff.detach().abs()
 
 
+def relative_pose_loss(reader: torch.nn.Module, img: torch.Tensor, c: torch.Tensor, margin_deg: float = 0.0):
+    """Like pose_loss, for images in pairs (rows 2i and 2i+1: one latent at two cameras): only the
+    difference of the two readings has to match the difference of the asked angles, so a head
+    that the reader reads consistently off by the same amount at every camera costs nothing and a
+    head that does not turn rigidly with the camera does. Returns (loss (N/2,), absolute error in
+    degrees of every image (N, 2))."""
+    if img.shape[0] % 2:
+        raise ValueError(f'relative_pose_loss needs images in pairs, got {img.shape[0]}')
+    asked = asked_yaw_pitch(c.detach().float())
+    x = (img.float() + 1) * 127.5
+    both = reader(torch.cat([x, x.flip(3)]))
+    n = img.shape[0]
+    read = (both[:n] + both[n:] * torch.tensor([-1.0, 1.0], device=both.device)) / 2
+    diff = _wrapped(read - asked)
+    relative = _wrapped(diff[0::2] - diff[1::2])
+    excess = (relative.abs() - float(margin_deg)).clamp_min(0)
+    loss = F.smooth_l1_loss(excess / reader.target_std, torch.zeros_like(excess), reduction='none').sum(dim=1)
+    return loss, diff.detach().abs()
+
+
 def ray_parameters(G: torch.nn.Module) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:
     """(parameter, 0/1 mask) pairs of the weights through which G sees the camera: in each
     ray-conditioned layer, the convolution weights over the ray input channels (the last
