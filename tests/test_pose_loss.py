@@ -52,6 +52,14 @@ class CentroidReader(torch.nn.Module):
         return torch.stack([cx / 0.7 * YAW, cy / 0.7 * PITCH], dim=1)
 
 
+def _tiny_nets():
+    G = rc.Generator(z_dim=8, c_dim=cam.LABEL_DIM, w_dim=8, img_resolution=RES, img_channels=3,
+                     mapping_kwargs=dict(num_layers=1), channel_base=128, channel_max=16, num_fp16_res=0,
+                     conv_clamp=None)
+    D = rc.Discriminator(img_resolution=RES, channel_base=128, channel_max=16, num_fp16_res=0, conv_clamp=None)
+    return G, D
+
+
 @pytest.fixture(scope='module')
 def trained_reader():
     rnd = np.random.RandomState(0)
@@ -106,10 +114,7 @@ def test_relative_pose_loss_charges_only_what_differs_between_the_two_cameras_of
 
 def test_paired_latents_share_their_w(trained_reader):
     torch.manual_seed(10)
-    G = rc.Generator(z_dim=8, c_dim=cam.LABEL_DIM, w_dim=8, img_resolution=RES, img_channels=3,
-                     mapping_kwargs=dict(num_layers=1), channel_base=128, channel_max=16, num_fp16_res=0,
-                     conv_clamp=None)
-    D = rc.Discriminator(img_resolution=RES, channel_base=128, channel_max=16, num_fp16_res=0, conv_clamp=None)
+    G, D = _tiny_nets()
     loss = loss_mod.StyleGAN2Loss('cpu', G, D, style_mixing_prob=1.0, pose_loss=1.0, pose_loss_mode='relative')
     _img, ws = loss.run_G(torch.randn(8, 8), _cameras(8, np.random.RandomState(11)), pairs=True)
     assert torch.equal(ws[0::2], ws[1::2]) and not torch.equal(ws[0], ws[2])
@@ -130,10 +135,7 @@ def test_pose_loss_reads_the_mirror_image_too(trained_reader):
 
 def test_pose_loss_teaches_a_generator_the_asked_pose(trained_reader):
     torch.manual_seed(4)
-    G = rc.Generator(z_dim=8, c_dim=cam.LABEL_DIM, w_dim=8, img_resolution=RES, img_channels=3,
-                     mapping_kwargs=dict(num_layers=1), channel_base=128, channel_max=16, num_fp16_res=0,
-                     conv_clamp=None)
-    D = rc.Discriminator(img_resolution=RES, channel_base=128, channel_max=16, num_fp16_res=0, conv_clamp=None)
+    G, D = _tiny_nets()
     loss = loss_mod.StyleGAN2Loss('cpu', G, D, r1_gamma=0, pl_weight=0, style_mixing_prob=0, pose_loss=20.0)
     loss.pose_reader = trained_reader
     rnd = np.random.RandomState(5)

@@ -29,6 +29,22 @@ def _wrapped(d: torch.Tensor) -> torch.Tensor:
     return torch.remainder(d + 180, 360) - 180
 
 
+def reading_errors(reader: torch.nn.Module, img: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """(N, 2) signed yaw/pitch errors in degrees of the reader's reading of `img` (in [-1, 1]),
+    averaged over the image and its mirror image, against the asked cameras `c`."""
+    asked = asked_yaw_pitch(c.detach().float())
+    x = (img.float() + 1) * 127.5
+    both = reader(torch.cat([x, x.flip(3)]))
+    n = img.shape[0]
+    read = (both[:n] + both[n:] * torch.tensor([-1.0, 1.0], device=both.device)) / 2
+    return _wrapped(read - asked)
+
+
+def _charge(excess: torch.Tensor, reader: torch.nn.Module) -> torch.Tensor:
+    """Smooth-L1 of errors in units of the data's yaw/pitch spread, summed over the two axes."""
+    return F.smooth_l1_loss(excess / reader.target_std, torch.zeros_like(excess), reduction='none').sum(dim=1)
+
+
 def pose_loss(reader: torch.nn.Module, img: torch.Tensor, c: torch.Tensor, margin_deg: float = 0.0):
     """Per-image pose loss of generated images `img` (N, C, H, W in [-1, 1]) asked for cameras `c`.
 
@@ -38,15 +54,9 @@ def pose_loss(reader: torch.nn.Module, img: torch.Tensor, c: torch.Tensor, margi
     image. Errors within `margin_deg` per axis cost nothing, so that the reader's own noise, which
     is larger for some kinds of image than for others, is not charged.
     """
-    asked = asked_yaw_pitch(c.detach().float())
-    x = (img.float() + 1) * 127.5
-    both = reader(torch.cat([x, x.flip(3)]))
-    n = img.shape[0]
-    read = (both[:n] + both[n:] * torch.tensor([-1.0, 1.0], device=both.device)) / 2
-    diff = _wrapped(read - asked)
+    diff = reading_errors(reader, img, c)
     excess = (diff.abs() - float(margin_deg)).clamp_min(0)
-    loss = F.smooth_l1_loss(excess / reader.target_std, torch.zeros_like(excess), reduction='none').sum(dim=1)
-    return loss, diff.detach().abs()
+    return _charge(excess, reader), diff.detach().abs()
 
 
 def relative_pose_loss(reader: torch.nn.Module, img: torch.Tensor, c: torch.Tensor, margin_deg: float = 0.0):
@@ -57,16 +67,10 @@ def relative_pose_loss(reader: torch.nn.Module, img: torch.Tensor, c: torch.Tens
     degrees of every image (N, 2))."""
     if img.shape[0] % 2:
         raise ValueError(f'relative_pose_loss needs images in pairs, got {img.shape[0]}')
-    asked = asked_yaw_pitch(c.detach().float())
-    x = (img.float() + 1) * 127.5
-    both = reader(torch.cat([x, x.flip(3)]))
-    n = img.shape[0]
-    read = (both[:n] + both[n:] * torch.tensor([-1.0, 1.0], device=both.device)) / 2
-    diff = _wrapped(read - asked)
+    diff = reading_errors(reader, img, c)
     relative = _wrapped(diff[0::2] - diff[1::2])
     excess = (relative.abs() - float(margin_deg)).clamp_min(0)
-    loss = F.smooth_l1_loss(excess / reader.target_std, torch.zeros_like(excess), reduction='none').sum(dim=1)
-    return loss, diff.detach().abs()
+    return _charge(excess, reader), diff.detach().abs()
 
 
 def ray_parameters(G: torch.nn.Module) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:
