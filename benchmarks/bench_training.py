@@ -26,9 +26,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import dnnlib  # noqa: E402
+from metrics import pose_reader  # noqa: E402
 from raycond.camera import LABEL_DIM, camera_label  # noqa: E402
 from training.augment import AUGPIPE_SPECS  # noqa: E402
-from metrics import pose_reader  # noqa: E402
 from training.training_loop import build_phases, run_phases  # noqa: E402
 
 

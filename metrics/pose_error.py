@@ -16,7 +16,6 @@ real images).
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
@@ -45,13 +44,12 @@ def yaw_pitch_deg(labels) -> torch.Tensor:
     labels = torch.as_tensor(np.asarray(labels), dtype=torch.float32)
     if labels.ndim != 2 or labels.shape[1] != cam.LABEL_DIM:
         raise ValueError(f'pose_err needs {cam.LABEL_DIM}-value camera labels, got labels of shape {tuple(labels.shape)}')
-    yaw, pitch, _ = cam.yaw_pitch_from_pose(labels[:, :cam.POSE_DIM].reshape(-1, 4, 4))
-    return torch.stack([yaw, pitch], dim=1) * (180 / math.pi)
+    return cam.label_yaw_pitch_deg(labels)
 
 
 def angle_differences(pred, target) -> torch.Tensor:
     """pred − target in degrees, wrapped to [−180, 180) (yaw crosses ±180)."""
-    return torch.remainder(pred - target + 180, 360) - 180
+    return cam.wrap_deg(pred - target)
 
 
 def angle_errors(pred, target) -> torch.Tensor:

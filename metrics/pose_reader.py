@@ -60,11 +60,12 @@ def load_or_train(run_dir: str, training_set, device='cpu', rank: int = 0, num_g
     else trained now by rank 0 and saved there (the other ranks wait and load it)."""
     config = CONFIG if config is None else config
     path = os.path.join(run_dir, FILE_NAME)
-    if rank == 0 and not _matches(path, config):
+    state = _load_matching(path, config) if rank == 0 else None
+    if rank == 0 and state is None:
         previous = os.path.join(os.path.dirname(resume_pkl), FILE_NAME) if _is_local(resume_pkl) else None
-        if previous is not None and _matches(previous, config):
+        state = _load_matching(previous, config) if previous is not None else None
+        if state is not None:
             print(f'Pose reader for --pose-loss: {previous}')
-            state = torch.load(previous, map_location='cpu', weights_only=True)
         else:
             print(f'Training the pose reader for --pose-loss on {min(len(training_set), config["max_images"])} '
                   f'real images ({config["steps"]} steps)...')
@@ -73,7 +74,8 @@ def load_or_train(run_dir: str, training_set, device='cpu', rank: int = 0, num_g
         dnnlib.util.atomic_write(path, lambda f: torch.save(state, f))
     if num_gpus > 1:
         torch.distributed.barrier()
-    state = torch.load(path, map_location='cpu', weights_only=True)
+        if rank != 0:  # rank 0 may have written it just now
+            state = torch.load(path, map_location='cpu', weights_only=True)
     model = build(config)
     model.load_state_dict(state['model'])
     return model.eval().requires_grad_(False).to(device)
@@ -87,12 +89,13 @@ def _jsonable(config: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
 
 
-def _matches(path: str, config: dict) -> bool:
-    """True when `path` holds a reader made with `config` (an older or other one is retrained)."""
+def _load_matching(path: str, config: dict) -> dict | None:
+    """The state saved at `path` when it holds a reader made with `config`, else None (a missing,
+    damaged, older or other reader is made again)."""
     if not os.path.isfile(path):
-        return False
+        return None
     try:
         state = torch.load(path, map_location='cpu', weights_only=True)
     except Exception:  # a damaged file is simply made again
-        return False
-    return state.get('config') == _jsonable(config)
+        return None
+    return state if state.get('config') == _jsonable(config) else None

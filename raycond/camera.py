@@ -106,6 +106,17 @@ def yaw_pitch_from_pose(cam2world):
     return yaw, pitch, radius
 
 
+def label_yaw_pitch_deg(c: torch.Tensor) -> torch.Tensor:
+    """(N, 25) camera labels (a tensor, on any device) → (N, 2) yaw and pitch in degrees."""
+    yaw, pitch, _ = yaw_pitch_from_pose(c[:, :POSE_DIM].reshape(-1, 4, 4))
+    return torch.stack([yaw, pitch], dim=1) * (180 / math.pi)
+
+
+def wrap_deg(d: torch.Tensor) -> torch.Tensor:
+    """Angle differences in degrees wrapped to [−180, 180) (yaw crosses ±180)."""
+    return torch.remainder(d + 180, 360) - 180
+
+
 # ----------------------------------------------------------------------------
 # Intrinsics.
 

@@ -70,9 +70,14 @@ def trained_reader():
                                            channels=(16, 32))
 
 
-def test_asked_yaw_pitch_agrees_with_the_metric():
-    c = _cameras(9, np.random.RandomState(1))
-    assert torch.allclose(reader_loss.asked_yaw_pitch(c), pose_error.yaw_pitch_deg(c.numpy()), atol=1e-4)
+def test_asked_yaw_pitch_agrees_with_the_metric_and_the_labels():
+    rnd = np.random.RandomState(1)
+    yaw, pitch = rnd.uniform(-YAW, YAW, 9), rnd.uniform(-PITCH, PITCH, 9)
+    c = cam.camera_label(yaw, pitch, fov_deg=18.0)
+    asked = cam.label_yaw_pitch_deg(c)
+    assert torch.allclose(asked, torch.tensor(np.stack([yaw, pitch], 1), dtype=torch.float32), atol=1e-3)
+    assert torch.allclose(asked, pose_error.yaw_pitch_deg(c.numpy()), atol=1e-4)
+    assert torch.allclose(cam.wrap_deg(torch.tensor([179.0, -181.0, 360.0])), torch.tensor([179.0, 179.0, 0.0]))
 
 
 def test_pose_loss_is_zero_for_the_asked_pose_and_grows_with_the_error():
@@ -98,7 +103,7 @@ def test_relative_pose_loss_charges_only_what_differs_between_the_two_cameras_of
     rnd = np.random.RandomState(9)
     c = _cameras(32, rnd)
     # Every image shows its camera turned by the same yaw offset: a constant reading bias per head.
-    shown = cam.camera_label(*[a + b for a, b in zip(reader_loss.asked_yaw_pitch(c).T.numpy(), (6.0, 0.0))],
+    shown = cam.camera_label(*[a + b for a, b in zip(cam.label_yaw_pitch_deg(c).T.numpy(), (6.0, 0.0))],
                              fov_deg=18.0)
     absolute, err = reader_loss.pose_loss(reader, _posed_images(shown), c)
     relative, err_rel = reader_loss.relative_pose_loss(reader, _posed_images(shown), c)

@@ -22,7 +22,9 @@ biases, and coverage collapsed.)
 `pose_loss=W` adds to G's loss W times the error of a *frozen* camera reader trained on the real
 images before training (metrics/pose_reader.py; the loop sets `pose_reader`): a direct pose
 signal that does not share D's features. `pose_loss_params` limits what it trains: 'rays' (only the
-weights through which G sees the camera) or 'synthesis' (not the mapping network).
+weights through which G sees the camera) or 'synthesis' (not the mapping network);
+`pose_loss_mode='relative'` shows each latent of the Gmain batch at two cameras and charges only
+the difference of the two readings (training/pose_loss.py).
 """
 
 import inspect
@@ -80,10 +82,10 @@ class StyleGAN2Loss(Loss):
         if pose_loss_mode not in ('absolute', 'relative'):
             raise ValueError(f"pose_loss_mode must be 'absolute' or 'relative', got {pose_loss_mode!r}")
         self.pose_relative = self.pose_loss > 0 and pose_loss_mode == 'relative'
-        self.pose_params = reader_loss.trained_parameters(G, pose_loss_params) if self.pose_loss > 0 else None
-        self.pose_reader = None  # set by the training loop when pose_loss > 0
         if self.pose_loss > 0 and getattr(G, 'c_dim', 0) != cam.LABEL_DIM:
             raise ValueError(f'pose_loss > 0 needs a generator conditioned on {cam.LABEL_DIM}-value cameras')
+        self.pose_params = reader_loss.trained_parameters(G, pose_loss_params) if self.pose_loss > 0 else None
+        self.pose_reader = None  # set by the training loop when pose_loss > 0
         self.pl_mean = torch.zeros([], device=device)
         self.synthesis_takes_c = synthesis_takes_c(G)
 
@@ -159,7 +161,8 @@ class StyleGAN2Loss(Loss):
                     params = [p for p, _mask in self.pose_params]
                     grads = torch.autograd.grad(loss_pose.mean() * (self.pose_loss * gain), params)
                     for (p, mask), g in zip(self.pose_params, grads):
-                        p.grad = g * mask if p.grad is None else p.grad.add_(g * mask)
+                        g = g if mask is None else g * mask
+                        p.grad = g if p.grad is None else p.grad.add_(g)
 
         # Gpl: path length regularization on a shrunk batch.
         if do_Gpl:

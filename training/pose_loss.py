@@ -10,34 +10,21 @@ readings are averaged, so that G cannot profit from the reader's left/right asym
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
 from raycond import camera as cam
 
 
-def asked_yaw_pitch(c: torch.Tensor) -> torch.Tensor:
-    """(N, 25) camera labels → (N, 2) asked yaw and pitch in degrees, on the labels' device."""
-    yaw, pitch, _ = cam.yaw_pitch_from_pose(c[:, :cam.POSE_DIM].reshape(-1, 4, 4))
-    return torch.stack([yaw, pitch], dim=1) * (180 / math.pi)
-
-
-def _wrapped(d: torch.Tensor) -> torch.Tensor:
-    """Angle differences in degrees wrapped to [−180, 180) (yaw crosses ±180)."""
-    return torch.remainder(d + 180, 360) - 180
-
-
 def reading_errors(reader: torch.nn.Module, img: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     """(N, 2) signed yaw/pitch errors in degrees of the reader's reading of `img` (in [-1, 1]),
     averaged over the image and its mirror image, against the asked cameras `c`."""
-    asked = asked_yaw_pitch(c.detach().float())
+    asked = cam.label_yaw_pitch_deg(c.detach().float())
     x = (img.float() + 1) * 127.5
     both = reader(torch.cat([x, x.flip(3)]))
     n = img.shape[0]
     read = (both[:n] + both[n:] * torch.tensor([-1.0, 1.0], device=both.device)) / 2
-    return _wrapped(read - asked)
+    return cam.wrap_deg(read - asked)
 
 
 def _charge(excess: torch.Tensor, reader: torch.nn.Module) -> torch.Tensor:
@@ -68,7 +55,7 @@ def relative_pose_loss(reader: torch.nn.Module, img: torch.Tensor, c: torch.Tens
     if img.shape[0] % 2:
         raise ValueError(f'relative_pose_loss needs images in pairs, got {img.shape[0]}')
     diff = reading_errors(reader, img, c)
-    relative = _wrapped(diff[0::2] - diff[1::2])
+    relative = cam.wrap_deg(diff[0::2] - diff[1::2])
     excess = (relative.abs() - float(margin_deg)).clamp_min(0)
     return _charge(excess, reader), diff.detach().abs()
 
@@ -98,14 +85,15 @@ def ray_parameters(G: torch.nn.Module) -> list[tuple[torch.nn.Parameter, torch.T
     return pairs
 
 
-def trained_parameters(G: torch.nn.Module, which: str) -> list[tuple[torch.nn.Parameter, torch.Tensor]] | None:
-    """What `--pose-loss-params` lets the pose loss train, as (parameter, 0/1 mask) pairs: None for
-    'all' (the loss simply joins G's), the ray weights for 'rays', every synthesis weight for
-    'synthesis' (the mapping network, which decides which heads G draws, is left to D)."""
+def trained_parameters(G: torch.nn.Module, which: str) -> list[tuple[torch.nn.Parameter, torch.Tensor | None]] | None:
+    """What `--pose-loss-params` lets the pose loss train, as (parameter, 0/1 mask or None for the
+    whole parameter) pairs: None for 'all' (the loss simply joins G's), the ray weights for 'rays',
+    every synthesis weight for 'synthesis' (the mapping network, which decides which heads G draws,
+    is left to D)."""
     if which == 'all':
         return None
     if which == 'rays':
         return ray_parameters(G)
     if which == 'synthesis':
-        return [(p, torch.ones_like(p)) for p in G.synthesis.parameters()]
+        return [(p, None) for p in G.synthesis.parameters()]
     raise ValueError(f"pose_loss_params must be 'all', 'rays' or 'synthesis', got {which!r}")
