@@ -424,7 +424,6 @@ def build_config(opts):
         c.loss_kwargs.pose_loss_margin = opts.pose_loss_margin
         c.loss_kwargs.pose_loss_params = opts.pose_loss_params
         c.loss_kwargs.pose_loss_mode = opts.pose_loss_mode
-        c.loss_kwargs.pose_loss_crop = opts.pose_loss_crop
 
     if opts.anchor > 0:  # a fine-tuning regularizer: meaningless without a network to stay near
         if opts.resume is None:
@@ -574,9 +573,6 @@ def build_config(opts):
 @click.option('--pose-loss-mode', help='absolute: each image must show its asked pose; relative: G renders each '
               'latent at two cameras and only the difference of the two readings must match the turn',
               type=click.Choice(['absolute', 'relative']), default='absolute', show_default=True)
-@click.option('--pose-loss-crop', help="The --pose-loss reader sees only this central fraction of each image "
-              "(e.g. 0.6: the face without most of the hair, so that G cannot please the reader by changing hair)",
-              metavar='FRAC', type=click.FloatRange(min=0.25, max=1), default=1.0, show_default=True)
 @click.option('--anchor', help="Fine-tuning: G also pays this weight times the mean squared difference between "
               "its images and those of the --resume network (same latent and camera, pooled to --anchor-res), so "
               "that an extra loss such as --pose-loss can adjust heads but not redraw them (0 = off)",

@@ -30,39 +30,15 @@ from metrics import probe
 from raycond import camera as cam
 
 FILE_NAME = 'pose-reader.pt'
-CONFIG = dict(input_res=32, channels=(32, 64, 96), steps=1500, batch_size=64, max_images=8000, seed=1, crop=1.0,
-              version=1)
+CONFIG = dict(input_res=32, channels=(32, 64, 96), steps=1500, batch_size=64, max_images=8000, seed=1, version=1)
 
 
-def central_crop(images: torch.Tensor, frac: float) -> torch.Tensor:
-    """The central `frac` of each image's height and width (1: the whole image), with equal margins
-    on both sides so that a mirrored image crops to the mirror of the crop."""
-    if frac >= 1:
-        return images
-    h, w = images.shape[-2:]
-    mh, mw = int(round(h * (1 - frac) / 2)), int(round(w * (1 - frac) / 2))
-    return images[..., mh:h - mh, mw:w - mw]
-
-
-class PoseReader(pose_error.PoseEstimator):
-    """The pose metric's estimator, reading only the central `crop` of each image: with a crop
-    that leaves out most of the hair, G cannot lower the loss by changing hair styles, only by
-    turning the face (measured on the synthetic heads: checkpoints/next/README.md)."""
-
-    def __init__(self, input_res=32, channels=(24, 48, 64), crop=1.0):
-        super().__init__(input_res=input_res, channels=channels)
-        self.crop = float(crop)
-
-    def preprocess(self, images) -> torch.Tensor:
-        return super().preprocess(central_crop(images, self.crop))
-
-
-def build(config: dict) -> PoseReader:
+def build(config: dict) -> pose_error.PoseEstimator:
     """An untrained reader of `config`'s shape (saved weights load into it)."""
-    return PoseReader(input_res=config['input_res'], channels=tuple(config['channels']), crop=config.get('crop', 1.0))
+    return pose_error.PoseEstimator(input_res=config['input_res'], channels=tuple(config['channels']))
 
 
-def train_reader(training_set, config: dict | None = None, device='cpu', progress=None) -> PoseReader:
+def train_reader(training_set, config: dict | None = None, device='cpu', progress=None) -> pose_error.PoseEstimator:
     """Fit a reader to (up to max_images of) the training set's real images and camera labels."""
     config = CONFIG if config is None else config
     if training_set.label_dim != cam.LABEL_DIM:
@@ -70,22 +46,15 @@ def train_reader(training_set, config: dict | None = None, device='cpu', progres
                          f'labels of size {training_set.label_dim}')
     count = min(len(training_set), int(config['max_images']))
     indices = np.sort(np.random.RandomState(config['seed']).permutation(len(training_set))[:count])
-    crop = float(config.get('crop', 1.0))
-    # A cropped reader sees the crop of the full-resolution image, resized to input_res.
-    load_res = config['input_res'] if crop >= 1 else training_set.resolution
-    images, labels = probe.load_real_images(training_set, indices, load_res)
+    images, labels = probe.load_real_images(training_set, indices, config['input_res'])
     targets = pose_error.yaw_pitch_deg(labels)
-    fitted = pose_error.train_pose_estimator(central_crop(images, crop), targets, steps=config['steps'],
-                                             batch_size=config['batch_size'], seed=config['seed'], device=device,
-                                             progress=progress, input_res=config['input_res'],
-                                             channels=tuple(config['channels']))
-    reader = build(config).to(device)
-    reader.load_state_dict(fitted.state_dict())
-    return reader
+    return pose_error.train_pose_estimator(images, targets, steps=config['steps'], batch_size=config['batch_size'],
+                                           seed=config['seed'], device=device, progress=progress,
+                                           input_res=config['input_res'], channels=tuple(config['channels']))
 
 
 def load_or_train(run_dir: str, training_set, device='cpu', rank: int = 0, num_gpus: int = 1,
-                  config: dict | None = None, resume_pkl: str | None = None) -> PoseReader:
+                  config: dict | None = None, resume_pkl: str | None = None) -> pose_error.PoseEstimator:
     """The run's reader, frozen, in eval mode, on `device`: loaded from `run_dir/pose-reader.pt`;
     else copied from beside `resume_pkl` (a resumed run keeps the reader it was trained with);
     else trained now by rank 0 and saved there (the other ranks wait and load it)."""

@@ -259,30 +259,6 @@ def test_a_resumed_run_keeps_the_reader_of_the_run_it_resumes(tmp_path, monkeypa
         pose_reader.load_or_train(str(tmp_path / 'r2'), dataset, config=SMALL, resume_pkl=str(tmp_path / 'd.zip'))
 
 
-def test_a_cropped_reader_sees_only_the_centre_and_crops_mirror_images_alike(tmp_path):
-    x = torch.arange(2 * 3 * 16 * 16, dtype=torch.float32).reshape(2, 3, 16, 16)
-    assert pose_reader.central_crop(x, 1.0) is x
-    crop = pose_reader.central_crop(x, 0.6)
-    assert crop.shape[-2:] == (10, 10) and torch.equal(crop, x[..., 3:13, 3:13])
-    assert torch.equal(pose_reader.central_crop(x.flip(3), 0.6), crop.flip(3))
-    # Trained on the crops of real images, it reads a whole image; what lies outside the crop
-    # cannot change its reading.
-    dataset = _dataset(tmp_path)
-    reader = pose_reader.load_or_train(str(tmp_path), dataset, config=dict(SMALL, crop=0.5))
-    assert isinstance(reader, pose_reader.PoseReader) and reader.crop == 0.5
-    images = torch.from_numpy(np.stack([dataset[i][0] for i in range(4)])).float()
-    framed = images.clone()
-    framed[..., :4, :] = 255 - framed[..., :4, :]
-    framed[..., :, -4:] = 0
-    (tmp_path / 'whole').mkdir()
-    whole = pose_reader.load_or_train(str(tmp_path / 'whole'), dataset, config=SMALL)
-    with torch.no_grad():
-        assert torch.allclose(reader(images), reader(framed))
-        assert not torch.allclose(whole(images), whole(framed))
-    with open(tmp_path / pose_reader.FILE_NAME, 'rb') as f:
-        assert torch.load(f, weights_only=True)['config']['crop'] == 0.5
-
-
 def test_the_reader_refuses_a_dataset_without_camera_labels(tmp_path):
     from training.dataset import ImageFolderDataset
     dataset = ImageFolderDataset(make_camera_zip(tmp_path / 'd.zip', n=8, res=16), use_labels=False)
@@ -298,8 +274,7 @@ def test_train_pose_loss_option_trains_the_reader_and_reports_the_loss(tmp_path,
             '--cbase=256', '--cmax=16', '--map-depth=1', '--workers=0', '--metrics=none', '--tick=0.008',
             '--kimg=0.008', '--device=cpu']
     result = CliRunner().invoke(train.main, args + ['--pose-loss=0.5', '--pose-loss-margin=1.5',
-                                                    '--pose-loss-params=rays', '--pose-loss-mode=relative',
-                                                    '--pose-loss-crop=0.75'])
+                                                    '--pose-loss-params=rays', '--pose-loss-mode=relative'])
     assert result.exit_code == 0, result.output[-3000:]
     assert 'Training the pose reader' in result.output
     run = rundir.list_runs(str(tmp_path / 'runs'))[-1][1]
@@ -307,8 +282,7 @@ def test_train_pose_loss_option_trains_the_reader_and_reports_the_loss(tmp_path,
     with open(os.path.join(run, 'training_options.json')) as f:
         loss_kwargs = json.load(f)['loss_kwargs']
     assert (loss_kwargs['pose_loss'], loss_kwargs['pose_loss_margin'], loss_kwargs['pose_loss_params'],
-            loss_kwargs['pose_loss_mode'], loss_kwargs['pose_loss_crop']) == (0.5, 1.5, 'rays', 'relative', 0.75)
-    assert torch.load(os.path.join(run, pose_reader.FILE_NAME), weights_only=True)['config']['crop'] == 0.75
+            loss_kwargs['pose_loss_mode']) == (0.5, 1.5, 'rays', 'relative')
     with open(os.path.join(run, 'stats.jsonl')) as f:
         stats = [json.loads(line) for line in f]
     assert stats and 'Loss/G/pose' in stats[-1] and stats[-1]['Pose/reader_err_yaw']['num'] > 0

@@ -65,7 +65,7 @@ class StyleGAN2Loss(Loss):
     def __init__(self, device, G, D, augment_pipe=None, r1_gamma=10, style_mixing_prob=0.9,
                  pl_weight=2, pl_batch_shrink=2, pl_decay=0.01, pl_no_weight_grad=False,
                  gpc_swap=0.0, pose_negatives=0.0, pose_negative_deg=(2.0, 15.0), pose_loss=0.0,
-                 pose_loss_margin=0.0, pose_loss_params='all', pose_loss_mode='absolute', pose_loss_crop=1.0, anchor=0.0,
+                 pose_loss_margin=0.0, pose_loss_params='all', pose_loss_mode='absolute', anchor=0.0,
                  anchor_res=16, anchor_batch_shrink=4):
         super().__init__()
         self.device = device
@@ -91,7 +91,6 @@ class StyleGAN2Loss(Loss):
         if self.pose_loss > 0 and getattr(G, 'c_dim', 0) != cam.LABEL_DIM:
             raise ValueError(f'pose_loss > 0 needs a generator conditioned on {cam.LABEL_DIM}-value cameras')
         self.pose_params = reader_loss.trained_parameters(G, pose_loss_params) if self.pose_loss > 0 else None
-        self.pose_loss_crop = float(pose_loss_crop)  # the reader's central crop (metrics/pose_reader.py)
         self.pose_reader = None  # set by the training loop when pose_loss > 0
         self.anchor = float(anchor)
         self.anchor_batch_shrink = int(anchor_batch_shrink)

@@ -687,8 +687,7 @@ def training_loop(
         print('Setting up training phases...')
     loss = build_loss(loss_kwargs, G, D, augment_pipe, progress, device)
     if getattr(loss, 'pose_loss', 0) > 0:
-        reader_config = dict(pose_reader.CONFIG, crop=getattr(loss, 'pose_loss_crop', 1.0))
-        loss.pose_reader = pose_reader.load_or_train(run_dir, training_set, device=device, rank=rank, config=reader_config,
+        loss.pose_reader = pose_reader.load_or_train(run_dir, training_set, device=device, rank=rank,
                                                      num_gpus=num_gpus, resume_pkl=resume_pkl)
     phases = build_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval)
     if progress is not None:
