@@ -37,7 +37,7 @@ def _peak_cpu_gib():
 
 
 def bench_one(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters, fp32, gamma=1.0,
-              pose_negatives=0.0, pose_loss=0.0, pose_loss_params='all', anchor=0.0):
+              pose_negatives=0.0, pose_loss=0.0, pose_loss_params='all'):
     """Time `iters` training iterations after one warm-up; returns a dict of results."""
     device = torch.device(device)
     fp16 = device.type == 'cuda' and not fp32
@@ -59,7 +59,7 @@ def bench_one(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters,
     augment_pipe.p.fill_(0.2)
     loss = dnnlib.util.construct_class_by_name(class_name='training.loss.StyleGAN2Loss', device=device, G=G, D=D,
                                                augment_pipe=augment_pipe, r1_gamma=gamma, pose_negatives=pose_negatives,
-                                               pose_loss=pose_loss, pose_loss_params=pose_loss_params, anchor=anchor)
+                                               pose_loss=pose_loss, pose_loss_params=pose_loss_params)
     if pose_loss > 0:  # an untrained reader of the real one's shape costs the same
         loss.pose_reader = pose_reader.build(pose_reader.CONFIG).eval().requires_grad_(False).to(device)
     opt = dict(class_name='torch.optim.Adam', lr=0.002, betas=[0, 0.99], eps=1e-8)
@@ -99,7 +99,6 @@ def bench_one(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters,
     sec = time.perf_counter() - t0
     suffix = ('+neg' if pose_negatives > 0 else '') + ('+pl' if pose_loss > 0 else '')
     suffix += '' if pose_loss == 0 or pose_loss_params == 'all' else f'({pose_loss_params})'
-    suffix += '+anchor' if anchor > 0 else ''
     return dict(cfg=cfg + suffix, res=res, batch=batch, device=str(device),
                 threads=torch.get_num_threads(),
                 G_params=sum(p.numel() for p in G.parameters()), D_params=sum(p.numel() for p in D.parameters()),
@@ -128,10 +127,8 @@ def bench_one(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters,
               help="train.py's --pose-loss (the reader on each generated image and its mirror); the cfg column reads '+pl'")
 @click.option('--pose-loss-params', type=click.Choice(['all', 'rays', 'synthesis']), default='all', show_default=True,
               help="train.py's --pose-loss-params")
-@click.option('--anchor', type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="train.py's --anchor (a frozen copy of G on a quarter of each batch); the cfg column reads '+anchor'")
 def main(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters, num_threads, fp32, pose_negatives,
-         pose_loss, pose_loss_params, anchor):
+         pose_loss, pose_loss_params):
     if device == 'auto':
         device = 'cuda' if torch.cuda.is_available() else 'cpu'
     if device == 'cuda' and not torch.cuda.is_available():
@@ -150,8 +147,7 @@ def main(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters, num_
         raise click.ClickException('--pose-negatives and --pose-loss need a camera-conditioned --cfg (raycond2, posecond2)')
     for r in resolutions:
         out = bench_one(cfg, r, batch, batch_gpu, device, cbase, cmax, map_depth, iters, fp32,
-                        pose_negatives=pose_negatives, pose_loss=pose_loss, pose_loss_params=pose_loss_params,
-                        anchor=anchor)
+                        pose_negatives=pose_negatives, pose_loss=pose_loss, pose_loss_params=pose_loss_params)
         print(f'{out["cfg"]:<22} {out["res"]:>5} {out["batch"]:>5} {out["device"]:<7} {out["threads"]:>3} '
               f'{out["G_params"]:>9,} {out["D_params"]:>9,} {out["sec_per_iter"]:>8.3f} {out["sec_per_kimg"]:>9.1f} '
               f'{out["peak_gib"]:>9.2f}', flush=True)
