@@ -425,12 +425,6 @@ def build_config(opts):
         c.loss_kwargs.pose_loss_params = opts.pose_loss_params
         c.loss_kwargs.pose_loss_mode = opts.pose_loss_mode
 
-    if opts.anchor > 0:  # a fine-tuning regularizer: meaningless without a network to stay near
-        if opts.resume is None:
-            raise ValueError('--anchor keeps G near the network it resumes from: give --resume')
-        c.loss_kwargs.anchor = opts.anchor
-        c.loss_kwargs.anchor_res = opts.anchor_res
-
     # Augmentation.
     augpipe = default_augpipe(camera_labels)
     c.augment_kwargs = None
@@ -573,12 +567,6 @@ def build_config(opts):
 @click.option('--pose-loss-mode', help='absolute: each image must show its asked pose; relative: G renders each '
               'latent at two cameras and only the difference of the two readings must match the turn',
               type=click.Choice(['absolute', 'relative']), default='absolute', show_default=True)
-@click.option('--anchor', help="Fine-tuning: G also pays this weight times the mean squared difference between "
-              "its images and those of the --resume network (same latent and camera, pooled to --anchor-res), so "
-              "that an extra loss such as --pose-loss can adjust heads but not redraw them (0 = off)",
-              metavar='FLOAT', type=click.FloatRange(min=0), default=0.0, show_default=True)
-@click.option('--anchor-res', help='Resolution at which --anchor compares images', metavar='INT',
-              type=click.IntRange(min=1), default=16, show_default=True)
 @click.option('--pose-negatives-deg', help='Range of the camera turn for --pose-negatives, degrees',
               metavar='MIN,MAX', default='2,15', show_default=True)
 # Misc settings.

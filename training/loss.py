@@ -25,10 +25,6 @@ signal that does not share D's features. `pose_loss_params` limits what it train
 weights through which G sees the camera) or 'synthesis' (not the mapping network);
 `pose_loss_mode='relative'` shows each latent of the Gmain batch at two cameras and charges only
 the difference of the two readings (training/pose_loss.py).
-
-`anchor=W` charges G W times the mean squared difference between its images and those of the
-network it resumed from, pooled to `anchor_res`² (training/anchor.py): a fine-tuning regularizer
-that lets an extra loss move heads by a fraction of a pixel but not redraw them.
 """
 
 import inspect
@@ -38,7 +34,6 @@ import torch
 
 from raycond import camera as cam
 from training import pose_loss as reader_loss
-from training.anchor import FunctionAnchor
 from torch_utils import training_stats
 from torch_utils.ops import conv2d_gradfix
 
@@ -65,8 +60,7 @@ class StyleGAN2Loss(Loss):
     def __init__(self, device, G, D, augment_pipe=None, r1_gamma=10, style_mixing_prob=0.9,
                  pl_weight=2, pl_batch_shrink=2, pl_decay=0.01, pl_no_weight_grad=False,
                  gpc_swap=0.0, pose_negatives=0.0, pose_negative_deg=(2.0, 15.0), pose_loss=0.0,
-                 pose_loss_margin=0.0, pose_loss_params='all', pose_loss_mode='absolute', anchor=0.0,
-                 anchor_res=16, anchor_batch_shrink=4):
+                 pose_loss_margin=0.0, pose_loss_params='all', pose_loss_mode='absolute'):
         super().__init__()
         self.device = device
         self.G = G
@@ -92,9 +86,6 @@ class StyleGAN2Loss(Loss):
             raise ValueError(f'pose_loss > 0 needs a generator conditioned on {cam.LABEL_DIM}-value cameras')
         self.pose_params = reader_loss.trained_parameters(G, pose_loss_params) if self.pose_loss > 0 else None
         self.pose_reader = None  # set by the training loop when pose_loss > 0
-        self.anchor = float(anchor)
-        self.anchor_batch_shrink = int(anchor_batch_shrink)
-        self.function_anchor = FunctionAnchor(G, res=anchor_res) if self.anchor > 0 else None
         self.pl_mean = torch.zeros([], device=device)
         self.synthesis_takes_c = synthesis_takes_c(G)
 
@@ -172,12 +163,6 @@ class StyleGAN2Loss(Loss):
                     for (p, mask), g in zip(self.pose_params, grads):
                         g = g if mask is None else g * mask
                         p.grad = g if p.grad is None else p.grad.add_(g)
-            if self.function_anchor is not None:  # stay near the resumed network's images
-                with torch.autograd.profiler.record_function('Ganchor'):
-                    n = max(gen_z.shape[0] // self.anchor_batch_shrink, 1)
-                    drift = self.function_anchor.penalty(self.G, gen_z[:n], gen_c[:n])
-                    training_stats.report('Loss/G/anchor', drift)
-                    drift.mean().mul(self.anchor * gain).backward()
 
         # Gpl: path length regularization on a shrunk batch.
         if do_Gpl:
