@@ -176,7 +176,7 @@ def calc_metrics(network_pkl, metrics, data=None, mirror=None, gpus=1, device='a
 @click.option('--quiet', is_flag=True, help='No progress bars or summaries, only the result lines.')
 @click.option('--threads', 'num_threads', type=click.IntRange(min=0), default=0, show_default=True,
               help=threads.THREADS_HELP + ' Split among processes (--gpus).')
-@click.option('--trust-pickle', is_flag=True, help='Load network pickles that carry code this project does not recognise (runs that code; only for files you trust).')
+@click.option('--trust-pickle', is_flag=True, help=loading.TRUST_PICKLE_HELP)
 @click.option('--verbose', is_flag=True, help='Show full tracebacks on errors.')
 def main(network_pkl, metrics, data, mirror, gpus, device, seed, cache, quiet, num_threads, verbose, trust_pickle):
     try:

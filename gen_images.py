@@ -34,11 +34,7 @@ def _fmt_angle(x: float) -> str:
 @cli_options.camera_options(angles="views")
 @click.option("--class", "class_idx", type=int, default=None, help="Class index for class-conditional (non-camera) networks.")
 @click.option("--grid", is_flag=True, help="Also write grid.png: rows are seeds, columns are views.")
-@click.option("--device", default="auto", show_default=True, help=gen.DEVICE_HELP)
-@click.option("--batch", "batch_size", type=int, default=8, show_default=True, help="Images per forward pass.")
-@click.option("--fp32", is_flag=True, help=cli_options.FP32_HELP)
-@click.option("--threads", "num_threads", type=click.IntRange(min=0), default=0, show_default=True, help=threads.THREADS_HELP)
-@click.option("--trust-pickle", is_flag=True, help="Load network pickles that carry code this project does not recognise (runs that code; only for files you trust).")
+@cli_options.runtime_options(batch_default=8)
 @click.option("--projected", default=None, metavar="FILE", help="Render an inverted photo (projector.py's inversion.pt) at the views instead of seeds.")
 @click.option("--verbose", is_flag=True, help="Show full tracebacks on errors.")
 def main(**kwargs):

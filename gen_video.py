@@ -75,11 +75,7 @@ def interpolate_keyframes(ws, num_frames: int, loop: bool = True):
 @click.option("--noise-mode", type=click.Choice(gen.NOISE_MODES), default="const", show_default=True, help="Noise inputs.")
 @click.option("--output", default="orbit.mp4", show_default=True, help=f"Output video ({', '.join(VIDEO_EXTENSIONS)}).")
 @click.option("--fps", type=int, default=30, show_default=True, help="Frames per second.")
-@click.option("--device", default="auto", show_default=True, help=gen.DEVICE_HELP)
-@click.option("--batch", "batch_size", type=int, default=16, show_default=True, help="Grid cells rendered per forward pass.")
-@click.option("--fp32", is_flag=True, help=cli_options.FP32_HELP)
-@click.option("--threads", "num_threads", type=click.IntRange(min=0), default=0, show_default=True, help=threads.THREADS_HELP)
-@click.option("--trust-pickle", is_flag=True, help="Load network pickles that carry code this project does not recognise (runs that code; only for files you trust).")
+@cli_options.runtime_options(batch_default=16, batch_help="Grid cells rendered per forward pass.")
 @click.option("--projected", default=None, metavar="FILE", help="Orbit an inverted photo (projector.py's inversion.pt) instead of seeds.")
 @click.option("--verbose", is_flag=True, help="Full tracebacks on errors.")
 def main(verbose, num_threads, **kwargs):

@@ -70,13 +70,11 @@ def _camera_from_json(path: str, info):
 @click.option("--views", default="-30,0,30", show_default=True, help="Yaws (degrees, absolute) of the views in views.png.")
 @click.option("--pitch-views", default="0", show_default=True, help="Pitches (degrees, absolute) of the views; each with every yaw.")
 @click.option("--save-video", default=None, metavar="FILE", help=f"Also write an orbit video of the edited face ({', '.join(VIDEO_EXTENSIONS)}; in --outdir unless a path).")
-@click.option("--device", default="auto", show_default=True, help=gen.DEVICE_HELP)
-@click.option("--threads", "threads_opt", type=click.IntRange(min=0), default=0, show_default=True, help=threads.THREADS_HELP)
-@click.option("--trust-pickle", is_flag=True, help="Load network pickles that carry code this project does not recognise (runs that code; only for files you trust).")
+@cli_options.runtime_options(fp32=False)
 @click.option("--verbose", is_flag=True, help="Show full tracebacks on errors.")
-def main(verbose, threads_opt, **kwargs):
+def main(verbose, num_threads, **kwargs):
     """Invert a photo into a network and render it from other viewpoints."""
-    threads.apply(threads_opt)
+    threads.apply(num_threads)
     with cli_options.one_line_errors(verbose):
         project(**kwargs)
 

@@ -4,6 +4,7 @@
 (--fov, --radius, --lookat, --preset) and, where a script takes them, the same --yaw/--pitch;
 `camera_model` turns their values into what `raycond.generate.c_for_network` takes. Unset values
 fall back to the network's training cameras (its snapshot's camera statistics), else FFHQ's.
+`runtime_options` gives them the same --device, --batch, --fp32, --threads and --trust-pickle.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import click
 
 from raycond import camera as cam
 from raycond import generate as gen
-from raycond import inversion, loading
+from raycond import inversion, loading, threads
 
 FP32_HELP = ("Run every layer in float32. Default: on CUDA the network's fp16 layers run in fp16 (faster); "
              "CPU and MPS always use float32.")
@@ -55,6 +56,27 @@ def camera_options(angles: str | None = 'views'):
         click.option('--preset', type=click.Choice(sorted(cam.PRESETS)), default=None,
                      help='Camera radius/look-at/FOV of a known dataset (explicit options override it).'),
     ]
+
+    def decorate(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+    return decorate
+
+
+def runtime_options(batch_default: int | None = None, batch_help: str = 'Images per forward pass.', fp32: bool = True):
+    """Click decorator adding where and how a script runs the network: --device, --batch (when
+    `batch_default` is given; parameter batch_size), --fp32 (when `fp32`), --threads (parameter
+    num_threads) and --trust-pickle, in that order."""
+    options = [click.option('--device', default='auto', show_default=True, help=gen.DEVICE_HELP)]
+    if batch_default is not None:
+        options.append(click.option('--batch', 'batch_size', type=click.IntRange(min=1), default=batch_default,
+                                    show_default=True, help=batch_help))
+    if fp32:
+        options.append(click.option('--fp32', is_flag=True, help=FP32_HELP))
+    options += [click.option('--threads', 'num_threads', type=click.IntRange(min=0), default=0, show_default=True,
+                             help=threads.THREADS_HELP),
+                click.option('--trust-pickle', is_flag=True, help=loading.TRUST_PICKLE_HELP)]
 
     def decorate(fn):
         for option in reversed(options):

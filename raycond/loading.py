@@ -33,6 +33,8 @@ from raycond.safe_pickle import NetworkLoadError, UntrustedPickleError
 
 SAFE_FORMAT = "raycond-weights-v1"
 NETWORK_KEYS = ("G_ema", "G", "D")
+TRUST_PICKLE_HELP = ("Load network pickles that carry code this project does not recognise (runs that code; only "
+                     "for files you trust).")
 __all__ = ["NetworkLoadError", "UntrustedPickleError", "NetworkInfo", "load_snapshot", "load_network",
            "load_network_and_info", "network_info", "resolve_network_path", "save_safe_weights",
            "export_generator", "DEFAULT_CHECKPOINT", "resolve_network_arg"]

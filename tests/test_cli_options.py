@@ -83,3 +83,23 @@ def test_one_line_errors_turns_failures_into_one_click_error_and_keeps_click_err
     with pytest.raises(click.BadParameter):
         with one_line_errors(verbose=False):
             raise click.BadParameter('kept as click raised it')
+
+
+def test_runtime_options_are_the_same_in_every_script():
+    import click
+
+    @click.command()
+    @cli_options.runtime_options(batch_default=3)
+    def probe(**kwargs):
+        click.echo(repr(sorted(kwargs.items())))
+
+    result = CliRunner().invoke(probe, [])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == repr(sorted(dict(device="auto", batch_size=3, fp32=False, num_threads=0,
+                                                     trust_pickle=False).items()))
+    assert CliRunner().invoke(probe, ["--batch", "0"]).exit_code != 0
+    for script, has_batch, has_fp32 in ((gen_images, True, True), (gen_video, True, True), (projector, False, False)):
+        params = _params(script.main)
+        assert {"device", "num_threads", "trust_pickle"} <= set(params)
+        assert ("batch_size" in params, "fp32" in params) == (has_batch, has_fp32), script.__name__
+        assert params["trust_pickle"].help == params["trust_pickle"].help.strip() and "only for files you trust" in params["trust_pickle"].help
