@@ -20,6 +20,7 @@ import inspect
 import io
 import os
 import pickle
+import pickletools
 import sys
 import zipfile
 from typing import Any
@@ -304,7 +305,8 @@ def _load_safe_weights(data: bytes, name: str) -> dict:
 
 def _looks_like_text(data: bytes) -> bool:
     """Binary pickles (protocol 2+, what every StyleGAN-family tool writes) start with 0x80; a file
-    whose first bytes are printable UTF-8 is text a user picked by mistake (a log, a JSON file)."""
+    whose first bytes are printable UTF-8 is text a user picked by mistake (a log, a JSON file),
+    unless the whole of it parses as a protocol 0/1 pickle (which is text too)."""
     if data[:1] == b"\x80":
         return False
     head = data[:512]
@@ -312,7 +314,14 @@ def _looks_like_text(data: bytes) -> bool:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
         return False
-    return all(ch.isprintable() or ch in "\r\n\t" for ch in text)
+    if not all(ch.isprintable() or ch in "\r\n\t" for ch in text):
+        return False
+    try:
+        for _ in pickletools.genops(io.BytesIO(data)):
+            pass
+    except Exception:  # not a pickle: text
+        return True
+    return False
 
 
 def export_generator(snapshot_path: str, out_path: str, key: str = "G_ema", trust_pickle: bool = False,

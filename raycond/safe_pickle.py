@@ -244,6 +244,18 @@ def _codecs_encode(text, encoding="utf-8"):
     return text.encode("latin1")
 
 
+def _copyreg_reconstructor(cls, base, state):
+    """Protocol 0/1 pickles rebuild objects of classes without their own reduce through
+    `copyreg._reconstructor(cls, base, state)`: allowed only for the allow-listed dicts (a dict
+    base) and for this unpickler's own placeholders (an `object` base), never for anything else."""
+    if base is dict and isinstance(cls, type) and cls in (dict, dnnlib.EasyDict, collections.OrderedDict):
+        return cls(state or {})
+    if base is object and isinstance(cls, type) and issubclass(cls, (ModuleRecord, _Refused)) and state is None:
+        return cls.__new__(cls)
+    raise pickle.UnpicklingError(f"copyreg._reconstructor of {getattr(cls, '__name__', cls)!r} on "
+                                 f"{getattr(base, '__name__', base)!r} is not allowed")
+
+
 def _ndarray_reconstruct(subtype, shape, dtype):
     if subtype is not np.ndarray:
         raise pickle.UnpicklingError("numpy array subclass is not allowed")
@@ -258,6 +270,9 @@ _SAFE_GLOBALS: dict[str, Any] = {
     "builtins.complex": complex,
     "builtins.slice": slice,
     "_codecs.encode": _codecs_encode,
+    "copyreg._reconstructor": _copyreg_reconstructor,  # protocol 0/1 pickles
+    "builtins.dict": dict,
+    "builtins.object": object,
     "dnnlib.util.EasyDict": dnnlib.EasyDict,
     "dnnlib.EasyDict": dnnlib.EasyDict,
     PERSISTENCE_ENTRY: _reconstruct_persistent_obj,

@@ -352,3 +352,31 @@ def test_convert_snapshot_whose_g_is_g_ema_writes_both(tmp_path, small_generator
     out = tmp_path / "net.safetensors"
     assert main([path, str(out), "--keys", "G_ema,G"]) == 0
     _assert_same(loading.load_network(str(out)), small_generator)
+
+
+@pytest.mark.parametrize("protocol", [0, 1])
+@pytest.mark.parametrize("family", ["raycond2", "stylegan3", "raycond2-D"])
+def test_protocol_0_and_1_pickles_load_without_trust(tmp_path, family, protocol):
+    """Old protocols rebuild dict subclasses and plain objects through copyreg._reconstructor."""
+    net = _build(family)
+    key = "D" if family == "raycond2-D" else "G_ema"
+    path = _write(tmp_path, {key: net, "training_set_kwargs": dnnlib.EasyDict(resolution=16)}, protocol=protocol)
+    assert b"_reconstructor" in open(path, "rb").read()
+    safe, trusted = load_snapshot(path), load_snapshot(path, trust_pickle=True)
+    assert type(safe["training_set_kwargs"]) is dnnlib.EasyDict and safe["training_set_kwargs"].resolution == 16
+    _assert_same(safe[key], trusted[key])
+
+
+def test_copyreg_reconstructor_rebuilds_nothing_but_allowed_dicts(tmp_path):
+    import copyreg
+    marker = tmp_path / "pwned"
+    # A refused global stays refused (and is never called) when it comes through _reconstructor.
+    path = _write(tmp_path, {"G_ema": _Reduce(copyreg._reconstructor, _Reduce, object, None),
+                             "x": _Reduce(os.system, f"touch {marker}")}, protocol=0)
+    assert f"global {os.system.__module__}.system" in _refused(path).names
+    assert not marker.exists()
+    # An allowed class on a base it does not have is refused as malformed, not built.
+    path = _write(tmp_path, {"G_ema": _Reduce(copyreg._reconstructor, dnnlib.EasyDict, object, None)}, protocol=0,
+                  name="bad.pkl")
+    with pytest.raises(Exception, match="not allowed"):
+        load_snapshot(path)
