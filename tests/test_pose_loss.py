@@ -259,6 +259,33 @@ def test_a_resumed_run_keeps_the_reader_of_the_run_it_resumes(tmp_path, monkeypa
         pose_reader.load_or_train(str(tmp_path / 'r2'), dataset, config=SMALL, resume_pkl=str(tmp_path / 'd.zip'))
 
 
+def _reader_in_rank(rank, run_dir, data, out_dir, temp_dir):
+    from torch_utils import distributed
+    from training.dataset import ImageFolderDataset
+    distributed.init_spawned('cpu', rank=rank, world_size=2, temp_dir=temp_dir)
+    try:
+        if rank == 1:  # rank 1 must not train one of its own, only wait for rank 0's
+            pose_reader.train_reader = lambda *a, **k: (_ for _ in ()).throw(AssertionError('rank 1 trained'))
+        reader = pose_reader.load_or_train(run_dir, ImageFolderDataset(data, use_labels=True), rank=rank,
+                                           num_gpus=2, config=SMALL)
+        torch.save(reader.state_dict(), os.path.join(out_dir, f'rank{rank}.pt'))
+    finally:
+        distributed.destroy()
+
+
+def test_two_processes_share_the_reader_rank_0_trained(tmp_path):
+    import torch.multiprocessing as mp
+    data = make_camera_zip(tmp_path / 'd.zip', n=16, res=16)
+    run_dir = tmp_path / 'run'
+    run_dir.mkdir()
+    (tmp_path / 'sync').mkdir()
+    mp.spawn(_reader_in_rank, args=(str(run_dir), data, str(tmp_path), str(tmp_path / 'sync')), nprocs=2)
+    saved = torch.load(run_dir / pose_reader.FILE_NAME, weights_only=True)['model']
+    for rank in (0, 1):
+        state = torch.load(tmp_path / f'rank{rank}.pt', weights_only=True)
+        assert state.keys() == saved.keys() and all(torch.equal(state[k], saved[k]) for k in saved)
+
+
 def test_the_reader_refuses_a_dataset_without_camera_labels(tmp_path):
     from training.dataset import ImageFolderDataset
     dataset = ImageFolderDataset(make_camera_zip(tmp_path / 'd.zip', n=8, res=16), use_labels=False)
