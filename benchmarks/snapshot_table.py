@@ -82,7 +82,10 @@ def main(runs, metrics, seeds, every, keys, data, mirror, num_threads):
     for run in runs:
         for pkl, kimg in snapshots(run, every):
             snapshot = loading.load_snapshot(pkl)
-            G = snapshot.get('G_ema', snapshot.get('G')).eval().requires_grad_(False)
+            G = snapshot.get('G_ema', snapshot.get('G'))
+            if not isinstance(G, torch.nn.Module):
+                raise click.ClickException(f'{pkl} holds no generator (G_ema or G)')
+            G = G.eval().requires_grad_(False)
             dataset_kwargs = calc_metrics.dataset_kwargs_for(snapshot, G, calc_metrics.find_run_dir(pkl), data,
                                                              mirror, pkl)
             per_seed, main_keys = [], []
