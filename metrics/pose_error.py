@@ -16,7 +16,6 @@ real images).
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 import torch.nn.functional as F

@@ -378,5 +378,5 @@ def test_copyreg_reconstructor_rebuilds_nothing_but_allowed_dicts(tmp_path):
     # An allowed class on a base it does not have is refused as malformed, not built.
     path = _write(tmp_path, {"G_ema": _Reduce(copyreg._reconstructor, dnnlib.EasyDict, object, None)}, protocol=0,
                   name="bad.pkl")
-    with pytest.raises(Exception, match="not allowed"):
+    with pytest.raises(loading.NetworkLoadError, match="_reconstructor of 'EasyDict' on 'object' is not allowed"):
         load_snapshot(path)
