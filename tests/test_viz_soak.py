@@ -27,10 +27,11 @@ def files(tmp_path_factory):
 @pytest.fixture(scope='module')
 def app(xvfb, files, tmp_path_factory):
     from viz.app import Visualizer
-    viz = Visualizer([files['net32']], capture_dir=str(tmp_path_factory.mktemp('captures')), device='cpu',
-                     fps_limit=0)
-    yield viz
-    viz.close()
+    with viz_soak.working_directory(str(tmp_path_factory.mktemp('cwd'))):  # typed file names land here
+        viz = Visualizer([files['net32']], capture_dir=str(tmp_path_factory.mktemp('captures')), device='cpu',
+                         fps_limit=0)
+        yield viz
+        viz.close()
 
 
 @pytest.fixture
@@ -93,9 +94,11 @@ def test_switching_resolution_mid_render_shows_the_new_network(soak, app, files,
 
 @pytest.mark.slow
 def test_soak_of_random_events_keeps_the_window_alive_and_memory_flat(app, files, xvfb):
+    checkout_before = set(os.listdir(viz_soak.ROOT))
     soak, fig = viz_soak.soak_visualizer(app, files, events=SOAK_EVENTS, warmup=400, seed=0, display=xvfb,
                                          log=print)
     print('\n' + viz_soak.soak_report(soak, **fig))
+    assert set(os.listdir(viz_soak.ROOT)) <= checkout_before  # nothing typed was saved into the checkout
     assert not soak.failures, '\n'.join(soak.failures)
     assert app.renderer._thread.is_alive() and app.frame_count > SOAK_EVENTS // 8
     assert fig['rss_end'] - fig['rss_warm'] < 100, fig
