@@ -297,7 +297,7 @@ def optimizer_state_mismatch(opt, state_dict):
 
 
 def restore_optimizer_states(phases, progress, same_architecture, rank=0):
-    """Load the saved Adam states when the networks are the same architecture; else one line."""
+    """Load the saved Adam states when the networks are the same architecture; one line either way."""
     targets = [('G_opt', phases[0].opt), ('D_opt', phases[-1].opt)]
     saved = [(name, opt, progress.get(name)) for name, opt in targets if progress.get(name) is not None]
     if not saved:
@@ -313,6 +313,8 @@ def restore_optimizer_states(phases, progress, same_architecture, rank=0):
         return False
     for _name, opt, state in saved:
         opt.load_state_dict(state)
+    if rank == 0:
+        print(f'  Optimizer states restored from the snapshot ({", ".join(name for name, _, _ in saved)}).')
     return True
 
 
