@@ -571,9 +571,8 @@ def build_config(opts):
               "--pose-loss, so that the reader's own noise is not charged",
               metavar='DEG', type=click.FloatRange(min=0), default=0.0, show_default=True)
 @click.option('--pose-loss-params', help='What --pose-loss trains: all of G; only the weights through which G '
-              'sees the camera rays (rays); those plus every weight of the 16² and finer blocks (fine); or the '
-              'synthesis network but not the mapping network (synthesis)',
-              type=click.Choice(['all', 'rays', 'fine', 'synthesis']), default='all', show_default=True)
+              'sees the camera rays (rays); or the synthesis network but not the mapping network (synthesis)',
+              type=click.Choice(['all', 'rays', 'synthesis']), default='all', show_default=True)
 @click.option('--pose-loss-mode', help='absolute: each image must show its asked pose; relative: G renders each '
               'latent at two cameras and only the difference of the two readings must match the turn',
               type=click.Choice(['absolute', 'relative']), default='absolute', show_default=True)

@@ -85,26 +85,15 @@ def ray_parameters(G: torch.nn.Module) -> list[tuple[torch.nn.Parameter, torch.T
     return pairs
 
 
-FINE_RES = 16  # 'fine': every weight of the blocks at this resolution and finer
-
-
 def trained_parameters(G: torch.nn.Module, which: str) -> list[tuple[torch.nn.Parameter, torch.Tensor | None]] | None:
     """What `--pose-loss-params` lets the pose loss train, as (parameter, 0/1 mask or None for the
     whole parameter) pairs: None for 'all' (the loss simply joins G's), the ray weights for 'rays',
     every synthesis weight for 'synthesis' (the mapping network, which decides which heads G draws,
-    is left to D), the ray weights plus every weight of the blocks at FINE_RES² and finer for
-    'fine' (the coarse blocks, which lay out the head and its hair, are left to D)."""
+    is left to D)."""
     if which == 'all':
         return None
     if which == 'rays':
         return ray_parameters(G)
     if which == 'synthesis':
         return [(p, None) for p in G.synthesis.parameters()]
-    if which == 'fine':
-        fine = [p for block in G.synthesis.children() if getattr(block, 'resolution', 0) >= FINE_RES
-                for p in block.parameters()]
-        if not fine:
-            raise ValueError(f'--pose-loss-params=fine needs synthesis blocks at {FINE_RES}² or finer')
-        whole = {id(p) for p in fine}
-        return [(p, None) for p in fine] + [(p, m) for p, m in ray_parameters(G) if id(p) not in whole]
-    raise ValueError(f"pose_loss_params must be 'all', 'rays', 'fine' or 'synthesis', got {which!r}")
+    raise ValueError(f"pose_loss_params must be 'all', 'rays' or 'synthesis', got {which!r}")
