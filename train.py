@@ -430,9 +430,6 @@ def build_config(opts):
             raise ValueError('--attr-anchor keeps each latent\'s attributes as the --resume network draws them: '
                              'give --resume')
         c.loss_kwargs.attr_anchor = opts.attr_anchor
-        c.loss_kwargs.attr_anchor_per = opts.attr_anchor_per
-        if opts.attr_anchor_per == 'batch':  # a mix of kinds needs the whole batch to be estimated
-            c.loss_kwargs.attr_anchor_batch_shrink = 1
 
     # Augmentation.
     augpipe = default_augpipe(camera_labels)
@@ -581,9 +578,6 @@ def build_config(opts):
               "the --resume network's (same latent and camera), so that another loss such as --pose-loss can change "
               "how a head is drawn but not which kind of head a latent draws (0 = off)",
               metavar='FLOAT', type=click.FloatRange(min=0), default=0.0, show_default=True)
-@click.option('--attr-anchor-per', help="latent: each latent keeps its own attribute readings; batch: only the "
-              "batch's mix of attributes must stay (heads may trade kinds)",
-              type=click.Choice(['latent', 'batch']), default='latent', show_default=True)
 @click.option('--pose-negatives-deg', help='Range of the camera turn for --pose-negatives, degrees',
               metavar='MIN,MAX', default='2,15', show_default=True)
 # Misc settings.

@@ -114,43 +114,13 @@ def test_train_attr_anchor_option_needs_resume_and_reports_the_penalty(tmp_path,
     first = CliRunner().invoke(train.main, args)
     assert first.exit_code == 0, first.output[-3000:]
     snapshot = rundir.newest_snapshot(rundir.list_runs(str(tmp_path / 'runs'))[-1][1])
-    result = CliRunner().invoke(train.main, args + ['--attr-anchor=2.5', '--attr-anchor-per=batch',
-                                                    f'--resume={snapshot}'])
+    result = CliRunner().invoke(train.main, args + ['--attr-anchor=2.5', f'--resume={snapshot}'])
     assert result.exit_code == 0, result.output[-3000:]
     assert 'Attribute classifier for --attr-anchor: held-out accuracy hair_style' in result.output
     run = rundir.list_runs(str(tmp_path / 'runs'))[-1][1]
     with open(os.path.join(run, 'training_options.json')) as f:
-        loss_kwargs = json.load(f)['loss_kwargs']
-    assert (loss_kwargs['attr_anchor'], loss_kwargs['attr_anchor_per'], loss_kwargs['attr_anchor_batch_shrink']) == \
-        (2.5, 'batch', 1)
+        assert json.load(f)['loss_kwargs']['attr_anchor'] == 2.5
     with open(os.path.join(run, 'stats.jsonl')) as f:
         stats = [json.loads(line) for line in f]
     assert stats and stats[-1]['Loss/G/attr_anchor']['num'] > 0
     assert 0 <= stats[-1]['Loss/G/attr_anchor']['mean'] < 5
-
-
-class _Rearranged(torch.nn.Module):
-    """G0's images of the batch, rows picked by `pick(n)`: each latent draws another latent's head."""
-
-    def __init__(self, G0, pick):
-        super().__init__()
-        self.G0, self.pick = G0, pick
-
-    def forward(self, z, c, noise_mode='const'):
-        return self.G0(z, c, noise_mode=noise_mode)[self.pick(z.shape[0])]
-
-
-def test_per_batch_the_heads_may_trade_kinds_but_not_the_mix():
-    torch.manual_seed(0)
-    G, _ = _tiny_nets()
-    anchor = attribute_anchor.AttributeAnchor(G)
-    anchor.classifier = _classifier()
-    z, c = torch.randn(16, 8), _cameras(16, np.random.RandomState(0))
-    reversed_rows = _Rearranged(anchor.G0, lambda n: torch.arange(n).flip(0))
-    one_head = _Rearranged(anchor.G0, lambda n: torch.zeros(n, dtype=torch.long))
-    with torch.no_grad():
-        assert float(anchor.penalty(reversed_rows, z, c, per='latent').mean()) > 0.05
-        assert float(anchor.penalty(reversed_rows, z, c, per='batch').abs().max()) < 1e-5
-        assert float(anchor.penalty(one_head, z, c, per='batch')) > 0.05
-    with pytest.raises(ValueError, match='per'):
-        anchor.penalty(G, z, c, per='image')

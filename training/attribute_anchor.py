@@ -58,20 +58,12 @@ class AttributeAnchor:
         logits = self.classifier((img.float() + 1) * 127.5)
         return [F.log_softmax(part, dim=1) for part in logits.split(self.sizes, dim=1)]
 
-    def penalty(self, G: torch.nn.Module, z: torch.Tensor, c: torch.Tensor, per: str = 'latent') -> torch.Tensor:
-        """KL(reference ‖ G) summed over attributes, for latents z at cameras c; both networks without
-        noise, style mixing or truncation. per='latent': each image's own (N,); per='batch': of the
-        batch's mean probabilities (1,), so that heads may trade kinds as long as the batch's mix of
-        kinds stays the reference's."""
+    def penalty(self, G: torch.nn.Module, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Per-image KL(reference ‖ G) summed over attributes (N,), for latents z at cameras c; both
+        networks without noise, style mixing or truncation."""
         if self.classifier is None:
             raise RuntimeError('attr_anchor > 0 but no attribute classifier was set')
-        if per not in ('latent', 'batch'):
-            raise ValueError(f"per must be 'latent' or 'batch', got {per!r}")
         with torch.no_grad():
             ref = self.log_probs(self.G0(z, c, noise_mode='const'))
         cur = self.log_probs(G(z, c, noise_mode='const'))
-        if per == 'batch':
-            n = float(z.shape[0])
-            ref = [torch.logsumexp(r, dim=0, keepdim=True) - torch.log(torch.tensor(n)) for r in ref]
-            cur = [torch.logsumexp(q, dim=0, keepdim=True) - torch.log(torch.tensor(n)) for q in cur]
         return sum((r.exp() * (r - q)).sum(dim=1) for r, q in zip(ref, cur))

@@ -67,7 +67,7 @@ class StyleGAN2Loss(Loss):
                  pl_weight=2, pl_batch_shrink=2, pl_decay=0.01, pl_no_weight_grad=False,
                  gpc_swap=0.0, pose_negatives=0.0, pose_negative_deg=(2.0, 15.0), pose_loss=0.0,
                  pose_loss_margin=0.0, pose_loss_params='all', pose_loss_mode='absolute', attr_anchor=0.0,
-                 attr_anchor_batch_shrink=2, attr_anchor_per='latent'):
+                 attr_anchor_batch_shrink=2):
         super().__init__()
         self.device = device
         self.G = G
@@ -95,7 +95,6 @@ class StyleGAN2Loss(Loss):
         self.pose_reader = None  # set by the training loop when pose_loss > 0
         self.attr_anchor = float(attr_anchor)
         self.attr_anchor_batch_shrink = int(attr_anchor_batch_shrink)
-        self.attr_anchor_per = attr_anchor_per
         self.attribute_anchor = AttributeAnchor(G) if self.attr_anchor > 0 else None  # its classifier: set by the loop
         self.pl_mean = torch.zeros([], device=device)
         self.synthesis_takes_c = synthesis_takes_c(G)
@@ -177,7 +176,7 @@ class StyleGAN2Loss(Loss):
             if self.attribute_anchor is not None:  # each latent keeps the kind of head it drew
                 with torch.autograd.profiler.record_function('Gattr_anchor'):
                     n = max(gen_z.shape[0] // self.attr_anchor_batch_shrink, 1)
-                    drift = self.attribute_anchor.penalty(self.G, gen_z[:n], gen_c[:n], per=self.attr_anchor_per)
+                    drift = self.attribute_anchor.penalty(self.G, gen_z[:n], gen_c[:n])
                     training_stats.report('Loss/G/attr_anchor', drift)
                     drift.mean().mul(self.attr_anchor * gain).backward()
 
