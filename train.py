@@ -425,12 +425,6 @@ def build_config(opts):
         c.loss_kwargs.pose_loss_params = opts.pose_loss_params
         c.loss_kwargs.pose_loss_mode = opts.pose_loss_mode
 
-    if opts.attr_anchor > 0:  # a fine-tuning regularizer: meaningless without a network to stay near
-        if opts.resume is None:
-            raise ValueError('--attr-anchor keeps each latent\'s attributes as the --resume network draws them: '
-                             'give --resume')
-        c.loss_kwargs.attr_anchor = opts.attr_anchor
-
     # Augmentation.
     augpipe = default_augpipe(camera_labels)
     c.augment_kwargs = None
@@ -573,11 +567,6 @@ def build_config(opts):
 @click.option('--pose-loss-mode', help='absolute: each image must show its asked pose; relative: G renders each '
               'latent at two cameras and only the difference of the two readings must match the turn',
               type=click.Choice(['absolute', 'relative']), default='absolute', show_default=True)
-@click.option('--attr-anchor', help="Fine-tuning on synthetic heads (raycond/synth datasets): G also pays this "
-              "weight times the KL divergence between a frozen attribute classifier's readings of its images and of "
-              "the --resume network's (same latent and camera), so that another loss such as --pose-loss can change "
-              "how a head is drawn but not which kind of head a latent draws (0 = off)",
-              metavar='FLOAT', type=click.FloatRange(min=0), default=0.0, show_default=True)
 @click.option('--pose-negatives-deg', help='Range of the camera turn for --pose-negatives, degrees',
               metavar='MIN,MAX', default='2,15', show_default=True)
 # Misc settings.
