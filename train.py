@@ -404,7 +404,6 @@ def build_config(opts):
             c.G_kwargs.channel_max *= 2
             c.G_kwargs.use_radial_filters = True
     c.ema_kimg = c.batch_size * 10 / 32
-    c.map_lr_boost = opts.map_lr_boost
     c.ema_rampup = 0.05
 
     camera_labels = bool(cond) and label_kind == 'camera'
@@ -534,10 +533,6 @@ def build_config(opts):
               show_default=True)
 @click.option('--cmax', help='Max. feature maps', metavar='INT', type=click.IntRange(min=1), default=512,
               show_default=True)
-@click.option('--map-lr-boost', help="Scale the mapping network's learning rate (StyleGAN's lr_multiplier 0.01 of "
-              "--glr) by this factor, e.g. to let a fine-tuned G move latent mass between kinds of image faster; "
-              "snapshots and --resume are unaffected", metavar='FLOAT', type=click.FloatRange(min=0, min_open=True),
-              default=1.0, show_default=True)
 @click.option('--glr', help='G learning rate', metavar='FLOAT', type=click.FloatRange(min=0), default=0.002,
               show_default=True)
 @click.option('--dlr', help='D learning rate', metavar='FLOAT', type=click.FloatRange(min=0), default=0.002,

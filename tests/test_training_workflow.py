@@ -1,7 +1,6 @@
 """Training as StyleGAN users run it: fine-tuning a ray-conditioned network from a StyleGAN2
 snapshot (ours or release-style), --kimg with --resume, the visualizer panel's options."""
 
-import json
 import os
 import pickle
 
@@ -179,45 +178,3 @@ def test_two_torchrun_nodes_on_localhost_train_and_snapshot(tmp_path):
     with open(rundir.newest_snapshot(runs[0][1]), 'rb') as f:
         snap = pickle.load(f)
     assert snap['progress']['cur_nimg'] == 8 and snap['progress']['batch_idx'] == 1
-
-
-def test_mapping_lr_boost_scales_only_the_mapping_networks_adam_steps():
-    from training import networks_stylegan2 as sg2
-    from training.training_loop import boosted_step, build_phases
-    torch.manual_seed(0)
-    G = sg2.Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3,
-                      mapping_kwargs=dict(num_layers=2), channel_base=128, channel_max=16)
-    D = sg2.Discriminator(c_dim=0, img_resolution=16, img_channels=3, channel_base=128, channel_max=16)
-    opt_kwargs = dict(class_name='torch.optim.Adam', lr=0.01, betas=[0, 0.99], eps=1e-8)
-    z = torch.randn(4, 8)
-
-    def step(boost):
-        G.load_state_dict(start)
-        phases = build_phases(G, D, opt_kwargs, opt_kwargs, map_lr_boost=boost)
-        G_main = phases[0]
-        G_main.opt.zero_grad(set_to_none=True)
-        G(z, None, noise_mode='const').square().mean().backward()
-        boosted_step(G_main.opt, G_main.get('step_boost'))
-        return {n: p.detach() - start[n] for n, p in G.named_parameters()}, phases
-
-    start = {n: p.detach().clone() for n, p in G.state_dict().items()}
-    plain, phases = step(1.0)
-    assert all('step_boost' not in ph for ph in phases)
-    boosted, phases = step(3.0)
-    assert [ph.name for ph in phases if 'step_boost' in ph] == ['Gmain', 'Greg']
-    for name, delta in boosted.items():
-        expected = plain[name] * (3.0 if name.startswith('mapping.') else 1.0)
-        assert torch.allclose(delta, expected, atol=1e-7), name
-    assert any(float(plain[n].abs().max()) > 0 for n in plain if n.startswith('mapping.'))
-    with pytest.raises(ValueError, match='mapping network'):
-        build_phases(D, G, opt_kwargs, opt_kwargs, map_lr_boost=2.0)
-
-
-def test_train_records_the_mapping_lr_boost(sg2_run):
-    out = sg2_run.tmp / 'boost'
-    _train(['--outdir', str(out), '--data', sg2_run.data, '--cfg=stylegan2', '--cond=1', '--resume', sg2_run.snap,
-            '--kimg=0.004', '--map-lr-boost=10'] + TINY)
-    run, log = _log(out)
-    assert 'Optimizer states restored from the snapshot (G_opt, D_opt).' in log  # one Adam group, as before
-    with open(os.path.join(run, 'training_options.json')) as f:
-        assert json.load(f)['map_lr_boost'] == 10.0

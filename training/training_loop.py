@@ -147,14 +147,11 @@ def generate_grid(G, z, c, batch, device):
     return torch.cat(out).numpy()
 
 
-def build_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval=4, D_reg_interval=16, map_lr_boost=1.0):
+def build_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval=4, D_reg_interval=16):
     """Optimizers and the phase list [Gmain, Greg, Dmain, Dreg] (or Gboth/Dboth without lazy reg).
 
     With lazy regularization every `reg_interval` steps, lr and Adam betas are scaled by
     reg_interval / (reg_interval + 1) so that the effective schedule matches non-lazy training.
-    `map_lr_boost` ≠ 1 scales every Adam step of G's mapping network by that factor (run_phases):
-    the same as a larger learning rate for those weights, while the optimizer keeps one parameter
-    group, so its saved state resumes into a run with any boost.
     """
     phases = []
     for name, module, opt_kwargs, reg_interval in [('G', G, G_opt_kwargs, G_reg_interval),
@@ -173,28 +170,7 @@ def build_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval=4, D_reg_inter
             opt = dnnlib.util.construct_class_by_name(params, **opt_kwargs)
             phases += [dnnlib.EasyDict(name=name + 'main', module=module, opt=opt, interval=1)]
             phases += [dnnlib.EasyDict(name=name + 'reg', module=module, opt=opt, interval=reg_interval)]
-    if float(map_lr_boost) != 1.0:
-        mapping = getattr(G, 'mapping', None)
-        if mapping is None:
-            raise ValueError('map_lr_boost needs a generator with a mapping network')
-        for phase in phases:
-            if phase.module is G:
-                phase.step_boost = ([p for p in mapping.parameters()], float(map_lr_boost))
     return phases
-
-
-def boosted_step(opt, boost):
-    """opt.step(), with the update of the parameters in `boost` = (params, factor) scaled by factor
-    (an Adam update is proportional to the learning rate, so this is a larger rate for them)."""
-    if boost is None:
-        opt.step()
-        return
-    params, factor = boost
-    before = [p.detach().clone() for p in params]
-    opt.step()
-    with torch.no_grad():
-        for p, b in zip(params, before):
-            p.add_((p - b) * (factor - 1))
 
 
 def run_phases(phases, loss, batch_idx, phase_real_img, phase_real_c, all_gen_z, all_gen_c, num_gpus=1,
@@ -222,7 +198,7 @@ def run_phases(phases, loss, batch_idx, phase_real_img, phase_real_c, all_gen_z,
                 torch.nan_to_num(flat, nan=0, posinf=1e5, neginf=-1e5, out=flat)
                 for p, g in zip(params, flat.split([p.numel() for p in params])):
                     p.grad = g.reshape(p.shape)
-            boosted_step(phase.opt, phase.get('step_boost'))
+            phase.opt.step()
 
 
 # ----------------------------------------------------------------------------
@@ -673,7 +649,6 @@ def training_loop(
     ema_kimg=10,                    # Half-life of the generator EMA.
     ema_rampup=0.05,                # EMA ramp-up coefficient (None = no ramp-up).
     G_reg_interval=4,               # How often to run path-length regularization (None = with main).
-    map_lr_boost=1.0,               # Step-size factor for G's mapping network (on top of its lr_multiplier).
     D_reg_interval=16,              # How often to run R1 (None = with main).
     augment_p=0,                    # Initial augmentation probability.
     ada_target=None,                # ADA target value (None = fixed p).
@@ -716,7 +691,7 @@ def training_loop(
     if getattr(loss, 'pose_loss', 0) > 0:
         loss.pose_reader = pose_reader.load_or_train(run_dir, training_set, device=device, rank=rank,
                                                      num_gpus=num_gpus, resume_pkl=resume_pkl)
-    phases = build_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval, map_lr_boost)
+    phases = build_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval)
     if progress is not None:
         restore_optimizer_states(phases, progress, same_architecture, rank=rank)
     grid_size = grid_z = grid_c = None
