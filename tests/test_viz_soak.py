@@ -6,6 +6,7 @@ RAYCOND_SOAK_EVENTS sets the soak's event count. The default, 3000, keeps the te
 on two cores; the full 10,000-event soak (`python tests/viz_soak.py --events 10000`) takes
 about 150 CPU-seconds and is recorded in docs/reliability.md."""
 
+import contextlib
 import os
 
 import pytest
@@ -27,7 +28,8 @@ def files(tmp_path_factory):
 @pytest.fixture(scope='module')
 def app(xvfb, files, tmp_path_factory):
     from viz.app import Visualizer
-    with viz_soak.working_directory(str(tmp_path_factory.mktemp('cwd'))):  # typed file names land here
+    # The soak types into the Photo panel's file field and may press Save: relative names land here.
+    with contextlib.chdir(tmp_path_factory.mktemp('cwd')):
         viz = Visualizer([files['net32']], capture_dir=str(tmp_path_factory.mktemp('captures')), device='cpu',
                          fps_limit=0)
         yield viz

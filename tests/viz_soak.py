@@ -629,20 +629,6 @@ class Soak:
             self._xdo('mousemove', pt, 'click', 1)
 
 
-@contextlib.contextmanager
-def working_directory(path):
-    """Run the soak from `path`: typed keys reach the Photo panel's file field too, and a Save
-    click then writes the inversion to whatever relative name was typed ('1-39'), in the current
-    directory; it must not be the user's checkout."""
-    os.makedirs(path, exist_ok=True)
-    before = os.getcwd()
-    os.chdir(path)
-    try:
-        yield path
-    finally:
-        os.chdir(before)
-
-
 def soak_report(soak, *, rss_warm, rss_end, seconds, events, frames, renders, cpu_seconds=None,
                 gui_cpu_seconds=None, rss_trace=(), rss_trimmed=None) -> str:
     """The figures of one soak as text (what docs/reliability.md records)."""
@@ -765,7 +751,10 @@ def main(argv=None):
     import tempfile
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         display = os.environ.get('DISPLAY') or stack.enter_context(virtual_display())
-        stack.enter_context(working_directory(os.path.join(tmp, 'cwd')))
+        # Typed keys reach the Photo panel's file field too, and a Save click then writes the
+        # inversion to the typed relative name ('1-39'): run from a scratch directory, not the checkout.
+        os.makedirs(os.path.join(tmp, 'cwd'))
+        stack.enter_context(contextlib.chdir(os.path.join(tmp, 'cwd')))
         files = make_files(os.path.join(tmp, 'files'))
         from viz.app import Visualizer
         app = Visualizer([files['net32']], capture_dir=os.path.join(tmp, 'captures'), device='cpu', fps_limit=0)
