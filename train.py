@@ -425,6 +425,9 @@ def build_config(opts):
         c.loss_kwargs.pose_loss_params = opts.pose_loss_params
         c.loss_kwargs.pose_loss_mode = opts.pose_loss_mode
 
+    if opts.attr_mix > 0:  # needs factor labels: checked when the classifier is built
+        c.loss_kwargs.attr_mix = opts.attr_mix
+
     # Augmentation.
     augpipe = default_augpipe(camera_labels)
     c.augment_kwargs = None
@@ -567,6 +570,11 @@ def build_config(opts):
 @click.option('--pose-loss-mode', help='absolute: each image must show its asked pose; relative: G renders each '
               'latent at two cameras and only the difference of the two readings must match the turn',
               type=click.Choice(['absolute', 'relative']), default='absolute', show_default=True)
+@click.option('--attr-mix', help="Synthetic heads only (raycond/synth datasets, which carry factor labels): G also "
+              "pays this weight times a loss that pulls the mix of hair styles, skin tones, hair colours and "
+              "backgrounds it draws, as a frozen attribute classifier reads them, to the data's, so that another loss "
+              "such as --pose-loss cannot buy a lower error by drawing fewer of the hard kinds of head (0 = off)",
+              metavar='FLOAT', type=click.FloatRange(min=0), default=0.0, show_default=True)
 @click.option('--pose-negatives-deg', help='Range of the camera turn for --pose-negatives, degrees',
               metavar='MIN,MAX', default='2,15', show_default=True)
 # Misc settings.

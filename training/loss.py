@@ -25,6 +25,10 @@ signal that does not share D's features. `pose_loss_params` limits what it train
 weights through which G sees the camera) or 'synthesis' (not the mapping network);
 `pose_loss_mode='relative'` shows each latent of the Gmain batch at two cameras and charges only
 the difference of the two readings (training/pose_loss.py).
+
+`attr_mix=W` adds W times the attribute-mix loss (training/attribute_mix.py; the loop sets
+`attribute_mix`): on synthetic heads, G is paid to draw each hair style, skin tone, hair colour
+and background as often as the data does, as a frozen classifier reads them.
 """
 
 import inspect
@@ -60,7 +64,7 @@ class StyleGAN2Loss(Loss):
     def __init__(self, device, G, D, augment_pipe=None, r1_gamma=10, style_mixing_prob=0.9,
                  pl_weight=2, pl_batch_shrink=2, pl_decay=0.01, pl_no_weight_grad=False,
                  gpc_swap=0.0, pose_negatives=0.0, pose_negative_deg=(2.0, 15.0), pose_loss=0.0,
-                 pose_loss_margin=0.0, pose_loss_params='all', pose_loss_mode='absolute'):
+                 pose_loss_margin=0.0, pose_loss_params='all', pose_loss_mode='absolute', attr_mix=0.0):
         super().__init__()
         self.device = device
         self.G = G
@@ -86,6 +90,8 @@ class StyleGAN2Loss(Loss):
             raise ValueError(f'pose_loss > 0 needs a generator conditioned on {cam.LABEL_DIM}-value cameras')
         self.pose_params = reader_loss.trained_parameters(G, pose_loss_params) if self.pose_loss > 0 else None
         self.pose_reader = None  # set by the training loop when pose_loss > 0
+        self.attr_mix = float(attr_mix)
+        self.attribute_mix = None  # set by the training loop when attr_mix > 0
         self.pl_mean = torch.zeros([], device=device)
         self.synthesis_takes_c = synthesis_takes_c(G)
 
@@ -155,6 +161,13 @@ class StyleGAN2Loss(Loss):
                     if self.pose_params is None:  # (a pair's loss is charged to both of its images)
                         per_image = loss_pose.repeat_interleave(2) if self.pose_relative else loss_pose
                         loss_Gmain = loss_Gmain.flatten() + per_image * self.pose_loss
+                if self.attr_mix > 0:
+                    if self.attribute_mix is None:
+                        raise RuntimeError('attr_mix > 0 but no attribute classifier was set (training/attribute_mix.py)')
+                    loss_mix = self.attribute_mix.loss(gen_img)
+                    training_stats.report('Loss/G/attr_mix', loss_mix)
+                    training_stats.report('Attr/mix_tv', self.attribute_mix.tv())
+                    loss_Gmain = loss_Gmain.flatten() + loss_mix * self.attr_mix
             with torch.autograd.profiler.record_function('Gmain_backward'):
                 loss_Gmain.mean().mul(gain).backward(retain_graph=self.pose_params is not None)
                 if self.pose_params is not None:  # the pose loss trains only part of G

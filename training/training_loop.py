@@ -30,6 +30,7 @@ from torch_utils import misc
 from torch_utils import training_stats
 from torch_utils.ops import conv2d_gradfix
 from torch_utils.ops import grid_sample_gradfix
+from training import attribute_mix
 from training import widen
 
 # ----------------------------------------------------------------------------
@@ -691,6 +692,9 @@ def training_loop(
     if getattr(loss, 'pose_loss', 0) > 0:
         loss.pose_reader = pose_reader.load_or_train(run_dir, training_set, device=device, rank=rank,
                                                      num_gpus=num_gpus, resume_pkl=resume_pkl)
+    if getattr(loss, 'attr_mix', 0) > 0:
+        classifier, target = attribute_mix.load_classifier(training_set_kwargs, device, rank=rank, num_gpus=num_gpus)
+        loss.attribute_mix = attribute_mix.AttributeMix(classifier, target)
     phases = build_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval)
     if progress is not None:
         restore_optimizer_states(phases, progress, same_architecture, rank=rank)
