@@ -86,6 +86,10 @@ def main(network, num_heads, seed, num_steps, tune_steps, loss, rows, extra, thr
     """Invert held-out synthetic heads and compare novel views with the true renders."""
     threads.apply(threads_opt)
     G, info = loading.load_network_and_info(network)
+    try:  # the snapshot's discriminator, for --loss=d and for 'auto' offline (as projector.py uses it)
+        D = loading.load_network(network, key="D")
+    except loading.NetworkLoadError:
+        D = None
     res = info.img_resolution
     options = {}
     for item in extra:
@@ -117,7 +121,7 @@ def main(network, num_heads, seed, num_steps, tune_steps, loss, rows, extra, thr
         if set(rows) & set("cd"):
             t = time.time()
             r = inversion.invert(G, photo, num_steps=num_steps, tune_steps=tune_steps, seed=h, loss=loss,
-                                 info=info, verbose=h == 0, **options)
+                                 info=info, D=D, verbose=h == 0, **options)
             secs["d" if "d" in rows else "c"].append(time.time() - t)
             dyaw, dpitch = r.meta["yaw_deg"] - yaw, r.meta["pitch_deg"] - pitch
             cam_err.append(math.hypot(dyaw, dpitch))
@@ -129,7 +133,7 @@ def main(network, num_heads, seed, num_steps, tune_steps, loss, rows, extra, thr
         if "e" in rows:
             t = time.time()
             r = inversion.invert(G, photo, camera=cams[:1], num_steps=num_steps, tune_steps=tune_steps, seed=h,
-                                 loss=loss, info=info, verbose=False, **options)
+                                 loss=loss, info=info, D=D, verbose=False, **options)
             secs["e"].append(time.time() - t)
             outs["e"] = rgen.to_uint8(r.render(cams)).numpy()
         for row, imgs in outs.items():
