@@ -32,8 +32,8 @@ method, in four stages (`invert`):
    `locality_radius` in W) at random cameras. Reference renders are made once before tuning.
 
 Losses (raycond.inversion_losses): LPIPS through NVIDIA's VGG16 detector file plus pixel MSE;
-`loss='auto'` falls back, offline, to the snapshot's discriminator features or to multi-scale
-pixel + gradient MSE, and prints which one it uses.
+`loss='auto'` falls back, offline, to multi-scale pixel + gradient MSE (measured better than the
+snapshot's discriminator features, which `loss='d'` uses), and prints which one it uses.
 
 `progress(step, total, stage, loss, preview)` is called after every step (stage in 'camera',
 'pivot', 'tune'; preview a (1,3,H,W) float tensor in [-1,1] on the CPU, or None and loss NaN

@@ -287,12 +287,20 @@ def test_auto_loss_falls_back_to_pixels_offline_in_one_line():
     assert loss.kind == "pixel" and len(lines) == 1 and "VGG16 file unavailable" in lines[0]
 
 
-def test_auto_loss_uses_discriminator_features_when_d_is_present():
+def test_discriminator_features_only_when_asked_for():
+    """Offline, 'auto' prefers pixels even when the snapshot kept D (measured better on the bundled
+    network); 'd' uses D's features."""
     D = dnnlib.util.construct_class_by_name(class_name="training.networks_raycond2.Discriminator", c_dim=25,
                                             img_resolution=16, img_channels=3, channel_base=256, channel_max=16)
-    lines = []
+    D = D.eval().requires_grad_(False)
     target = torch.zeros([1, 3, 16, 16])
-    loss = make_loss("auto", target, "cpu", D=D.eval().requires_grad_(False), log=lines.append)
+    lines = []
+    assert make_loss("auto", target, "cpu", D=D, log=lines.append).kind == "pixel"
+    assert len(lines) == 1 and "pixel" in lines[0]
+    with pytest.raises(ValueError, match="needs a discriminator"):
+        make_loss("d", target, "cpu", log=lambda *_: None)
+    lines = []
+    loss = make_loss("d", target, "cpu", D=D, log=lines.append)
     c = cam.camera_label(0, 0)
     assert loss.kind == "d" and "discriminator" in lines[0]
     assert float(loss(target, c)) == pytest.approx(0.0, abs=1e-6)
