@@ -86,7 +86,7 @@ def main(network, num_heads, seed, num_steps, tune_steps, loss, rows, extra, thr
     """Invert held-out synthetic heads and compare novel views with the true renders."""
     threads.apply(threads_opt)
     G, info = loading.load_network_and_info(network)
-    try:  # the snapshot's discriminator, for --loss=d and for 'auto' offline (as projector.py uses it)
+    try:  # the snapshot's discriminator, for --loss=d
         D = loading.load_network(network, key="D")
     except loading.NetworkLoadError:
         D = None

@@ -15,7 +15,8 @@ mix `p` is the classifier's mean probabilities over held-out real images. Each s
 of `q`. Classes the generator draws too rarely (p/q > 1) pull every image a little towards
 themselves, too frequent ones push away; at p = q the weights are all 1 and, since each image's
 probabilities sum to 1, the gradient vanishes. A moving average rather than the batch's own mean
-keeps a batch of 32 heads from chasing its own sampling noise.
+keeps a batch of 32 heads from chasing its own sampling noise. (With several GPUs each process
+tracks the mix of its own share of the batches.)
 
 The classifier is the `attr_tv` metric's kind (metrics/synth_coverage.py) with another seed and
 width (`CLASSIFIER`), so that the metric still reads with a network G was never trained against.
