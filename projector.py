@@ -100,13 +100,8 @@ def project(network, target, outdir, yaw, pitch, fov, radius, lookat, preset, ca
     dev = gen.resolve_device(device)
     network = loading.resolve_network_arg(network)
     print(f'Loading network from "{network}"...')
-    snapshot = loading.load_snapshot(network, trust_pickle=trust_pickle)
-    G = snapshot.get("G_ema") or snapshot.get("G")
-    if not isinstance(G, torch.nn.Module):
-        raise ValueError(f"{network} has no generator (G_ema or G)")
-    G = G.eval().requires_grad_(False).to(dev)
-    info = loading.network_info(G, snapshot)
-    D = snapshot.get("D") if isinstance(snapshot.get("D"), torch.nn.Module) else None
+    G, info, D = loading.load_generator_and_discriminator(network, trust_pickle=trust_pickle)
+    G = G.to(dev)
     print(f"  {info.summary()}")
     camera = None
     if camera_json:

@@ -85,11 +85,7 @@ def view_cameras(yaw, pitch):
 def main(network, num_heads, seed, num_steps, tune_steps, loss, rows, extra, threads_opt):
     """Invert held-out synthetic heads and compare novel views with the true renders."""
     threads.apply(threads_opt)
-    G, info = loading.load_network_and_info(network)
-    try:  # the snapshot's discriminator, for --loss=d
-        D = loading.load_network(network, key="D")
-    except loading.NetworkLoadError:
-        D = None
+    G, info, D = loading.load_generator_and_discriminator(network)  # D (or None): for --loss=d
     res = info.img_resolution
     options = {}
     for item in extra:

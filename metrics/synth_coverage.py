@@ -107,11 +107,15 @@ class AttributeClassifier(probe.ConvProbe):
     def __init__(self, input_res=32, channels=(24, 48, 64), hidden=128):
         super().__init__(input_res=input_res, channels=channels, hidden=hidden, out_dim=sum(SIZES))
 
+    def logits_from_features(self, feats) -> torch.Tensor:
+        """Hidden features (N, hidden), as `predict` returns them → concatenated logits."""
+        return self.head[3](feats)
+
     def predict(self, images) -> tuple[torch.Tensor, torch.Tensor]:
         """(classes (N, num attributes) int64, hidden features (N, hidden))."""
         x = self.preprocess(images)
         feats = self.embed_normalized(x)
-        logits = self.head[3](feats)
+        logits = self.logits_from_features(feats)
         classes = torch.stack([part.argmax(dim=1) for part in logits.split(SIZES, dim=1)], dim=1)
         return classes, feats
 

@@ -274,16 +274,9 @@ def _resolve_generator(G, info, D, trust_pickle=False):
     path = None
     if isinstance(G, (str, os.PathLike)):
         path = os.fspath(G)
-        snapshot = loading.load_snapshot(path, trust_pickle=trust_pickle)
-        net = snapshot.get("G_ema") or snapshot.get("G")
-        if not isinstance(net, torch.nn.Module):
-            present = [k for k, v in snapshot.items() if isinstance(v, torch.nn.Module)]
-            raise loading.NetworkLoadError(f"{path} has no generator (G_ema or G); networks present: "
-                                           f"{', '.join(present) or 'none'}")
-        G = net.eval().requires_grad_(False)
-        info = info or loading.network_info(G, snapshot)
-        if D is None and isinstance(snapshot.get("D"), torch.nn.Module):
-            D = snapshot["D"].eval().requires_grad_(False)
+        G, file_info, file_D = loading.load_generator_and_discriminator(path, trust_pickle=trust_pickle)
+        info = info or file_info
+        D = D if D is not None else file_D
         path = os.path.abspath(path) if os.path.exists(path) else path
     if not isinstance(G, torch.nn.Module) or not hasattr(G, "synthesis") or not hasattr(G, "mapping"):
         raise ValueError(f"expected a generator with mapping and synthesis networks, got a {type(G).__name__}; "

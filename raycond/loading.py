@@ -38,7 +38,7 @@ TRUST_PICKLE_HELP = ("Load network pickles that carry code this project does not
                      "for files you trust).")
 __all__ = ["NetworkLoadError", "UntrustedPickleError", "NetworkInfo", "load_snapshot", "load_network",
            "load_network_and_info", "network_info", "resolve_network_path", "save_safe_weights",
-           "export_generator", "DEFAULT_CHECKPOINT", "resolve_network_arg"]
+           "export_generator", "DEFAULT_CHECKPOINT", "resolve_network_arg", "load_generator_and_discriminator"]
 
 
 def _bundled_checkpoint() -> str:
@@ -186,6 +186,22 @@ def load_network_and_info(path_or_url: str, key: str = "G_ema", device: str | to
     net = net.eval().requires_grad_(False).to(device)
     info = network_info(net, snapshot)
     return net, info
+
+
+def load_generator_and_discriminator(path_or_url: str, trust_pickle: bool = False):
+    """(G, info, D) from one read of a network file, for photo inversion: the generator (`G_ema`, else
+    `G`) in eval mode without gradients, its description, and the file's discriminator likewise, or
+    None when the file kept none (inference exports usually do not)."""
+    snapshot = load_snapshot(path_or_url, trust_pickle=trust_pickle)
+    G = snapshot.get("G_ema") or snapshot.get("G")
+    if not isinstance(G, torch.nn.Module):
+        present = [k for k, v in snapshot.items() if isinstance(v, torch.nn.Module)]
+        raise NetworkLoadError(f"{path_or_url} has no generator (G_ema or G); networks present: "
+                               f"{', '.join(present) or 'none'}")
+    G = G.eval().requires_grad_(False)
+    D = snapshot.get("D")
+    D = D.eval().requires_grad_(False) if isinstance(D, torch.nn.Module) else None
+    return G, network_info(G, snapshot), D
 
 
 # ----------------------------------------------------------------------------- describing

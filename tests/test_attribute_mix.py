@@ -114,7 +114,13 @@ def test_train_attr_mix_option_reports_the_loss_and_the_mix(tmp_path, heads_zip,
         stats = [json.loads(line) for line in f]
     assert stats and stats[-1]['Loss/G/attr_mix']['num'] > 0
     assert 0 <= stats[-1]['Attr/mix_tv']['mean'] <= 1
-    assert len(synth_coverage.SIZES) == 4  # the loss covers every attribute the metric reads
+    # The loss covers every attribute the metric reads: one data mix per attribute, each a distribution.
+    import dnnlib
+    kwargs = dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=heads_zip, use_labels=True,
+                             xflip=False)
+    _classifier, target = attribute_mix.load_classifier(kwargs, 'cpu')
+    assert [t.numel() for t in target] == list(synth_coverage.SIZES) and len(target) == 4
+    assert all(abs(float(t.sum()) - 1) < 1e-5 and float(t.min()) >= 0 for t in target)
 
 
 def test_attr_mix_without_factor_labels_is_refused(tmp_path, monkeypatch):

@@ -98,6 +98,27 @@ def test_export_generator_with_discriminator_keeps_d(tmp_path, small_generator):
         assert torch.equal(a, b), name
 
 
+def test_generator_and_discriminator_from_one_file(tmp_path, small_generator):
+    """Photo inversion's loader: G with its description, and D only when the file kept one."""
+    import dnnlib
+    from raycond.loading import load_generator_and_discriminator
+    D = dnnlib.util.construct_class_by_name(class_name="training.networks_raycond2.Discriminator", c_dim=25,
+                                            img_resolution=32, img_channels=3, channel_base=512, channel_max=32)
+    paths = {}
+    for name, content in [("g-only", {"G_ema": small_generator}), ("g-and-d", {"G": small_generator, "D": D}),
+                          ("d-only", {"D": D})]:
+        paths[name] = str(tmp_path / f"{name}.pkl")
+        with open(paths[name], "wb") as f:
+            pickle.dump(content, f)
+    G, info, none = load_generator_and_discriminator(paths["g-only"])
+    assert none is None and info.img_resolution == small_generator.img_resolution and not G.training
+    G, _info, D2 = load_generator_and_discriminator(paths["g-and-d"])
+    assert isinstance(D2, torch.nn.Module) and not D2.training
+    assert all(not p.requires_grad for p in list(G.parameters()) + list(D2.parameters()))
+    with pytest.raises(NetworkLoadError, match=r"has no generator \(G_ema or G\); networks present: D"):
+        load_generator_and_discriminator(paths["d-only"])
+
+
 def test_posecond_network_is_named_posecond2(tiny_generator):
     from raycond.loading import network_info
     G = tiny_generator("raycond2", res=16, embedding="none", camera_in_mapping=True)

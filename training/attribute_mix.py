@@ -45,7 +45,7 @@ def load_classifier(training_set_kwargs, device, rank=0, num_gpus=1):
         raise ValueError(f'--attr-mix needs the generative factors of a raycond/synth dataset: {err}') from None
     model = model.to(device).eval().requires_grad_(False)
     with torch.no_grad():
-        logits = model.head[3](extra['ref_features'].to(device).float())
+        logits = model.logits_from_features(extra['ref_features'].to(device).float())
     target = [F.softmax(part, dim=1).mean(dim=0) for part in logits.split(synth_coverage.SIZES, dim=1)]
     if rank == 0:
         acc = ', '.join(f'{k} {v:.2f}' for k, v in extra['accuracy'].items())
