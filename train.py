@@ -53,6 +53,7 @@ import torch  # noqa: E402
 
 import dnnlib
 from metrics import metric_main
+from raycond import atomic_io
 from raycond import camera as cam
 from raycond import generate as gen
 from raycond import loading
@@ -619,7 +620,7 @@ def main(ctx, **kwargs):
     except OSError as e:
         if opts.verbose or not rundir.is_disk_error(e):
             raise
-        what = f'cannot write {e.filename}: {e.strerror}' if e.filename else (e.strerror or str(e))
+        what = str(atomic_io.as_output_error(e, e.filename)) if e.filename else (e.strerror or str(e))
         raise click.ClickException(f'{what}; free space or choose another --outdir, then continue with '
                                    f'--resume=auto (same options)') from None
     except KeyboardInterrupt:

@@ -10,7 +10,7 @@ One owner for the rules that `train.py`, the training loop, the loaders and the 
   `network-snapshot-<KIMG>.<III>.pkl`, III being the remaining images, so that it never overwrites
   an earlier snapshot. The same rule names the `fakes<KIMG>.png` grids. "Newest" is decided by
   the image count in the name (`snapshot_key`), never by `sorted()` on names or by mtime.
-- Files are written atomically by `dnnlib.util.atomic_write`: to `.<name>.tmp-<host>-<pid>` in the
+- Files are written atomically by `raycond.atomic_io`: to `.<name>.tmp-<host>-<pid>` in the
   same folder, renamed over the target once complete, so a kill at any moment leaves either the
   old file or the complete new one. A writer that dies leaves its temporary file;
   `clean_stale_temps` removes those of writers that are provably dead (same host, pid gone) and
@@ -19,12 +19,11 @@ One owner for the rules that `train.py`, the training loop, the loaders and the 
 
 from __future__ import annotations
 
-import errno
 import os
-import pickle
 import re
 
-import dnnlib
+from raycond import atomic_io
+from raycond.atomic_io import describe_cleanup, is_disk_error, pid_alive  # noqa: F401 - re-exported for train.py
 
 # Every --cfg of train.py (the first word of a run's description). Lives here so that the
 # visualizer's training panel, which may not import `training`, offers exactly the same list.
@@ -36,7 +35,6 @@ FAKES_PREFIX = 'fakes'
 FAKES_EXT = '.png'
 
 _RUN_RE = re.compile(r'(\d+)-(.+)')
-_TMP_RE = re.compile(r'\.(?P<target>.+)\.tmp(?:-(?P<host>[^/]+)-(?P<pid>\d+)|(?P<oldpid>\d+))')
 
 
 # ----------------------------------------------------------------------------- names
@@ -125,88 +123,21 @@ def find_resume_snapshot(outdir: str, desc: str) -> str | None:
 # ----------------------------------------------------------------------------- atomic writes
 
 def atomic_pickle(obj, path: str) -> None:
-    """Pickle `obj` (a snapshot) to `path` atomically (`dnnlib.util.atomic_write`)."""
-    dnnlib.util.atomic_write(path, lambda f: pickle.dump(obj, f))
+    """Pickle `obj` (a snapshot) to `path` atomically (`raycond.atomic_io`)."""
+    atomic_io.save_pickle(path, obj)
 
 
 # ----------------------------------------------------------------------------- stale temporary files
 
-def pid_alive(pid: int) -> bool:
-    """Whether process `pid` exists on this machine and is not a zombie (a killed, unreaped writer)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's live process
-    except OSError:
-        return True
-    try:
-        with open(f'/proc/{pid}/stat') as f:
-            state = f.read().rsplit(')', 1)[1].split()[0]
-        return state not in ('Z', 'X')
-    except (OSError, IndexError):
-        return True
-
-
-def _host_of(temp: str) -> str | None:
-    m = _TMP_RE.fullmatch(os.path.basename(temp))
-    return m.group('host') if m else None
-
-
-def stale_temps(folder: str) -> list[str]:
-    """Temporary files in `folder` whose writer is dead: written on this host by a pid that no
-    longer runs. Files from other hosts (a shared outdir) or from live pids are never listed."""
-    host = _host_of(dnnlib.util.temp_path(os.path.join(folder, 'x')))
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return []
-    out = []
-    for name in names:
-        m = _TMP_RE.fullmatch(name)
-        if m is None:
-            continue
-        if m.group('oldpid') is not None:       # .NAME.tmp<pid>: written before host names were added
-            pid = int(m.group('oldpid'))
-        elif m.group('host') == host:
-            pid = int(m.group('pid'))
-        else:
-            continue
-        if pid != os.getpid() and not pid_alive(pid):
-            out.append(os.path.join(folder, name))
-    return sorted(out)
+stale_temps = atomic_io.stale_temporaries
 
 
 def clean_stale_temps(outdir: str) -> tuple[list[str], int]:
-    """Remove the stale temporary files (see `stale_temps`) of every run directory in `outdir`.
-
-    Returns (removed paths, bytes freed).
-    """
-    removed, freed = [], 0
+    """Remove the stale temporary files (`atomic_io.stale_temporaries`) of every run directory in
+    `outdir` and of `outdir` itself. Returns (removed paths, bytes freed)."""
+    removed, freed = atomic_io.clean_stale_temporaries(outdir)
     for _run_id, run_dir in list_runs(outdir):
-        for path in stale_temps(run_dir):
-            try:
-                size = os.path.getsize(path)
-                os.remove(path)
-            except OSError:
-                continue
-            removed.append(path)
-            freed += size
+        r, f = atomic_io.clean_stale_temporaries(run_dir)
+        removed += r
+        freed += f
     return removed, freed
-
-
-def describe_cleanup(removed: list[str], freed: int) -> str | None:
-    """The one log line for `clean_stale_temps`' result (None when nothing was removed)."""
-    if not removed:
-        return None
-    names = ', '.join(os.path.join(os.path.basename(os.path.dirname(p)), os.path.basename(p)) for p in removed[:3])
-    more = f' and {len(removed) - 3} more' if len(removed) > 3 else ''
-    return (f'Removed {len(removed)} temporary file(s) left by killed writers ({freed / 2**20:.1f} MiB): '
-            f'{names}{more}')
-
-
-def is_disk_error(e: BaseException) -> bool:
-    """Whether `e` is an OS error that means "this folder cannot take more data"."""
-    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM,
-                                                 errno.EDQUOT, errno.EFBIG)
