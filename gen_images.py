@@ -15,6 +15,7 @@ from raycond import threads
 
 threads.prepare()  # before torch loads: OpenMP reads its wait policy once (raycond/threads.py)
 
+from raycond import atomic_io  # noqa: E402
 from raycond import cli_options  # noqa: E402
 from raycond import generate as gen  # noqa: E402
 from raycond import loading  # noqa: E402
@@ -48,7 +49,6 @@ def main(**kwargs):
 def generate(network, seeds, truncation_psi, truncation_cutoff, noise_mode, outdir, yaw, pitch, fov, radius,
              lookat, preset, class_idx, grid, device, batch_size, trust_pickle=False, fp32=False, projected=None):
     import numpy as np
-    import PIL.Image
     import torch
     from tqdm import tqdm
 
@@ -85,7 +85,7 @@ def generate(network, seeds, truncation_psi, truncation_cutoff, noise_mode, outd
             print("  warning: --class ignored (network is unconditional)")
         cams = [c]
 
-    os.makedirs(outdir, exist_ok=True)
+    atomic_io.prepare_output_folder(outdir)  # also removes PNGs half-written by a killed earlier run
     rows = []
     if projected:  # the inverted photo (inversion.pt) at every view, in place of seeds
         from raycond import inversion
@@ -93,7 +93,7 @@ def generate(network, seeds, truncation_psi, truncation_cutoff, noise_mode, outd
         seed_list, rows = [0], [gen.to_uint8(res.render(c)).cpu().numpy() for c in cams]
         for view, img in enumerate(rows):
             name = "proj.png" if n_views == 1 else f"proj-yaw{_fmt_angle(yaws[view])}-pitch{_fmt_angle(pitches[view])}.png"
-            PIL.Image.fromarray(img[0].squeeze(-1) if img.shape[-1] == 1 else img[0]).save(os.path.join(outdir, name))
+            atomic_io.save_image(os.path.join(outdir, name), img[0])
         cams = []
     bar = None if projected else tqdm(total=len(seed_list) * n_views, unit="img", disable=len(seed_list) * n_views < 4)
     for view, c in enumerate(cams):
@@ -103,7 +103,7 @@ def generate(network, seeds, truncation_psi, truncation_cutoff, noise_mode, outd
         for seed, img in zip(seed_list, imgs):
             name = f"seed{seed:04d}.png" if n_views == 1 else \
                 f"seed{seed:04d}-yaw{_fmt_angle(yaws[view])}-pitch{_fmt_angle(pitches[view])}.png"
-            PIL.Image.fromarray(img.squeeze(-1) if img.shape[-1] == 1 else img).save(os.path.join(outdir, name))
+            atomic_io.save_image(os.path.join(outdir, name), img)
         rows.append(imgs)
         bar.update(len(seed_list))
     if bar is not None:
@@ -111,7 +111,7 @@ def generate(network, seeds, truncation_psi, truncation_cutoff, noise_mode, outd
     if grid:
         stacked = np.stack(rows, axis=1).reshape(-1, *rows[0].shape[1:])  # seed-major
         g = gen.make_grid(stacked, len(seed_list), n_views)
-        PIL.Image.fromarray(g.squeeze(-1) if g.shape[-1] == 1 else g).save(os.path.join(outdir, "grid.png"))
+        atomic_io.save_image(os.path.join(outdir, "grid.png"), g)
     print(f"Wrote {len(seed_list) * n_views} image(s){' and grid.png' if grid else ''} to {outdir}")
 
 

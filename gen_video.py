@@ -16,6 +16,7 @@ from raycond import threads
 
 threads.prepare()  # before torch loads: OpenMP reads its wait policy once (raycond/threads.py)
 
+from raycond import atomic_io  # noqa: E402
 from raycond import camera as cam  # noqa: E402
 from raycond import cli_options  # noqa: E402
 from raycond import generate as gen  # noqa: E402
@@ -77,17 +78,17 @@ def interpolate_keyframes(ws, num_frames: int, loop: bool = True):
 @click.option("--fps", type=int, default=30, show_default=True, help="Frames per second.")
 @cli_options.runtime_options(batch_default=16, batch_help="Grid cells rendered per forward pass.")
 @click.option("--projected", default=None, metavar="FILE", help="Orbit an inverted photo (projector.py's inversion.pt) instead of seeds.")
-@click.option("--verbose", is_flag=True, help="Full tracebacks on errors.")
+@click.option("--verbose", is_flag=True, help="Full tracebacks on errors, and ffmpeg's own messages.")
 def main(verbose, num_threads, **kwargs):
     """Render an orbit video of generated identities (MP4 or GIF)."""
     with cli_options.one_line_errors(verbose):
         threads.apply(num_threads)
-        make_video(**kwargs)
+        make_video(**kwargs, verbose=verbose)
 
 
 def make_video(network, seeds, grid, truncation_psi, truncation_cutoff, num_keyframes, w_frames, orbit, yaw_range,
                pitch_range, fov, radius, lookat, preset, noise_mode, output, fps, device, batch_size,
-               trust_pickle=False, fp32=False, projected=None):
+               trust_pickle=False, fp32=False, projected=None, verbose=False):
     import numpy as np
     import torch
     from tqdm import tqdm
@@ -96,6 +97,7 @@ def make_video(network, seeds, grid, truncation_psi, truncation_cutoff, num_keyf
     if w_frames < 1 or fps < 1:
         raise ValueError("--w-frames and --fps must be positive")
     check_video_path(output, "--output")
+    atomic_io.prepare_output_folder(os.path.dirname(output))  # before rendering: a read-only folder fails at once
     fov, radius, lookat_vec = cli_options.camera_model(fov, radius, lookat, preset)
     seed_list = gen.parse_int_list(seeds)
     if projected:  # one cell, one keyframe: the inverted photo while the camera orbits
@@ -148,8 +150,7 @@ def make_video(network, seeds, grid, truncation_psi, truncation_cutoff, num_keyf
         imgs = np.concatenate(imgs)
         frame = gen.make_grid(imgs, rows, cols)
         frames.append(frame.squeeze(-1) if frame.shape[-1] == 1 else frame)
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    write_video(output, frames, fps)
+    write_video(output, frames, fps, verbose=verbose)
     print(f"Wrote {num_frames} frames ({rows * h}x{cols * w}) to {output}")
 
 
