@@ -33,6 +33,7 @@ import torch  # noqa: E402
 
 import dnnlib
 from metrics import metric_main, metric_utils
+from raycond import families
 from raycond import generate as rgen
 from raycond import loading
 from torch_utils import distributed
@@ -69,6 +70,10 @@ def dataset_kwargs_for(snapshot: dict, G, run_dir: str | None, data: str | None,
         if not kwargs:
             raise ValueError(f'{network_pkl} does not record its training data; give the dataset with --data '
                              f'(and --mirror if training used x-flips)')
+        problem = families.check_dataset_kwargs(kwargs)
+        if problem:   # the file must not choose what runs: its dataset options are data, checked
+            raise ValueError(f'{network_pkl}: its training_set_kwargs were ignored ({problem}); '
+                             f'give the dataset with --data')
         kwargs = dnnlib.EasyDict(copy.deepcopy(dict(kwargs)))
         path = kwargs.get('path')
         if path is not None and not os.path.exists(os.path.expanduser(path)):

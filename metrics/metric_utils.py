@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 import dnnlib
+from raycond import families
 from raycond import generate as rgen
 from raycond import threads
 
@@ -249,11 +250,17 @@ def file_fingerprint(path) -> str:
 
 
 def make_dataset(dataset_kwargs) -> torch.utils.data.Dataset:
-    """Build the dataset described by `dataset_kwargs` (class_name + arguments)."""
+    """Build the dataset described by `dataset_kwargs` (class_name + arguments). The options may
+    come from a snapshot, so the class must be one of raycond.families' dataset classes and every
+    argument one it lists: a file never chooses what is called."""
     if not dataset_kwargs or 'class_name' not in dataset_kwargs:
         raise ValueError('metrics need a dataset: dataset_kwargs must name its class_name and path '
                          '(give --data to calc_metrics.py)')
-    return dnnlib.util.construct_class_by_name(**dataset_kwargs)
+    problem = families.check_dataset_kwargs(dict(dataset_kwargs))
+    if problem:
+        raise ValueError(f'dataset options refused: {problem}; give the dataset with --data')
+    kwargs = {k: v for k, v in dataset_kwargs.items() if k not in families.DATASET_DATA_KEYS}
+    return dnnlib.util.construct_class_by_name(class_name=dataset_kwargs['class_name'], **kwargs)
 
 
 def stats_cache_file(opts, dataset_name, detector_url, detector_kwargs, stats_kwargs, extra=None) -> str:
