@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import multiprocessing
+import signal
+import threading
 import time
 
 import torch
@@ -22,6 +25,20 @@ def _render_batch(args):
 
 def _init_worker():
     torch.set_num_threads(1)            # one thread per process: no oversubscription on few cores
+
+
+@contextlib.contextmanager
+def _sigint_ignored_in_children():
+    """Start worker processes with SIGINT ignored (the disposition survives exec, and Python keeps
+    it), so that Ctrl-C is handled once, by the parent, instead of as a traceback per worker."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def default_workers() -> int:
@@ -61,7 +78,8 @@ def write_dataset(dest, count: int, resolution: int = 64, seed: int = 0, yaw_std
     if workers > 1 and len(tasks) > 1:
         pool = concurrent.futures.ProcessPoolExecutor(min(workers, len(tasks)), initializer=_init_worker,
                                                       mp_context=multiprocessing.get_context('spawn'))
-        results = pool.map(_render_batch, tasks)
+        with _sigint_ignored_in_children():   # map() starts the processes
+            results = pool.map(_render_batch, tasks)
     else:
         results = map(_render_batch, tasks)
     try:

@@ -2,12 +2,15 @@
 
 Images go to `00000/img00000000.png`-style paths (1000 per subfolder). Everything is written to a
 temporary sibling (`dnnlib.util.temp_path`) first and published on `close()` by
-`dnnlib.util.publish`, so a failed or interrupted run never
-leaves a half-written dataset, and an existing destination is only replaced when `force=True`.
+`dnnlib.util.publish`, so a failed or interrupted run never leaves a half-written dataset, and an
+existing destination is only replaced when `force=True`. A run killed outright (SIGKILL) leaves
+its hidden temporary; the next writer into the same folder removes it (`raycond.atomic_io`).
+Disk errors are raised as `atomic_io.OutputError` naming the destination.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -18,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 import dnnlib
+from raycond import atomic_io
 
 
 def image_path(index: int, ext: str = 'png') -> str:
@@ -67,26 +71,36 @@ class DatasetWriter:
     def __init__(self, dest: str, force: bool = False):
         self.dest = os.path.abspath(str(dest))
         check_destination(self.dest, force)
-        parent = os.path.dirname(self.dest)
-        if parent and not os.path.isdir(parent):
-            os.makedirs(parent, exist_ok=True)
+        atomic_io.prepare_output_folder(os.path.dirname(self.dest))
         self.tmp = dnnlib.util.temp_path(self.dest)
         self.zip = is_zip_path(self.dest)
-        if self.zip:
-            self._zf = zipfile.ZipFile(self.tmp, 'w', compression=zipfile.ZIP_STORED)
-        else:
-            os.makedirs(self.tmp, exist_ok=False)
         self.count = 0
         self._closed = False
+        with self._naming_dest():
+            if self.zip:
+                self._zf = zipfile.ZipFile(self.tmp, 'w', compression=zipfile.ZIP_STORED)
+            else:
+                os.makedirs(self.tmp, exist_ok=False)
+
+    @contextlib.contextmanager
+    def _naming_dest(self):
+        """Raise an OSError met while writing as an OutputError naming the destination, dropping the
+        temporary: a dataset is published whole or not at all."""
+        try:
+            yield
+        except OSError as e:
+            self.abort()
+            raise atomic_io.as_output_error(e, self.dest) from None
 
     def add_bytes(self, rel_path: str, data: bytes) -> None:
-        if self.zip:
-            self._zf.writestr(rel_path, data)
-        else:
-            path = os.path.join(self.tmp, rel_path)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, 'wb') as f:
-                f.write(data)
+        with self._naming_dest():
+            if self.zip:
+                self._zf.writestr(rel_path, data)
+            else:
+                path = os.path.join(self.tmp, rel_path)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, 'wb') as f:
+                    f.write(data)
 
     def add_image(self, rel_path: str, img: np.ndarray) -> None:
         """Store a uint8 image at `rel_path` (PNG)."""
@@ -98,26 +112,30 @@ class DatasetWriter:
         EG3D-format readers ignore) and move the dataset into place."""
         meta = json.dumps({'labels': labels, **(extra or {})}).encode('utf-8')
         self.add_bytes('dataset.json', meta)
-        if self.zip:
-            self._zf.close()
-        if os.path.isdir(self.dest) and not os.path.islink(self.dest):
-            shutil.rmtree(self.dest)
-        elif os.path.lexists(self.dest):
-            os.remove(self.dest)
-        dnnlib.util.publish(self.tmp, self.dest)
+        with self._naming_dest():
+            if self.zip:
+                self._zf.close()
+            if os.path.isdir(self.dest) and not os.path.islink(self.dest):
+                shutil.rmtree(self.dest)
+            elif os.path.lexists(self.dest):
+                os.remove(self.dest)
+            dnnlib.util.publish(self.tmp, self.dest)
         self._closed = True
 
     def abort(self) -> None:
         """Drop everything written so far; the destination is left untouched."""
         if self._closed:
             return
+        self._closed = True
         if self.zip:
-            self._zf.close()
+            try:
+                self._zf.close()   # may fail again on a full disk: the file goes either way
+            except (OSError, AttributeError, ValueError):
+                pass
             if os.path.exists(self.tmp):
                 os.remove(self.tmp)
         else:
             shutil.rmtree(self.tmp, ignore_errors=True)
-        self._closed = True
 
     def __enter__(self):
         return self
