@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from raycond import camera as cam
-from raycond import threads
+from raycond import precision, threads
 
 
 # ----------------------------------------------------------------------------- devices
@@ -56,14 +56,18 @@ def resolve_device(name: str | torch.device | None = "auto", allow_mps: bool = T
     return torch.device(name)
 
 
-def force_fp32_for(device: str | torch.device, fp32: bool = False) -> bool:
-    """The `force_fp32` to pass to G.synthesis: False (the network's fp16 layers run in fp16)
-    only on CUDA when the user did not ask for --fp32.
+def force_fp32_for(device: str | torch.device, fp32: bool = False, G: torch.nn.Module | None = None) -> bool:
+    """The `force_fp32` to pass to G.synthesis unless the user asked for --fp32: False on CUDA (the
+    network's fp16 layers run in fp16), and on a CPU with native bfloat16 when G's code takes the
+    layers' dtype from raycond.precision (they run in bf16 there); True everywhere else.
 
-    The one place this rule lives (gen_images.py, gen_video.py and the visualizer call it). fp16 pays
-    off on CUDA only; elsewhere it is slow or unsupported, and release networks (StyleGAN2-ADA)
-    switch to fp16 whenever force_fp32 is False, whatever the device."""
-    return bool(fp32) or torch.device(device).type != "cuda"
+    The one place this rule lives (gen_images.py, gen_video.py, the visualizer, calc_metrics and the
+    benchmarks call it). Release networks (StyleGAN2-ADA) loaded with their own code switch to fp16
+    whenever force_fp32 is False, whatever the device, hence G: without it the CPU gets float32."""
+    kind = torch.device(device).type
+    if fp32 or kind == "cuda":
+        return bool(fp32)
+    return not (precision.half_dtype(kind) == torch.bfloat16 and G is not None and precision.follows_rule(G))
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -316,7 +320,7 @@ class FrameSpec:
     radius: float | None = None
     lookat: tuple | None = None
     class_idx: int = 0                 # class of class-conditional networks without a camera
-    force_fp32: bool = False           # the user asked for fp32; otherwise fp16 layers on CUDA (force_fp32_for)
+    force_fp32: bool = False           # the user asked for fp32; otherwise fp16/bf16 layers (force_fp32_for)
     pivot: Any = None                  # an inverted photo (ws, z, camera, e.g. raycond.inversion.Inversion)
     at_pivot_camera: bool = False      # with a pivot: render at its estimated camera, not at yaw/pitch
 
@@ -373,7 +377,7 @@ def synthesize_frame(G: torch.nn.Module, ws: torch.Tensor, c: torch.Tensor | Non
     device = ws.device
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         torch.manual_seed(int(spec.noise_seed))
-        fp32 = force_fp32_for(device, spec.force_fp32)
+        fp32 = force_fp32_for(device, spec.force_fp32, G)
         return synthesize(G, ws, c, noise_mode=spec.noise_mode, force_fp32=fp32)
 
 

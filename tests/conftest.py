@@ -21,6 +21,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Inversion's camera start trains a pose regressor per network (about a minute); tests, and the
 # scripts and notebooks they start, get a throwaway one trained in a second (raycond.pose_regressor).
 os.environ.setdefault("RAYCOND_POSE_QUICK", "1")
+# Tests compare float32 numerics; on a CPU with native bfloat16 the networks' fp16 layers would run in
+# bf16 (raycond.precision). tests/test_bf16.py turns it on where it tests it.
+os.environ.setdefault("RAYCOND_CPU_BF16", "0")
 import torch  # noqa: E402
 
 torch.set_num_threads(1)

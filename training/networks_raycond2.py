@@ -20,6 +20,7 @@ from training import networks_stylegan2 as sg2
 RAY_CHANNELS = 6
 CAMERA_DIM = cam.LABEL_DIM  # name kept: the embedded source of older raycond3 pickles reads it
 EMBEDDING_KINDS = tuple(raycond_rays.EMBEDDINGS) + ('none',)
+USES_RAYCOND_PRECISION = True   # blocks are training.networks_stylegan2's (raycond.precision.follows_rule)
 # Names that the embedded source of older raycond3 pickles calls: check_camera, check_embedding,
 # camera_for_mapping (see docs/compatibility.md).
 

@@ -35,6 +35,7 @@ from training import networks_stylegan3 as sg3
 RAY_CHANNELS = nr2.RAY_CHANNELS
 CAMERA_DIM = nr2.CAMERA_DIM
 EMBEDDING_KINDS = nr2.EMBEDDING_KINDS
+USES_RAYCOND_PRECISION = True   # layers are training.networks_stylegan3's (raycond.precision.follows_rule)
 check_camera = nr2.check_camera
 
 # ----------------------------------------------------------------------------

@@ -11,12 +11,14 @@ Beyond the reference behaviour this module is tuned for inference on the CPU:
 - style, demodulation and weight are multiplied in a single pass in the fused path;
 - the fused (grouped-convolution) path is used for batch 1, the non-fused path (one shared
   convolution, activations scaled before/after) for larger CPU batches in channels-last format.
-fp16 layers are only ever used on CUDA; elsewhere every block runs in float32.
+Blocks marked `use_fp16` run in the dtype raycond.precision picks for the device: float16 on
+CUDA, bfloat16 on a CPU with native bfloat16, float32 elsewhere or with `force_fp32`.
 """
 
 import numpy as np
 import torch
 
+from raycond import precision
 from torch_utils import misc
 from torch_utils import persistence
 from torch_utils.ops import bias_act
@@ -26,21 +28,37 @@ from torch_utils.ops import upfirdn2d
 
 # Use channels-last activations for blocks running on the CPU (numerically equivalent; faster).
 CPU_CHANNELS_LAST = True
+# Blocks take their half dtype from raycond.precision (bf16 on a CPU with native bf16): tools may
+# leave force_fp32 off on the CPU for networks of this module (raycond.precision.follows_rule).
+USES_RAYCOND_PRECISION = True
 
 
 def block_format(use_fp16, channels_last, force_fp32, device):
-    """(dtype, memory_format) for a block: fp16 only on CUDA, channels-last on the CPU. Public
+    """(dtype, memory_format) for a block: a `use_fp16` block in raycond.precision's half dtype for
+    the device (fp16 on CUDA, bf16 on a CPU with native bf16), channels-last on the CPU. Public
     because subclasses that prepare inputs for a block (the ray embeddings) must match it."""
-    if device.type != 'cuda':
-        force_fp32 = True
-    dtype = torch.float16 if use_fp16 and not force_fp32 else torch.float32
-    if channels_last and not force_fp32:
+    half = None if force_fp32 else precision.half_dtype(device)
+    dtype = half if use_fp16 and half is not None else torch.float32
+    if channels_last and half is not None:
         memory_format = torch.channels_last
     elif device.type == 'cpu' and CPU_CHANNELS_LAST:
         memory_format = torch.channels_last
     else:
         memory_format = torch.contiguous_format
     return dtype, memory_format
+
+
+def check_block_dtype(x, dtype):
+    """A block's output has the block's dtype, except under torch.autocast, which picks its own."""
+    if x.dtype != dtype and not _autocast_enabled(x.device):
+        raise AssertionError(f'block output dtype {x.dtype}, expected {dtype}')
+
+
+def _autocast_enabled(device):
+    try:
+        return torch.is_autocast_enabled(device.type)
+    except TypeError:   # torch < 2.4: one query per device type
+        return torch.is_autocast_cpu_enabled() if device.type == 'cpu' else torch.is_autocast_enabled()
 
 
 # The name before it became public: the embedded source of raycond2 pickles written before then
@@ -380,15 +398,17 @@ class SynthesisLayer(torch.nn.Module):
         """(weight, weight_sqsum) for inference, cached per weight version; (self.weight, None)
         when gradients are needed. On the CPU with channels-last activations the cached weight is
         laid out as oneDNN wants it (channels-last, or its transpose for upsampling layers), which
-        saves a reorder of every large weight on every call."""
+        saves a reorder of every large weight on every call. On the CPU the weight is also cached in
+        the activations' dtype (bfloat16 layers); the squared sums stay float32."""
         weight = self.weight
         if torch.is_grad_enabled() or torch.compiler.is_compiling():
             return weight, None
         layout = None
-        if x.device.type == 'cpu' and x.dtype == weight.dtype and x.is_contiguous(memory_format=torch.channels_last) \
-                and not x.is_contiguous() and weight.shape[2] > 1:
+        cpu = x.device.type == 'cpu'
+        if cpu and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() and weight.shape[2] > 1:
             layout = 'up' if self.up > 1 else 'cl'
-        key = (weight._version, weight.data_ptr(), weight.device, weight.dtype, layout)
+        dtype = x.dtype if cpu else weight.dtype    # CUDA fp16 layers rescale the float32 weight first
+        key = (weight._version, weight.data_ptr(), weight.device, weight.dtype, dtype, layout)
         cache = self.__dict__.get('_inference_cache')
         if cache is None or cache[0] != key:
             w = weight.detach()
@@ -396,7 +416,7 @@ class SynthesisLayer(torch.nn.Module):
                 w = w.contiguous(memory_format=torch.channels_last)
             elif layout == 'up':  # conv2d_resample transposes to [in, out, k, k]: make that channels-last
                 w = w.transpose(0, 1).contiguous(memory_format=torch.channels_last).transpose(0, 1)
-            cache = (key, w, w.square().sum(dim=[2, 3]))
+            cache = (key, w.to(dtype), w.square().sum(dim=[2, 3]))   # .to keeps the layout
             self.__dict__['_inference_cache'] = cache
         return cache[1], cache[2]
 
@@ -549,8 +569,9 @@ class SynthesisBlock(torch.nn.Module):
             y = y.to(dtype=torch.float32, memory_format=torch.contiguous_format)
             img = img.add_(y) if img is not None else y
 
-        assert x.dtype == dtype
-        assert img is None or img.dtype == torch.float32
+        check_block_dtype(x, dtype)
+        if img is not None:
+            check_block_dtype(img, torch.float32)
         return x, img
 
     def extra_repr(self):
@@ -762,7 +783,7 @@ class DiscriminatorBlock(torch.nn.Module):
             x = self.conv0(x)
             x = self.conv1(x)
 
-        assert x.dtype == dtype
+        check_block_dtype(x, dtype)
         return x, img
 
     def extra_repr(self):
@@ -855,7 +876,7 @@ class DiscriminatorEpilogue(torch.nn.Module):
             misc.assert_shape(cmap, [None, self.cmap_dim])
             x = (x * cmap).sum(dim=1, keepdim=True) * (1 / np.sqrt(self.cmap_dim))
 
-        assert x.dtype == dtype
+        check_block_dtype(x, dtype)
         return x
 
     def extra_repr(self):

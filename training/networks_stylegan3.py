@@ -10,7 +10,8 @@ use_radial_filters=True`). The discriminator is StyleGAN2's (training.networks_s
 Extension points used by training.networks_raycond3: `SynthesisLayer._update_magnitude` /
 `_input_gain` (which input channels the magnitude EMA normalizes), `SynthesisNetwork._make_layer`
 (which class each layer is) and `SynthesisNetwork._run_layer` (what each layer is called with).
-fp16 layers are only ever used on CUDA.
+Layers marked `use_fp16` run in raycond.precision's half dtype for the device (fp16 on CUDA, bf16 on
+a CPU with native bf16), float32 elsewhere or with `force_fp32`.
 """
 
 import numpy as np
@@ -18,6 +19,7 @@ import scipy.signal
 import scipy.special
 import torch
 
+from raycond import precision
 from torch_utils import misc
 from torch_utils import persistence
 from torch_utils.ops import conv2d_gradfix
@@ -25,6 +27,9 @@ from torch_utils.ops import filtered_lrelu
 from training import networks_stylegan2 as sg2
 
 NOISE_MODES = ('random', 'const', 'none')
+# Layers take their half dtype from raycond.precision: tools may leave force_fp32 off on the CPU
+# for networks of this module (raycond.precision.follows_rule).
+USES_RAYCOND_PRECISION = True
 
 # ----------------------------------------------------------------------------
 
@@ -317,7 +322,7 @@ class SynthesisLayer(torch.nn.Module):
         if self.is_torgb:
             styles = styles * (1 / np.sqrt(self.in_channels * self.conv_kernel ** 2))
 
-        dtype = torch.float16 if (self.use_fp16 and not force_fp32 and x.device.type == 'cuda') else torch.float32
+        dtype = precision.layer_dtype(x.device, fp32=force_fp32 or not self.use_fp16)
         x = modulated_conv2d(x=x.to(dtype), w=self.weight, s=styles, padding=self.conv_kernel - 1,
                              demodulate=not self.is_torgb, input_gain=self._input_gain())
         x = filtered_lrelu.filtered_lrelu(x=x, fu=self.up_filter, fd=self.down_filter, b=self.bias.to(x.dtype),
