@@ -100,12 +100,45 @@ def atomic_output(path: str) -> Iterator[str]:
         raise
 
 
+class _GuardedFile:
+    """A binary file whose first write error (a full disk, Ctrl-C) is kept, because some writers
+    replace it with their own: torch.save's C++ zip writer reports ENOSPC or KeyboardInterrupt as
+    RuntimeError '[enforce fail at inline_container.cc] unexpected pos'."""
+
+    def __init__(self, f):
+        self._f = f
+        self.error: BaseException | None = None
+
+    def write(self, data):
+        try:
+            return self._f.write(data)
+        except BaseException as e:
+            if self.error is None:
+                self.error = e
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
+
+
+def write_file(path: str, write_fn: Callable[[Any], Any]) -> None:
+    """Call `write_fn(f)` on `path` opened for binary writing (not atomic: `path` is a temporary).
+    A write error is re-raised as itself even if `write_fn` turned it into another exception."""
+    with open(path, "wb") as raw:
+        f = _GuardedFile(raw)
+        try:
+            write_fn(f)
+        except BaseException as e:
+            if f.error is not None and f.error is not e:
+                raise f.error from None
+            raise
+
+
 def atomic_write(path: str, write_fn: Callable[[Any], Any]) -> None:
     """Call `write_fn(f)` on a binary file object, then publish the result at `path` atomically
     (see `atomic_output`)."""
     with atomic_output(path) as tmp:
-        with open(tmp, "wb") as f:
-            write_fn(f)
+        write_file(tmp, write_fn)
 
 
 # ----------------------------------------------------------------------------- formatting

@@ -24,6 +24,7 @@ from metrics import perceptual_path_length
 from metrics import pose_error
 from metrics import precision_recall
 from metrics import synth_coverage
+from raycond import atomic_io
 
 # ----------------------------------------------------------------------------- registry
 
@@ -105,8 +106,7 @@ def report_metric(result_dict, run_dir=None, snapshot_pkl=None, print_line=True)
     if print_line:
         print(line)
     if run_dir is not None and os.path.isdir(run_dir):
-        with open(os.path.join(run_dir, f'metric-{metric}.jsonl'), 'at') as f:
-            f.write(line + '\n')
+        atomic_io.append_line(os.path.join(run_dir, f'metric-{metric}.jsonl'), line)   # whole lines only
     return line
 
 # ----------------------------------------------------------------------------- recommended metrics

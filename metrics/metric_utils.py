@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 import dnnlib
+from raycond import atomic_io
 from raycond import families
 from raycond import generate as rgen
 from raycond import threads
@@ -168,8 +169,8 @@ class FeatureStats:
 
     def save(self, pkl_file):
         """Pickle the statistics to `pkl_file` atomically (a cache must never be half-written)."""
-        os.makedirs(os.path.dirname(pkl_file) or '.', exist_ok=True)
-        dnnlib.util.atomic_write(pkl_file, lambda f: pickle.dump(self.__dict__, f))
+        atomic_io.prepare_output_folder(os.path.dirname(pkl_file), log=None)
+        atomic_io.save_pickle(pkl_file, self.__dict__)
 
     @staticmethod
     def load(pkl_file):

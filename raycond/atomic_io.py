@@ -121,8 +121,7 @@ def atomic_path(path: str) -> Iterator[str]:
 def write_with(path: str, write_fn: Callable[[Any], Any]) -> None:
     """Call `write_fn(f)` on a binary file object whose bytes become `path` atomically."""
     with atomic_path(path) as tmp:
-        with open(tmp, 'wb') as f:
-            write_fn(f)
+        dnnlib.util.write_file(tmp, write_fn)
 
 
 def write_bytes(path: str, data: bytes) -> None:
@@ -212,8 +211,7 @@ class ResultSet:
     def write_with(self, final: str, write_fn: Callable[[Any], Any]) -> None:
         tmp = self.path(final)
         try:
-            with open(tmp, 'wb') as f:
-                write_fn(f)
+            dnnlib.util.write_file(tmp, write_fn)
         except OSError as e:
             raise as_output_error(e, final) from None
 
