@@ -206,19 +206,24 @@ def print_options(c, desc, dry_run):
         print('Dry run; exiting.')
 
 
+def _pick_run_dir(c, outdir, desc):
+    """(run directory, reused?): with --resume=auto the newest run of this set-up that a killed
+    attempt left without a snapshot (rundir.resume_run_dir), else the next free id."""
+    reused = rundir.resume_run_dir(outdir, desc) if c.get('resume_auto') else None
+    return (reused, True) if reused else (next_run_dir(outdir, desc), False)
+
+
 def launch_training(c, desc, outdir, dry_run):
     """Create the run directory and start 1 process, N spawned processes, or join torchrun."""
     torchrun = distributed.torchrun_env()
     if torchrun is not None:
         return _launch_torchrun(c, desc, outdir, dry_run, torchrun)
-    c.run_dir = next_run_dir(outdir, desc)
+    c.run_dir, reuse = _pick_run_dir(c, outdir, desc)
     print_options(c, desc, dry_run)
     if dry_run:
         return
-    print('Creating output directory...')
-    os.makedirs(c.run_dir, exist_ok=False)
-    with open(os.path.join(c.run_dir, 'training_options.json'), 'wt') as f:
-        json.dump(c, f, indent=2)
+    print('Reusing output directory (it holds no snapshot)...' if reuse else 'Creating output directory...')
+    rundir.claim_run_dir(c.run_dir, c, reuse=reuse)
     print('Launching processes...')
     if c.num_gpus == 1:
         subprocess_fn(rank=0, c=c, temp_dir=None)
@@ -239,11 +244,9 @@ def _launch_torchrun(c, desc, outdir, dry_run, env):
     distributed.init_torchrun(c.device_type)
     run_dir = [None]
     if rank == 0:
-        c.run_dir = next_run_dir(outdir, desc)
+        c.run_dir, reuse = _pick_run_dir(c, outdir, desc)
         print_options(c, desc, False)
-        os.makedirs(c.run_dir, exist_ok=False)
-        with open(os.path.join(c.run_dir, 'training_options.json'), 'wt') as f:
-            json.dump(c, f, indent=2)
+        rundir.claim_run_dir(c.run_dir, c, reuse=reuse)
         run_dir = [c.run_dir]
     torch.distributed.broadcast_object_list(run_dir, src=0)
     c.run_dir = run_dir[0]

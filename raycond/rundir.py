@@ -15,14 +15,23 @@ One owner for the rules that `train.py`, the training loop, the loaders and the 
   old file or the complete new one. A writer that dies leaves its temporary file;
   `clean_stale_temps` removes those of writers that are provably dead (same host, pid gone) and
   never touches one that a live process may still be writing.
+- `--resume=auto` reuses the newest run directory of its set-up when that holds no snapshot and
+  no live training (`resume_run_dir`; liveness is an flock on `.training.lock`, released by the OS
+  when the process dies, even by SIGKILL), so killed attempts never pile up empty run directories.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 
 from raycond import atomic_io
+
+try:
+    import fcntl
+except ImportError:   # Windows: no run-directory locks, so a live run without snapshot might be reused
+    fcntl = None
 from raycond.atomic_io import describe_cleanup, is_disk_error, pid_alive  # noqa: F401 - re-exported for train.py
 
 # Every --cfg of train.py (the first word of a run's description). Lives here so that the
@@ -109,6 +118,64 @@ def next_run_dir(outdir: str, desc: str) -> str:
         if m and os.path.isdir(os.path.join(outdir, name)):
             ids.append(int(m.group()))
     return os.path.join(outdir, f'{max(ids, default=-1) + 1:05d}-{desc}')
+
+
+LOCK_NAME = '.training.lock'   # held (flock) by the live training of a run directory
+
+
+def claim_run_dir(run_dir: str, options: dict, reuse: bool = False) -> None:
+    """Create `run_dir` (or, with `reuse`, take over an existing one), hold its lock for the rest of
+    this process's life, and write `training_options.json` atomically. A reused directory held no
+    snapshot: its `stats.jsonl` and TensorBoard events describe a lost attempt and are removed, its
+    `log.txt` is kept (appended to). Raises FileExistsError if another live training holds it."""
+    try:
+        os.makedirs(run_dir, exist_ok=reuse)
+        fd = os.open(os.path.join(run_dir, LOCK_NAME), os.O_WRONLY | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise atomic_io.as_output_error(e, run_dir) from None
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise FileExistsError(f'{run_dir} is in use by another training process') from None
+    _held_locks.append(fd)   # released by the OS when this process ends, however it ends
+    if reuse:
+        for name in os.listdir(run_dir):
+            if name == 'stats.jsonl' or name.startswith('events.out.tfevents.'):
+                os.remove(os.path.join(run_dir, name))
+    atomic_io.write_text(os.path.join(run_dir, 'training_options.json'), json.dumps(options, indent=2))
+
+
+_held_locks: list[int] = []
+
+
+def _in_use(run_dir: str) -> bool:
+    """Whether a live process holds `run_dir`'s training lock."""
+    if fcntl is None:
+        return False
+    try:
+        fd = os.open(os.path.join(run_dir, LOCK_NAME), os.O_RDONLY)
+    except OSError:
+        return False   # no lock file: a run from before locks, or never started
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def resume_run_dir(outdir: str, desc: str) -> str | None:
+    """`--resume=auto`: the newest run named NNNNN-<desc> if it holds no snapshot and no live
+    process trains in it (an attempt killed before its first snapshot), to be reused, so that
+    repeated attempts do not leave a trail of run directories without snapshots; else None."""
+    runs = list_runs(outdir, desc)
+    if runs and newest_snapshot(runs[-1][1]) is None and not _in_use(runs[-1][1]):
+        return runs[-1][1]
+    return None
 
 
 def find_resume_snapshot(outdir: str, desc: str) -> str | None:
