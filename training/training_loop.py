@@ -22,6 +22,7 @@ import torch
 import dnnlib
 from metrics import metric_main
 from metrics import pose_reader
+from raycond import atomic_io
 from raycond import threads
 from raycond import rundir
 from raycond.camera import LABEL_DIM, camera_label
@@ -102,7 +103,7 @@ def save_image_grid(img, fname, drange, grid_size):
     _n, c, h, w = img.shape
     img = img.reshape(gh, gw, c, h, w).transpose(0, 3, 1, 4, 2).reshape(gh * h, gw * w, c)
     pil = PIL.Image.fromarray(img[:, :, 0], 'L') if c == 1 else PIL.Image.fromarray(img, 'RGB')
-    dnnlib.util.atomic_write(fname, lambda f: pil.save(f, format='png'))  # a killed run leaves no truncated PNG
+    atomic_io.write_with(fname, lambda f: pil.save(f, format='png'))  # a killed run leaves no truncated PNG
 
 
 def grid_shape(resolution):
@@ -473,7 +474,7 @@ class StatsLog:
         self.start_time = start_time
         if rank != 0:
             return
-        self.jsonl = open(os.path.join(run_dir, 'stats.jsonl'), 'at')
+        self.jsonl = os.path.join(run_dir, 'stats.jsonl')   # appended one whole line per tick
         try:
             import torch.utils.tensorboard as tensorboard
             self.tfevents = tensorboard.SummaryWriter(run_dir)
@@ -486,8 +487,7 @@ class StatsLog:
         """One jsonl line of this tick's statistics; scalars (and metric results) for TensorBoard."""
         timestamp = time.time()
         if self.jsonl is not None:
-            self.jsonl.write(json.dumps(dict(stats_dict, timestamp=timestamp)) + '\n')
-            self.jsonl.flush()
+            atomic_io.append_line(self.jsonl, json.dumps(dict(stats_dict, timestamp=timestamp)))
         if self.tfevents is not None:
             global_step = int(cur_nimg / 1e3)
             walltime = timestamp - self.start_time
@@ -498,9 +498,8 @@ class StatsLog:
             self.tfevents.flush()
 
     def close(self):
-        for f in (self.jsonl, self.tfevents):
-            if f is not None:
-                f.close()
+        if self.tfevents is not None:
+            self.tfevents.close()
 
 
 # ----------------------------------------------------------------------------
