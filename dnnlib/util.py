@@ -70,10 +70,29 @@ def _remove_quietly(path: str) -> None:
         pass
 
 
+def _umask() -> int:
+    """This process's umask, read without changing it where Linux allows (os.umask can only set it,
+    and setting it even briefly races with other threads creating files)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def publish(tmp: str, path: str) -> None:
-    """Flush the finished file (or folder) `tmp` to disk and rename it to `path` (same folder)."""
+    """Flush the finished file (or folder) `tmp` to disk and rename it to `path` (same folder).
+    A file gets the mode a plain open() would give it (0644 under umask 022): some writers
+    (safetensors, mkstemp) create theirs 0600."""
     if os.path.isfile(tmp):
         with open(tmp, "rb+") as f:
+            if hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), 0o666 & ~_umask())
             os.fsync(f.fileno())
     os.replace(tmp, path)
     fsync_dir(os.path.dirname(path))

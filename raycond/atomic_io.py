@@ -15,6 +15,7 @@ import `raycond`); this module adds what tools need on top:
 - `ResultSet`: several files that appear as a complete set or not at all (projector.py's result).
 - `clean_stale_temporaries(folder)`: what each tool calls on its output folder at start, removing
   the temporaries of writers that died (same host, pid gone); a live writer's file is never touched.
+- Published files get the mode a plain open() gives (0644 under umask 022), whatever created them.
 - `append_line(path, text)`: one whole, flushed line appended to a JSONL log.
 """
 
@@ -88,22 +89,6 @@ def as_output_error(e: OSError, path: str) -> OutputError:
 
 # ----------------------------------------------------------------------------- single files
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _normal_mode(tmp: str) -> None:
-    """Give a finished temporary file the mode a plain open() would have (0644 under umask 022):
-    some writers (safetensors, ffmpeg, mkstemp) create theirs 0600."""
-    try:
-        if os.path.isfile(tmp):
-            os.chmod(tmp, 0o666 & ~_umask())
-    except OSError:
-        pass
-
-
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
     """Yield a temporary path in `path`'s folder; on success it becomes `path` (flushed, renamed),
@@ -113,7 +98,6 @@ def atomic_path(path: str) -> Iterator[str]:
     try:
         with dnnlib.util.atomic_output(path) as tmp:
             yield tmp
-            _normal_mode(tmp)
     except OSError as e:
         raise as_output_error(e, path) from None
 
@@ -234,7 +218,6 @@ class ResultSet:
         published = []
         try:
             for tmp, final in self._members:
-                _normal_mode(tmp)
                 try:
                     dnnlib.util.publish(tmp, final)
                 except OSError as e:
