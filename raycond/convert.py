@@ -71,12 +71,21 @@ def convert(src: str, dst: str, keys=("G_ema", "G", "D"), trust_pickle: bool = F
     extra = {k: snapshot[k] for k in EXTRA_KEYS if snapshot.get(k) is not None}
     if "training_set_kwargs" in extra:
         extra["training_set_kwargs"] = dict(extra["training_set_kwargs"])
+    refused = []
+    for key in list(extra):      # the output holds only what the loader accepts
+        try:
+            safe_weights.check_extra(key, extra[key])
+        except NetworkLoadError as e:
+            refused.append(str(e))
+            del extra[key]
     if ext == ".safetensors":
         dropped = safe_weights.save_safetensors(dst, nets, **extra)
         if dropped:
             print(f"note: left out {', '.join(dropped)} (not plain JSON values)", file=sys.stderr)
     else:
         loading.save_safe_weights(dst, nets, **extra)
+    for reason in refused:
+        print(f"note: left out {reason}", file=sys.stderr)
     return {k: safe_weights.class_name_of(v) for k, v in nets.items()}
 
 

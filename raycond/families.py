@@ -30,11 +30,7 @@ class Family:
     defaults: tuple = ()        # (name, value) constructor arguments that make this family of its class
 
 
-FAMILIES: dict[str, Family] = {
-    "stylegan2": Family("training.networks_stylegan2.Generator", "training.networks_stylegan2.Discriminator",
-                        camera=False, backbone="stylegan2"),
-    "stylegan3": Family("training.networks_stylegan3.Generator", "training.networks_stylegan2.Discriminator",
-                        camera=False, backbone="stylegan3"),
+FAMILIES: dict[str, Family] = {    # ray-conditioned first: foreign sources that fit several match these first
     "raycond2": Family("training.networks_raycond2.Generator", "training.networks_raycond2.Discriminator",
                        camera=True, backbone="stylegan2", defaults=(("embedding", "plucker"),)),
     "posecond2": Family("training.networks_raycond2.Generator", "training.networks_raycond2.Discriminator",
@@ -45,6 +41,10 @@ FAMILIES: dict[str, Family] = {
     "posecond3": Family("training.networks_raycond3.Generator", "training.networks_raycond2.Discriminator",
                         camera=True, backbone="stylegan3",
                         defaults=(("embedding", "none"), ("camera_in_mapping", True))),
+    "stylegan2": Family("training.networks_stylegan2.Generator", "training.networks_stylegan2.Discriminator",
+                        camera=False, backbone="stylegan2"),
+    "stylegan3": Family("training.networks_stylegan3.Generator", "training.networks_stylegan2.Discriminator",
+                        camera=False, backbone="stylegan3"),
     # The official Ray Conditioning release, reproduced with its own numerics (docs/safe-loading.md).
     "raycond-official2": Family("training.networks_official_raycond2.Generator",
                                 "training.networks_stylegan2.Discriminator", camera=True, backbone="stylegan2"),
@@ -203,7 +203,7 @@ def _check_value(spec: Arg, value, where: str, depth: int) -> str | None:
     if value is None:
         return None if spec.none else f"{where} is None"
     if spec.kind == "dict":
-        if depth >= 3:
+        if depth >= 1:     # released networks nest one level (mapping_kwargs, block_kwargs, ...)
             return f"{where} nests argument dicts too deeply"
         return check_kwargs(NETWORK_KWARGS, value, where, depth + 1)
     if isinstance(value, str) and value in spec.choices:
@@ -251,7 +251,7 @@ def check_kwargs(spec: dict[str, Arg], kwargs, where: str = "", depth: int = 0) 
     Every key must be listed; every value must be of its kind and within its bounds."""
     if not isinstance(kwargs, dict):
         return f"{where or 'the arguments'} is a {type(kwargs).__name__}, expected a dict"
-    if len(kwargs) > 256:
+    if len(kwargs) > 128:
         return f"{where or 'the arguments'} has {len(kwargs)} entries"
     for key, value in kwargs.items():
         field = f"{where}.{key}" if where else str(key)

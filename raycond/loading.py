@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import inspect
 import io
 import os
@@ -124,21 +125,68 @@ def resolve_network_path(path_or_url: str) -> str:
     return snap
 
 
-def _unpickle(data: bytes, name: str, trust_pickle: bool):
-    if trust_pickle:
+def file_digest(data: bytes) -> str:
+    """The sha256 of a file's bytes: what trust is bound to (a changed file is a new question)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _trusted(trust_pickle, data: bytes) -> bool:
+    """`trust_pickle` is True (trust whatever the path holds: command-line --trust-pickle) or the
+    digest of the bytes the user agreed to run (the visualizer): only those bytes are trusted."""
+    if isinstance(trust_pickle, str):
+        return file_digest(data) == trust_pickle
+    return bool(trust_pickle)
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0][:200]}" if text else type(e).__name__
+
+
+def _unpickle(data: bytes, name: str, trust_pickle) -> Any:
+    if _trusted(trust_pickle, data):
         return pickle.loads(data)
-    return rebuild.rebuild_tree(safe_pickle.restricted_loads(data, name), name)
+    obj = safe_pickle.restricted_loads(data, name)
+    return rebuild.rebuild_tree(obj, name, rebuild.Budget(len(data)))
 
 
-def load_snapshot(path_or_url: str, trust_pickle: bool = False) -> dict:
+def _check_extras(snapshot: dict, name: str) -> None:
+    """Data beside the networks that tools use as numbers (camera_stats, kimg), checked like a weight
+    file's header; training_set_kwargs is checked where it is used (metrics refuse a bad one)."""
+    kwargs = snapshot.get("training_set_kwargs")
+    stats = [("camera_stats", snapshot.get("camera_stats")), ("kimg", snapshot.get("kimg"))]
+    if isinstance(kwargs, dict):
+        stats.append(("camera_stats", kwargs.get("camera_stats")))
+    for key, value in stats:
+        try:
+            safe_weights.check_extra(key, value)
+        except NetworkLoadError as e:
+            raise NetworkLoadError(f"{name}: {e}") from None
+
+
+def load_snapshot(path_or_url: str, trust_pickle: bool | str = False) -> dict:
     """Load a whole snapshot as a dict (`G`, `D`, `G_ema`, `augment_pipe`, `training_set_kwargs`,
     `camera_stats`, ... whatever the file holds). Safe weight files give {'G_ema': G, ...}.
-    A run directory loads its newest snapshot. Without `trust_pickle`, a pickle whose networks
-    this project cannot rebuild from its own classes raises UntrustedPickleError."""
+    A run directory loads its newest snapshot. Without trust, a pickle whose networks this project
+    cannot rebuild from its own classes raises UntrustedPickleError (its `digest` is the sha256 of
+    the refused bytes); data that is malformed or too large raises NetworkLoadError. Both are one
+    line naming the file. `trust_pickle` is True or the sha256 of the bytes to trust."""
     path_or_url = resolve_network_path(path_or_url)
     data = _read_bytes(path_or_url)
     if len(data) == 0:
         raise NetworkLoadError(f"{path_or_url} is empty, expected a network pickle")
+    try:
+        return _load_bytes(data, path_or_url, trust_pickle)
+    except UntrustedPickleError as e:
+        e.digest = file_digest(data)
+        raise
+    except NetworkLoadError:
+        raise
+    except (RecursionError, MemoryError) as e:
+        raise NetworkLoadError(f"{path_or_url} is not a readable network file ({_one_line(e)})") from None
+
+
+def _load_bytes(data: bytes, path_or_url: str, trust_pickle) -> dict:
     if safe_weights.is_safetensors(data):
         return safe_weights.load_safetensors(data, path_or_url)
     if _is_torch_zip(data):
@@ -151,18 +199,22 @@ def load_snapshot(path_or_url: str, trust_pickle: bool = False) -> dict:
     except UntrustedPickleError:
         raise
     except NetworkLoadError as e:
-        raise NetworkLoadError(f"{path_or_url}: {e}") from e
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
-        raise NetworkLoadError(f"{path_or_url} is not a readable network pickle ({type(e).__name__}: {e})") from e
+        msg = str(e)
+        raise NetworkLoadError(msg if msg.startswith(f"{path_or_url}") else f"{path_or_url}: {msg}") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            RecursionError, MemoryError, OverflowError) as e:
+        raise NetworkLoadError(f"{path_or_url} is not a readable network pickle ({_one_line(e)})") from None
     except ModuleNotFoundError as e:
         hint = " (TensorFlow-era StyleGAN pickles are not supported; convert them with NVIDIA's legacy.py first)" \
             if e.name and ("tensorflow" in e.name or e.name.startswith("dnnlib.tflib")) else ""
-        raise NetworkLoadError(f"{path_or_url} needs module {e.name!r} to load{hint}") from e
+        raise NetworkLoadError(f"{path_or_url} needs module {e.name!r} to load{hint}") from None
     if isinstance(obj, torch.nn.Module):
         obj = {"G_ema": obj}
     if not isinstance(obj, dict):
         raise NetworkLoadError(f"{path_or_url} holds a {type(obj).__name__}, expected a dict of networks "
                                f"with keys like {', '.join(NETWORK_KEYS)}")
+    if not _trusted(trust_pickle, data):
+        _check_extras(obj, path_or_url)
     return obj
 
 
@@ -284,38 +336,44 @@ def save_safe_weights(path: str, nets: dict[str, torch.nn.Module], dtype: torch.
     `dtype=torch.float16` halves the file size; floats are restored to float32 on load."""
     payload: dict[str, Any] = {"format": SAFE_FORMAT, "networks": {}}
     for key, net in nets.items():
-        init_kwargs = getattr(net, "init_kwargs", None)
-        if init_kwargs is None:
-            raise NetworkLoadError(f"network {key!r} does not record its constructor arguments "
-                                   f"(decorate its class with persistence.persistent_class)")
+        entry = safe_weights.check_writable(key, net)    # only what _load_safe_weights accepts
         state = {}
         for name, tensor in net.state_dict().items():
             tensor = tensor.detach().cpu()
             if dtype is not None and tensor.is_floating_point():
                 tensor = tensor.to(dtype)
             state[name] = tensor
-        payload["networks"][key] = {"class_name": _class_name_of(net), "init_args": list(net.init_args),
-                                    "init_kwargs": dict(init_kwargs), "state_dict": state}
+        payload["networks"][key] = dict(entry, state_dict=state)
+    for key, value in extra.items():
+        safe_weights.check_extra(key, value)
     payload.update(extra)
     dnnlib.util.atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def _load_safe_weights(data: bytes, name: str) -> dict:
+    """A `.pt` weight file, read by the restricted unpickler (never torch.load, whose errors advise
+    loading unsafely) and built like a safetensors file."""
     try:
-        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise NetworkLoadError(f"{name} is a torch file but not a raycond weight file: {e}") from e
+        payload = safe_pickle.restricted_load_torch_zip(data, name)
+    except UntrustedPickleError as e:
+        raise NetworkLoadError(f"{name} is a torch file that names {', '.join(e.names[:4])}; weight files may hold "
+                               f"only tensors and plain values") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            RecursionError, MemoryError, OverflowError) as e:
+        raise NetworkLoadError(f"{name} is a torch file but not a readable raycond weight file ({_one_line(e)})") \
+            from None
     if not isinstance(payload, dict) or payload.get("format") != SAFE_FORMAT:
         raise NetworkLoadError(f"{name} is a torch file without raycond networks "
                                f"(expected format {SAFE_FORMAT!r})")
+    networks = payload.get("networks")
     result = {k: v for k, v in payload.items() if k not in ("format", "networks")}
-    for key, entry in payload["networks"].items():
-        with torch.random.fork_rng(devices=[]):
-            net = safe_weights.network_class(entry["class_name"], name)(*entry["init_args"], **entry["init_kwargs"])
-        reference = net.state_dict()
-        state = {k: (v.to(reference[k].dtype) if k in reference else v) for k, v in entry["state_dict"].items()}
-        net.load_state_dict(state)
-        result[key] = net.eval().requires_grad_(False)
+    _check_extras(result, name)
+
+    def tensors_of(key):
+        state = networks[key].get("state_dict", {})
+        return dict(state) if isinstance(state, dict) else state
+
+    result.update(safe_weights.build_networks(networks, tensors_of, name, rebuild.Budget(len(data))))
     return result
 
 

@@ -14,8 +14,11 @@ their own numerics (ray embedding quirks, other concatenation points), so they a
 against the modules that reproduce that release (`OFFICIAL_FAMILIES`), and only when they define
 every class such a module defines.
 
-Families are named, not imported: `raycond` builds them through `dnnlib.util`, like every other
-network, and never imports `training` directly.
+Families are named, not imported: the classes a file may name are those of `raycond.families`
+(matched exactly), and `raycond` never imports `training` directly. Before a class is constructed,
+its stored arguments are checked against the families' limits, and the network is first built
+on fake tensors (no memory) to count the bytes of its parameters and buffers: a file cannot make
+this process allocate much more than the file itself holds (`Budget`).
 """
 
 from __future__ import annotations
@@ -26,22 +29,27 @@ import dataclasses
 import functools
 import importlib
 import inspect
+import itertools
 
 import numpy as np
 import torch
 
-import dnnlib
-from raycond.safe_pickle import FunctionReference, ModuleRecord, PersistentRecord, UntrustedPickleError
+from raycond import families
+from raycond.safe_pickle import (FunctionReference, ModuleRecord, NetworkLoadError, PersistentRecord,
+                                 UntrustedPickleError)
 
-# Most specific first: when several fit a foreign source equally well, the first one wins.
-FAMILY_MODULES = ("training.networks_raycond2", "training.networks_raycond3", "training.networks_stylegan2",
-                  "training.networks_stylegan3", "training.augment")
 # Official Ray Conditioning modules -> the modules whose classes they nest (mapping and affine
 # layers come from our StyleGAN modules, which compute what the release's copies compute).
 OFFICIAL_FAMILIES = {
     "training.networks_official_raycond2": ("training.networks_stylegan2",),
     "training.networks_official_raycond3": ("training.networks_stylegan3", "training.networks_stylegan2"),
 }
+# The modules a foreign source is matched against, in the families table's order (most specific
+# first: when several fit a foreign source equally well, the first one wins).
+FAMILY_MODULES = tuple(m for m in families.network_modules() if m not in OFFICIAL_FAMILIES)
+# Bytes a file may make this process allocate for networks: twice its size (float16 weight files
+# are widened to float32) plus this much for buffers that files need not hold.
+BUDGET_SLACK = 16 << 20
 # Keys of a snapshot that hold no learned weights; an augment pipe we cannot rebuild is dropped.
 OPTIONAL_KEYS = ("augment_pipe",)
 
@@ -113,35 +121,27 @@ def _family_interface(module_name: str) -> dict[str, _Signature]:
     return classes
 
 
-_interface_cache: dict[str, dict | None] = {}
-
-
+@functools.lru_cache(maxsize=64)
 def _foreign_interface(src: str) -> dict[str, _Signature] | None:
-    if src not in _interface_cache:
-        _interface_cache[src] = _parse_interface(src)
-    return _interface_cache[src]
+    return _parse_interface(src)
 
 
-_plucker_import_cache: dict[str, bool] = {}
-
-
+@functools.lru_cache(maxsize=64)
 def _is_official_raycond(src: str) -> bool:
     """The official Ray Conditioning modules import their ray embedding from training.plucker
     (an import statement found by parsing; a mention in a comment does not count)."""
-    if src not in _plucker_import_cache:
-        found = False
-        if "training.plucker" in src:
-            try:
-                tree = ast.parse(src)
-            except (SyntaxError, ValueError, RecursionError, MemoryError):
-                tree = None
-            for node in ast.walk(tree) if tree is not None else ():
-                if isinstance(node, ast.ImportFrom) and node.module == "training.plucker":
-                    found = True
-                elif isinstance(node, ast.Import) and any(a.name == "training.plucker" for a in node.names):
-                    found = True
-        _plucker_import_cache[src] = found
-    return _plucker_import_cache[src]
+    if "training.plucker" not in src:
+        return False
+    try:
+        tree = ast.parse(src)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "training.plucker":
+            return True
+        if isinstance(node, ast.Import) and any(a.name == "training.plucker" for a in node.names):
+            return True
+    return False
 
 
 def _official_modules(theirs: dict[str, _Signature]) -> tuple[str, ...]:
@@ -198,24 +198,6 @@ def _refusal_detail(record: PersistentRecord) -> str:
 
 
 # ----------------------------------------------------------------------------- matching state
-
-_PLAIN_TYPES = (str, int, float, bool, type(None), np.generic)
-
-
-def _check_plain(value, where: str) -> None:
-    if isinstance(value, _PLAIN_TYPES):
-        return
-    if isinstance(value, (list, tuple)):
-        for v in value:
-            _check_plain(v, where)
-        return
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _check_plain(k, where)
-            _check_plain(v, where)
-        return
-    raise _Mismatch(f"{where} holds a {type(value).__name__}, expected plain values")
-
 
 def _tensors(state: dict, key: str, where: str) -> dict:
     entries = state.get(key) or {}
@@ -290,20 +272,93 @@ def _preserved_rng():
     np.random.set_state(np_state)
 
 
-def _build(module_name: str, record: PersistentRecord) -> torch.nn.Module:
+class Budget:
+    """Bytes of parameters and buffers that the networks built from one file may take: twice the
+    file's size plus `BUDGET_SLACK`. A real snapshot stores every tensor it needs, so it fits;
+    a 12 KB file claiming z_dim=16384 (3.5 GB of weights) does not."""
+
+    def __init__(self, file_size: int):
+        self.left = 2 * int(file_size) + BUDGET_SLACK
+
+    def take(self, nbytes: int, what: str, name: str) -> None:
+        if nbytes > self.left:
+            raise NetworkLoadError(f"{name}: {what} would need {nbytes / 2**20:.1f} MiB of weights, more than the "
+                                   f"file's size allows ({max(self.left, 0) / 2**20:.1f} MiB): its constructor "
+                                   f"arguments do not describe the weights it holds")
+        self.left -= nbytes
+
+
+def _network_class(class_name: str) -> type:
+    module_name, _, attr = class_name.rpartition(".")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def _bind(cls: type, args, kwargs) -> dict:
+    """Positional and keyword arguments as one flat dict of keyword arguments (what **kwargs
+    forwards is merged in), or TypeError when `cls` does not take them."""
+    init = inspect.signature(cls.__init__)
+    bound = init.bind_partial(None, *args, **kwargs).arguments
+    flat = {}
+    for pname, value in list(bound.items())[1:]:
+        if init.parameters[pname].kind == inspect.Parameter.VAR_KEYWORD:
+            flat.update(value)
+        elif init.parameters[pname].kind == inspect.Parameter.VAR_POSITIONAL:
+            if value:
+                raise TypeError("takes no further positional arguments")
+        else:
+            flat[pname] = value
+    return flat
+
+
+def _parameter_bytes(cls: type, kwargs: dict) -> int:
+    """Bytes of the parameters and buffers `cls(**kwargs)` would hold, from a build on fake tensors
+    (shapes without memory). Raises what the constructor raises."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    with _preserved_rng(), FakeTensorMode(allow_non_fake_inputs=True):
+        net = cls(**kwargs)
+        return sum(t.numel() * t.element_size() for t in itertools.chain(net.parameters(), net.buffers()))
+
+
+def build_network(class_name, args, kwargs, name: str, field: str, budget: Budget | None) -> torch.nn.Module:
+    """Construct one of the families' classes from arguments read from a file, after checking them:
+    `class_name` must be in the table exactly, the arguments must be ones the class takes and
+    within the families' limits, and the network must fit `budget`. Every refusal is a
+    NetworkLoadError naming the file (`name`) and `field`; raises TypeError when the class does not
+    take the arguments (the caller may try another class)."""
+    if not families.is_network_class(class_name):
+        raise NetworkLoadError(f"{name}: {field} names class {str(class_name)[:80]!r}, which is not a network class "
+                               f"of this project ({', '.join(families.network_classes())})")
+    if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
+        raise NetworkLoadError(f"{name}: {field} has constructor arguments that are not a list and a dict")
+    cls = _network_class(class_name)
+    flat = _bind(cls, args, kwargs)
+    problem = families.check_kwargs(families.NETWORK_KWARGS, flat, "")
+    if problem:
+        raise NetworkLoadError(f"{name}: {field} argument {problem}")
+    if budget is not None:
+        try:
+            nbytes = _parameter_bytes(cls, flat)
+        except (TypeError, ValueError, AssertionError, KeyError, IndexError, ZeroDivisionError):
+            raise                                       # the constructor refuses these arguments
+        except Exception:  # noqa: BLE001 - fake tensors cannot run this constructor: build for real, bounded by the limits
+            nbytes = 0
+        budget.take(nbytes, f"{field} ({class_name.rsplit('.', 1)[-1]})", name)
+    with _preserved_rng():
+        return cls(**flat)
+
+
+def _build(module_name: str, record: PersistentRecord, name: str, field: str, budget: Budget | None) -> torch.nn.Module:
+    class_name = f"{module_name}.{record.class_name}"
+    if not families.is_network_class(class_name):
+        raise _Mismatch(f"{record.class_name} is not a network that a file may hold at its top level")
     args = record.state.get("_init_args", ())
     kwargs = record.state.get("_init_kwargs", {})
-    if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
-        raise _Mismatch("constructor arguments are malformed")
-    _check_plain(list(args), "constructor arguments")
-    _check_plain(dict(kwargs), "constructor arguments")
     try:
-        with _preserved_rng():
-            net = dnnlib.util.construct_class_by_name(*args, class_name=f"{module_name}.{record.class_name}",
-                                                      **dict(kwargs))
-    except Exception as e:  # our constructor rejecting their arguments: this candidate does not fit
-        raise _Mismatch(f"{module_name}.{record.class_name} does not accept the stored arguments "
-                        f"({type(e).__name__}: {e})") from None
+        net = build_network(class_name, args, kwargs, name, field, budget)
+    except (TypeError, ValueError, AssertionError, KeyError, IndexError, ZeroDivisionError) as e:
+        if isinstance(e, NetworkLoadError):
+            raise
+        raise _Mismatch(f"{class_name} does not accept the stored arguments ({type(e).__name__}: {e})") from None
     pairs: list = []
     _match(record, net, "", pairs)
     with torch.no_grad():
@@ -314,8 +369,16 @@ def _build(module_name: str, record: PersistentRecord) -> torch.nn.Module:
     return net
 
 
-def rebuild_record(record, name: str = "the file") -> torch.nn.Module:
-    """Build our network for one top-level record, or raise UntrustedPickleError saying why not."""
+def _source_is_ours(record: PersistentRecord) -> bool:
+    return any(_family_source(m) == record.module_src for m in FAMILY_MODULES + tuple(OFFICIAL_FAMILIES))
+
+
+def rebuild_record(record, name: str = "the file", field: str = "the network",
+                   budget: Budget | None = None) -> torch.nn.Module:
+    """Build our network for one top-level record. Raises UntrustedPickleError when only running the
+    file's own code could load it (source not recognised, or a foreign source whose weights do not
+    fit ours), NetworkLoadError for data that no code makes right (arguments out of bounds, more
+    weights than the file holds, our own source with weights that do not fit)."""
     if not isinstance(record, PersistentRecord):
         raise UntrustedPickleError([describe(record)], name, "a bare torch module, not a network of a known family")
     candidates = candidate_modules(record)
@@ -324,43 +387,56 @@ def rebuild_record(record, name: str = "the file") -> torch.nn.Module:
     problems = []
     for module_name in candidates:
         try:
-            return _build(module_name, record)
+            return _build(module_name, record, name, field, budget)
         except _Mismatch as e:
             problems.append(str(e))
+    if _source_is_ours(record):
+        raise NetworkLoadError(f"{name}: {field} does not fit this project's {record.class_name}: {problems[0]}")
     raise UntrustedPickleError([describe(record)], name,
                                f"its stored weights do not fit this project's {record.class_name}: {problems[0]}")
 
 
-def rebuild_tree(obj, name: str = "the file"):
+def rebuild_tree(obj, name: str = "the file", budget: Budget | None = None):
     """Replace every record in a safely unpickled snapshot (dicts, lists, tuples) by our network.
-    Refusals are collected over the whole file so that one error names every class."""
-    done: dict[int, object] = {}
+    Refusals that only code could fix are collected over the whole file so that one error names
+    every class; data errors raise at once. Shared containers are visited once."""
+    done: dict[int, tuple] = {}          # id -> (the original, kept alive so ids stay unique; its result)
     refused: list[str] = []
     details: list[str] = []
 
+    def rebuilt(value, key):
+        optional = key in OPTIONAL_KEYS and isinstance(value, PersistentRecord) and candidate_modules(value)
+        try:
+            return rebuild_record(value, name, str(key) if key is not None else "a network", budget)
+        except UntrustedPickleError as e:
+            if not optional:
+                refused.extend(e.names)
+                details.append(e.detail)
+        except NetworkLoadError:
+            if not optional:
+                raise
+        return None
+
     def visit(value, key=None):
+        if id(value) in done:
+            return done[id(value)][1]
         if isinstance(value, (PersistentRecord, ModuleRecord)):
-            if id(value) not in done:
-                try:
-                    done[id(value)] = rebuild_record(value, name)
-                except UntrustedPickleError as e:
-                    if key in OPTIONAL_KEYS and isinstance(value, PersistentRecord) and candidate_modules(value):
-                        done[id(value)] = None
-                    else:
-                        refused.extend(e.names)
-                        details.append(e.detail)
-                        done[id(value)] = None
-            return done[id(value)]
-        if isinstance(value, dict):
+            result = rebuilt(value, key)
+        elif isinstance(value, dict):
+            done[id(value)] = (value, value)
             for k in list(value):
                 value[k] = visit(value[k], k)
-            return value
-        if isinstance(value, list):
+            result = value
+        elif isinstance(value, list):
+            done[id(value)] = (value, value)
             value[:] = [visit(v) for v in value]
+            result = value
+        elif isinstance(value, tuple):
+            result = tuple(visit(v) for v in value)
+        else:
             return value
-        if isinstance(value, tuple):
-            return tuple(visit(v) for v in value)
-        return value
+        done[id(value)] = (value, result)
+        return result
 
     result = visit(obj)
     if refused:

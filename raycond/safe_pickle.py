@@ -13,7 +13,18 @@ loader executes. This unpickler turns a file into plain data without running cod
 - `torch.nn` containers (ModuleList, ...) become `ModuleRecord` data for the same reason;
 - length fields are checked against the real file size before anything is allocated, and the
   records that hold tensor storages are parsed here (never by a trusting torch.load), and the
-  element count they claim must match the bytes present.
+  element count they claim must match the bytes present;
+- what a small file can make this process hold is bounded: no allowed global allocates a size
+  the file states (bytearray(n), empty numpy arrays), a tensor may not repeat its storage into
+  more elements than it holds (stride-0 views), the count of refused globals, persistent records
+  and distinct module sources is capped, and nesting deeper than `MAX_DEPTH` is refused, so that
+  no later step recurses past Python's limit;
+- torch's zip format (`.pt`) is read by the same unpickler (`restricted_load_torch_zip`): its
+  entries must be stored uncompressed, so their size is the size on disk.
+
+Errors: `UntrustedPickleError` only when loading would run code from the file (a global outside
+the allow-list); `NetworkLoadError` (or `pickle.UnpicklingError`, which callers turn into one)
+for data that is malformed or too large.
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ import collections
 import io
 import pickle
 import pickletools
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -31,6 +43,14 @@ import dnnlib
 
 PERSISTENCE_ENTRY = "torch_utils.persistence._reconstruct_persistent_obj"
 MAX_PERSISTENT_VERSION = 6
+# Bounds on what a file may declare. A StyleGAN3 snapshot (G, D, G_ema) holds about 700 persistent
+# records, 3 module sources of under 60 KB and nests about 20 levels.
+MAX_DEPTH = 100                 # containers inside containers (records count as one level each)
+MAX_RECORDS = 20000             # persistent records per file
+MAX_SOURCES = 32                # distinct module sources per file
+MAX_SOURCE_CHARS = 1 << 18      # characters of one module source (ours: under 50 KB)
+MAX_REFUSED = 64                # distinct refused globals kept as placeholders (the rest share one)
+MAX_REPEAT = 1 << 16            # elements a tensor may have beyond its storage (broadcast views)
 _TRUST_HINT = "rerun with --trust-pickle (or answer Yes in the visualizer) only if you trust where the file came from"
 
 
@@ -206,6 +226,12 @@ def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=Fals
     if all(d > 0 for d in dims) and offset + sum((d - 1) * s for d, s in zip(dims, steps)) >= storage.numel():
         raise pickle.UnpicklingError(f"tensor of size {dims} claims more data than its storage holds "
                                      f"({storage.numel()} elements)")
+    numel = 1
+    for d in dims:
+        numel *= d
+    if numel > storage.numel() + MAX_REPEAT:   # a stride-0 view: costs nothing here, gigabytes once copied
+        raise pickle.UnpicklingError(f"tensor of size {dims} ({numel} elements) repeats a storage of "
+                                     f"{storage.numel()} elements")
     tensor = storage.as_strided(dims, steps, offset)
     tensor.requires_grad = bool(requires_grad)
     return tensor
@@ -219,6 +245,8 @@ def _rebuild_parameter(data, requires_grad, backward_hooks):
 
 
 def _reconstruct_persistent_obj(meta):
+    """A persistence record as data (the source is checked against `MAX_SOURCE_CHARS` here; the
+    counts per file by the unpickler)."""
     if not isinstance(meta, dict):
         raise pickle.UnpicklingError("persistent record is not a dict")
     if meta.get("type") != "class":
@@ -229,6 +257,9 @@ def _reconstruct_persistent_obj(meta):
     class_name, module_src, state = meta.get("class_name"), meta.get("module_src"), meta.get("state")
     if not isinstance(class_name, str) or not isinstance(module_src, str):
         raise pickle.UnpicklingError("persistent record without class name or module source")
+    if len(module_src) > MAX_SOURCE_CHARS or len(class_name) > 200:
+        raise pickle.UnpicklingError(f"persistent record {class_name[:60]!r} has a module source of "
+                                     f"{len(module_src)} characters (at most {MAX_SOURCE_CHARS})")
     if state is None:
         state = {}
     if not isinstance(state, dict):
@@ -256,17 +287,54 @@ def _copyreg_reconstructor(cls, base, state):
                                  f"{getattr(base, '__name__', base)!r} is not allowed")
 
 
+class _NdarrayName:
+    """What `numpy.ndarray` resolves to: only `_reconstruct` may use it, never called directly
+    (numpy.ndarray(shape) would allocate a size the file states)."""
+
+
+_NDARRAY = _NdarrayName()
+
+
 def _ndarray_reconstruct(subtype, shape, dtype):
-    if subtype is not np.ndarray:
+    """numpy pickles build an empty array here and fill it with __setstate__, which checks the data
+    against the shape; a non-empty shape here would allocate what the file claims."""
+    if subtype is not _NDARRAY:
         raise pickle.UnpicklingError("numpy array subclass is not allowed")
+    if not isinstance(shape, tuple) or len(shape) > 32 or not all(isinstance(d, int) and 0 <= d <= 1 for d in shape):
+        raise pickle.UnpicklingError(f"numpy array reconstructed with shape {str(shape)[:60]}, expected an empty one")
     return np.ndarray.__new__(np.ndarray, shape, dtype)
+
+
+def _bytearray(source=b"", encoding=None):
+    """bytearray of data the file holds (protocols 0-4 spell it as bytes or latin-1 text), never of
+    a size the file states: bytearray(2**31) is 2 GiB from a 43-byte file."""
+    if isinstance(source, (bytes, bytearray)) and encoding is None:
+        return bytearray(source)
+    if isinstance(source, str) and encoding in ("latin1", "latin-1"):
+        return bytearray(source, "latin1")
+    raise pickle.UnpicklingError(f"bytearray from a {type(source).__name__} is not allowed")
+
+
+_np_scalar = np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar
+
+
+def _numpy_scalar(dtype, obj=None):
+    """A numpy scalar from its bytes; the bytes must be exactly one item of `dtype`."""
+    if not isinstance(dtype, np.dtype):
+        raise pickle.UnpicklingError("numpy scalar without a dtype")
+    if dtype.hasobject:
+        return _np_scalar(dtype, obj)
+    if not isinstance(obj, bytes) or len(obj) != dtype.itemsize:
+        raise pickle.UnpicklingError(f"numpy scalar of {dtype} holds {len(obj) if isinstance(obj, bytes) else '?'} "
+                                     f"bytes, expected {dtype.itemsize}")
+    return _np_scalar(dtype, obj)
 
 
 _SAFE_GLOBALS: dict[str, Any] = {
     "collections.OrderedDict": collections.OrderedDict,
     "builtins.set": set,
     "builtins.frozenset": frozenset,
-    "builtins.bytearray": bytearray,
+    "builtins.bytearray": _bytearray,
     "builtins.complex": complex,
     "builtins.slice": slice,
     "_codecs.encode": _codecs_encode,
@@ -282,12 +350,12 @@ _SAFE_GLOBALS: dict[str, Any] = {
     "torch.device": torch.device,
     "torch.Size": torch.Size,
     "numpy.dtype": np.dtype,
-    "numpy.ndarray": np.ndarray,
+    "numpy.ndarray": _NDARRAY,
     "numpy.core.multiarray._reconstruct": _ndarray_reconstruct,
     "numpy._core.multiarray._reconstruct": _ndarray_reconstruct,
-    "numpy.core.multiarray.scalar": np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar,
+    "numpy.core.multiarray.scalar": _numpy_scalar,
+    "numpy._core.multiarray.scalar": _numpy_scalar,
 }
-_SAFE_GLOBALS["numpy._core.multiarray.scalar"] = _SAFE_GLOBALS["numpy.core.multiarray.scalar"]
 for _dtype_name in ("float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool"):
     _SAFE_GLOBALS[f"torch.{_dtype_name}"] = getattr(torch, _dtype_name)
 for _fmt in ("contiguous_format", "channels_last", "preserve_format"):
@@ -305,14 +373,17 @@ _PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
 class _RestrictedUnpickler(pickle.Unpickler):
     def __init__(self, file):
         super().__init__(file)
-        self.refused: list[str] = []
+        self.refused: dict[str, None] = {}      # names of refused globals (ordered, at most MAX_REFUSED)
+        self.more_refused = 0                    # refused globals beyond those
         self._placeholders: dict[str, type] = {}
+        self._records = 0
+        self._sources: set[int] = set()
 
     def find_class(self, module, name):
         module = _PY2_MODULES.get(module, module)
         key = f"{module}.{name}"
         if key in _SAFE_GLOBALS:
-            return _SAFE_GLOBALS[key]
+            return self._reconstruct if key == PERSISTENCE_ENTRY else _SAFE_GLOBALS[key]
         if key in TORCH_NN_CONTAINERS:
             return self._placeholder(key, ModuleRecord)
         if key in FUNCTION_REFERENCES:
@@ -320,19 +391,41 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if module.startswith("dnnlib.tflib") or module.startswith("tensorflow"):
             raise NetworkLoadError("TensorFlow-era StyleGAN pickles are not supported; convert them with "
                                    "NVIDIA's legacy.py first")
-        self.refused.append(f"global {key}")
+        key = key if len(key) <= 200 else key[:200] + "..."
+        if f"global {key}" in self.refused or len(self.refused) < MAX_REFUSED:
+            self.refused[f"global {key}"] = None
+        else:
+            self.more_refused += 1
         return self._placeholder(key, _Refused)
+
+    def refused_names(self) -> list[str]:
+        extra = [f"{self.more_refused} more globals"] if self.more_refused else []
+        return list(self.refused) + extra
 
     def _placeholder(self, key, base):
         cls = self._placeholders.get(key)
         if cls is None:
+            if len(self._placeholders) >= MAX_REFUSED:   # a class per name: 400k names took 4 GB
+                key = "?"
+                cls = self._placeholders.get((key, base))
+                if cls is not None:
+                    return cls
             cls = type(key.rsplit(".", 1)[-1], (base,), {"qualname": key})
-            self._placeholders[key] = cls
+            self._placeholders[key if key != "?" else (key, base)] = cls
         return cls
 
+    def _reconstruct(self, meta):
+        record = _reconstruct_persistent_obj(meta)
+        self._records += 1
+        self._sources.add(hash(record.module_src))
+        if self._records > MAX_RECORDS or len(self._sources) > MAX_SOURCES:
+            raise pickle.UnpicklingError(f"more than {MAX_RECORDS} persistent records or {MAX_SOURCES} module "
+                                         f"sources (a network snapshot holds a few hundred and 3)")
+        return record
+
     def persistent_load(self, pid):
-        self.refused.append("persistent id")
-        return None
+        raise pickle.UnpicklingError("the pickle refers to data outside itself (a persistent id); network "
+                                     "pickles hold their tensors inline")
 
 
 def check_length_fields(data: bytes) -> None:
@@ -345,22 +438,137 @@ def check_length_fields(data: bytes) -> None:
         raise pickle.UnpicklingError(f"malformed pickle data ({e})") from e
 
 
-def restricted_loads(data: bytes, name: str = "the file") -> Any:
-    """Unpickle `data` into plain data, `PersistentRecord`s and `ModuleRecord`s. Raises
-    `UntrustedPickleError` naming every global outside the allow-list, `pickle.UnpicklingError`
-    for malformed data."""
-    check_length_fields(data)
-    unpickler = _RestrictedUnpickler(io.BytesIO(data))
+def _children(obj):
+    if isinstance(obj, dict):
+        return [v for kv in obj.items() for v in kv]
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return obj
+    if isinstance(obj, (PersistentRecord, ModuleRecord)):
+        return (obj.state,)
+    return ()
+
+
+def check_depth(obj, limit: int = MAX_DEPTH) -> None:
+    """Refuse nesting deeper than `limit` (longest chain of containers, shared ones counted once),
+    without recursion: every later step (rebuilding, copying, printing) may then recurse safely."""
+    height: dict[int, int] = {}
+    stack = [(obj, False)]
+    on_path: set[int] = set()
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        children = _children(node)
+        if done:
+            on_path.discard(key)
+            height[key] = 1 + max((height.get(id(c), 0) for c in children), default=0)
+            if height[key] > limit:
+                raise pickle.UnpicklingError(f"data nested more than {limit} levels deep")
+            continue
+        if key in height or key in on_path or not children:
+            continue
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in height and id(c) not in on_path)
+        if len(on_path) > limit:
+            raise pickle.UnpicklingError(f"data nested more than {limit} levels deep")
+
+
+def _load(unpickler: "_RestrictedUnpickler", name: str) -> Any:
     try:
         obj = unpickler.load()
     except (pickle.UnpicklingError, NetworkLoadError):
         if unpickler.refused:
-            raise UntrustedPickleError(unpickler.refused, name) from None
+            raise UntrustedPickleError(unpickler.refused_names(), name) from None
         raise
     except Exception as e:
         if unpickler.refused:
-            raise UntrustedPickleError(unpickler.refused, name) from None
+            raise UntrustedPickleError(unpickler.refused_names(), name) from None
         raise pickle.UnpicklingError(f"{type(e).__name__}: {e}") from e
     if unpickler.refused:
-        raise UntrustedPickleError(unpickler.refused, name)
+        raise UntrustedPickleError(unpickler.refused_names(), name)
+    check_depth(obj)
     return obj
+
+
+def restricted_loads(data: bytes, name: str = "the file") -> Any:
+    """Unpickle `data` into plain data, `PersistentRecord`s and `ModuleRecord`s. Raises
+    `UntrustedPickleError` naming every global outside the allow-list, `pickle.UnpicklingError`
+    for malformed or oversized data."""
+    check_length_fields(data)
+    return _load(_RestrictedUnpickler(io.BytesIO(data)), name)
+
+
+# ----------------------------------------------------------------------------- torch zip files
+
+class _StorageType:
+    """What a storage class name (torch.FloatStorage, ...) resolves to inside a zip file's
+    persistent ids: its dtype, nothing callable."""
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+
+class _ZipUnpickler(_RestrictedUnpickler):
+    """The restricted unpickler over a torch zip file's data.pkl: storages come from the zip's
+    `data/<key>` entries, whose size must be the size the persistent id claims."""
+
+    def __init__(self, file, zf: zipfile.ZipFile, prefix: str):
+        super().__init__(file)
+        self.zf, self.prefix = zf, prefix
+        self.storages: dict[str, torch.Tensor] = {}
+
+    def find_class(self, module, name):
+        if module == "torch" and name in _STORAGE_DTYPES:
+            return _StorageType(_STORAGE_DTYPES[name])
+        if f"{module}.{name}" == "torch.storage.UntypedStorage":
+            return _StorageType(torch.uint8)
+        return super().find_class(module, name)
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[1], _StorageType)
+                and isinstance(pid[2], str) and isinstance(pid[4], int) and pid[4] >= 0):
+            raise pickle.UnpicklingError("tensor storage reference is malformed")
+        key, dtype = pid[2], pid[1].dtype
+        if key not in self.storages:
+            try:
+                info = self.zf.getinfo(f"{self.prefix}data/{key}")
+            except KeyError:
+                raise pickle.UnpicklingError(f"tensor storage {key[:40]!r} is missing from the zip file") from None
+            itemsize = torch.empty((), dtype=dtype).element_size()
+            nbytes = pid[4] * itemsize
+            if info.file_size != nbytes:
+                raise pickle.UnpicklingError(f"tensor storage {key[:40]!r} claims {nbytes} bytes but holds "
+                                             f"{info.file_size}")
+            raw = bytearray(self.zf.read(info))
+            self.storages[key] = torch.frombuffer(raw, dtype=dtype) if raw else torch.empty(0, dtype=dtype)
+        storage = self.storages[key]
+        return storage if storage.dtype == dtype else storage.view(dtype)
+
+
+def restricted_load_torch_zip(data: bytes, name: str = "the file") -> Any:
+    """Read a file written by torch.save (zip format) with the restricted unpickler, never with
+    torch.load. Every entry must be stored uncompressed, so no entry can inflate beyond the file."""
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        infos = zf.infolist()
+    except (zipfile.BadZipFile, ValueError, EOFError) as e:
+        raise pickle.UnpicklingError(f"damaged zip file ({e})") from e
+    pkl = [i for i in infos if i.filename.endswith("/data.pkl") or i.filename == "data.pkl"]
+    if len(pkl) != 1:
+        raise pickle.UnpicklingError("zip file without exactly one data.pkl (not a torch file)")
+    total = 0
+    for info in infos:
+        total += info.file_size
+        if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size or total > len(data):
+            raise pickle.UnpicklingError(f"zip entry {info.filename[:60]!r} is compressed or larger than the file "
+                                         f"({info.file_size} bytes); torch files store their entries as they are")
+    byteorder = [i for i in infos if i.filename.endswith("/byteorder")]
+    if byteorder and zf.read(byteorder[0]) != b"little":
+        raise pickle.UnpicklingError("tensor data is not little-endian")
+    prefix = pkl[0].filename[:-len("data.pkl")]
+    try:
+        raw = zf.read(pkl[0])
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError) as e:
+        raise pickle.UnpicklingError(f"damaged zip file ({e})") from e
+    check_length_fields(raw)
+    return _load(_ZipUnpickler(io.BytesIO(raw), zf, prefix), name)

@@ -35,12 +35,9 @@ def run_script(script: str, *args: str, timeout: float = 300) -> subprocess.Comp
                           timeout=timeout, cwd=ROOT)
 
 
-TINY_CLASSES = {
-    "raycond2": "training.networks_raycond2.Generator",
-    "stylegan2": "training.networks_stylegan2.Generator",
-    "raycond3": "training.networks_raycond3.Generator",
-    "stylegan3": "training.networks_stylegan3.Generator",
-}
+from raycond.families import FAMILIES  # noqa: E402
+
+TINY_CLASSES = {kind: FAMILIES[kind].generator for kind in ("raycond2", "stylegan2", "raycond3", "stylegan3")}
 
 
 def tiny_generator_kwargs(kind: str = "raycond2", res: int = 32, **overrides) -> dict:
