@@ -11,11 +11,11 @@ import re
 import threading
 
 import numpy as np
-from PIL import Image
 import gui_utils  # noqa: F401 - sets the GLFW/OpenGL platform before imgui_bundle loads glfw
 from imgui_bundle import imgui
 
 from gui_utils import imgui_utils
+from raycond import atomic_io
 from raycond import camera as cam
 from raycond.video import write_video
 
@@ -31,11 +31,8 @@ def next_capture_path(capture_dir, prefix, ext):
 
 
 def save_png(image, path):
-    """Write an HxW[x1|3] uint8 image as PNG."""
-    arr = np.asarray(image)
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[:, :, 0]
-    Image.fromarray(arr).save(path)
+    """Write an HxW[x1|3] uint8 image as PNG, whole or not at all (raycond.atomic_io)."""
+    atomic_io.save_image(path, image)
     return path
 
 
