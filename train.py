@@ -174,7 +174,7 @@ LAUNCH_KEYS = ('device_type', 'desc', 'resume_auto', 'threads')  # build_config 
 
 
 def _run_loop(c, rank, device):
-    if rank == 0 and c.get('resume_auto'):
+    if rank == 0:
         # Killed writers (SIGKILL, power loss) leave hidden temporary snapshot files behind.
         line = rundir.describe_cleanup(*rundir.clean_stale_temps(os.path.dirname(c.run_dir)))
         if line:
