@@ -61,12 +61,14 @@ from raycond import rundir
 from torch_utils import custom_ops
 from torch_utils import distributed
 from torch_utils import training_stats
+from training import terms
 from training import training_loop as tl
 from training.augment import AUGPIPE_SPECS, default_augpipe
 from training.dataset import DatasetError, ImageFolderDataset
 
 CFGS = rundir.TRAIN_CFGS
 SG3_CFGS = ('raycond3-t', 'raycond3-r', 'stylegan3-t', 'stylegan3-r')
+CAMERA_CFGS = ('raycond2', 'posecond2', 'raycond3-t', 'raycond3-r')
 EMBEDDINGS = ('plucker', 'origin_dir', 'two_plane', 'none')
 
 # ----------------------------------------------------------------------------
@@ -186,13 +188,36 @@ def _run_loop(c, rank, device):
 next_run_dir = rundir.next_run_dir
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def default_workers() -> int:
+    """StyleGAN's 3 DataLoader workers, but no more than the cores less one (torch warns at every
+    epoch when workers outnumber the cores)."""
+    return max(0, min(3, usable_cores() - 1))
+
+
+def describe_processes(num_gpus, device_type) -> str:
+    """'2 (cuda)', or for the CPU how many cores the processes share."""
+    if device_type != 'cpu':
+        return f'{num_gpus} ({device_type})'
+    cores = usable_cores()
+    text = f'{num_gpus} CPU process{"es" if num_gpus > 1 else ""} on {cores} core{"s" if cores > 1 else ""}'
+    return text + (' (more processes than cores: each runs slower)' if num_gpus > cores else '')
+
+
 def print_options(c, desc, dry_run):
     print()
     print('Training options:')
     print(json.dumps(c, indent=2))
     print()
     print(f'Output directory:    {c.run_dir}')
-    print(f'Number of processes: {c.num_gpus} ({c.device_type})')
+    print(f'Number of processes: {describe_processes(c.num_gpus, c.device_type)}')
     print(f'Batch size:          {c.batch_size} images')
     print(f'Training duration:   {c.total_kimg:g} kimg')
     print(f'Dataset path:        {c.training_set_kwargs.path}')
@@ -281,25 +306,23 @@ def parse_ray_layers(s, resolution):
     return res
 
 
-def parse_angle_range(s, flag):
-    """'MIN,MAX' in degrees -> (min, max), with 0 <= MIN <= MAX <= 90."""
-    try:
-        lo, hi = (float(x) for x in s.split(','))
-    except ValueError:
-        raise ValueError(f"{flag} must be two angles in degrees like '2,15', got {s!r}") from None
-    if not 0 <= lo <= hi <= 90:
-        raise ValueError(f'{flag}: need 0 <= MIN <= MAX <= 90 degrees, got {s!r}')
-    return lo, hi
-
-
 def _resume_snapshot_info(resume_pkl, trust_pickle=False):
     """(img_resolution, kimg of progress or None) of a resume snapshot."""
     snap = loading.load_snapshot(resume_pkl, trust_pickle=trust_pickle)
     G = snap.get('G_ema', snap.get('G'))
     if G is None:
         raise ValueError(f'--resume={resume_pkl}: the snapshot has no generator (G_ema or G)')
+    # What the training loop reads from the snapshot, checked here so that a bad file is one line.
+    bad = [k for k in ('G', 'D', 'G_ema') if snap.get(k) is not None and not isinstance(snap[k], torch.nn.Module)]
     progress = snap.get('progress') if isinstance(snap.get('progress'), dict) else None
-    kimg = progress['cur_nimg'] / 1000 if progress and 'cur_nimg' in progress else None
+    counters = {k: v for k, v in (progress or {}).items() if k in ('cur_nimg', 'cur_tick', 'batch_idx', 'augment_p',
+                                                                   'pl_mean')}
+    bad += [f'progress.{k}' for k, v in counters.items()
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not -1e18 < v < 1e18)]
+    if bad or not isinstance(getattr(G, 'img_resolution', None), int):
+        raise ValueError(f'--resume={resume_pkl}: the snapshot holds {", ".join(bad) or "a generator"} of an '
+                         f'unexpected kind; expected networks and numeric progress counters')
+    kimg = progress['cur_nimg'] / 1000 if progress and progress.get('cur_nimg') is not None else None
     return int(G.img_resolution), kimg
 
 
@@ -308,8 +331,26 @@ def build_config(opts):
     c = dnnlib.EasyDict()
     c.device_type = gen.resolve_device(opts.device, allow_mps=False).type  # each process picks cuda:<rank>
     c.threads = opts.threads
+    _set_processes(c, opts)
+    data = _set_dataset(c, opts)
+    _set_networks(c, opts, data.resolution)
+    _set_loss(c, opts, data.camera_labels)
+    _set_augmentation(c, opts, data.camera_labels)
+    c.total_kimg = opts.kimg
+    c.kimg_per_tick = opts.tick
+    c.image_snapshot_ticks = c.network_snapshot_ticks = opts.snap
+    c.random_seed = opts.seed
+    c.cudnn_benchmark = not opts.nobench
+    c.metrics = _parse_metrics(opts.metrics, c.device_type)
+    c.desc = f'{opts.cfg}-{data.name}-gpus{c.num_gpus}-batch{c.batch_size}-gamma{opts.gamma:g}'
+    if opts.desc is not None:
+        c.desc += f'-{opts.desc}'
+    _set_resume(c, opts, data.resolution)
+    return c
 
-    # Processes and batch.
+
+def _set_processes(c, opts):
+    """Processes (--gpus, or torchrun's world), the batch and the images per process per step."""
     torchrun = distributed.torchrun_env()
     num_gpus = torchrun[1] if torchrun is not None else opts.gpus
     if num_gpus < 1:
@@ -328,12 +369,15 @@ def build_config(opts):
     c.batch_size = opts.batch
     c.batch_gpu = batch_gpu
 
-    # Dataset (opened now so that bad data fails before any work).
+
+def _set_dataset(c, opts):
+    """Open the dataset now (bad data fails before any work) and set the data options; returns
+    what the rest of the configuration needs to know about it."""
     if not os.path.exists(opts.data):
         raise FileNotFoundError(f'--data: dataset not found: {opts.data}')
     dataset = ImageFolderDataset(path=opts.data, use_labels=True, xflip=False, random_seed=opts.seed)
     label_kind = dataset.file_label_kind
-    camera_cfg = opts.cfg in ('raycond2', 'posecond2', 'raycond3-t', 'raycond3-r')
+    camera_cfg = opts.cfg in CAMERA_CFGS
     cond = opts.cond if opts.cond is not None else camera_cfg
     if camera_cfg:
         if not cond:
@@ -347,17 +391,19 @@ def build_config(opts):
     c.training_set_kwargs = dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=opts.data,
                                             use_labels=bool(cond), max_size=len(dataset), xflip=bool(opts.mirror),
                                             resolution=dataset.resolution, random_seed=opts.seed)
-    dataset_name = dataset.name
-    resolution = dataset.resolution
+    info = dnnlib.EasyDict(name=dataset.name, resolution=dataset.resolution,
+                           camera_labels=bool(cond) and label_kind == 'camera')
     dataset.close()
-    del dataset
     c.data_loader_kwargs = dnnlib.EasyDict(pin_memory=(c.device_type == 'cuda'), prefetch_factor=2,
-                                           num_workers=opts.workers)
+                                           num_workers=opts.workers if opts.workers is not None else default_workers())
+    return info
 
-    # Networks.
+
+def _set_networks(c, opts, resolution):
+    """G and D options of --cfg (and the ray options), their optimizers and regularization intervals."""
     fp32 = opts.fp32 or c.device_type == 'cpu'
-    c.G_kwargs = dnnlib.EasyDict(z_dim=512, w_dim=512, mapping_kwargs=dnnlib.EasyDict())
     sg3 = opts.cfg in SG3_CFGS
+    c.G_kwargs = dnnlib.EasyDict(z_dim=512, w_dim=512, mapping_kwargs=dnnlib.EasyDict())
     c.G_kwargs.mapping_kwargs.num_layers = (2 if sg3 else 8) if opts.map_depth is None else opts.map_depth
     c.G_kwargs.channel_base = opts.cbase
     c.G_kwargs.channel_max = opts.cmax
@@ -376,31 +422,13 @@ def build_config(opts):
         c.G_kwargs.class_name = ('training.networks_raycond3.Generator' if sg3 else
                                  'training.networks_raycond2.Generator')
         c.D_kwargs.class_name = 'training.networks_raycond2.Discriminator'
-        if opts.cfg in ('raycond2', 'raycond3-t', 'raycond3-r'):
-            c.G_kwargs.embedding = opts.embedding
-            c.G_kwargs.ray_torgb = bool(opts.ray_torgb)
-            c.G_kwargs.camera_in_mapping = False
-        else:  # posecond2: camera into the mapping network, no rays.
-            c.G_kwargs.embedding = 'none'
-            c.G_kwargs.ray_torgb = False
-            c.G_kwargs.camera_in_mapping = True
-        ray_layers = parse_ray_layers(opts.ray_layers, resolution)
-        if c.G_kwargs.class_name == 'training.networks_raycond2.Generator':  # raycond3 has no layer subset
-            c.G_kwargs.ray_layers = ray_layers
-        elif ray_layers is not None:
-            raise ValueError('--ray-layers: this generator always feeds rays to every layer; only --ray-layers=all '
-                             'is supported')
+        _set_ray_options(c, opts, resolution)
     c.G_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', betas=[0, 0.99], eps=1e-8, lr=opts.glr)
     c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', betas=[0, 0.99], eps=1e-8, lr=opts.dlr)
-    c.loss_kwargs = dnnlib.EasyDict(class_name='training.loss.StyleGAN2Loss', r1_gamma=opts.gamma,
-                                    style_mixing_prob=0.9, pl_weight=2, pl_batch_shrink=2, pl_decay=0.01,
-                                    gpc_swap=opts.gpc_swap)
     c.G_reg_interval = 4
     c.D_reg_interval = 16
-    if sg3:  # StyleGAN3: magnitude EMA, no style mixing or path length reg.; R: 1x1 convs, radial filters.
+    if sg3:  # StyleGAN3: magnitude EMA, no path length reg.; R: 1x1 convs, radial filters.
         c.G_kwargs.magnitude_ema_beta = 0.5 ** (c.batch_size / (20 * 1e3))
-        c.loss_kwargs.style_mixing_prob = 0
-        c.loss_kwargs.pl_weight = 0
         c.G_reg_interval = None
         if opts.cfg.endswith('-r'):
             c.G_kwargs.conv_kernel = 1
@@ -410,95 +438,100 @@ def build_config(opts):
     c.ema_kimg = c.batch_size * 10 / 32
     c.ema_rampup = 0.05
 
-    camera_labels = bool(cond) and label_kind == 'camera'
-    if opts.pose_negatives > 0:  # D must be conditioned on cameras it can be shown turned
-        if not camera_labels:
-            raise ValueError(f'--pose-negatives needs a discriminator conditioned on camera labels: a dataset with '
-                             f'camera labels and --cond=1 (default for raycond2/posecond2/raycond3-*); got '
-                             f'--cfg={opts.cfg}, --cond={int(bool(cond))}, labels: {label_kind}')
-        c.loss_kwargs.pose_negatives = opts.pose_negatives
-        c.loss_kwargs.pose_negative_deg = parse_angle_range(opts.pose_negatives_deg, '--pose-negatives-deg')
 
-    if opts.pose_loss > 0:  # G is asked for cameras a reader can check
-        if not camera_labels:
-            raise ValueError(f'--pose-loss needs a generator conditioned on camera labels: a dataset with camera '
-                             f'labels and --cond=1; got --cfg={opts.cfg}, '
-                             f'--cond={int(bool(cond))}, labels: {label_kind}')
-        c.loss_kwargs.pose_loss = opts.pose_loss
-        c.loss_kwargs.pose_loss_margin = opts.pose_loss_margin
-        c.loss_kwargs.pose_loss_params = opts.pose_loss_params
-        c.loss_kwargs.pose_loss_mode = opts.pose_loss_mode
+def _set_ray_options(c, opts, resolution):
+    """How a camera-conditioned generator sees the camera: rays (--embedding, --ray-layers,
+    --ray-torgb) or, for posecond2, the mapping network."""
+    if opts.cfg in ('raycond2', 'raycond3-t', 'raycond3-r'):
+        c.G_kwargs.embedding = opts.embedding
+        c.G_kwargs.ray_torgb = bool(opts.ray_torgb)
+        c.G_kwargs.camera_in_mapping = False
+    else:  # posecond2: camera into the mapping network, no rays.
+        c.G_kwargs.embedding = 'none'
+        c.G_kwargs.ray_torgb = False
+        c.G_kwargs.camera_in_mapping = True
+    ray_layers = parse_ray_layers(opts.ray_layers, resolution)
+    if c.G_kwargs.class_name == 'training.networks_raycond2.Generator':  # raycond3 has no layer subset
+        c.G_kwargs.ray_layers = ray_layers
+    elif ray_layers is not None:
+        raise ValueError('--ray-layers: this generator always feeds rays to every layer; only --ray-layers=all '
+                         'is supported')
 
-    if opts.attr_mix > 0:  # needs factor labels: checked when the classifier is built
-        c.loss_kwargs.attr_mix = opts.attr_mix
 
-    # Augmentation.
-    augpipe = default_augpipe(camera_labels)
+def _set_loss(c, opts, camera_labels):
+    """StyleGAN2's loss (StyleGAN3 configs: no style mixing, no path length reg.) and the --term plugins."""
+    sg3 = opts.cfg in SG3_CFGS
+    c.loss_kwargs = dnnlib.EasyDict(class_name='training.loss.StyleGAN2Loss', r1_gamma=opts.gamma,
+                                    style_mixing_prob=0 if sg3 else 0.9, pl_weight=0 if sg3 else 2,
+                                    pl_batch_shrink=2, pl_decay=0.01)
+    specs = terms.parse_terms(opts.term)
+    need = terms.needs_camera(specs)
+    if need and not camera_labels:
+        raise ValueError(f'--term={",".join(need)} needs networks conditioned on camera labels: a dataset with camera '
+                         f'labels and --cond=1 (default for raycond2/posecond2/raycond3-*); got --cfg={opts.cfg}')
+    if specs:
+        c.loss_kwargs.terms = specs
+
+
+def _set_augmentation(c, opts, camera_labels):
+    """ADA (or fixed-p) augmentation; with camera labels only colour changes (see --aug)."""
     c.augment_kwargs = None
     c.augment_p = 0.0
     c.ada_target = None
     if opts.aug != 'noaug':
-        c.augment_kwargs = dnnlib.EasyDict(class_name='training.augment.AugmentPipe', **AUGPIPE_SPECS[augpipe])
+        spec = AUGPIPE_SPECS[default_augpipe(camera_labels)]
+        c.augment_kwargs = dnnlib.EasyDict(class_name='training.augment.AugmentPipe', **spec)
         if opts.aug == 'ada':
             c.ada_target = opts.target
         else:
             c.augment_p = opts.p
 
-    # Schedule and misc.
-    c.total_kimg = opts.kimg
-    c.kimg_per_tick = opts.tick
-    c.image_snapshot_ticks = c.network_snapshot_ticks = opts.snap
-    c.random_seed = opts.seed
-    c.cudnn_benchmark = not opts.nobench
 
-    # Metrics.
-    metrics = [] if opts.metrics.strip().lower() == 'none' else [m.strip() for m in opts.metrics.split(',') if m.strip()]
+def _parse_metrics(text, device_type):
+    """--metrics → list of valid metric names (a note when a 50k metric would take hours on the CPU)."""
+    metrics = [] if text.strip().lower() == 'none' else [m.strip() for m in text.split(',') if m.strip()]
     bad = [m for m in metrics if not metric_main.is_valid_metric(m)]
     if bad:
         raise ValueError(f'--metrics: unknown metric(s) {", ".join(bad)}; valid: '
                          f'{", ".join(metric_main.list_valid_metrics())}')
-    if c.device_type == 'cpu' and any(m.startswith(('fid50k', 'kid50k', 'pr50k', 'is50k', 'ppl')) for m in metrics):
+    if device_type == 'cpu' and any(m.startswith(('fid50k', 'kid50k', 'pr50k', 'is50k', 'ppl')) for m in metrics):
         click.echo(f'Note: --metrics={",".join(metrics)} on the CPU takes hours per snapshot; '
                    'consider --metrics=none or a small variant like fid5k_full', err=True)
-    c.metrics = metrics
+    return metrics
 
-    # Description.
-    desc = f'{opts.cfg}-{dataset_name}-gpus{num_gpus}-batch{c.batch_size}-gamma{opts.gamma:g}'
-    if opts.desc is not None:
-        desc += f'-{opts.desc}'
-    c.desc = desc
 
-    # Resume.
+def _set_resume(c, opts, resolution):
+    """--resume: the snapshot to start from (auto: this description's newest), checked against the data."""
     c.resume_pkl = None
     c.resume_trust_pickle = bool(opts.get('trust_pickle', False))
     c.resume_auto = opts.resume == 'auto'
     c.resume_counters = c.resume_auto
     if opts.resume is not None:
         if c.resume_auto:
-            c.resume_pkl = rundir.find_resume_snapshot(opts.outdir, desc)
+            c.resume_pkl = rundir.find_resume_snapshot(opts.outdir, c.desc)
             if c.resume_pkl is None:
-                print(f'--resume=auto: no earlier run "*-{desc}" with a snapshot in {opts.outdir}; starting from scratch')
+                print(f'--resume=auto: no earlier run "*-{c.desc}" with a snapshot in {opts.outdir}; starting from scratch')
         else:
             if not dnnlib.util.is_url(opts.resume, allow_file_urls=True) and not os.path.exists(opts.resume):
                 raise FileNotFoundError(f'--resume: snapshot not found: {opts.resume}')
             c.resume_pkl = opts.resume
-    if c.resume_pkl is not None:
-        res, kimg = _resume_snapshot_info(c.resume_pkl, c.resume_trust_pickle)
-        if res != resolution:
-            raise ValueError(f'--resume: snapshot {c.resume_pkl} generates {res}x{res} images but dataset '
-                             f'{opts.data} is {resolution}x{resolution}')
-        if c.resume_auto and kimg is not None and kimg >= opts.kimg:
-            raise RunComplete(f'Training is complete: {c.resume_pkl} has reached {kimg:g} kimg of --kimg={opts.kimg:g}; '
-                              f'nothing to do (raise --kimg to train longer).')
-        if not c.resume_auto:
-            c.ema_rampup = None  # Like StyleGAN2-ADA: no EMA ramp-up when starting from trained weights.
-    return c
+    if c.resume_pkl is None:
+        return
+    res, kimg = _resume_snapshot_info(c.resume_pkl, c.resume_trust_pickle)
+    if res != resolution:
+        raise ValueError(f'--resume: snapshot {c.resume_pkl} generates {res}x{res} images but dataset '
+                         f'{opts.data} is {resolution}x{resolution}')
+    if c.resume_auto and kimg is not None and kimg >= opts.kimg:
+        raise RunComplete(f'Training is complete: {c.resume_pkl} has reached {kimg:g} kimg of --kimg={opts.kimg:g}; '
+                          f'nothing to do (raise --kimg to train longer).')
+    if not c.resume_auto:
+        c.ema_rampup = None  # Like StyleGAN2-ADA: no EMA ramp-up when starting from trained weights.
 
 
 # ----------------------------------------------------------------------------
 
 
-@click.command(help=__doc__)
+@click.command(help=__doc__, context_settings=dict(help_option_names=["-h", "--help"]))
 @click.pass_context
 # Required.
 @click.option('--outdir', help='Where to make the output run directory', metavar='DIR', required=True)
@@ -555,32 +588,7 @@ def build_config(opts):
               metavar='all|LIST', default='all', show_default=True)
 @click.option('--ray-torgb', help='Also feed rays to the ToRGB layers', metavar='BOOL', type=bool, default=False,
               show_default=True)
-@click.option('--gpc-swap', help='Probability of swapping the camera fed to the mapping network with another '
-              "random label (EG3D's pose-conditioning swap; only matters when the mapping sees the camera, "
-              'e.g. posecond2)', metavar='FLOAT', type=click.FloatRange(min=0, max=1), default=0.0, show_default=True)
-@click.option('--pose-negatives', help='Matching-aware D: each real image is also shown with its camera turned by '
-              '--pose-negatives-deg and counted as fake, with this weight, so that D (and hence G) learns the '
-              'exact pose (0 = off)', metavar='FLOAT', type=click.FloatRange(min=0), default=0.0, show_default=True)
-@click.option('--pose-loss', help="G also pays this weight times the pose error that a small frozen CNN, trained "
-              "on the real images and their cameras before training starts, reads on each generated image (saved "
-              "as pose-reader.pt in the run directory; not the pose_err metric's estimator) (0 = off)",
-              metavar='FLOAT', type=click.FloatRange(min=0), default=0.0, show_default=True)
-@click.option('--pose-loss-margin', help="Reader errors up to this many degrees (per axis) cost nothing under "
-              "--pose-loss, so that the reader's own noise is not charged",
-              metavar='DEG', type=click.FloatRange(min=0), default=0.0, show_default=True)
-@click.option('--pose-loss-params', help='What --pose-loss trains: all of G; only the weights through which G '
-              'sees the camera rays (rays); or the synthesis network but not the mapping network (synthesis)',
-              type=click.Choice(['all', 'rays', 'synthesis']), default='all', show_default=True)
-@click.option('--pose-loss-mode', help='absolute: each image must show its asked pose; relative: G renders each '
-              'latent at two cameras and only the difference of the two readings must match the turn',
-              type=click.Choice(['absolute', 'relative']), default='absolute', show_default=True)
-@click.option('--attr-mix', help="Synthetic heads only (raycond/synth datasets, which carry factor labels): G also "
-              "pays this weight times a loss that pulls the mix of hair styles, skin tones, hair colours and "
-              "backgrounds it draws, as a frozen attribute classifier reads them, to the data's, so that another loss "
-              "such as --pose-loss cannot buy a lower error by drawing fewer of the hard kinds of head (0 = off)",
-              metavar='FLOAT', type=click.FloatRange(min=0), default=0.0, show_default=True)
-@click.option('--pose-negatives-deg', help='Range of the camera turn for --pose-negatives, degrees',
-              metavar='MIN,MAX', default='2,15', show_default=True)
+@click.option('--term', help=terms.TERM_HELP + '. E.g. pose:10,attr-mix:3', metavar='NAME:W[:K=V],...', type=str)
 # Misc settings.
 @click.option('--desc', help='String to include in result dir name', metavar='STR', type=str)
 @click.option('--metrics', help='Quality metrics to compute at each snapshot, comma separated (needs the metrics '
@@ -599,8 +607,8 @@ def build_config(opts):
               default=False, show_default=True)
 @click.option('--nobench', help='Disable cuDNN benchmarking', metavar='BOOL', type=bool, default=False,
               show_default=True)
-@click.option('--workers', help='DataLoader worker processes (1 is plenty for small images on the CPU)', metavar='INT', type=click.IntRange(min=0), default=3,
-              show_default=True)
+@click.option('--workers', help='DataLoader worker processes  [default: 3, at most the cores less one]',
+              metavar='INT', type=click.IntRange(min=0))
 @click.option('--device', help='Device: ' + gen.TRAIN_DEVICE_HELP,
               type=click.Choice(['auto', 'cuda', 'cpu']), default='auto', show_default=True)
 @click.option('--threads', help=threads.THREADS_HELP + ' Split among CPU processes.', metavar='INT',

@@ -33,7 +33,7 @@ def _default_pkls(pkls):
         return []
 
 
-@click.command(help=__doc__)
+@click.command(help=__doc__, context_settings=dict(help_option_names=["-h", "--help"]))
 @click.argument('pkls', nargs=-1, metavar='[PKL ...]')
 @click.option('--browse-dir', type=click.Path(file_okay=False), default=None,
               help='Directory whose network files are offered in the Network section (default: none).')

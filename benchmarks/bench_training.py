@@ -26,9 +26,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import dnnlib  # noqa: E402
-from metrics import pose_reader  # noqa: E402
 from raycond.camera import LABEL_DIM, camera_label  # noqa: E402
 from training.augment import AUGPIPE_SPECS  # noqa: E402
+from training.terms import pose as pose_term  # noqa: E402
+from training.terms import pose_negatives as negatives_term  # noqa: E402
+from training.terms import pose_reader  # noqa: E402
 from training.training_loop import build_phases, run_phases  # noqa: E402
 
 
@@ -37,7 +39,7 @@ def _peak_cpu_gib():
 
 
 def bench_one(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters, fp32, gamma=1.0,
-              pose_negatives=0.0, pose_loss=0.0, pose_loss_params='all'):
+              pose_negatives=0.0, pose_loss=0.0):
     """Time `iters` training iterations after one warm-up; returns a dict of results."""
     device = torch.device(device)
     fp16 = device.type == 'cuda' and not fp32
@@ -57,11 +59,14 @@ def bench_one(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters,
     augment_pipe = dnnlib.util.construct_class_by_name(class_name='training.augment.AugmentPipe',
                                                        **AUGPIPE_SPECS['color']).train().to(device)
     augment_pipe.p.fill_(0.2)
-    loss = dnnlib.util.construct_class_by_name(class_name='training.loss.StyleGAN2Loss', device=device, G=G, D=D,
-                                               augment_pipe=augment_pipe, r1_gamma=gamma, pose_negatives=pose_negatives,
-                                               pose_loss=pose_loss, pose_loss_params=pose_loss_params)
+    terms = []
+    if pose_negatives > 0:
+        terms.append(negatives_term.PoseNegativesTerm(pose_negatives, G=G, D=D))
     if pose_loss > 0:  # an untrained reader of the real one's shape costs the same
-        loss.pose_reader = pose_reader.build(pose_reader.CONFIG).eval().requires_grad_(False).to(device)
+        reader = pose_reader.build(pose_reader.CONFIG).eval().requires_grad_(False).to(device)
+        terms.append(pose_term.PoseTerm(pose_loss, G=G, D=D, reader=reader))
+    loss = dnnlib.util.construct_class_by_name(class_name='training.loss.StyleGAN2Loss', device=device, G=G, D=D,
+                                               augment_pipe=augment_pipe, r1_gamma=gamma, terms=terms)
     opt = dict(class_name='torch.optim.Adam', lr=0.002, betas=[0, 0.99], eps=1e-8)
     phases = build_phases(G, D, opt, opt, G_reg_interval=4, D_reg_interval=16)
     num_rounds = batch // batch_gpu
@@ -98,7 +103,6 @@ def bench_one(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters,
     sync()
     sec = time.perf_counter() - t0
     suffix = ('+neg' if pose_negatives > 0 else '') + ('+pl' if pose_loss > 0 else '')
-    suffix += '' if pose_loss == 0 or pose_loss_params == 'all' else f'({pose_loss_params})'
     return dict(cfg=cfg + suffix, res=res, batch=batch, device=str(device),
                 threads=torch.get_num_threads(),
                 G_params=sum(p.numel() for p in G.parameters()), D_params=sum(p.numel() for p in D.parameters()),
@@ -122,13 +126,11 @@ def bench_one(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters,
 @click.option('--threads', 'num_threads', type=click.IntRange(min=0), default=0, show_default=True, help=threads.THREADS_HELP)
 @click.option('--fp32', is_flag=True, help='Disable fp16 layers on CUDA (always fp32 on the CPU)')
 @click.option('--pose-negatives', type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="train.py's --pose-negatives (one more D pass on the reals); the cfg column reads '+neg'")
+              help="train.py's --term=pose-negatives:W (one more D pass on the reals); the cfg column reads '+neg'")
 @click.option('--pose-loss', type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="train.py's --pose-loss (the reader on each generated image and its mirror); the cfg column reads '+pl'")
-@click.option('--pose-loss-params', type=click.Choice(['all', 'rays', 'synthesis']), default='all', show_default=True,
-              help="train.py's --pose-loss-params")
+              help="train.py's --term=pose:W (the reader on each generated image and its mirror); the cfg column reads '+pl'")
 def main(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters, num_threads, fp32, pose_negatives,
-         pose_loss, pose_loss_params):
+         pose_loss):
     if device == 'auto':
         device = 'cuda' if torch.cuda.is_available() else 'cpu'
     if device == 'cuda' and not torch.cuda.is_available():
@@ -147,7 +149,7 @@ def main(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters, num_
         raise click.ClickException('--pose-negatives and --pose-loss need a camera-conditioned --cfg (raycond2, posecond2)')
     for r in resolutions:
         out = bench_one(cfg, r, batch, batch_gpu, device, cbase, cmax, map_depth, iters, fp32,
-                        pose_negatives=pose_negatives, pose_loss=pose_loss, pose_loss_params=pose_loss_params)
+                        pose_negatives=pose_negatives, pose_loss=pose_loss)
         print(f'{out["cfg"]:<22} {out["res"]:>5} {out["batch"]:>5} {out["device"]:<7} {out["threads"]:>3} '
               f'{out["G_params"]:>9,} {out["D_params"]:>9,} {out["sec_per_iter"]:>8.3f} {out["sec_per_kimg"]:>9.1f} '
               f'{out["peak_gib"]:>9.2f}', flush=True)

@@ -6,7 +6,8 @@ per dataset (up to 4000 images seen at 32², about half a minute on one CPU core
 under dnnlib's 'gan-metrics' folder; head pose is a coarse property, so 32² loses little (on the
 synthetic heads the held-out error is about 1.3° at 32² and 1.1° at 64², which takes 8x
 longer). A held-out tenth of the real images measures the estimator's own error (its floor); the
-network, its training loop and the cache are shared with other probes (metrics/probe.py). The
+network and its training loop are shared with other probes (training/terms/probes.py), the cache with
+the other metrics (metrics/probe.py). The
 metric then renders generated images at cameras drawn from the labels and reports the mean absolute yaw/pitch error, in degrees, between what was asked and what the
 estimator sees. A generator that ignores the camera scores far above the floor. Beside it, the
 metric reports the pose *response* per axis (`pose_err_yaw_slope`, `..._bias`): the line that
@@ -18,32 +19,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from metrics import metric_utils
 from metrics import probe
 from raycond import camera as cam
+from training.terms import probes
+from training.terms.pose_reader import PoseEstimator, train_pose_estimator, yaw_pitch_deg
 
-
-
-class PoseEstimator(probe.ConvProbe):
-    """uint8/float images (N, C, H, W) in 0..255 → (N, 2) = (yaw, pitch) in degrees."""
-
-    def __init__(self, input_res=32, channels=(24, 48, 64), hidden=128):
-        super().__init__(input_res=input_res, channels=channels, hidden=hidden, out_dim=2)
-        self.register_buffer('target_mean', torch.zeros(2))
-        self.register_buffer('target_std', torch.ones(2))
-
-    def forward(self, images):
-        return self.forward_normalized(self.preprocess(images)) * self.target_std + self.target_mean
-
-
-def yaw_pitch_deg(labels) -> torch.Tensor:
-    """(N, 25) camera labels → (N, 2) yaw and pitch in degrees."""
-    labels = torch.as_tensor(np.asarray(labels), dtype=torch.float32)
-    if labels.ndim != 2 or labels.shape[1] != cam.LABEL_DIM:
-        raise ValueError(f'pose_err needs {cam.LABEL_DIM}-value camera labels, got labels of shape {tuple(labels.shape)}')
-    return cam.label_yaw_pitch_deg(labels)
 
 
 def angle_differences(pred, target) -> torch.Tensor:
@@ -60,32 +42,13 @@ def angle_errors(pred, target) -> torch.Tensor:
 
 def _load_real_images(dataset, indices, input_res, batch=256):
     """Selected dataset images resized to input_res (uint8) and their yaw/pitch (degrees)."""
-    images, labels = probe.load_real_images(dataset, indices, input_res, batch)
+    images, labels = probes.load_real_images(dataset, indices, input_res, batch)
     return images, yaw_pitch_deg(labels)
 
 
 def split_indices(num_images, holdout_frac=0.1, max_train=4000, max_holdout=1000, seed=0):
     """Deterministic (train, held-out) index arrays of a dataset's images."""
-    return probe.split_indices(num_images, holdout_frac, max_train, max_holdout, seed, what='pose_err')
-
-
-def train_pose_estimator(images, targets, steps=1500, batch_size=64, lr=2e-3, seed=0, device='cpu',
-                         progress=None, input_res=None, channels=(24, 48, 64)):
-    """Fit a PoseEstimator to uint8 images (N, C, r, r) and (N, 2) yaw/pitch targets in degrees.
-    Random x-flips (with yaw negated, which is exactly the mirrored camera) augment the data."""
-    model = probe.seeded_init(lambda: PoseEstimator(input_res=input_res or images.shape[-1], channels=channels), seed)
-    model.target_mean.copy_(torch.tensor([0.0, float(targets[:, 1].mean())]))
-    model.target_std.copy_(targets.std(dim=0).clamp_min(1.0))
-    norm_targets = (targets - model.target_mean) / model.target_std
-    flip_sign = torch.tensor([-1.0, 1.0])
-
-    def loss_fn(out, idx, flipped):
-        y = norm_targets[idx]
-        y = torch.where(flipped[:, None], y * flip_sign, y)  # yaw is normalized about 0: a flip negates it
-        return F.smooth_l1_loss(out, y.to(out.device))
-
-    return probe.fit(model, images, loss_fn, steps, batch_size, lr, seed=seed, device=device,
-                     progress=progress, flip=True)
+    return probes.split_indices(num_images, holdout_frac, max_train, max_holdout, seed, what='pose_err')
 
 
 def evaluate_estimator(model, images, targets, batch=256):
@@ -103,7 +66,7 @@ def get_pose_estimator(opts, input_res=32, steps=1500, batch_size=64, max_train=
                        channels=(24, 48, 64)):
     """The dataset's pose estimator (trained now, or loaded from the cache) and its held-out error
     as a dict {'yaw': deg, 'pitch': deg}."""
-    kwargs = probe.probe_dataset_kwargs(opts.dataset_kwargs)
+    kwargs = probes.probe_dataset_kwargs(opts.dataset_kwargs)
     dataset = metric_utils.make_dataset(kwargs)
     res = int(min(input_res, dataset.resolution))
     config = dict(input_res=res, steps=steps, batch_size=batch_size, max_train=max_train, seed=seed,

@@ -2,7 +2,7 @@
 skin tones, hair colours and backgrounds as often as the data does?
 
 The procedural heads of `raycond/synth` have known generative factors (stored per image in
-dataset.json, or redrawn from the seed: raycond.synth.factors). A small CNN (metrics/probe.py, one
+dataset.json, or redrawn from the seed: raycond.synth.factors). A small CNN (training/terms/attribute_classifier.py, one
 trunk and one softmax head per attribute, 32² input) learns to read the attributes off the real
 images; it trains once per dataset and is cached like the pose estimator. Its accuracy on real
 images it did not train on is the floor: an attribute it cannot read cannot be compared.
@@ -22,69 +22,18 @@ is blind to what the classifier was not trained to see.
 
 from __future__ import annotations
 
-import io
-import json
-import os
-import zipfile
-
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from metrics import kernel_inception_distance
 from metrics import metric_utils
 from metrics import probe
-from raycond import camera as cam
-from raycond.synth import factors as synth_factors
+from training.terms import attribute_classifier as attrs
+from training.terms import probes
 
-ATTRIBUTES = synth_factors.ATTRIBUTES
-NAMES = tuple(ATTRIBUTES)
-SIZES = tuple(len(v) for v in ATTRIBUTES.values())
-
-# ----------------------------------------------------------------------------- labels
-
-
-def _read_dataset_json(path) -> dict | None:
-    """dataset.json of a ZIP or folder dataset (None if it has none)."""
-    path = os.path.expanduser(str(path))
-    try:
-        if os.path.isdir(path):
-            with open(os.path.join(path, 'dataset.json'), 'rb') as f:
-                return json.load(f)
-        with zipfile.ZipFile(path) as zf:
-            return json.load(io.BytesIO(zf.read('dataset.json')))
-    except (FileNotFoundError, KeyError):
-        return None
-
-
-def attribute_targets(dataset, dataset_kwargs) -> tuple[np.ndarray, str]:
-    """(N, num attributes) int64 classes of the dataset's images in index order (IGNORE where not
-    visible), and where they came from ('stored' or 'rederived from seed S')."""
-    path = dataset_kwargs.get('path')
-    meta = _read_dataset_json(path) or {}
-    fnames = getattr(dataset, '_image_fnames', None)
-    records, source = None, None
-    stored = meta.get('synth_params')
-    if stored is not None and fnames is not None:
-        by_path = {str(k).replace('\\', '/'): v for k, v in stored}
-        missing = [f for f in fnames if f not in by_path]
-        if missing:
-            raise ValueError(f'dataset.json of {path} has no "synth_params" entry for {len(missing)} images '
-                             f'(first: {missing[0]}); re-render it with dataset_tool.py synth')
-        records, source = [by_path[f] for f in fnames], 'stored'
-    else:
-        labels = metric_utils.dataset_labels(probe.probe_dataset_kwargs(dataset_kwargs))
-        synth = meta.get('synth') or {}
-        seeds = [int(synth['seed'])] if 'seed' in synth else range(32)
-        if labels.shape[1] == cam.LABEL_DIM:
-            records, seed = synth_factors.rederive_factors(labels, seeds=seeds, pose=synth or None)
-            source = f'rederived from seed {seed}'
-    if records is None:
-        raise ValueError(f'attr_tv/kid_synth need a synthetic-heads dataset from dataset_tool.py synth; {path} has no '
-                         f'"synth_params" in its dataset.json and its camera labels do not match seeds 0-31 with the '
-                         f'default pose options (render one with: python dataset_tool.py synth --dest=DEST.zip)')
-    classes = synth_factors.attribute_classes(records)
-    return np.stack([classes[name] for name in NAMES], axis=1), source
+NAMES = attrs.NAMES
+SIZES = attrs.SIZES
+attribute_targets = attrs.attribute_targets  # the classes of the real images (shared with the attr-mix term)
 
 
 def total_variation(p, q) -> float:
@@ -101,80 +50,25 @@ def histograms(pred: np.ndarray) -> list[np.ndarray]:
 # ----------------------------------------------------------------------------- classifier
 
 
-class AttributeClassifier(probe.ConvProbe):
-    """uint8/float images (N, C, H, W) in 0..255 → concatenated logits of every attribute."""
-
-    def __init__(self, input_res=32, channels=(24, 48, 64), hidden=128):
-        super().__init__(input_res=input_res, channels=channels, hidden=hidden, out_dim=sum(SIZES))
-
-    def logits_from_features(self, feats) -> torch.Tensor:
-        """Hidden features (N, hidden), as `predict` returns them → concatenated logits."""
-        return self.head[3](feats)
-
-    def predict(self, images) -> tuple[torch.Tensor, torch.Tensor]:
-        """(classes (N, num attributes) int64, hidden features (N, hidden))."""
-        x = self.preprocess(images)
-        feats = self.embed_normalized(x)
-        logits = self.logits_from_features(feats)
-        classes = torch.stack([part.argmax(dim=1) for part in logits.split(SIZES, dim=1)], dim=1)
-        return classes, feats
-
-
-def attribute_loss(logits, targets) -> torch.Tensor:
-    """Sum over attributes of the cross-entropy (classes equal to IGNORE do not count)."""
-    loss = logits.new_zeros([])
-    for i, part in enumerate(logits.split(SIZES, dim=1)):
-        t = targets[:, i]
-        if bool((t != synth_factors.IGNORE).any()):
-            loss = loss + F.cross_entropy(part, t, ignore_index=synth_factors.IGNORE)
-    return loss
-
-
-def predict_all(model, images, batch=256) -> tuple[np.ndarray, np.ndarray]:
-    dev = next(model.parameters()).device
-    classes, feats = [], []
-    with torch.no_grad():
-        for start in range(0, images.shape[0], batch):
-            c, f = model.predict(images[start:start + batch].to(dev))
-            classes.append(c.cpu())
-            feats.append(f.cpu())
-    return torch.cat(classes).numpy(), torch.cat(feats).numpy()
-
-
 def get_attribute_classifier(opts, input_res=32, steps=2000, batch_size=64, max_train=4000, max_ref=5000, seed=0,
                              channels=(24, 48, 64)):
     """The dataset's attribute classifier (trained now, or loaded from the cache) and what the
     metrics keep beside it: held-out accuracy per attribute, the held-out real images' predicted
     classes and features, and where the labels came from."""
-    kwargs = probe.probe_dataset_kwargs(opts.dataset_kwargs)
+    kwargs = probes.probe_dataset_kwargs(opts.dataset_kwargs)
     dataset = metric_utils.make_dataset(kwargs)
     res = int(min(input_res, dataset.resolution))
     config = dict(input_res=res, steps=steps, batch_size=batch_size, max_train=max_train, max_ref=max_ref,
                   seed=seed, channels=list(channels), version=1)
 
     def train():
-        targets, source = attribute_targets(dataset, kwargs)
-        train_idx, ref_idx = probe.split_indices(len(dataset), holdout_frac=0.4, max_train=max_train,
-                                                 max_holdout=max_ref, seed=seed, what='attr_tv')
-        train_images, _ = probe.load_real_images(dataset, train_idx, res)
-        ref_images, _ = probe.load_real_images(dataset, ref_idx, res)
-        train_targets = torch.from_numpy(targets[train_idx])
-        model = probe.seeded_init(lambda: AttributeClassifier(input_res=res, channels=channels), seed)
         progress = opts.progress.sub(tag='attribute classifier', num_items=steps, unit='step')
-        model = probe.fit(model, train_images, lambda out, idx, _flipped: attribute_loss(out, train_targets[idx].to(out.device)),
-                          steps, batch_size, lr=2e-3, seed=seed, device=opts.device, progress=progress, flip=True)
-        ref_pred, ref_feats = predict_all(model, ref_images)
-        ref_true = targets[ref_idx]
-        accuracy = {}
-        for i, name in enumerate(NAMES):
-            seen = ref_true[:, i] != synth_factors.IGNORE
-            accuracy[name] = float((ref_pred[seen, i] == ref_true[seen, i]).mean()) if seen.any() else float('nan')
-        extra = dict(accuracy=accuracy, source=source, ref_pred=torch.from_numpy(ref_pred),
-                     ref_features=torch.from_numpy(ref_feats))
-        return model, extra
+        return attrs.train_classifier(dataset, kwargs, res, steps=steps, batch_size=batch_size, max_train=max_train,
+                                      max_ref=max_ref, seed=seed, channels=channels, device=opts.device,
+                                      progress=progress)
 
     return probe.cached_probe(opts, 'attr-classifier', dataset, kwargs, config,
-                              build=lambda: AttributeClassifier(input_res=res, channels=channels), train=train)
+                              build=lambda: attrs.AttributeClassifier(input_res=res, channels=channels), train=train)
 
 # ----------------------------------------------------------------------------- the metrics
 

@@ -1,4 +1,4 @@
-"""The attribute-mix loss (`train.py --attr-mix`): G is paid to draw each attribute class as often as
+"""The attribute-mix loss term (`train.py --term=attr-mix:W`): G is paid to draw each attribute class as often as
 the data does, as a frozen classifier reads it; a batch already at the data's mix pays nothing."""
 
 import json
@@ -9,11 +9,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from metrics import synth_coverage
 from raycond import rundir
 from raycond.synth.dataset import write_dataset
-from training import attribute_mix
 from training import loss as loss_mod
+from training.terms import attribute_classifier
+from training.terms import attribute_mix
 from test_pose_loss import _cameras, _tiny_nets
 
 
@@ -68,23 +68,23 @@ def test_the_target_must_match_the_attributes():
         attribute_mix.AttributeMix(BrightnessClassifier(), [torch.ones(3)], sizes=(2,))
 
 
-def test_the_loss_trains_g_and_needs_its_classifier():
+def test_the_term_changes_g_s_gradient():
     torch.manual_seed(0)
     G, D = _tiny_nets()
-    loss = loss_mod.StyleGAN2Loss('cpu', G, D, r1_gamma=0, pl_weight=0, style_mixing_prob=0, attr_mix=2.0)
     z, c = torch.randn(8, 8), _cameras(8, np.random.RandomState(0))
     G.requires_grad_(True)
     D.requires_grad_(False)
-    with pytest.raises(RuntimeError, match='attribute classifier'):
+
+    def grads(terms):
+        loss = loss_mod.StyleGAN2Loss('cpu', G, D, r1_gamma=0, pl_weight=0, style_mixing_prob=0, terms=terms)
+        G.zero_grad(set_to_none=True)
+        torch.manual_seed(1)  # the same noise inputs each time
         loss.accumulate_gradients('Gmain', None, None, z, c, gain=1.0, cur_nimg=0)
-    loss.attribute_mix = attribute_mix.AttributeMix(BrightnessClassifier(), [torch.tensor([0.9, 0.1])], sizes=(2,))
-    G.zero_grad(set_to_none=True)
-    loss.accumulate_gradients('Gmain', None, None, z, c, gain=1.0, cur_nimg=0)
-    with_mix = [p.grad.clone() for p in G.synthesis.parameters() if p.grad is not None]
-    loss.attr_mix = 0.0
-    G.zero_grad(set_to_none=True)
-    loss.accumulate_gradients('Gmain', None, None, z, c, gain=1.0, cur_nimg=0)
-    without = [p.grad.clone() for p in G.synthesis.parameters() if p.grad is not None]
+        return [p.grad.clone() for p in G.synthesis.parameters() if p.grad is not None]
+
+    mix = attribute_mix.AttributeMix(BrightnessClassifier(), [torch.tensor([0.9, 0.1])], sizes=(2,))
+    with_mix = grads([attribute_mix.AttributeMixTerm(2.0, mix=mix)])
+    without = grads([])
     assert len(with_mix) == len(without) > 0
     assert max(float((a - b).abs().max()) for a, b in zip(with_mix, without)) > 1e-6
 
@@ -103,13 +103,15 @@ def test_train_attr_mix_option_reports_the_loss_and_the_mix(tmp_path, heads_zip,
     monkeypatch.setattr(attribute_mix, 'CLASSIFIER', dict(seed=2, channels=(16, 32), steps=30, batch_size=16))
     args = ['--outdir', str(tmp_path / 'runs'), '--data', heads_zip, '--cfg=raycond2', '--batch=4', '--gamma=1',
             '--cbase=256', '--cmax=16', '--map-depth=1', '--workers=0', '--metrics=none', '--tick=0.008',
-            '--kimg=0.008', '--device=cpu', '--attr-mix=2.5']
+            '--kimg=0.008', '--device=cpu', '--term=attr-mix:2.5']
     result = CliRunner().invoke(train.main, args)
     assert result.exit_code == 0, result.output[-3000:]
-    assert 'Attribute classifier for --attr-mix: held-out accuracy hair_style' in result.output
+    assert 'Attribute classifier for --term=attr-mix: held-out accuracy hair_style' in result.output
     run = rundir.list_runs(str(tmp_path / 'runs'))[-1][1]
+    assert os.path.isfile(os.path.join(run, attribute_mix.FILE_NAME))
     with open(os.path.join(run, 'training_options.json')) as f:
-        assert json.load(f)['loss_kwargs']['attr_mix'] == 2.5
+        assert json.load(f)['loss_kwargs']['terms'] == [
+            {'class_name': 'training.terms.attribute_mix.AttributeMixTerm', 'weight': 2.5}]
     with open(os.path.join(run, 'stats.jsonl')) as f:
         stats = [json.loads(line) for line in f]
     assert stats and stats[-1]['Loss/G/attr_mix']['num'] > 0
@@ -118,8 +120,9 @@ def test_train_attr_mix_option_reports_the_loss_and_the_mix(tmp_path, heads_zip,
     import dnnlib
     kwargs = dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=heads_zip, use_labels=True,
                              xflip=False)
-    _classifier, target = attribute_mix.load_classifier(kwargs, 'cpu')
-    assert [t.numel() for t in target] == list(synth_coverage.SIZES) and len(target) == 4
+    monkeypatch.setattr(attribute_classifier, 'train_classifier', lambda *a, **k: pytest.fail('retrained'))
+    _classifier, target = attribute_mix.load_classifier(kwargs, 'cpu', run)  # the run keeps its classifier
+    assert [t.numel() for t in target] == list(attribute_classifier.SIZES) and len(target) == 4
     assert all(abs(float(t.sum()) - 1) < 1e-5 and float(t.min()) >= 0 for t in target)
 
 
@@ -131,11 +134,11 @@ def test_attr_mix_without_factor_labels_is_refused(tmp_path, monkeypatch):
     _strip_factors(path)
     args = ['--outdir', str(tmp_path / 'runs'), '--data', path, '--cfg=raycond2', '--batch=4', '--gamma=1',
             '--cbase=256', '--cmax=16', '--map-depth=1', '--workers=0', '--metrics=none', '--tick=0.008',
-            '--kimg=0.008', '--device=cpu', '--attr-mix=1']
+            '--kimg=0.008', '--device=cpu', '--term=attr-mix:1']
     result = CliRunner().invoke(train.main, args)
     assert result.exit_code == 1
     message = result.output + (result.stderr if result.stderr_bytes is not None else '')
-    assert '--attr-mix needs the generative factors' in message and 'synth_params' in message, message[-2000:]
+    assert '--term=attr-mix needs the generative factors' in message and 'synth_params' in message, message[-2000:]
 
 
 def _strip_factors(path):

@@ -1,4 +1,4 @@
-"""The generator's pose loss (`train.py --pose-loss`): a frozen camera reader, trained on the real
+"""The `pose` loss term (`train.py --term=pose:W`): a frozen camera reader, trained on the real
 images before training, tells G how far the pose it rendered is from the one it was asked for."""
 
 import json
@@ -10,13 +10,12 @@ import torch
 from click.testing import CliRunner
 
 from conftest import make_camera_zip
-from metrics import pose_error
 from raycond import camera as cam
 from raycond import rundir
 from training import loss as loss_mod
 from training import networks_raycond2 as rc
-from metrics import pose_reader
-from training import pose_loss as reader_loss
+from training.terms import pose as reader_loss
+from training.terms import pose_reader
 
 RES = 16
 YAW, PITCH = 40.0, 20.0
@@ -65,8 +64,8 @@ def trained_reader():
     rnd = np.random.RandomState(0)
     c = _cameras(512, rnd)
     images = ((_posed_images(c) + 1) * 127.5).round().to(torch.uint8)
-    targets = pose_error.yaw_pitch_deg(c.numpy())
-    return pose_error.train_pose_estimator(images, targets, steps=300, batch_size=64, seed=0, input_res=RES,
+    targets = pose_reader.yaw_pitch_deg(c.numpy())
+    return pose_reader.train_pose_estimator(images, targets, steps=300, batch_size=64, seed=0, input_res=RES,
                                            channels=(16, 32))
 
 
@@ -76,7 +75,7 @@ def test_asked_yaw_pitch_agrees_with_the_metric_and_the_labels():
     c = cam.camera_label(yaw, pitch, fov_deg=18.0)
     asked = cam.label_yaw_pitch_deg(c)
     assert torch.allclose(asked, torch.tensor(np.stack([yaw, pitch], 1), dtype=torch.float32), atol=1e-3)
-    assert torch.allclose(asked, pose_error.yaw_pitch_deg(c.numpy()), atol=1e-4)
+    assert torch.allclose(asked, pose_reader.yaw_pitch_deg(c.numpy()), atol=1e-4)
     assert torch.allclose(cam.wrap_deg(torch.tensor([179.0, -181.0, 360.0])), torch.tensor([179.0, 179.0, 0.0]))
 
 
@@ -91,40 +90,6 @@ def test_pose_loss_is_zero_for_the_asked_pose_and_grows_with_the_error():
     large, err_large = reader_loss.pose_loss(reader, _posed_images(cam.perturb_labels(c, 15.0, 15.0)), c)
     assert float(right.mean()) < float(small.mean()) < float(large.mean())
     assert 2.0 < float(err_small.sum(1).mean()) < 8.0 and float(err_large.sum(1).mean()) > 8.0
-    # A margin forgives errors up to it per axis, and charges only the excess above it.
-    forgiven, err = reader_loss.pose_loss(reader, turned, c, margin_deg=float(err_small.max()) + 0.1)
-    assert torch.equal(err, err_small) and float(forgiven.abs().max()) == 0.0
-    partly, _ = reader_loss.pose_loss(reader, turned, c, margin_deg=2.0)
-    assert 0 < float(partly.mean()) < float(small.mean())
-
-
-def test_relative_pose_loss_charges_only_what_differs_between_the_two_cameras_of_a_latent():
-    reader = CentroidReader()
-    rnd = np.random.RandomState(9)
-    c = _cameras(32, rnd)
-    # Every image shows its camera turned by the same yaw offset: a constant reading bias per head.
-    shown = cam.camera_label(*[a + b for a, b in zip(cam.label_yaw_pitch_deg(c).T.numpy(), (6.0, 0.0))],
-                             fov_deg=18.0)
-    absolute, err = reader_loss.pose_loss(reader, _posed_images(shown), c)
-    relative, err_rel = reader_loss.relative_pose_loss(reader, _posed_images(shown), c)
-    assert relative.shape == (16,) and torch.equal(err, err_rel)
-    assert float(err[:, 0].mean()) > 4.0 and float(absolute.mean()) > 20 * float(relative.mean())
-    # A head that turns by a different amount at its two cameras is charged.
-    wobble = shown.clone()
-    wobble[1::2] = cam.perturb_labels(shown[1::2], 8.0, 8.0)
-    assert float(reader_loss.relative_pose_loss(reader, _posed_images(wobble), c)[0].mean()) > 20 * float(relative.mean())
-    with pytest.raises(ValueError, match='pairs'):
-        reader_loss.relative_pose_loss(reader, _posed_images(c[:3]), c[:3])
-
-
-def test_paired_latents_share_their_w(trained_reader):
-    torch.manual_seed(10)
-    G, D = _tiny_nets()
-    loss = loss_mod.StyleGAN2Loss('cpu', G, D, style_mixing_prob=1.0, pose_loss=1.0, pose_loss_mode='relative')
-    _img, ws = loss.run_G(torch.randn(8, 8), _cameras(8, np.random.RandomState(11)), pairs=True)
-    assert torch.equal(ws[0::2], ws[1::2]) and not torch.equal(ws[0], ws[2])
-    with pytest.raises(ValueError, match='relative'):
-        loss_mod.StyleGAN2Loss('cpu', G, D, pose_loss=1.0, pose_loss_mode='pairs')
 
 
 def test_pose_loss_reads_the_mirror_image_too(trained_reader):
@@ -138,23 +103,21 @@ def test_pose_loss_reads_the_mirror_image_too(trained_reader):
     assert torch.allclose(loss, loss_m, atol=1e-4) and torch.allclose(err, err_m, atol=1e-3)
 
 
-def test_pose_loss_teaches_a_generator_the_asked_pose(trained_reader):
+def _pose_loss(G, D, reader, weight):
+    term = reader_loss.PoseTerm(weight, G=G, D=D, reader=reader)
+    return loss_mod.StyleGAN2Loss('cpu', G, D, r1_gamma=0, pl_weight=0, style_mixing_prob=0, terms=[term])
+
+
+def test_pose_term_teaches_a_generator_the_asked_pose(trained_reader):
     torch.manual_seed(4)
     G, D = _tiny_nets()
-    loss = loss_mod.StyleGAN2Loss('cpu', G, D, r1_gamma=0, pl_weight=0, style_mixing_prob=0, pose_loss=20.0)
-    loss.pose_reader = trained_reader
+    loss = _pose_loss(G, D, trained_reader, 20.0)
     rnd = np.random.RandomState(5)
     fixed_c, fixed_z = _cameras(128, rnd), torch.randn(128, 8)
 
     def reader_error():
         with torch.no_grad():
             return float(reader_loss.pose_loss(trained_reader, G(fixed_z, fixed_c), fixed_c)[1].mean())
-
-    # Without the reader the loss refuses to run rather than silently train without it.
-    loss.pose_reader = None
-    with pytest.raises(RuntimeError, match='pose reader'):
-        loss.accumulate_gradients('Gmain', None, None, fixed_z[:4], fixed_c[:4], gain=1.0, cur_nimg=0)
-    loss.pose_reader = trained_reader
 
     before = reader_error()
     G.requires_grad_(True)
@@ -167,56 +130,14 @@ def test_pose_loss_teaches_a_generator_the_asked_pose(trained_reader):
         opt.step()
     after = reader_error()
     assert before > 15.0 and after < before / 3, (before, after)  # measured: 26.3° → 5.3°
-    with pytest.raises(ValueError, match='pose_loss'):
-        loss_mod.StyleGAN2Loss('cpu', rc.Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=RES, img_channels=3,
-                                                   embedding='none', channel_base=128, channel_max=16),
-                               D, pose_loss=1.0)
 
 
-def test_pose_loss_on_the_ray_weights_only_leaves_every_other_weight_alone(trained_reader):
-    """--pose-loss-params=rays: the pose loss adds gradient only to the convolution weights over
-    the ray channels and the style rows that modulate them; the rest get the adversarial gradient."""
-    torch.manual_seed(6)
-    G = rc.Generator(z_dim=8, c_dim=cam.LABEL_DIM, w_dim=8, img_resolution=RES, img_channels=3,
-                     mapping_kwargs=dict(num_layers=1), channel_base=128, channel_max=16, num_fp16_res=0,
-                     conv_clamp=None).requires_grad_(True)
-    D = rc.Discriminator(img_resolution=RES, channel_base=128, channel_max=16, num_fp16_res=0,
-                         conv_clamp=None).requires_grad_(False)
-    c, z = _cameras(8, np.random.RandomState(7)), torch.randn(8, 8)
-
-    def grads(**kwargs):
-        loss = loss_mod.StyleGAN2Loss('cpu', G, D, r1_gamma=0, pl_weight=0, style_mixing_prob=0, **kwargs)
-        loss.pose_reader = trained_reader
-        G.zero_grad(set_to_none=True)
-        torch.manual_seed(8)  # the same noise inputs each time
-        loss.accumulate_gradients('Gmain', None, None, z, c, gain=1.0, cur_nimg=0)
-        return {n: p.grad.clone() for n, p in G.named_parameters() if p.grad is not None}
-
-    plain = grads()
-    rays = grads(pose_loss=10.0, pose_loss_params='rays')
-    masks = {id(p): m for p, m in reader_loss.ray_parameters(G)}
-    names = {n: p for n, p in G.named_parameters()}
-    changed = 0
-    for name, g in rays.items():
-        diff = g - plain[name]
-        mask = masks.get(id(names[name]))
-        if mask is None:
-            assert torch.allclose(diff, torch.zeros_like(diff), atol=1e-6), name
-        else:
-            assert torch.allclose(diff * (1 - mask), torch.zeros_like(diff), atol=1e-6), name
-            changed += int((diff * mask).abs().max() > 1e-6)
-    assert changed >= 4, changed  # the pose loss did reach the ray weights of several layers
-    every = grads(pose_loss=10.0)
-    assert any(not torch.allclose(every[n] - plain[n], torch.zeros_like(plain[n]), atol=1e-6)
-               for n in plain if id(names[n]) not in masks)
-    synthesis = grads(pose_loss=10.0, pose_loss_params='synthesis')  # the mapping network is left alone
-    for name, g in synthesis.items():
-        moved = not torch.allclose(g - plain[name], torch.zeros_like(g), atol=1e-6)
-        assert not (name.startswith('mapping.') and moved), name
-    assert any(not torch.allclose(synthesis[n] - plain[n], torch.zeros_like(plain[n]), atol=1e-6)
-               for n in plain if n.startswith('synthesis.') and id(names[n]) not in masks)
-    with pytest.raises(ValueError, match='rays'):
-        loss_mod.StyleGAN2Loss('cpu', G, D, pose_loss=1.0, pose_loss_params='layers')
+def test_pose_term_refuses_a_generator_without_cameras(trained_reader):
+    _G, D = _tiny_nets()
+    G = rc.Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=RES, img_channels=3, embedding='none',
+                     channel_base=128, channel_max=16)
+    with pytest.raises(ValueError, match='--term=pose needs a generator conditioned'):
+        reader_loss.PoseTerm(1.0, G=G, D=D, reader=trained_reader)
 
 
 def _dataset(tmp_path, n=16):
@@ -293,25 +214,23 @@ def test_the_reader_refuses_a_dataset_without_camera_labels(tmp_path):
         pose_reader.train_reader(dataset, SMALL)
 
 
-def test_train_pose_loss_option_trains_the_reader_and_reports_the_loss(tmp_path, monkeypatch):
+def test_train_pose_term_trains_the_reader_and_reports_the_loss(tmp_path, monkeypatch):
     import train
     monkeypatch.setattr(pose_reader, 'CONFIG', SMALL)
     data = make_camera_zip(tmp_path / 'd.zip', n=8, res=16)
     args = ['--outdir', str(tmp_path / 'runs'), '--data', data, '--cfg=raycond2', '--batch=4', '--gamma=1',
             '--cbase=256', '--cmax=16', '--map-depth=1', '--workers=0', '--metrics=none', '--tick=0.008',
             '--kimg=0.008', '--device=cpu']
-    result = CliRunner().invoke(train.main, args + ['--pose-loss=0.5', '--pose-loss-margin=1.5',
-                                                    '--pose-loss-params=rays', '--pose-loss-mode=relative'])
+    result = CliRunner().invoke(train.main, args + ['--term=pose:0.5'])
     assert result.exit_code == 0, result.output[-3000:]
     assert 'Training the pose reader' in result.output
     run = rundir.list_runs(str(tmp_path / 'runs'))[-1][1]
     assert os.path.isfile(os.path.join(run, pose_reader.FILE_NAME))
     with open(os.path.join(run, 'training_options.json')) as f:
         loss_kwargs = json.load(f)['loss_kwargs']
-    assert (loss_kwargs['pose_loss'], loss_kwargs['pose_loss_margin'], loss_kwargs['pose_loss_params'],
-            loss_kwargs['pose_loss_mode']) == (0.5, 1.5, 'rays', 'relative')
+    assert loss_kwargs['terms'] == [{'class_name': 'training.terms.pose.PoseTerm', 'weight': 0.5}]
     with open(os.path.join(run, 'stats.jsonl')) as f:
         stats = [json.loads(line) for line in f]
     assert stats and 'Loss/G/pose' in stats[-1] and stats[-1]['Pose/reader_err_yaw']['num'] > 0
-    refused = CliRunner().invoke(train.main, args + ['--pose-loss=0.5', '--cond=0'])
+    refused = CliRunner().invoke(train.main, args + ['--term=pose:0.5', '--cond=0', '--cfg=stylegan2'])
     assert refused.exit_code != 0 and 'camera labels' in refused.output

@@ -1,4 +1,4 @@
-"""Pose negatives (`--pose-negatives`, a matching-aware discriminator): real images shown with
+"""Pose negatives (`--term=pose-negatives:W`, a matching-aware discriminator): real images shown with
 slightly turned cameras count as fake, so D learns fine pose and G must render the camera asked."""
 
 import json
@@ -14,6 +14,8 @@ from raycond import camera as cam
 from raycond import rundir
 from training import loss as loss_mod
 from training import networks_raycond2 as rc
+from training import terms
+from training.terms.pose_negatives import PoseNegativesTerm, parse_deg_range
 
 RES = 16
 
@@ -77,8 +79,8 @@ def test_perturb_labels_turns_the_view_by_the_asked_angle():
 
 def test_pose_negatives_teach_D_to_reject_real_images_with_wrong_cameras():
     G, D = _nets(seed=7)
-    loss = loss_mod.StyleGAN2Loss('cpu', G, D, r1_gamma=0, pose_negatives=1.0, style_mixing_prob=0,
-                                  pose_negative_deg=(10.0, 20.0))
+    loss = loss_mod.StyleGAN2Loss('cpu', G, D, r1_gamma=0, style_mixing_prob=0,
+                                  terms=[PoseNegativesTerm(1.0, G=G, D=D, deg=(10.0, 20.0))])
     opt = torch.optim.Adam(D.parameters(), lr=2e-3, betas=(0.0, 0.99))
     rnd = np.random.RandomState(8)
 
@@ -100,9 +102,8 @@ def test_pose_negatives_teach_D_to_reject_real_images_with_wrong_cameras():
     after = gap()
     # Without the negatives (weight 1e-9) the margin stays at 0.05 / 51 %.
     assert abs(before[0]) < 0.05 and after[0] > 0.15 and after[1] > 0.6, (before, after)
-    with pytest.raises(ValueError, match='pose_negatives'):
-        loss_mod.StyleGAN2Loss('cpu', G, rc.Discriminator(c_dim=0, img_resolution=RES, channel_base=128,
-                                                          channel_max=16), pose_negatives=1.0)
+    with pytest.raises(ValueError, match='--term=pose-negatives needs a discriminator conditioned'):
+        PoseNegativesTerm(1.0, G=G, D=rc.Discriminator(c_dim=0, img_resolution=RES, channel_base=128, channel_max=16))
 
 
 def test_train_pose_negatives_option_reaches_the_loss(tmp_path):
@@ -111,33 +112,49 @@ def test_train_pose_negatives_option_reaches_the_loss(tmp_path):
     result = CliRunner().invoke(train.main, [
         '--outdir', str(tmp_path / 'runs'), '--data', data, '--cfg=raycond2', '--batch=4', '--gamma=1',
         '--cbase=256', '--cmax=16', '--map-depth=1', '--workers=0', '--metrics=none', '--tick=0.008',
-        '--kimg=0.008', '--device=cpu', '--pose-negatives=0.5', '--pose-negatives-deg=1,6'])
+        '--kimg=0.008', '--device=cpu', '--term=pose-negatives:0.5:deg=1-6'])
     assert result.exit_code == 0, result.output[-3000:]
     run = rundir.list_runs(str(tmp_path / 'runs'))[-1][1]
     with open(os.path.join(run, 'training_options.json')) as f:
         loss_kwargs = json.load(f)['loss_kwargs']
-    assert loss_kwargs['pose_negatives'] == 0.5 and loss_kwargs['pose_negative_deg'] == [1.0, 6.0]
+    assert loss_kwargs['terms'] == [{'class_name': 'training.terms.pose_negatives.PoseNegativesTerm', 'weight': 0.5,
+                                     'deg': [1.0, 6.0]}]
     with open(os.path.join(run, 'stats.jsonl')) as f:
         stats = [json.loads(line) for line in f if line.strip()]
     assert stats and all('Loss/scores/wrong_pose' in s for s in stats)
     bad = CliRunner().invoke(train.main, [
         '--outdir', str(tmp_path / 'sg2'), '--data', data, '--cfg=stylegan2', '--cond=0', '--batch=4',
-        '--gamma=1', '--kimg=0.008', '--device=cpu', '--pose-negatives=1', '--metrics=none'])
-    assert bad.exit_code != 0 and '--pose-negatives needs a discriminator conditioned on camera labels' in bad.output
-    assert '--cond=0' in bad.output
+        '--gamma=1', '--kimg=0.008', '--device=cpu', '--term=pose-negatives:1', '--metrics=none'])
+    assert bad.exit_code != 0 and '--term=pose-negatives needs networks conditioned on camera labels' in bad.output
     assert 'Traceback' not in bad.output
     # A camera-conditioned StyleGAN2 (D sees the 25 camera values) can use it.
     sg2 = CliRunner().invoke(train.main, [
         '--outdir', str(tmp_path / 'sg2c'), '--data', data, '--cfg=stylegan2', '--cond=1', '--batch=4', '--gamma=1',
         '--cbase=256', '--cmax=16', '--map-depth=1', '--workers=0', '--kimg=0.004', '--tick=0.004', '--device=cpu',
-        '--pose-negatives=1', '--metrics=none'])
+        '--term=pose-negatives:1', '--metrics=none'])
     assert sg2.exit_code == 0, sg2.output[-3000:]
 
 
-def test_pose_negatives_deg_parsing():
-    import train
-    assert train.parse_angle_range('2,15', '--x') == (2.0, 15.0)
-    assert train.parse_angle_range(' 0 , 0.5 ', '--x') == (0.0, 0.5)
-    for bad in ['15,2', '5', '1,2,3', 'a,b', '-1,4', '10,100']:
-        with pytest.raises(ValueError, match='--pose-negatives-deg'):
-            train.parse_angle_range(bad, '--pose-negatives-deg')
+def test_deg_range_parsing():
+    assert parse_deg_range('2-15') == [2.0, 15.0]
+    assert parse_deg_range(' 0 - 0.5 ') == [0.0, 0.5]
+    for bad in ['15-2', '5', '1-2-3', 'a-b', '10-100']:
+        with pytest.raises(ValueError, match='deg'):
+            parse_deg_range(bad)
+
+
+def test_term_option_parsing_names_what_is_wrong():
+    specs = terms.parse_terms('pose:10, attr-mix:3,pose-negatives:1:deg=0.5-10')
+    assert [(s.class_name.rsplit('.', 1)[1], s.weight) for s in specs] == [
+        ('PoseTerm', 10.0), ('AttributeMixTerm', 3.0), ('PoseNegativesTerm', 1.0)]
+    assert specs[2].deg == [0.5, 10.0] and terms.parse_terms('') == []
+    for bad, message in [('posed:1', 'unknown term'), ('pose', 'needs a weight'), ('pose:0', 'positive'),
+                         ('pose:1:deg=1-2', 'pose takes no options'), ('pose-negatives:1:deg=9-1', 'MIN <= MAX'),
+                         ('pose:1,pose:2', 'once')]:
+        with pytest.raises(ValueError, match=message):
+            terms.parse_terms(bad)
+
+
+def test_a_configuration_names_only_known_term_classes():
+    with pytest.raises(ValueError, match='unknown loss term class'):
+        terms.build_terms([{'class_name': 'os.system', 'weight': 1.0}], None, None, terms.TermContext())

@@ -21,7 +21,6 @@ import torch
 
 import dnnlib
 from metrics import metric_main
-from metrics import pose_reader
 from raycond import atomic_io
 from raycond import threads
 from raycond import rundir
@@ -31,7 +30,7 @@ from torch_utils import misc
 from torch_utils import training_stats
 from torch_utils.ops import conv2d_gradfix
 from torch_utils.ops import grid_sample_gradfix
-from training import attribute_mix
+from training import terms
 from training import widen
 
 # ----------------------------------------------------------------------------
@@ -443,9 +442,13 @@ def broadcast_from_rank0(modules):
                 torch.distributed.broadcast(tensor, src=0)
 
 
-def build_loss(loss_kwargs, G, D, augment_pipe, progress, device):
-    """The loss object; a resumed run continues with its saved path-length mean."""
-    loss = dnnlib.util.construct_class_by_name(device=device, G=G, D=D, augment_pipe=augment_pipe, **loss_kwargs)
+def build_loss(loss_kwargs, G, D, augment_pipe, progress, device, context=None):
+    """The loss object with its terms (training/terms) built for this run (`context`); a resumed
+    run continues with its saved path-length mean. Older runs' loss options are upgraded to terms."""
+    kwargs = terms.upgrade_loss_kwargs(loss_kwargs)
+    context = context if context is not None else terms.TermContext(device=device)
+    kwargs['terms'] = terms.build_terms(kwargs.get('terms', []), G, D, context)
+    loss = dnnlib.util.construct_class_by_name(device=device, G=G, D=D, augment_pipe=augment_pipe, **kwargs)
     if progress is not None and progress.get('pl_mean') is not None and hasattr(loss, 'pl_mean'):
         loss.pl_mean.fill_(float(progress['pl_mean']))
     return loss
@@ -687,13 +690,10 @@ def training_loop(
         broadcast_from_rank0([G, D, G_ema, augment_pipe])
     if rank == 0:
         print('Setting up training phases...')
-    loss = build_loss(loss_kwargs, G, D, augment_pipe, progress, device)
-    if getattr(loss, 'pose_loss', 0) > 0:
-        loss.pose_reader = pose_reader.load_or_train(run_dir, training_set, device=device, rank=rank,
-                                                     num_gpus=num_gpus, resume_pkl=resume_pkl)
-    if getattr(loss, 'attr_mix', 0) > 0:
-        classifier, target = attribute_mix.load_classifier(training_set_kwargs, device, rank=rank, num_gpus=num_gpus)
-        loss.attribute_mix = attribute_mix.AttributeMix(classifier, target)
+    loss = build_loss(loss_kwargs, G, D, augment_pipe, progress, device,
+                      terms.TermContext(device=device, run_dir=run_dir, training_set=training_set,
+                                        training_set_kwargs=training_set_kwargs, rank=rank, num_gpus=num_gpus,
+                                        resume_pkl=resume_pkl))
     phases = build_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval)
     if progress is not None:
         restore_optimizer_states(phases, progress, same_architecture, rank=rank)
