@@ -452,6 +452,8 @@ class ToRGBLayer(torch.nn.Module):
 
     def forward(self, x, w, fused_modconv=True):
         styles = self.affine(w) * self.weight_gain
+        if x.dtype == torch.bfloat16:   # CPU: oneDNN's bf16 1x1 conv to 3 channels is slower than float32's
+            x = x.to(torch.float32)
         x = modulated_conv2d(x=x, weight=self.weight, styles=styles, demodulate=False, fused_modconv=fused_modconv)
         return bias_act.bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
 

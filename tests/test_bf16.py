@@ -1,0 +1,209 @@
+"""bfloat16 layers on the CPU (raycond.precision): the rule, fidelity to float32, and that turning it
+off, or a CPU without native bf16, changes nothing. RAYCOND_CPU_BF16 forces the CPU answer, so these
+run (emulated, slower) on any CPU."""
+
+from __future__ import annotations
+
+import math
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from raycond import generate as gen
+from raycond import loading, precision
+from raycond.camera import camera_label
+from training import networks_raycond2, networks_stylegan2 as sg2
+
+PSNR_BOUND = 35.0   # dB, image against the float32 render (issue 26)
+
+
+@pytest.fixture
+def bf16_on(monkeypatch):
+    monkeypatch.setenv(precision.ENV, '1')
+
+
+@pytest.fixture
+def bf16_off(monkeypatch):
+    monkeypatch.setenv(precision.ENV, '0')
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of two renders after the 8-bit conversion every tool applies."""
+    a, b = (gen.to_uint8(x).float() for x in (a, b))
+    mse = float(((a - b) ** 2).mean())
+    return math.inf if mse == 0 else 10 * math.log10(255 ** 2 / mse)
+
+
+def dtypes_of_blocks(G, run):
+    """The dtypes of every synthesis block's feature output during run()."""
+    seen = []
+    hooks = [b.register_forward_hook(lambda m, i, o: seen.append(o[0].dtype)) for b in G.synthesis.children()
+             if isinstance(b, sg2.SynthesisBlock)]
+    try:
+        run()
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+def cameras(n):
+    return torch.as_tensor(camera_label(np.linspace(-25, 25, n), np.linspace(-8, 8, n)), dtype=torch.float32)
+
+
+def render(G, seeds, c, fp32):
+    z = gen.seeds_to_z(seeds, G.z_dim, 'cpu')
+    with torch.inference_mode():
+        ws = G.mapping(z, c, truncation_psi=0.7)
+        return G.synthesis(ws, c, noise_mode='const', force_fp32=fp32)
+
+
+def random_256(num_fp16_res=4):
+    torch.manual_seed(0)
+    G = networks_raycond2.Generator(z_dim=64, c_dim=25, w_dim=64, img_resolution=256, img_channels=3,
+                                    channel_base=4096, channel_max=64, num_fp16_res=num_fp16_res, conv_clamp=256,
+                                    mapping_kwargs=dict(num_layers=2))
+    return G.eval().requires_grad_(False)
+
+
+# ----------------------------------------------------------------------------- the rule
+
+def test_layer_dtype_per_device(bf16_on):
+    assert precision.layer_dtype('cuda') == torch.float16
+    assert precision.layer_dtype('cpu') == torch.bfloat16
+    assert precision.layer_dtype('mps') == torch.float32
+    assert precision.layer_dtype('cpu', fp32=True) == torch.float32
+    assert precision.describe('cpu') == 'bf16 layers' and precision.describe('cuda:0') == 'fp16 layers'
+
+
+def test_cpu_without_native_bf16_stays_float32(bf16_off):
+    assert precision.half_dtype('cpu') is None
+    assert precision.layer_dtype('cpu') == torch.float32
+    assert precision.describe('cpu') == 'fp32'
+    assert sg2.block_format(True, False, False, torch.device('cpu'))[0] == torch.float32
+
+
+def test_bad_environment_value_names_the_variable(monkeypatch):
+    monkeypatch.setenv(precision.ENV, 'yes')
+    with pytest.raises(ValueError, match='RAYCOND_CPU_BF16 must be 0 or 1'):
+        precision.cpu_bf16()
+
+
+def test_native_bf16_read_from_cpu_flags(tmp_path):
+    info = tmp_path / 'cpuinfo'
+    info.write_text('processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16 avx512_vnni\n\nprocessor\t: 1\n')
+    assert {'avx512f', 'avx512_bf16'} <= precision.cpu_flags(str(info))
+    assert precision.cpu_flags(str(tmp_path / 'missing')) == frozenset()
+
+
+def test_force_fp32_only_for_code_that_knows_the_rule(bf16_on, small_generator):
+    assert gen.force_fp32_for('cpu', False, small_generator) is False
+    assert gen.force_fp32_for('cpu', True, small_generator) is True
+    assert gen.force_fp32_for('cpu', False) is True            # without the network: float32
+    assert gen.force_fp32_for('cuda', False) is False
+    # A class from a module that does not declare the rule (another release's pickled code) would run
+    # float16 on the CPU if force_fp32 were off.
+    foreign = types.ModuleType('foreign_release_networks')
+    cls = type('Generator', (torch.nn.Module,), {'__module__': foreign.__name__})
+    import sys
+    sys.modules[foreign.__name__] = foreign
+    try:
+        assert not precision.follows_rule(cls())
+        assert gen.force_fp32_for('cpu', False, cls()) is True
+    finally:
+        del sys.modules[foreign.__name__]
+
+
+def test_official_release_rebuild_keeps_float32():
+    from training import networks_official_raycond2
+    G = networks_official_raycond2.Generator(z_dim=8, c_dim=25, w_dim=8, img_resolution=16, img_channels=3,
+                                             channel_base=64, channel_max=8)
+    assert not precision.follows_rule(G)
+
+
+# ----------------------------------------------------------------------------- fidelity
+
+def test_random_256_network_bf16_render_is_faithful(bf16_on):
+    G = random_256()
+    c = cameras(2)
+    ref = render(G, [0, 1], c, fp32=True)
+    seen = dtypes_of_blocks(G, lambda: render(G, [0, 1], c, fp32=False))
+    assert torch.bfloat16 in seen and torch.float32 in seen     # the 4 highest resolutions only
+    img = render(G, [0, 1], c, fp32=False)
+    assert img.dtype == torch.float32
+    assert PSNR_BOUND <= psnr(img, ref) < math.inf
+
+
+@pytest.fixture(scope='module')
+def bundled():
+    return loading.load_network(loading.DEFAULT_CHECKPOINT)
+
+
+def test_bundled_network_as_shipped_has_no_bf16_layers(bf16_on, bundled):
+    """Trained on the CPU in float32 (num_fp16_res=0): nothing switches, the render is bit-identical."""
+    c = cameras(3)
+    assert torch.equal(render(bundled, [0, 1, 2], c, fp32=False), render(bundled, [0, 1, 2], c, fp32=True))
+
+
+def test_bundled_weights_in_bf16_layers_are_faithful(bf16_on, bundled):
+    """The bundled weights with the 4 highest resolutions marked as fp16 layers (what num_fp16_res=4
+    makes): the bf16 render stays within the bound of the float32 one."""
+    import copy
+    G = copy.deepcopy(bundled)
+    for res in G.synthesis.block_resolutions[-4:]:
+        getattr(G.synthesis, f'b{res}').use_fp16 = True
+    c = cameras(4)
+    seeds = [0, 1, 2, 3]
+    assert torch.bfloat16 in dtypes_of_blocks(G, lambda: render(G, seeds, c, fp32=False))
+    assert PSNR_BOUND <= psnr(render(G, seeds, c, fp32=False), render(G, seeds, c, fp32=True)) < math.inf
+
+
+def test_raycond3_bf16_render_is_faithful(bf16_on, tiny_generator):
+    G = tiny_generator('raycond3', 32, num_fp16_res=4)
+    c = cameras(2)
+    assert PSNR_BOUND <= psnr(render(G, [0, 1], c, fp32=False), render(G, [0, 1], c, fp32=True)) < math.inf
+
+
+def test_bf16_off_is_the_float32_path(bf16_off):
+    G = random_256()
+    c = cameras(2)
+    seen = dtypes_of_blocks(G, lambda: render(G, [0, 1], c, fp32=False))
+    assert set(seen) == {torch.float32}
+    assert torch.equal(render(G, [0, 1], c, fp32=False), render(G, [0, 1], c, fp32=True))
+
+
+def test_autocast_around_the_generator_runs(bf16_off, tiny_generator):
+    for kind in ('raycond2', 'raycond3'):
+        G = tiny_generator(kind, 32, num_fp16_res=4)
+        c = cameras(2)
+        ref = render(G, [0, 1], c, fp32=True)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            img = render(G, [0, 1], c, fp32=True)
+        assert img.shape == ref.shape and psnr(img.float(), ref) >= 30.0
+
+
+# ----------------------------------------------------------------------------- training
+
+def test_bf16_training_step_gives_float32_gradients(bf16_on, tiny_generator):
+    torch.manual_seed(0)
+    G = tiny_generator('raycond2', 32, num_fp16_res=4).train().requires_grad_(True)
+    D = networks_raycond2.Discriminator(img_resolution=32, channel_base=512, channel_max=32, num_fp16_res=4,
+                                        conv_clamp=256).train()
+    c = cameras(4)
+    out = {}
+    seen = dtypes_of_blocks(G, lambda: out.setdefault('img', G(torch.randn([4, G.z_dim]), c)))
+    img = out['img']
+    assert torch.bfloat16 in seen
+    loss = torch.nn.functional.softplus(-D(img, c)).mean()
+    assert img.dtype == torch.float32 and loss.dtype == torch.float32
+    loss.backward()
+    w = G.synthesis.b32.conv1.weight
+    assert w.grad.dtype == torch.float32 and torch.isfinite(w.grad).all() and w.grad.abs().sum() > 0
+    # R1: gradient of D's logits with respect to the real images, in float32, twice differentiable.
+    real = torch.randn([4, 3, 32, 32], requires_grad=True)
+    grad, = torch.autograd.grad(D(real, c).sum(), real, create_graph=True)
+    assert grad.dtype == torch.float32
+    grad.square().sum().backward()
+    assert torch.isfinite(D.b32.conv0.weight.grad).all()
