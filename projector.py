@@ -1,6 +1,7 @@
 """Edit the viewpoint of a photo: invert it into a ray-conditioned network, then render other views.
 
-Finds the camera (unless given), a pivot latent and tuned weights (raycond.inversion), and writes:
+Reads the options into a raycond.inversion.InversionConfig, inverts the photo (the library finds
+the camera unless given, a pivot latent and tuned weights) and writes:
 target.png (the photo as the network sees it), proj.png (the reconstruction), projected.npz (pivot
 ws + camera label), inversion.pt (what `raycond.inversion.load`, `gen_images.py --projected` and
 `gen_video.py --projected` read; tensors only, no code), views.png (target | reconstruction |
@@ -27,6 +28,7 @@ import json  # noqa: E402
 import click  # noqa: E402
 import torch  # noqa: E402
 
+from raycond import atomic_io  # noqa: E402
 from raycond import camera as cam  # noqa: E402
 from raycond import cli_options  # noqa: E402
 from raycond import generate as gen  # noqa: E402
@@ -65,8 +67,9 @@ def _camera_from_json(path: str, info):
 @click.option("--num-steps", type=int, default=None, help="Pivot (latent) steps [default: the library's, chosen by measurement].")
 @click.option("--tune-steps", type=int, default=None, help="Pivotal tuning steps; 0 skips tuning [default: the library's].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (noise, locality samples).")
-@click.option("--loss", type=click.Choice(["auto", "lpips", "d", "pixel"]), default="auto", show_default=True, help="Reconstruction loss; auto falls back offline.")
+@click.option("--loss", type=click.Choice(inversion.LOSS_KINDS), default="auto", show_default=True, help="Reconstruction loss; auto falls back offline.")
 @click.option("--w-plus", is_flag=True, help="Invert in W+ (one w per layer) instead of W.")
+@click.option("--option", "extra", multiple=True, metavar="NAME=VALUE", help="Any other InversionConfig field, e.g. camera_start=grid (repeatable; see docs/inversion.md).")
 @click.option("--views", default="-30,0,30", show_default=True, help="Yaws (degrees, absolute) of the views in views.png.")
 @click.option("--pitch-views", default="0", show_default=True, help="Pitches (degrees, absolute) of the views; each with every yaw.")
 @click.option("--save-video", default=None, metavar="FILE", help=f"Also write an orbit video of the edited face ({', '.join(VIDEO_EXTENSIONS)}; in --outdir unless a path).")
@@ -79,12 +82,53 @@ def main(verbose, num_threads, **kwargs):
         project(**kwargs)
 
 
-def project(network, target, outdir, yaw, pitch, fov, radius, lookat, preset, camera_json, num_steps, tune_steps,
-            seed, loss, w_plus, views, pitch_views, save_video, device, trust_pickle=False):
-    import numpy as np
-    import PIL.Image
-    from tqdm import tqdm
+def build_config(num_steps, tune_steps, seed, loss, w_plus, extra=()) -> inversion.InversionConfig:
+    """The options as one InversionConfig (unset step counts keep the library's defaults)."""
+    changes = dict(seed=seed, loss=loss, w_plus=w_plus)
+    for item in extra:
+        try:
+            name, value = inversion.InversionConfig.parse_assignment(item)
+        except ValueError as e:
+            raise ValueError(f"--option: {e}") from None
+        changes[name] = value
+    changes.update({k: v for k, v in dict(num_steps=num_steps, tune_steps=tune_steps).items() if v is not None})
+    try:
+        return inversion.InversionConfig().replace(**changes)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"--option: {e}") from None
 
+
+class StageProgress:
+    """The library's progress callback as a tqdm bar, opened at the first report and closed (its
+    line cleared) by `close`, so that an error before or during the inversion prints on a clean line."""
+
+    DESCRIPTIONS = {"camera": "start (camera and latent read off the photo)", "pivot": "latent and camera optimisation",
+                    "tune": "pivotal tuning with locality"}
+
+    def __init__(self):
+        self.bar = None
+        self.seen = set()
+
+    def __call__(self, step, total, stage, value, preview):
+        from tqdm import tqdm
+        if stage not in self.seen:
+            self.seen.add(stage)
+            tqdm.write(f"stage {stage}: {self.DESCRIPTIONS.get(stage, stage)}")
+        if self.bar is None:
+            self.bar = tqdm(total=total, unit="step", leave=False)
+        self.bar.total = total
+        self.bar.set_postfix_str(f"{stage} loss {value:.4f}" if value == value else stage, refresh=False)  # NaN: training
+        self.bar.update(step - self.bar.n)
+        return True
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def project(network, target, outdir, yaw, pitch, fov, radius, lookat, preset, camera_json, num_steps, tune_steps,
+            seed, loss, w_plus, views, pitch_views, save_video, device, extra=(), trust_pickle=False):
     start = time.time()
     if (yaw is None) != (pitch is None):
         raise ValueError("give both --yaw and --pitch (or neither, to estimate the camera)")
@@ -93,10 +137,12 @@ def project(network, target, outdir, yaw, pitch, fov, radius, lookat, preset, ca
     if yaw is None and any(v is not None for v in (fov, radius, lookat, preset)):
         raise ValueError("--fov/--radius/--lookat/--preset describe a known camera: give them with --yaw and --pitch "
                          "(an estimated camera uses the network's training camera)")
+    config = build_config(num_steps, tune_steps, seed, loss, w_plus, extra)
     fov, radius, lookat_vec = cli_options.camera_model(fov, radius, lookat, preset)
     view_yaws, view_pitches = gen.parse_float_list(views), gen.parse_float_list(pitch_views)
     if save_video:
         check_video_path(save_video, "--save-video")
+    atomic_io.prepare_output_folder(outdir)   # before the inversion: a read-only folder fails at once
     dev = gen.resolve_device(device)
     network = loading.resolve_network_arg(network)
     print(f'Loading network from "{network}"...')
@@ -109,70 +155,72 @@ def project(network, target, outdir, yaw, pitch, fov, radius, lookat, preset, ca
     elif yaw is not None:
         camera = gen.c_for_network(info, yaw, pitch, fov, radius, lookat_vec)
 
-    bar = tqdm(total=1, unit="step", leave=False)
-    stage_seen = {}
-
-    def progress(step, total, stage, value, preview):
-        if stage not in stage_seen:
-            stage_seen[stage] = time.time()
-            tqdm.write(f"stage {stage}: " + {"camera": "pose regressor start + short joint refinement",
-                                             "pivot": "latent (and camera) optimisation",
-                                             "tune": "pivotal tuning with locality"}[stage])
-        bar.total = total
-        bar.set_postfix_str(f"{stage} loss {value:.4f}" if value == value else stage, refresh=False)  # NaN: no loss yet
-        bar.update(step - bar.n)
-        return True
-
-    res = inversion.invert(G, target, camera=camera, num_steps=num_steps, tune_steps=tune_steps, seed=seed,
-                           loss=loss, device=dev, progress=progress, w_plus=w_plus, info=info, D=D,
-                           network_path=os.path.abspath(network) if os.path.exists(network) else network,
-                           log=tqdm.write)
-    bar.close()
+    from tqdm import tqdm
+    progress = StageProgress()
+    try:
+        res = inversion.invert(G, target, camera=camera, config=config, device=dev, progress=progress, info=info, D=D,
+                               network_path=os.path.abspath(network) if os.path.exists(network) else network,
+                               log=tqdm.write)
+    finally:
+        progress.close()
     m = res.meta
     if m["has_camera"]:
         how = "estimated" if m["camera_estimated"] else "given"
         print(f"camera ({how}): yaw {m['yaw_deg']:+.1f} deg, pitch {m['pitch_deg']:+.1f} deg, FOV {m['fov_deg']:.2f} deg")
+    written = write_results(res, info, outdir, view_yaws, view_pitches, save_video)
+    print(f"Wrote {', '.join(written)} to {outdir} in {time.time() - start:.1f} s")
 
-    os.makedirs(outdir, exist_ok=True)
 
-    def to_img(t):
-        a = gen.to_uint8(t.cpu()).numpy()
-        return a[..., 0] if a.shape[-1] == 1 else a
+def _to_img(t):
+    a = gen.to_uint8(t.cpu()).numpy()
+    return a[..., 0] if a.shape[-1] == 1 else a
 
-    target_u8 = res.target.permute(0, 2, 3, 1).numpy()
-    PIL.Image.fromarray(target_u8[0].squeeze(-1) if target_u8.shape[-1] == 1 else target_u8[0]).save(
-        os.path.join(outdir, "target.png"))
-    recon = res.render()
-    PIL.Image.fromarray(to_img(recon)[0]).save(os.path.join(outdir, "proj.png"))
-    np.savez(os.path.join(outdir, "projected.npz"), ws=res.ws.cpu().numpy(), c=res.camera.cpu().numpy(),
-             **({} if res.z is None else {"z": res.z.cpu().numpy()}))
-    res.save(os.path.join(outdir, "inversion.pt"))
 
-    # views.png: one row per pitch: target | reconstruction | each yaw.
-    if m["has_camera"]:
-        rows = []
-        for p in view_pitches:
-            imgs = gen.to_uint8(res.render(res.camera_at(view_yaws, [p] * len(view_yaws))).cpu()).numpy()
-            rows.append(np.concatenate([target_u8, gen.to_uint8(recon.cpu()).numpy(), imgs]))
-        grid = gen.make_grid(np.concatenate(rows), len(rows), len(view_yaws) + 2, pad=2)
-    else:
+def _views_grid(res, target_u8, recon_u8, view_yaws, view_pitches):
+    """views.png: one row per pitch: target | reconstruction | each yaw."""
+    import numpy as np
+    if not res.meta["has_camera"]:
         print("  this network has no camera input: views.png holds the target and the reconstruction only")
-        grid = gen.make_grid(np.concatenate([target_u8, gen.to_uint8(recon.cpu()).numpy()]), 1, 2, pad=2)
-    PIL.Image.fromarray(grid.squeeze(-1) if grid.shape[-1] == 1 else grid).save(os.path.join(outdir, "views.png"))
-    written = ["target.png", "proj.png", "projected.npz", "inversion.pt", "views.png"]
+        return gen.make_grid(np.concatenate([target_u8, recon_u8]), 1, 2, pad=2)
+    rows = []
+    for p in view_pitches:
+        imgs = gen.to_uint8(res.render(res.camera_at(view_yaws, [p] * len(view_yaws))).cpu()).numpy()
+        rows.append(np.concatenate([target_u8, recon_u8, imgs]))
+    return gen.make_grid(np.concatenate(rows), len(rows), len(view_yaws) + 2, pad=2)
 
+
+def _orbit_frames(res, info):
+    stats = info.camera_stats or {}
+    yaws, pitches = cam.orbit_path("yaw-pitch-ellipse", 60, tuple(stats.get("yaw_range_deg", (-30, 30))),
+                                   tuple(stats.get("pitch_range_deg", (-10, 10))))
+    frames = []
+    for i in range(0, len(yaws), 8):
+        c = res.camera_at(yaws[i:i + 8], pitches[i:i + 8]) if res.meta["has_camera"] else None
+        frames.extend(_to_img(res.render(c)))
+    return frames
+
+
+def write_results(res, info, outdir, view_yaws, view_pitches, save_video) -> list[str]:
+    """target.png, proj.png, projected.npz, inversion.pt and views.png as one set (all or none,
+    raycond.atomic_io), then the video; returns the names written."""
+    import numpy as np
+    target_u8 = res.target.permute(0, 2, 3, 1).numpy()
+    recon = res.render()
+    recon_u8 = gen.to_uint8(recon.cpu()).numpy()
+    grid = _views_grid(res, target_u8, recon_u8, view_yaws, view_pitches)
+    arrays = dict(ws=res.ws.cpu().numpy(), c=res.camera.cpu().numpy(), **({} if res.z is None else {"z": res.z.cpu().numpy()}))
+    with atomic_io.ResultSet() as rs:
+        rs.save_image(os.path.join(outdir, "target.png"), target_u8[0])
+        rs.save_image(os.path.join(outdir, "proj.png"), _to_img(recon)[0])
+        rs.save_npz(os.path.join(outdir, "projected.npz"), **arrays)
+        rs.save_torch(os.path.join(outdir, "inversion.pt"), res.payload())
+        rs.save_image(os.path.join(outdir, "views.png"), grid)
+    written = ["target.png", "proj.png", "projected.npz", "inversion.pt", "views.png"]
     if save_video:
         path = save_video if os.path.dirname(save_video) else os.path.join(outdir, save_video)
-        stats = info.camera_stats or {}
-        yaws, pitches = cam.orbit_path("yaw-pitch-ellipse", 60, tuple(stats.get("yaw_range_deg", (-30, 30))),
-                                       tuple(stats.get("pitch_range_deg", (-10, 10))))
-        frames = []
-        for i in range(0, len(yaws), 8):
-            c = res.camera_at(yaws[i:i + 8], pitches[i:i + 8]) if m["has_camera"] else None
-            frames.extend(to_img(res.render(c)))
-        write_video(path, frames, fps=30)
+        write_video(path, _orbit_frames(res, info), fps=30)
         written.append(os.path.relpath(path, outdir) if path.startswith(outdir) else path)
-    print(f"Wrote {', '.join(written)} to {outdir} in {time.time() - start:.1f} s")
+    return written
 
 
 if __name__ == "__main__":

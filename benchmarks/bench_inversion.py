@@ -87,15 +87,9 @@ def main(network, num_heads, seed, num_steps, tune_steps, loss, rows, extra, thr
     threads.apply(threads_opt)
     G, info, D = loading.load_generator_and_discriminator(network)  # D (or None): for --loss=d
     res = info.img_resolution
-    options = {}
-    for item in extra:
-        name, _, value = item.partition("=")
-        for kind in (int, float, str):
-            try:
-                options[name] = kind(value)
-                break
-            except ValueError:
-                pass
+    config = inversion.InversionConfig(loss=loss).replace(
+        **dict(inversion.InversionConfig.parse_assignment(item) for item in extra),
+        **{k: v for k, v in dict(num_steps=num_steps, tune_steps=tune_steps).items() if v is not None})
     rng = np.random.default_rng(seed)
     params = synth.sample_head_params(rng, num_heads)
     cams_in = synth.sample_cameras(rng, num_heads)
@@ -116,8 +110,7 @@ def main(network, num_heads, seed, num_steps, tune_steps, loss, rows, extra, thr
             outs["b"] = rgen.generate_images(G, [seed * 1000 + h] * len(VIEWS), c=cams)
         if set(rows) & set("cd"):
             t = time.time()
-            r = inversion.invert(G, photo, num_steps=num_steps, tune_steps=tune_steps, seed=h, loss=loss,
-                                 info=info, D=D, verbose=h == 0, **options)
+            r = inversion.invert(G, photo, config=config.replace(seed=h), info=info, D=D, verbose=h == 0)
             secs["d" if "d" in rows else "c"].append(time.time() - t)
             dyaw, dpitch = r.meta["yaw_deg"] - yaw, r.meta["pitch_deg"] - pitch
             cam_err.append(math.hypot(dyaw, dpitch))
@@ -128,8 +121,8 @@ def main(network, num_heads, seed, num_steps, tune_steps, loss, rows, extra, thr
                 outs["d"] = rgen.to_uint8(r.render(cams)).numpy()
         if "e" in rows:
             t = time.time()
-            r = inversion.invert(G, photo, camera=cams[:1], num_steps=num_steps, tune_steps=tune_steps, seed=h,
-                                 loss=loss, info=info, D=D, verbose=False, **options)
+            r = inversion.invert(G, photo, camera=cams[:1], config=config.replace(seed=h), info=info, D=D,
+                                 verbose=False)
             secs["e"].append(time.time() - t)
             outs["e"] = rgen.to_uint8(r.render(cams)).numpy()
         for row, imgs in outs.items():

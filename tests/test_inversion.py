@@ -7,6 +7,7 @@ the whole pipeline on the bundled checkpoint (marked slow).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import pickle
@@ -21,7 +22,9 @@ from conftest import small_raycond_kwargs
 from raycond import camera as cam
 from raycond import feature_nets, inversion, loading, rays
 from raycond import generate as rgen
-from raycond.inversion_losses import make_loss
+from raycond.inversion.losses import make_loss
+from raycond.inversion.pipeline import fixed_camera_label
+from raycond.inversion.state import synthesize
 from test_metrics import save_fake_detector  # noqa: E402 (tests/ is on sys.path)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,7 +44,7 @@ def render_own(G, info, yaw, pitch, ws=None):
     with torch.no_grad():
         if ws is None:
             ws = rgen.map_latents(G, torch.zeros([1, G.z_dim]), c)
-        img = inversion._synthesize(G, ws, c, info.camera)
+        img = synthesize(G, ws, c, info.camera)
     return rgen.to_uint8(img)[0].numpy(), c
 
 
@@ -327,5 +330,40 @@ def test_lpips_loss_refuses_when_the_file_is_missing():
 def test_read_only_camera_array_is_accepted_without_warning(small_generator, recwarn):
     c = rgen.c_for_network(loading.network_info(small_generator), 10.0, 0.0)[0].numpy().copy()
     c.setflags(write=False)
-    assert inversion._fixed_camera_label(c, loading.network_info(small_generator)).shape == (1, 25)
+    assert fixed_camera_label(c, loading.network_info(small_generator)).shape == (1, 25)
     assert not [w for w in recwarn if "not writable" in str(w.message)]
+
+
+# ----------------------------------------------------------------------------- configuration, threads
+
+
+def test_config_checks_fields_when_made():
+    with pytest.raises(TypeError, match="unknown inversion option"):
+        inversion.InversionConfig().replace(num_step=3)
+    with pytest.raises(TypeError, match="num_steps must be a int"):
+        inversion.InversionConfig(num_steps=2.5)
+    with pytest.raises(ValueError, match="step counts must be non-negative"):
+        inversion.InversionConfig(tune_steps=-1)
+    with pytest.raises(ValueError, match="unknown loss 'vgg'"):
+        inversion.InversionConfig(loss="vgg")
+    assert inversion.InversionConfig.parse_assignment("locality_weight=2") == ("locality_weight", 2.0)
+    assert inversion.InversionConfig.parse_assignment("w_plus=true") == ("w_plus", True)
+
+
+def test_invert_takes_a_config_and_keyword_overrides(small_generator):
+    target, _ = render_own(small_generator, loading.network_info(small_generator), 10, 0)
+    config = inversion.InversionConfig(**{k: v for k, v in QUICK.items() if k != "verbose"})
+    res = inversion.invert(small_generator, target, config=config, tune_steps=0, num_steps=None, verbose=False)
+    assert (res.meta["num_steps"], res.meta["tune_steps"], res.meta["camera_start"]) == (4, 0, "grid")
+
+
+def test_plain_call_applies_the_thread_policy_unless_one_is_in_force(small_generator, monkeypatch):
+    from raycond import threads
+    applied = []
+    monkeypatch.setattr(threads, "apply", lambda *a, **k: applied.append(a))
+    target = np.zeros((32, 32, 3), np.uint8)
+    policy = threads.decide(threads=1)
+    for source, expected in (("torch", 1), ("option", 1), ("cpus", 1)):
+        monkeypatch.setattr(threads, "current", lambda s=source: dataclasses.replace(policy, threads_from=s))
+        inversion.invert(small_generator, target, **dict(QUICK, num_steps=1, tune_steps=0))
+        assert len(applied) == expected

@@ -84,7 +84,18 @@ def test_projector_uses_a_given_camera(tmp_path, small_pickle, photo):
 def test_projector_missing_target_is_one_line(tmp_path, small_pickle):
     r = CliRunner().invoke(projector.main, [f"--network={small_pickle}", f"--target={tmp_path / 'x.png'}",
                                             f"--outdir={tmp_path}", "--device=cpu"])
-    assert r.exit_code != 0 and "target image not found" in r.output and "Traceback" not in r.output
+    assert r.exit_code != 0 and "Traceback" not in r.output
+    assert any(line.startswith("Error: target image not found") for line in r.output.splitlines()), r.output
+    assert "step/s" not in r.output and "0%|" not in r.output                 # no stray progress bar
+
+
+def test_projector_option_sets_a_config_field_and_refuses_unknown_names(tmp_path, small_pickle, photo):
+    config = projector.build_config(None, 5, 1, "pixel", False, ["camera_start=grid", "locality_weight=2"])
+    assert (config.camera_start, config.locality_weight, config.tune_steps, config.num_steps) == ("grid", 2.0, 5, 200)
+    r = CliRunner().invoke(projector.main, [f"--network={small_pickle}", f"--target={photo}", f"--outdir={tmp_path}",
+                                            "--option=colour=blue", "--device=cpu"])
+    assert r.exit_code != 0 and "--option: expected NAME=VALUE" in r.output and "Traceback" not in r.output
+    assert os.listdir(tmp_path) == []
 
 
 def test_gen_images_renders_projected_views(tmp_path, projected):
@@ -105,3 +116,46 @@ def test_gen_video_orbits_projected_face(tmp_path, projected):
     assert r.exit_code == 0, r.output
     gif = PIL.Image.open(tmp_path / "o.gif")
     assert gif.n_frames == 6 and gif.size == (32, 32)
+
+
+# ----------------------------------------------------------------------------- --projected errors
+
+
+def _projected_error(script, path, tmp_path):
+    args = [f"--projected={path}", "--device=cpu"]
+    args += [f"--outdir={tmp_path / 'out'}"] if script is gen_images else [f"--output={tmp_path / 'o.gif'}"]
+    r = CliRunner().invoke(script.main, args)
+    assert r.exit_code != 0 and "Traceback" not in r.output and "weights_only" not in r.output, r.output
+    errors = [line for line in r.output.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1, r.output
+    return errors[0]
+
+
+def test_projected_image_file_says_it_is_an_image(tmp_path, photo):
+    line = _projected_error(gen_video, photo, tmp_path)
+    assert f"{photo} is an image, not an inversion file" in line
+
+
+def test_projected_npz_names_the_inversion_file_beside_it(tmp_path, projected):
+    out, _ = projected
+    line = _projected_error(gen_images, out / "projected.npz", tmp_path)
+    assert "NumPy .npz" in line and f"pass {out / 'inversion.pt'}" in line
+
+
+def test_projected_missing_file_is_not_found(tmp_path):
+    line = _projected_error(gen_images, tmp_path / "missing.pt", tmp_path)
+    assert line == f"Error: inversion file not found: {tmp_path / 'missing.pt'}"
+
+
+def test_projected_damaged_or_code_carrying_file_is_one_line(tmp_path, projected):
+    out, _ = projected
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes((out / "inversion.pt").read_bytes()[:3000])
+    assert "truncated or damaged" in _projected_error(gen_video, damaged, tmp_path)
+    code = tmp_path / "code.pt"
+    torch.save(_Payload(), code)
+    assert "holds objects other than tensors" in _projected_error(gen_images, code, tmp_path)
+
+
+class _Payload:
+    """A pickled object of a class: what weights-only loading refuses."""

@@ -13,6 +13,7 @@ from PIL import Image
 
 from raycond import camera as cam
 from raycond import generate as gen
+from raycond.inversion.config import InversionConfig
 from viz.camera import CameraWidget, orbit_from_label
 from viz.capture import record_orbit
 from viz.inversion_job import PhotoJob, preview_to_uint8, start_inversion
@@ -44,13 +45,12 @@ class FakeResult:
         torch.save(dict(ws=self.ws, camera=self.camera), path)
 
 
-def fake_invert(G, target, camera=None, num_steps=None, tune_steps=None, seed=0, loss='auto', device=None,
-                progress=None, calls=None, log=print, **kwargs):
-    """raycond.inversion.invert's interface, quickly: 3 reported steps with previews, then seed
-    `seed`'s ws at the 'estimated' camera EST_CAMERA."""
+def fake_invert(G, target, camera=None, config=None, device=None, progress=None, calls=None, log=print, **kwargs):
+    """raycond.inversion.invert's interface, quickly: 3 reported steps with previews, then the
+    config's seed's ws at the 'estimated' camera EST_CAMERA."""
     if calls is not None:
-        calls.append(dict(G=G, target=target, camera=camera, num_steps=num_steps, tune_steps=tune_steps, seed=seed,
-                          device=device, **kwargs))
+        calls.append(dict(G=G, target=target, camera=camera, config=config, device=device, **kwargs))
+    seed = 0 if config is None else config.seed
     if isinstance(G, str):
         from raycond import loading
         G = loading.load_network(G)
@@ -142,10 +142,11 @@ def test_preview_to_uint8_maps_range_and_grey():
 
 def test_start_inversion_hands_the_network_file_and_options_to_the_library(small_pickle, photo_png):
     calls = []
-    job = start_inversion(small_pickle, photo_png, device='cpu', camera=None, num_steps=7, tune_steps=0, seed=3,
+    config = InversionConfig(num_steps=7, tune_steps=0, seed=3)
+    job = start_inversion(small_pickle, photo_png, device='cpu', camera=None, config=config,
                           invert_fn=lambda *a, **k: fake_invert(*a, calls=calls, **k))
     assert job.wait(30) and job.state == 'done', job.error
-    assert calls == [dict(G=small_pickle, target=photo_png, camera=None, num_steps=7, tune_steps=0, seed=3,
+    assert calls == [dict(G=small_pickle, target=photo_png, camera=None, config=config,
                           device=torch.device('cpu'), network_path=small_pickle)]
     assert job.progress.step == 3 and job.preview_version == 3 and job.messages == ['inversion loss: fake']
 
@@ -168,7 +169,7 @@ def test_start_inversion_without_network_is_refused():
 
 @pytest.fixture
 def source(small_generator, photo_png):
-    res = fake_invert(small_generator, photo_png, seed=5)
+    res = fake_invert(small_generator, photo_png, config=InversionConfig(seed=5))
     return PhotoSource.from_result(res, target=as_uint8_image(res.target), name='face.png')
 
 
@@ -252,6 +253,33 @@ def test_widget_takes_result_sets_camera_and_shows_photo_only_on_its_network(sma
     assert 'photo' not in d
 
 
+def test_widget_shows_a_newly_opened_photo_after_an_inversion(small_generator, photo_png, small_pickle, tmp_path):
+    w = PhotoWidget(CameraWidget())
+    w.open(photo_png)
+    w.invert(RenderArgs(pkl=small_pickle, device='cpu'), None, invert_fn=fake_invert)
+    assert w.job.wait(30) and w.poll()
+    assert [name for name, _, _ in w.panel_images()] == ['target', 'reconstruction']
+    other = tmp_path / 'other.png'
+    Image.fromarray(np.full((20, 30, 3), 77, np.uint8)).save(other)
+    assert w.open(str(other))
+    (name, img, _), = w.panel_images()
+    assert name == 'photo' and img.shape == (20, 30, 3) and int(img[0, 0, 0]) == 77
+    assert w.source is not None                                       # the inversion is kept until replaced
+    w.open(photo_png)
+    assert [name for name, _, _ in w.panel_images()] == ['target', 'reconstruction']
+
+
+def test_widget_steps_become_the_library_config(photo_png, small_pickle):
+    calls = []
+    w = PhotoWidget(CameraWidget())
+    w.open(photo_png)
+    w.default_steps, w.num_steps, w.tune_steps, w.seed = False, 40, 10, 2
+    w.invert(RenderArgs(pkl=small_pickle, device='cpu'), None,
+             invert_fn=lambda *a, **k: fake_invert(*a, calls=calls, **k))
+    assert w.job.wait(30) and w.poll()
+    assert calls[0]['config'] == InversionConfig(num_steps=40, tune_steps=10, seed=2)
+
+
 def test_widget_current_camera_option_passes_the_slider_camera(photo_png, small_pickle):
     calls = []
     w = PhotoWidget(CameraWidget())
@@ -263,7 +291,7 @@ def test_widget_current_camera_option_passes_the_slider_camera(photo_png, small_
     w.invert(args, info, invert_fn=lambda *a, **k: fake_invert(*a, calls=calls, **k))
     assert w.job.wait(30) and w.poll()
     expected = _label(yaw_deg=-12.0, pitch_deg=3.0, fov_deg=15.0)
-    assert torch.allclose(calls[0]['camera'], expected) and calls[0]['num_steps'] is None
+    assert torch.allclose(calls[0]['camera'], expected) and calls[0]['config'] == InversionConfig()
     assert w.camera.yaw == pytest.approx(-12.0, abs=1e-3)
 
 

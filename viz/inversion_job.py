@@ -160,12 +160,15 @@ def _use_threads(num_threads):
     threads.set_num_threads(num_threads)
 
 
-def start_inversion(pkl, target, *, key='G_ema', device='auto', camera=None, num_steps=None, tune_steps=None, seed=0,
-                    loss='auto', num_threads=0, trust_pickle=False, invert_fn=None) -> PhotoJob:
-    """Invert `target` (a path or an HxWx3 uint8 image) into the network file `pkl`; the job's
-    result is the library's `Inversion`. num_threads: torch CPU threads (0 = automatic).
-    trust_pickle: the user agreed to run this file's code (the Network section asked); the library
-    opens files safely only, so such a network is loaded here and handed over as a module."""
+def start_inversion(pkl, target, *, key='G_ema', device='auto', camera=None, config=None, num_threads=0,
+                    trust_pickle=False, invert_fn=None) -> PhotoJob:
+    """Invert `target` (a path or an HxWx3 uint8 image) into the network file `pkl` with `config`
+    (a raycond.inversion.InversionConfig; None: the library's defaults), as projector.py does; the
+    job's result is the library's `Inversion`. The first report with a preview is the encoder's
+    estimate, within a few milliseconds once the network is open; later ones refine it.
+    num_threads: torch CPU threads (0 = automatic). trust_pickle: the user agreed to run this
+    file's code (the Network section asked); the library opens files safely only, so such a
+    network is loaded here and handed over as a module."""
     if pkl is None:
         raise ValueError('load a network before inverting a photo')
 
@@ -180,8 +183,8 @@ def start_inversion(pkl, target, *, key='G_ema', device='auto', camera=None, num
         if invert is None:
             from raycond import inversion
             invert = inversion.invert
-        return invert(G, target, camera=camera, num_steps=num_steps, tune_steps=tune_steps, seed=seed, loss=loss,
-                      device=gen.resolve_device(device), progress=job.report, network_path=pkl, log=job.log, **more)
+        return invert(G, target, camera=camera, config=config, device=gen.resolve_device(device),
+                      progress=job.report, network_path=pkl, log=job.log, **more)
     return PhotoJob(work, name='viz-invert')
 
 

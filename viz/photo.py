@@ -85,8 +85,10 @@ class PhotoWidget:
         self._job_kind = None            # 'invert', 'load' or 'save'
         self._job_pkl = None             # network the job's inversion belongs to
         self._job_name = ''
+        self._job_photo = None           # the photo file an 'invert' job inverts
         self.source = None               # PhotoSource of the inverted photo
         self.source_pkl = None           # the network file it was inverted with
+        self.source_photo = None         # the photo opened when it was made or loaded (a newly opened one replaces it)
         self.show_photo = False          # main view: the photo (True) or random seeds (False)
         self.view = 'render'
         self.camera_residual = 0.0       # how far the sliders are from the estimated label
@@ -134,12 +136,17 @@ class PhotoWidget:
         if self.use_current_camera and info is not None and info.camera:
             camera = gen.c_for_network(info, args.yaw_deg, args.pitch_deg, fov_deg=args.fov_deg, radius=args.radius,
                                        lookat=args.lookat)
-        steps = dict(num_steps=None, tune_steps=None) if self.default_steps else \
-            dict(num_steps=int(self.num_steps), tune_steps=int(self.tune_steps))
         job = start_inversion(args.pkl, self.photo_path, key=args.key, device=args.device, camera=camera,
-                              seed=int(self.seed), num_threads=args.num_threads, trust_pickle=args.trust_pickle,
-                              invert_fn=invert_fn, **steps)
+                              config=self.config(), num_threads=args.num_threads, trust_pickle=args.trust_pickle,
+                              invert_fn=invert_fn)
         self._start('invert', job, args.pkl, os.path.basename(self.photo_path))
+        self._job_photo = self.photo_path
+
+    def config(self):
+        """The panel's settings as the library's InversionConfig (default steps: the library's)."""
+        from raycond.inversion.config import InversionConfig
+        steps = {} if self.default_steps else dict(num_steps=int(self.num_steps), tune_steps=int(self.tune_steps))
+        return InversionConfig(seed=int(self.seed), **steps)
 
     def load_inversion(self, path, args, *, load_fn=None, load_network_fn=None):
         """Start reading a saved inversion onto the network of `args`."""
@@ -192,6 +199,7 @@ class PhotoWidget:
             self.message = f'saved {job.result}'
             return False
         self._take_result(job.result, self._job_pkl, self._job_name, from_photo=kind == 'invert')
+        self.source_photo = self._job_photo if kind == 'invert' else self.photo_path
         self.reconstruction = job.preview
         return True
 
@@ -239,18 +247,21 @@ class PhotoWidget:
             entry[1] = image
         return entry[0]
 
-    def _draw_images(self, avail):
-        """Photo | live preview while inverting; target | reconstruction of the shown inversion after."""
-        pairs = []
+    def panel_images(self):
+        """(texture name, HxWx3 image, caption) to show: the opened photo and the live preview while
+        inverting; the shown inversion's target and reconstruction until another photo is opened;
+        then that photo alone."""
         inverting = self.busy and self._job_kind == 'invert'
-        if not inverting and self.source is not None and self.source.target is not None:
-            pairs.append(('target', self.source.target, 'target'))
-        elif self.thumbnail is not None:
-            pairs.append(('photo', self.thumbnail, 'photo'))
-        if inverting and self.job.preview is not None:
-            pairs.append(('preview', self.job.preview, 'inverting ...'))
-        elif not inverting and self.source is not None and self.reconstruction is not None:
-            pairs.append(('reconstruction', self.reconstruction, 'reconstruction'))
+        if inverting:
+            pairs = [('photo', self.thumbnail, 'photo'), ('preview', self.job.preview, 'inverting ...')]
+        elif self.source is not None and self.photo_path == self.source_photo:
+            pairs = [('target', self.source.target, 'target'), ('reconstruction', self.reconstruction, 'reconstruction')]
+        else:
+            pairs = [('photo', self.thumbnail, 'photo')]
+        return [p for p in pairs if p[1] is not None]
+
+    def _draw_images(self, avail):
+        pairs = self.panel_images()
         if not pairs:
             return
         size = min((avail - 8 * (len(pairs) - 1)) / len(pairs), 160.0)

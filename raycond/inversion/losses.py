@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from raycond import feature_nets
 
-LOSS_KINDS = ("auto", "lpips", "d", "pixel")
+from .config import LOSS_KINDS
 LPIPS_MIN_SIZE = 128   # VGG16's deepest LPIPS layer needs some room; smaller images are upsampled
 LPIPS_MAX_SIZE = 256   # as in StyleGAN2-ADA's projector: larger images are downsampled first
 

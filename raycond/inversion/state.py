@@ -1,0 +1,88 @@
+"""What the stages of one inversion share: the network copy, its camera model, the loss, the
+step counter and the progress callback (`Run`), and the one way every stage renders."""
+
+from __future__ import annotations
+
+import torch
+
+from raycond import camera as cam
+from raycond import generate as rgen
+from raycond import threads
+
+from .config import InversionConfig
+
+CAMERA_MARGIN_DEG = 5.0   # estimated yaw/pitch stay within the training range widened by this
+
+
+class Cancelled(RuntimeError):
+    """The progress callback returned False; the inversion stopped at `stage`, step `step`."""
+
+    def __init__(self, stage: str, step: int):
+        super().__init__(f"inversion cancelled during {stage} at step {step}")
+        self.stage = stage
+        self.step = step
+
+
+def synthesize(G, ws, c, has_camera: bool) -> torch.Tensor:
+    """rgen.synthesize for camera networks; networks whose synthesis takes an unused c (raycond2
+    built without a camera) get their empty label passed straight through."""
+    if has_camera or not rgen._synthesis_takes_c(G):
+        return rgen.synthesize(G, ws, c if has_camera else None)
+    return G.synthesis(ws, c.expand(ws.shape[0], -1), noise_mode="const", force_fp32=True)
+
+
+class Run:
+    """State shared by the stages of one inversion (network, camera model, loss, callback)."""
+
+    def __init__(self, G, info, loss_fn, config: InversionConfig, device, progress, log):
+        self.G, self.info, self.loss_fn, self.config = G, info, loss_fn, config
+        self.device, self.progress, self.log = device, progress, log
+        self.total = 0                   # progress units of the whole inversion, set once the stages are known
+        self.step = 0
+        self.gen = torch.Generator().manual_seed(int(config.seed))
+        self.has_camera = bool(info.camera)
+        self.mapping_camera = self.has_camera and int(getattr(G.mapping, "c_dim", 0) or 0) == cam.LABEL_DIM
+        d = rgen.default_camera(info)
+        self.fov_deg, self.radius, self.lookat = d["fov_deg"], d["radius"], d["lookat"]
+        self.mirror = abs(float(self.lookat[0])) < 1e-4   # mirror images are views of a mirrored head
+        stats = info.camera_stats or {}
+        self.yaw_range = tuple(stats.get("yaw_range_deg") or (-35.0, 35.0))
+        self.pitch_range = tuple(stats.get("pitch_range_deg") or (-15.0, 15.0))
+        z = torch.randn([1000, G.z_dim], generator=self.gen).to(device)
+        with torch.no_grad():
+            w = G.mapping(z, rgen.mapping_c(G, self.label(torch.zeros(1), torch.zeros(1)), 1000, device))[:, 0]
+        self.w_avg = w.mean(0, keepdim=True)
+        self.w_std = float(((w - self.w_avg).square().sum() / w.shape[0]) ** 0.5)
+
+    def label(self, yaw_deg, pitch_deg) -> torch.Tensor:
+        """Camera labels (N,25) from yaw/pitch tensors in degrees, differentiable in both."""
+        if not self.has_camera:
+            return torch.zeros([1, self.info.c_dim], device=self.device)
+        return cam.camera_label(yaw_deg, pitch_deg, fov_deg=self.fov_deg, radius=self.radius,
+                                lookat=self.lookat, device=self.device)
+
+    def clamp_camera(self, yaw: float, pitch: float) -> tuple[float, float]:
+        """A network cannot show poses far outside its training range: keep estimates near it."""
+        m = CAMERA_MARGIN_DEG
+        return (min(max(yaw, self.yaw_range[0] - m), self.yaw_range[1] + m),
+                min(max(pitch, self.pitch_range[0] - m), self.pitch_range[1] + m))
+
+    def ws_from(self, latent, c) -> torch.Tensor:
+        """ws (N,num_ws,w_dim) from the optimised latent (w, w+ or z) and camera."""
+        if self.mapping_camera:
+            return self.G.mapping(latent.expand(c.shape[0], -1), c)
+        if latent.shape[1] == 1:
+            latent = latent.repeat(1, self.G.num_ws, 1)
+        return latent.expand(c.shape[0], -1, -1)
+
+    def render(self, G, ws, c) -> torch.Tensor:
+        return synthesize(G, ws, c, self.has_camera)
+
+    def tick(self, stage, loss, img):
+        """One progress unit done: follow the thread policy, report, and stop if the caller asks."""
+        self.step += 1
+        threads.adapt()
+        if self.progress is not None:
+            preview = None if img is None else img[:1].detach().float().clamp(-1, 1).cpu()
+            if self.progress(self.step, self.total, stage, float(loss), preview) is False:
+                raise Cancelled(stage, self.step)
