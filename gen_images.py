@@ -68,7 +68,7 @@ def generate(network, seeds, truncation_psi, truncation_cutoff, noise_mode, outd
     print(f'Loading network from "{network}"...')
     G, info = loading.load_network_and_info(network, device=dev, trust_pickle=trust_pickle)
     print(f"  {info.summary()}")
-    force_fp32 = gen.force_fp32_for(dev, fp32)
+    force_fp32 = gen.force_fp32_for(dev, fp32, G)
 
     if info.camera:
         cams = [gen.c_for_network(info, y, p, fov, radius, lookat_vec, device=dev) for y, p in zip(yaws, pitches)]
@@ -96,18 +96,20 @@ def generate(network, seeds, truncation_psi, truncation_cutoff, noise_mode, outd
             atomic_io.save_image(os.path.join(outdir, name), img[0])
         cams = []
     bar = None if projected else tqdm(total=len(seed_list) * n_views, unit="img", disable=len(seed_list) * n_views < 4)
-    for view, c in enumerate(cams):
-        imgs = gen.generate_images(G, seed_list, c, truncation_psi=truncation_psi,
-                                   truncation_cutoff=truncation_cutoff, noise_mode=noise_mode,
-                                   batch_size=batch_size, device=dev, force_fp32=force_fp32)
-        for seed, img in zip(seed_list, imgs):
-            name = f"seed{seed:04d}.png" if n_views == 1 else \
-                f"seed{seed:04d}-yaw{_fmt_angle(yaws[view])}-pitch{_fmt_angle(pitches[view])}.png"
-            atomic_io.save_image(os.path.join(outdir, name), img)
-        rows.append(imgs)
-        bar.update(len(seed_list))
-    if bar is not None:
-        bar.close()
+    try:
+        for view, c in enumerate(cams):
+            imgs = gen.generate_images(G, seed_list, c, truncation_psi=truncation_psi,
+                                       truncation_cutoff=truncation_cutoff, noise_mode=noise_mode,
+                                       batch_size=batch_size, device=dev, force_fp32=force_fp32)
+            for seed, img in zip(seed_list, imgs):
+                name = f"seed{seed:04d}.png" if n_views == 1 else \
+                    f"seed{seed:04d}-yaw{_fmt_angle(yaws[view])}-pitch{_fmt_angle(pitches[view])}.png"
+                atomic_io.save_image(os.path.join(outdir, name), img)
+            rows.append(imgs)
+            bar.update(len(seed_list))
+    finally:
+        if bar is not None:
+            bar.close()   # so that an error starts on a line of its own
     if grid:
         stacked = np.stack(rows, axis=1).reshape(-1, *rows[0].shape[1:])  # seed-major
         g = gen.make_grid(stacked, len(seed_list), n_views)

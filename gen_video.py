@@ -115,7 +115,7 @@ def make_video(network, seeds, grid, truncation_psi, truncation_cutoff, num_keyf
     print(f'Loading network from "{network}"...')
     G, info = loading.load_network_and_info(network, device=dev, trust_pickle=trust_pickle)
     print(f"  {info.summary()}")
-    force_fp32 = gen.force_fp32_for(dev, fp32)
+    force_fp32 = gen.force_fp32_for(dev, fp32, G)
     stats = info.camera_stats or {}
     yaw_lo_hi = _parse_range(yaw_range, "--yaw-range") if yaw_range else tuple(stats.get("yaw_range_deg", (-30, 30)))
     pitch_lo_hi = _parse_range(pitch_range, "--pitch-range") if pitch_range else tuple(stats.get("pitch_range_deg", (-10, 10)))

@@ -52,7 +52,7 @@ def _default_pkls(pkls):
 @click.option('--fov', type=float, default=None, help='Initial true FOV in degrees (default: from the snapshot).')
 @click.option('--fp32', is_flag=True, default=False,
               help='Render every layer in float32 (the Performance section\'s "Force fp32" starts on). Default: '
-                   'fp16 layers on CUDA; CPU and MPS always use float32.')
+                   'fp16 layers on CUDA, bfloat16 layers on a CPU with native bfloat16; other CPUs and MPS use float32.')
 @click.option('--width', type=int, default=1280, show_default=True, help='Window width in pixels.')
 @click.option('--height', type=int, default=800, show_default=True, help='Window height in pixels.')
 @click.option('--threads', 'num_threads', type=click.IntRange(min=0), default=0, show_default=True,

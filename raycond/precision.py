@@ -73,9 +73,18 @@ def layer_dtype(device: str | torch.device, fp32: bool = False) -> torch.dtype:
     return half or torch.float32
 
 
-def describe(device: str | torch.device, fp32: bool = False) -> str:
-    """'fp16 layers', 'bf16 layers' or 'fp32', for logs, --help and the GUI."""
-    return {torch.float16: 'fp16 layers', torch.bfloat16: 'bf16 layers'}.get(layer_dtype(device, fp32), 'fp32')
+def describe(device: str | torch.device, fp32: bool = False, G=None) -> str:
+    """'fp16 layers', 'bf16 layers' or 'fp32', for logs and the GUI; with G, how many of its blocks
+    (layers for StyleGAN3) are fp16 layers, e.g. 'bf16 layers (4 of 7 blocks)', and 'fp32' when none."""
+    name = {torch.float16: 'fp16', torch.bfloat16: 'bf16'}.get(layer_dtype(device, fp32))
+    if name is None:
+        return 'fp32'
+    if G is None:
+        return f'{name} layers'
+    flags = [bool(m.use_fp16) for m in getattr(G, 'synthesis', G).modules() if hasattr(m, 'use_fp16')]
+    if not any(flags):
+        return 'fp32'
+    return f'{name} layers ({sum(flags)} of {len(flags)} blocks)'
 
 
 def follows_rule(G) -> bool:

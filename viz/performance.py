@@ -52,7 +52,8 @@ def thread_status(used: int, policy, auto: bool, others: float | None) -> str:
 
 
 def precision_label(device: str, force_fp32: bool) -> str:
-    """What the renderer actually runs for this device and checkbox (raycond.generate's rule)."""
+    """What the renderer runs for this device and checkbox (raycond.generate's rule) before a render
+    says (RenderResult.precision)."""
     return 'fp32' if force_fp32_for(device, force_fp32) else 'fp16 layers'
 
 
@@ -150,8 +151,8 @@ class PerformanceWidget:
         _, self.vsync = imgui.checkbox('Vsync', self.vsync)
         imgui.same_line()
         _, self.force_fp32 = imgui.checkbox('Force fp32', self.force_fp32)
-        imgui_utils.tooltip('Off: the network\'s fp16 layers run in fp16 on CUDA (faster).\n'
-                            'CPU and MPS always render in fp32. Default: off unless --fp32.')
+        imgui_utils.tooltip('Off: the network\'s fp16 layers run in fp16 on CUDA and in bfloat16 on a CPU with\n'
+                            'native bfloat16 (faster). Other CPUs and MPS render in fp32. Default: off unless --fp32.')
         imgui.same_line()
         _, self.smooth = imgui.checkbox('Smooth', self.smooth)
         imgui_utils.tooltip('Linear filtering of the enlarged image (off: sharp pixels)')
@@ -159,7 +160,8 @@ class PerformanceWidget:
         imgui_utils.tooltip('While an image renders and you do not touch the GUI, redraw only when it is ready\n'
                             '(and sleep when idle): more CPU for the network, smoother orbits on small machines')
         if res is not None and res.device:
-            imgui_utils.dim_text(f'rendering on {res.device}, {precision_label(res.device, self.force_fp32)}')
+            label = res.precision or precision_label(res.device, self.force_fp32)
+            imgui_utils.dim_text(f'rendering on {res.device}, {label}')
         if res is not None and res.device.startswith('cpu'):
             imgui_utils.dim_text(thread_status(getattr(res, 'num_threads', 0) or self.num_threads, self.threads,
                                                self.auto_threads, threads.competition()))

@@ -20,6 +20,7 @@ import torch
 
 from raycond import generate as gen
 from raycond import loading
+from raycond import precision
 from raycond import threads
 
 PHOTO_VIEWS = ('render', 'target', 'difference')
@@ -79,7 +80,7 @@ class RenderArgs:
     fov_deg: float | None = None       # true full FOV in degrees (None = network default)
     radius: float | None = None
     lookat: tuple | None = None
-    force_fp32: bool = False           # user asked for fp32; applied via gen.force_fp32_for (CUDA only)
+    force_fp32: bool = False           # user asked for fp32; otherwise fp16 (CUDA) / bf16 (CPU) layers, gen.force_fp32_for
     layer: str | None = None           # synthesis sub-module whose output is shown in the Layers view
     layer_channel: int = 0
     layer_rgb: bool = False            # show channels [c, c+1, c+2] as RGB instead of one channel
@@ -121,6 +122,7 @@ class RenderResult:
     stamp: int = 0                                            # set by the async renderer
     num_threads: int = 0                                      # torch CPU threads the render used
     cpu_others: float | None = None                           # cores busy in other processes meanwhile
+    precision: str = ''                                       # what the layers ran in (raycond.precision.describe)
 
 
 def one_line_error(e: BaseException) -> str:
@@ -281,6 +283,7 @@ class Renderer:
                 return
             G = args.photo.on_device(device)
         spec = args.frame_spec()
+        res.precision = precision.describe(device, gen.force_fp32_for(device, spec.force_fp32, G), G)
         with torch.inference_mode():
             ws, c = gen.frame_latents(G, info, spec, device)
             timer.lap('mapping')
