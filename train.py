@@ -55,6 +55,7 @@ import dnnlib
 from metrics import metric_main
 from raycond import atomic_io
 from raycond import camera as cam
+from raycond import families
 from raycond import generate as gen
 from raycond import loading
 from raycond import rundir
@@ -66,9 +67,7 @@ from training import training_loop as tl
 from training.augment import AUGPIPE_SPECS, default_augpipe
 from training.dataset import DatasetError, ImageFolderDataset
 
-CFGS = rundir.TRAIN_CFGS
-SG3_CFGS = ('raycond3-t', 'raycond3-r', 'stylegan3-t', 'stylegan3-r')
-CAMERA_CFGS = ('raycond2', 'posecond2', 'raycond3-t', 'raycond3-r')
+CFGS = families.train_configs()
 EMBEDDINGS = ('plucker', 'origin_dir', 'two_plane', 'none')
 
 # ----------------------------------------------------------------------------
@@ -377,12 +376,12 @@ def _set_dataset(c, opts):
         raise FileNotFoundError(f'--data: dataset not found: {opts.data}')
     dataset = ImageFolderDataset(path=opts.data, use_labels=True, xflip=False, random_seed=opts.seed)
     label_kind = dataset.file_label_kind
-    camera_cfg = opts.cfg in CAMERA_CFGS
+    camera_cfg = _family(opts.cfg).camera
     cond = opts.cond if opts.cond is not None else camera_cfg
     if camera_cfg:
         if not cond:
-            raise ValueError(f'--cfg={opts.cfg} needs camera labels; --cond=0 is only for --cfg=stylegan2, '
-                             f'stylegan3-t or stylegan3-r')
+            raise ValueError(f'--cfg={opts.cfg} needs camera labels; --cond=0 is only for --cfg='
+                             + ', '.join(c for c in CFGS if not _family(c).camera))
         if label_kind != 'camera':
             raise ValueError(f'--cfg={opts.cfg} needs {cam.LABEL_DIM}-float camera labels (EG3D format) in dataset.json; '
                              f'dataset {opts.data} has ' + ('no labels' if label_kind == 'none' else 'class labels'))
@@ -399,15 +398,23 @@ def _set_dataset(c, opts):
     return info
 
 
+def _family(cfg):
+    """The raycond/families.py row of a --cfg."""
+    return families.family(families.train_config(cfg)[0])
+
+
 def _set_networks(c, opts, resolution):
-    """G and D options of --cfg (and the ray options), their optimizers and regularization intervals."""
+    """G and D of --cfg's family (raycond/families.py) with its defaults and the ray options, their
+    optimizers and regularization intervals."""
+    fam = _family(opts.cfg)
     fp32 = opts.fp32 or c.device_type == 'cpu'
-    sg3 = opts.cfg in SG3_CFGS
-    c.G_kwargs = dnnlib.EasyDict(z_dim=512, w_dim=512, mapping_kwargs=dnnlib.EasyDict())
+    sg3 = fam.backbone == 'stylegan3'
+    c.G_kwargs = dnnlib.EasyDict(class_name=fam.generator, z_dim=512, w_dim=512, mapping_kwargs=dnnlib.EasyDict())
+    c.G_kwargs.update(fam.defaults)
     c.G_kwargs.mapping_kwargs.num_layers = (2 if sg3 else 8) if opts.map_depth is None else opts.map_depth
     c.G_kwargs.channel_base = opts.cbase
     c.G_kwargs.channel_max = opts.cmax
-    c.D_kwargs = dnnlib.EasyDict(class_name='training.networks_stylegan2.Discriminator', block_kwargs=dnnlib.EasyDict(),
+    c.D_kwargs = dnnlib.EasyDict(class_name=fam.discriminator, block_kwargs=dnnlib.EasyDict(),
                                  mapping_kwargs=dnnlib.EasyDict(), epilogue_kwargs=dnnlib.EasyDict())
     c.D_kwargs.channel_base = opts.cbase
     c.D_kwargs.channel_max = opts.cmax
@@ -415,14 +422,8 @@ def _set_networks(c, opts, resolution):
     c.D_kwargs.epilogue_kwargs.mbstd_group_size = opts.mbstd_group
     c.G_kwargs.num_fp16_res = c.D_kwargs.num_fp16_res = 0 if fp32 else 4
     c.G_kwargs.conv_clamp = c.D_kwargs.conv_clamp = None if fp32 else 256
-    if opts.cfg in ('stylegan2', 'stylegan3-t', 'stylegan3-r'):
-        c.G_kwargs.class_name = {'stylegan2': 'training.networks_stylegan2.Generator'}.get(
-            opts.cfg, 'training.networks_stylegan3.Generator')
-    else:
-        c.G_kwargs.class_name = ('training.networks_raycond3.Generator' if sg3 else
-                                 'training.networks_raycond2.Generator')
-        c.D_kwargs.class_name = 'training.networks_raycond2.Discriminator'
-        _set_ray_options(c, opts, resolution)
+    if c.G_kwargs.get('embedding', 'none') != 'none':
+        _set_ray_options(c, opts, resolution, fam)
     c.G_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', betas=[0, 0.99], eps=1e-8, lr=opts.glr)
     c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', betas=[0, 0.99], eps=1e-8, lr=opts.dlr)
     c.G_reg_interval = 4
@@ -439,19 +440,13 @@ def _set_networks(c, opts, resolution):
     c.ema_rampup = 0.05
 
 
-def _set_ray_options(c, opts, resolution):
-    """How a camera-conditioned generator sees the camera: rays (--embedding, --ray-layers,
-    --ray-torgb) or, for posecond2, the mapping network."""
-    if opts.cfg in ('raycond2', 'raycond3-t', 'raycond3-r'):
-        c.G_kwargs.embedding = opts.embedding
-        c.G_kwargs.ray_torgb = bool(opts.ray_torgb)
-        c.G_kwargs.camera_in_mapping = False
-    else:  # posecond2: camera into the mapping network, no rays.
-        c.G_kwargs.embedding = 'none'
-        c.G_kwargs.ray_torgb = False
-        c.G_kwargs.camera_in_mapping = True
+def _set_ray_options(c, opts, resolution, fam):
+    """How a family that feeds camera rays to G sees them (--embedding, --ray-layers, --ray-torgb)."""
+    c.G_kwargs.embedding = opts.embedding
+    c.G_kwargs.ray_torgb = bool(opts.ray_torgb)
+    c.G_kwargs.camera_in_mapping = False
     ray_layers = parse_ray_layers(opts.ray_layers, resolution)
-    if c.G_kwargs.class_name == 'training.networks_raycond2.Generator':  # raycond3 has no layer subset
+    if fam.backbone == 'stylegan2':  # the StyleGAN3 backbone has no layer subset
         c.G_kwargs.ray_layers = ray_layers
     elif ray_layers is not None:
         raise ValueError('--ray-layers: this generator always feeds rays to every layer; only --ray-layers=all '
@@ -460,7 +455,7 @@ def _set_ray_options(c, opts, resolution):
 
 def _set_loss(c, opts, camera_labels):
     """StyleGAN2's loss (StyleGAN3 configs: no style mixing, no path length reg.) and the --term plugins."""
-    sg3 = opts.cfg in SG3_CFGS
+    sg3 = _family(opts.cfg).backbone == 'stylegan3'
     c.loss_kwargs = dnnlib.EasyDict(class_name='training.loss.StyleGAN2Loss', r1_gamma=opts.gamma,
                                     style_mixing_prob=0 if sg3 else 0.9, pl_weight=0 if sg3 else 2,
                                     pl_batch_shrink=2, pl_decay=0.01)
@@ -535,9 +530,9 @@ def _set_resume(c, opts, resolution):
 @click.pass_context
 # Required.
 @click.option('--outdir', help='Where to make the output run directory', metavar='DIR', required=True)
-@click.option('--cfg', help='Network config: raycond2 (rays into every synthesis layer), posecond2 (camera into the '
-              'mapping network), stylegan2 (no camera in G; D uses labels with --cond=1); raycond3-t/-r and '
-              'stylegan3-t/-r: the same on the StyleGAN3 (alias-free) generator',
+@click.option('--cfg', help='Network family (raycond/families.py): raycond2 (rays into every synthesis layer), '
+              'posecond2 (camera into the mapping network), stylegan2 (no camera in G; D uses labels with --cond=1); '
+              'NAME3-t/-r: the same on the StyleGAN3 (alias-free) generator',
               type=click.Choice(CFGS), default='raycond2', show_default=True)
 @click.option('--data', help='Training data: ZIP or folder of PNG/JPEG images with dataset.json labels',
               metavar='[ZIP|DIR]', required=True)

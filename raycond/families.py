@@ -9,6 +9,7 @@ right type inside the bounds (`check_kwargs`). Nothing read from a file chooses 
 Lookups:
     family("raycond2").generator            -> 'training.networks_raycond2.Generator'
     family_of_class("training.networks_stylegan3.Generator") -> 'stylegan3'
+    family_of_network(G), train_configs(), train_config("raycond3-t") -> ('raycond3', 't')
     is_network_class(name), is_dataset_class(name)
     check_kwargs(NETWORK_KWARGS, kwargs, "G_kwargs") -> first problem as a phrase, or None
 """
@@ -28,6 +29,7 @@ class Family:
     camera: bool                # G takes the 25-value camera label as c
     backbone: str               # 'stylegan2' or 'stylegan3'
     defaults: tuple = ()        # (name, value) constructor arguments that make this family of its class
+    trainable: bool = True      # train.py offers it as --cfg (StyleGAN3 backbones as NAME-t and NAME-r)
 
 
 FAMILIES: dict[str, Family] = {    # ray-conditioned first: foreign sources that fit several match these first
@@ -47,9 +49,11 @@ FAMILIES: dict[str, Family] = {    # ray-conditioned first: foreign sources that
                         camera=False, backbone="stylegan3"),
     # The official Ray Conditioning release, reproduced with its own numerics (docs/safe-loading.md).
     "raycond-official2": Family("training.networks_official_raycond2.Generator",
-                                "training.networks_stylegan2.Discriminator", camera=True, backbone="stylegan2"),
+                                "training.networks_stylegan2.Discriminator", camera=True, backbone="stylegan2",
+                                trainable=False),
     "raycond-official3": Family("training.networks_official_raycond3.Generator",
-                                "training.networks_stylegan2.Discriminator", camera=True, backbone="stylegan3"),
+                                "training.networks_stylegan2.Discriminator", camera=True, backbone="stylegan3",
+                                trainable=False),
 }
 
 # Top-level objects of a snapshot that are neither G nor D.
@@ -69,6 +73,36 @@ def family_of_class(class_name: str) -> str | None:
         if class_name in (fam.generator, fam.discriminator):
             return name
     return None
+
+
+def family_of_network(net) -> str | None:
+    """The family of a network object, by the importable name of its class (None for classes
+    loaded from pickled source, which only a trusted file brings)."""
+    cls = type(net)
+    return family_of_class(f"{cls.__module__}.{cls.__qualname__}")
+
+
+# StyleGAN3's two generator configurations: translation- and rotation-equivariant.
+SG3_VARIANTS = ("t", "r")
+
+
+def train_configs() -> tuple[str, ...]:
+    """train.py's --cfg names, in table order: each trainable family, a StyleGAN3 backbone as NAME-t and NAME-r."""
+    names = []
+    for name, fam in FAMILIES.items():
+        if fam.trainable:
+            names += [f"{name}-{v}" for v in SG3_VARIANTS] if fam.backbone == "stylegan3" else [name]
+    return tuple(names)
+
+
+def train_config(cfg: str) -> tuple[str, str | None]:
+    """'raycond3-r' -> ('raycond3', 'r'); 'raycond2' -> ('raycond2', None); ValueError for other names."""
+    if cfg not in train_configs():
+        raise ValueError(f"unknown --cfg {cfg!r}; expected one of {', '.join(train_configs())}")
+    if cfg in FAMILIES:
+        return cfg, None
+    name, _, variant = cfg.rpartition("-")
+    return name, variant
 
 
 def network_classes() -> tuple[str, ...]:

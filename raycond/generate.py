@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from raycond import camera as cam
+from raycond import families
 from raycond import precision, threads
 
 
@@ -147,16 +148,17 @@ def map_latents(G: torch.nn.Module, z: torch.Tensor, c: torch.Tensor | None = No
     return G.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
 
 
-def _synthesis_takes_c(G: torch.nn.Module) -> bool:
-    cached = getattr(G, "_raycond_synthesis_takes_c", None)
-    if cached is None:
-        from raycond.loading import _synthesis_takes_c as probe
-        cached = probe(G)
-        try:
-            object.__setattr__(G, "_raycond_synthesis_takes_c", cached)
-        except Exception:
-            pass
-    return cached
+def synthesis_takes_c(G: torch.nn.Module) -> bool:
+    """Whether G.synthesis(ws, c, ...) takes the camera: its family's `camera` (raycond/families.py).
+    Only a class outside the table (a trusted file's own code) is asked by its signature."""
+    name = families.family_of_network(G)
+    if name is not None:
+        return families.family(name).camera
+    from raycond.loading import _synthesis_takes_c as probe
+    return probe(G)
+
+
+_synthesis_takes_c = synthesis_takes_c  # the name raycond/inversion/state.py calls
 
 
 def validate_camera_batch(c: torch.Tensor, batch: int | None = None) -> None:
@@ -189,7 +191,7 @@ def synthesize(G: torch.nn.Module, ws: torch.Tensor, c: torch.Tensor | None = No
                force_fp32: bool = True, **kwargs) -> torch.Tensor:
     """ws → float images NCHW in about [-1, 1]; passes `c` only to networks whose synthesis takes it."""
     check_noise_mode(noise_mode)
-    if _synthesis_takes_c(G):
+    if synthesis_takes_c(G):
         if c is None:
             raise ValueError("this network is camera-conditioned: a camera label c is required")
         c = c.to(device=ws.device, dtype=torch.float32)

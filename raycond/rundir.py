@@ -3,7 +3,7 @@
 One owner for the rules that `train.py`, the training loop, the loaders and the visualizer share:
 
 - A run directory is `<outdir>/NNNNN-<desc>`; a new run takes the next free id. `<desc>` starts
-  with the `--cfg` name (`TRAIN_CFGS`), so `--resume=auto` finds earlier runs of the same set-up.
+  with the `--cfg` name (raycond.families.train_configs), so `--resume=auto` finds earlier runs of the same set-up.
 - A snapshot is `network-snapshot-<KIMG>.pkl` (KIMG = whole thousands of images, six digits), as
   StyleGAN users expect. If that name is already taken in the run (two snapshots less than 1 kimg
   apart, e.g. a tiny test run or a final snapshot just after a periodic one), the later one is
@@ -34,9 +34,6 @@ except ImportError:   # Windows: no run-directory locks, so a live run without s
     fcntl = None
 from raycond.atomic_io import describe_cleanup, is_disk_error, pid_alive  # noqa: F401 - re-exported for train.py
 
-# Every --cfg of train.py (the first word of a run's description). Lives here so that the
-# visualizer's training panel, which may not import `training`, offers exactly the same list.
-TRAIN_CFGS = ('raycond2', 'stylegan2', 'posecond2', 'raycond3-t', 'raycond3-r', 'stylegan3-t', 'stylegan3-r')
 
 SNAPSHOT_PREFIX = 'network-snapshot-'
 SNAPSHOT_EXT = '.pkl'

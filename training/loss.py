@@ -8,22 +8,12 @@ on the same camera, as in EG3D. Anything else a run pays for is a term (training
 from `loss_kwargs.terms` by the loop and given to the constructor.
 """
 
-import inspect
-
 import numpy as np
 import torch
 
+from raycond.generate import synthesis_takes_c
 from torch_utils import training_stats
 from torch_utils.ops import conv2d_gradfix
-
-
-def synthesis_takes_c(G):
-    """True when G.synthesis(ws, c, ...) takes the camera (raycond), False for plain StyleGAN2."""
-    try:
-        params = inspect.signature(G.synthesis.forward).parameters
-    except (TypeError, ValueError):
-        return False
-    return 'c' in params
 
 
 class Loss:

@@ -21,10 +21,11 @@ import gui_utils  # noqa: F401 - sets the GLFW/OpenGL platform before imgui_bund
 from imgui_bundle import imgui
 
 from gui_utils import imgui_utils
+from raycond import families
 from raycond import rundir
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CFGS = rundir.TRAIN_CFGS  # every --cfg of train.py
+CFGS = families.train_configs()  # every --cfg of train.py
 
 
 def format_kimg(kimg):
