@@ -1,6 +1,6 @@
 """Compare the snapshots of training runs on quick metrics, averaged over several seeds.
 
-Choosing which snapshot to keep (checkpoints/history/README.md) means comparing many snapshots on
+Choosing which snapshot to keep means comparing many snapshots on
 metrics whose value moves with the seed of the generated sample (attr_tv by up to 0.008 at 5k
 images): one seed can rank two snapshots either way. This prints one markdown row per snapshot
 (every --every kimg of each run) with each result's mean over --seeds and half its range.
