@@ -345,13 +345,17 @@ def describe_cleanup(removed: list[str], freed: int) -> str | None:
 
 
 def prepare_output_folder(folder: str, log: Callable[[str], Any] | None = print) -> None:
-    """Create `folder` if needed and remove dead writers' temporaries from it (one line via `log`
-    when any were removed). Every tool calls this on its output folder before writing."""
+    """Create `folder` if needed, check that it can be written, and remove dead writers' temporaries
+    from it (one line via `log` when any were removed). Every tool calls this on its output folder
+    before its work, so that a read-only folder fails at once."""
     folder = folder or '.'
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as e:
         raise as_output_error(e, folder) from None
+    if not os.access(folder, os.W_OK):   # fail before the work, not after it
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY) if hasattr(os, 'statvfs') else False
+        raise OutputError(errno.EROFS if read_only else errno.EACCES, folder)
     line = describe_cleanup(*clean_stale_temporaries(folder))
     if line and log is not None:
         log(line)
