@@ -36,6 +36,7 @@ from metrics import metric_main, metric_utils
 from raycond import families
 from raycond import generate as rgen
 from raycond import loading
+from raycond import precision
 from torch_utils import distributed
 
 DATASET_CLASS = 'training.dataset.ImageFolderDataset'
@@ -106,11 +107,14 @@ def run_process(rank: int, args: dnnlib.EasyDict, temp_dir: str | None) -> None:
         device = args.device
     G = args.G.to(device)
     progress = metric_utils.ProgressMonitor(verbose=args.progress) if rank == 0 else None
+    force_fp32 = rgen.force_fp32_for(device, args.fp32, G)
 
     for metric in args.metrics:
+        # The equivariance metrics run float32 themselves (their PSNRs compare two renders).
+        G_kwargs = {} if metric.startswith('eq') else dict(force_fp32=force_fp32)
         result = metric_main.calc_metric(metric=metric, G=G, dataset_kwargs=args.dataset_kwargs,
                                          num_gpus=args.num_gpus, rank=rank, device=device, progress=progress,
-                                         cache=args.cache, seed=args.seed)
+                                         cache=args.cache, seed=args.seed, G_kwargs=G_kwargs)
         if rank == 0:
             metric_main.report_metric(result, run_dir=args.run_dir, snapshot_pkl=args.network_pkl)
             rates = format_rates(result)
@@ -121,7 +125,7 @@ def run_process(rank: int, args: dnnlib.EasyDict, temp_dir: str | None) -> None:
 
 
 def calc_metrics(network_pkl, metrics, data=None, mirror=None, gpus=1, device='auto', seed=None, cache=True,
-                 progress=True, num_threads=0, trust_pickle=False):
+                 progress=True, num_threads=0, trust_pickle=False, fp32=False):
     """Load the network, work out the dataset and run directory, compute and report each metric."""
     metric_names = metric_main.parse_metric_list(metrics)
     if not metric_names:
@@ -144,14 +148,15 @@ def calc_metrics(network_pkl, metrics, data=None, mirror=None, gpus=1, device='a
     dataset_kwargs = dataset_kwargs_for(snapshot, G, run_dir, data, mirror, network_pkl)
     info = loading.network_info(G, snapshot)
     if progress:
-        print(f'Network: {network_pkl} ({info.summary()})')
+        print(f'Network: {network_pkl} ({info.summary()}; '
+              f'{precision.describe(dev, rgen.force_fp32_for(dev, fp32, G), G)})')
         print(f'Dataset: {dataset_kwargs.get("path")} (x-flips: {bool(dataset_kwargs.get("xflip"))})')
         if run_dir is not None:
             print(f'Results are appended to {os.path.join(run_dir, "metric-<name>.jsonl")}')
 
     args = dnnlib.EasyDict(G=G, metrics=metric_names, dataset_kwargs=dataset_kwargs, num_gpus=gpus, run_dir=run_dir,
                            network_pkl=network_pkl, device=dev, device_type=dev.type, seed=seed, cache=cache,
-                           progress=progress, num_threads=num_threads)
+                           progress=progress, num_threads=num_threads, fp32=fp32)
     if gpus == 1:
         run_process(0, args, None)
     else:
@@ -182,12 +187,15 @@ def calc_metrics(network_pkl, metrics, data=None, mirror=None, gpus=1, device='a
 @click.option('--threads', 'num_threads', type=click.IntRange(min=0), default=0, show_default=True,
               help=threads.THREADS_HELP + ' Split among processes (--gpus).')
 @click.option('--trust-pickle', is_flag=True, help=loading.TRUST_PICKLE_HELP)
+@click.option('--fp32', is_flag=True, help=precision.FP32_HELP + ' Equivariance metrics always use float32.')
 @click.option('--verbose', is_flag=True, help='Show full tracebacks on errors.')
-def main(network_pkl, metrics, data, mirror, gpus, device, seed, cache, quiet, num_threads, verbose, trust_pickle):
+def main(network_pkl, metrics, data, mirror, gpus, device, seed, cache, quiet, num_threads, verbose, trust_pickle,
+         fp32):
     try:
         threads.apply(num_threads, procs=gpus)
         calc_metrics(network_pkl, metrics, data=data, mirror=mirror, gpus=gpus, device=device, seed=seed,
-                     cache=cache, progress=not quiet, num_threads=num_threads, trust_pickle=trust_pickle)
+                     cache=cache, progress=not quiet, num_threads=num_threads, trust_pickle=trust_pickle,
+                     fp32=fp32)
     except (click.ClickException, click.Abort):
         raise
     except KeyboardInterrupt:

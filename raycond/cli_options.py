@@ -16,10 +16,9 @@ import click
 
 from raycond import camera as cam
 from raycond import generate as gen
-from raycond import inversion, loading, threads
+from raycond import inversion, loading, precision, threads
 
-FP32_HELP = ("Run every layer in float32. Default: the network's fp16 layers run in fp16 on CUDA and in bfloat16 on "
-             "a CPU with native bfloat16 (AVX512-BF16, AMX; faster); other CPUs and MPS use float32.")
+FP32_HELP = precision.FP32_HELP
 
 # How a script takes --yaw/--pitch: several views, one known camera, or not at all.
 ANGLE_STYLES = ('views', 'known', None)

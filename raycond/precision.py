@@ -22,6 +22,8 @@ import torch
 ENV = 'RAYCOND_CPU_BF16'
 MODULE_FLAG = 'USES_RAYCOND_PRECISION'   # set True by network modules whose blocks ask half_dtype()
 NATIVE_BF16_FLAGS = ('avx512_bf16', 'amx_bf16')   # Linux /proc/cpuinfo names (Cooper Lake, Zen 4, Sapphire Rapids)
+FP32_HELP = ("Run every layer in float32. Default: the network's fp16 layers run in fp16 on CUDA and in bfloat16 on "
+             "a CPU with native bfloat16 (AVX512-BF16, AMX; faster); other CPUs and MPS use float32.")
 
 
 def cpu_flags(cpuinfo: str = '/proc/cpuinfo') -> frozenset[str]:
