@@ -70,16 +70,18 @@ class StyleGAN2Loss(Loss):
         losses = [term(img, c, self.run_D) for term in self.terms if term.phase == phase]
         return sum(losses) if losses else 0
 
-    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):
+    def _parts(self, phase):
+        """(Gmain, Dmain, Gpl, Dr1): which parts a phase runs; a regularizer of weight 0 is skipped."""
         assert phase in ['Gmain', 'Greg', 'Gboth', 'Dmain', 'Dreg', 'Dboth']
         if self.pl_weight == 0:
             phase = {'Greg': 'none', 'Gboth': 'Gmain'}.get(phase, phase)
         if self.r1_gamma == 0:
             phase = {'Dreg': 'none', 'Dboth': 'Dmain'}.get(phase, phase)
-        do_Gmain = phase in ['Gmain', 'Gboth']
-        do_Dmain = phase in ['Dmain', 'Dboth']
-        do_Gpl = phase in ['Greg', 'Gboth']
-        do_Dr1 = phase in ['Dreg', 'Dboth']
+        return (phase in ['Gmain', 'Gboth'], phase in ['Dmain', 'Dboth'], phase in ['Greg', 'Gboth'],
+                phase in ['Dreg', 'Dboth'])
+
+    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):
+        do_Gmain, do_Dmain, do_Gpl, do_Dr1 = self._parts(phase)
 
         # Gmain: maximize logits for generated images; G terms join this loss.
         if do_Gmain:
