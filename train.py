@@ -58,6 +58,7 @@ from raycond import camera as cam
 from raycond import families
 from raycond import generate as gen
 from raycond import loading
+from raycond import precision
 from raycond import rundir
 from torch_utils import custom_ops
 from torch_utils import distributed
@@ -407,7 +408,7 @@ def _set_networks(c, opts, resolution):
     """G and D of --cfg's family (raycond/families.py) with its defaults and the ray options, their
     optimizers and regularization intervals."""
     fam = _family(opts.cfg)
-    fp32 = opts.fp32 or c.device_type == 'cpu'
+    fp32 = opts.fp32 or precision.layer_dtype(c.device_type) == torch.float32   # fp16 on CUDA, bf16 on some CPUs
     sg3 = fam.backbone == 'stylegan3'
     c.G_kwargs = dnnlib.EasyDict(class_name=fam.generator, z_dim=512, w_dim=512, mapping_kwargs=dnnlib.EasyDict())
     c.G_kwargs.update(fam.defaults)
@@ -598,7 +599,8 @@ def _set_resume(c, opts, resolution):
 @click.option('--snap', help='How often to save snapshots (image grid and network)', metavar='TICKS',
               type=click.IntRange(min=1), default=50, show_default=True)
 @click.option('--seed', help='Random seed', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True)
-@click.option('--fp32', help='Disable mixed-precision (always off on the CPU)', metavar='BOOL', type=bool,
+@click.option('--fp32', help='Disable mixed precision (fp16 layers on CUDA, bfloat16 on a CPU with native bfloat16; '
+              'always off on other CPUs)', metavar='BOOL', type=bool,
               default=False, show_default=True)
 @click.option('--nobench', help='Disable cuDNN benchmarking', metavar='BOOL', type=bool, default=False,
               show_default=True)
