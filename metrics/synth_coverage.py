@@ -1,23 +1,12 @@
 """Mode coverage on synthetic heads (`attr_tv`, `kid_synth`): does the generator draw hair styles,
 skin tones, hair colours and backgrounds as often as the data does?
 
-The procedural heads of `raycond/synth` have known generative factors (stored per image in
-dataset.json, or redrawn from the seed: raycond.synth.factors). A small CNN (training/terms/attribute_classifier.py, one
-trunk and one softmax head per attribute, 32² input) learns to read the attributes off the real
-images; it trains once per dataset and is cached like the pose estimator. Its accuracy on real
-images it did not train on is the floor: an attribute it cannot read cannot be compared.
-
-`attr_tv`: the classifier labels `num_gen` generated images (at cameras drawn from the dataset's
-labels) and the held-out real images; per attribute, the total-variation distance
-½·Σ|p_gen − p_real| between the two predicted-class histograms (0: same frequencies, 1: disjoint).
-Comparing predictions with predictions cancels most of the classifier's own confusions. The
-overall `attr_tv` is the mean over attributes; `attr_tv_sampling_floor` is what a perfect
-generator would score with this many samples (real predictions resampled).
-
-`kid_synth`: KID (unbiased polynomial-kernel MMD², as in metrics/kernel_inception_distance.py) on
-the classifier's hidden-layer features, centred and scaled by the real images' mean and spread. It is not Inception KID and its values are not comparable
-with published KIDs; it exists because Inception cannot be downloaded on offline machines, and it
-is blind to what the classifier was not trained to see.
+A small attribute classifier (training/terms/attribute_classifier.py), trained once per dataset on
+the factors `raycond/synth` stores per image and cached, labels generated and held-out real images;
+its held-out accuracy is the floor. `attr_tv`: per attribute, the total variation ½·Σ|p_gen − p_real|
+between the two predicted-class histograms (mean over attributes; `attr_tv_sampling_floor` is what a
+perfect generator scores with this many samples). `kid_synth`: KID on the classifier's hidden
+features, for machines where Inception cannot be downloaded; not comparable with Inception KID.
 """
 
 from __future__ import annotations

@@ -1,25 +1,11 @@
 """An appearance-invariant camera start for inversion: a tiny pose regressor per network.
 
-Scoring a grid of cameras by rendering the *mean* face and comparing it with the photo fails for
-photos far from the mean face: a dark, low-contrast head matches the mean face's silhouette better
-at a wrong yaw than at the right one (measured on the bundled checkpoint: 26° off for one held-out
-head of eight). Pose is a property of *where* the features are, not of their colour, so this
-module learns it where it is known: the generator's own samples at known cameras.
-
-- Training data: `num_samples` random latents rendered at yaw/pitch drawn uniformly over the
-  training data's camera ranges, plus their mirror images (yaw negated), which doubles the data
-  for free (orbit cameras around a look-at point on the symmetry plane; networks whose look-at is
-  off that plane get `mirror=False`, which also turns off the mirrored estimate in `predict`).
-- Input: grey, area-downsampled to 32², then normalised per image (zero mean, unit standard
-  deviation), so brightness, contrast and colour cast carry no pose information; random gamma
-  and blur during training make it indifferent to tone and sharpness too.
-- Network: four strided 3×3 convolutions and a linear head predicting yaw and pitch, scaled to
-  the ranges (about 30k parameters): trained with Adam in well under a minute on one CPU core.
-- Cache: one file per network under dnnlib's cache directory (`raycond-pose/`), keyed by the
-  network's weight fingerprint and these settings, so a network is learned once per machine.
-
-The prediction is only a *start*: inversion refines the camera jointly with the latent through
-the differentiable rays (raycond.inversion), so a start within ~10° is all that is needed.
+Scoring cameras by rendering the mean face fails for photos far from it (a dark head matches the
+mean silhouette better at a wrong yaw), and pose is where the features are, not their colour. So a
+small CNN (grey, per-image normalised 32² input; about 30k parameters, under a minute on one core)
+learns yaw and pitch from the generator's own samples at known cameras plus their mirror images,
+and is cached per network weight fingerprint under dnnlib's cache (`raycond-pose/`). Its estimate
+is only a start: inversion refines the camera through the differentiable rays.
 """
 
 from __future__ import annotations

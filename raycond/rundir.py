@@ -1,23 +1,12 @@
 """Training run directories: their names, their snapshot names, and writing into them safely.
 
 One owner for the rules that `train.py`, the training loop, the loaders and the visualizer share:
-
-- A run directory is `<outdir>/NNNNN-<desc>`; a new run takes the next free id. `<desc>` starts
-  with the `--cfg` name (raycond.families.train_configs), so `--resume=auto` finds earlier runs of the same set-up.
-- A snapshot is `network-snapshot-<KIMG>.pkl` (KIMG = whole thousands of images, six digits), as
-  StyleGAN users expect. If that name is already taken in the run (two snapshots less than 1 kimg
-  apart, e.g. a tiny test run or a final snapshot just after a periodic one), the later one is
-  `network-snapshot-<KIMG>.<III>.pkl`, III being the remaining images, so that it never overwrites
-  an earlier snapshot. The same rule names the `fakes<KIMG>.png` grids. "Newest" is decided by
-  the image count in the name (`snapshot_key`), never by `sorted()` on names or by mtime.
-- Files are written atomically by `raycond.atomic_io`: to `.<name>.tmp-<host>-<pid>` in the
-  same folder, renamed over the target once complete, so a kill at any moment leaves either the
-  old file or the complete new one. A writer that dies leaves its temporary file;
-  `clean_stale_temps` removes those of writers that are provably dead (same host, pid gone) and
-  never touches one that a live process may still be writing.
-- `--resume=auto` reuses the newest run directory of its set-up when that holds no snapshot and
-  no live training (`resume_run_dir`; liveness is an flock on `.training.lock`, released by the OS
-  when the process dies, even by SIGKILL), so killed attempts never pile up empty run directories.
+a run is `<outdir>/NNNNN-<desc>`, `<desc>` starting with the `--cfg` name so `--resume=auto` finds
+earlier runs of the same set-up (and reuses one that holds no snapshot and no live training: an
+flock on `.training.lock`); a snapshot is `network-snapshot-<KIMG>.pkl`, or `<KIMG>.<III>.pkl` when
+that name is taken, so none is overwritten, and "newest" is the image count in the name
+(`snapshot_key`), never name order or mtime; files are written through `raycond.atomic_io`, and
+`clean_stale_temps` removes only the temporaries of writers that are provably dead.
 """
 
 from __future__ import annotations

@@ -1,37 +1,16 @@
 """CPU thread policy shared by every entry point: as fast as before alone, no collapse beside other jobs.
 
-PyTorch's CPU kernels run on OpenMP (libgomp). An OpenMP worker that reaches a barrier spins for a
-while before it sleeps. Spinning is what makes a small network fast on an idle machine (waking a
-sleeping worker on an idle virtual CPU is slow), and it is what makes two processes that share
-cores starve each other: the spinning workers of one steal the cycles the late worker of the other
-needs. On the 2-core development VM the 64² generator became 7–136× slower beside a training run,
-and a passive wait policy, which fixes that, made it up to 2× slower alone (docs/performance.md).
+OpenMP workers spin at barriers before they sleep: fast on an idle machine, but two processes that
+share cores starve each other (the 64² generator ran 7–136× slower beside a training run, and a
+passive wait policy made it up to 2× slower alone: docs/performance.md). So with an automatic count
+the workers keep spinning and `adapt()` sets the count, twice a second, to the cores other processes
+leave free (/proc/stat); a fixed count (--threads, OMP_NUM_THREADS) makes waiting workers sleep
+(OMP_WAIT_POLICY=PASSIVE). A wait policy or count the user set is never changed.
 
-So the thread *count* follows the competition instead:
-
-* Automatic count (no ``--threads``, no ``OMP_NUM_THREADS``): workers keep libgomp's default wait
-  (spin, then sleep), and twice a second `adapt()` sets the count to the cores that other processes
-  leave free (``/proc/stat`` of the CPUs this process may use, minus its own CPU time). Alone: every
-  usable CPU, as before. Beside a job that keeps one core of two busy: one thread, which has no
-  barriers, so nothing spins and nothing waits.
-* Fixed count (``--threads N`` or ``OMP_NUM_THREADS``): the count cannot follow the competition, so
-  waiting workers sleep (``OMP_WAIT_POLICY=PASSIVE``), which keeps a fixed count from collapsing.
-  The same where competition cannot be measured (no ``/proc/stat``).
-* A wait policy the user set (``OMP_WAIT_POLICY``, ``GOMP_SPINCOUNT``) is never touched, and an
-  explicit count is never changed.
-
-Calls, in this order:
-
-* `prepare()` first in a script, before ``import torch`` (libgomp reads its environment when it
-  is loaded, so the wait policy must be chosen before then; ``--threads`` is read from argv).
-* `apply(threads, procs)` after option parsing: sets the count and, when automatic, turns on
-  adaptation.
-* `adapt()` in compute loops, on the thread that computes (OpenMP counts are per thread). The
-  library's loops call it (render, training iteration, metric batches, inversion steps); it does
-  nothing unless `apply()` turned adaptation on.
-
-Importing this module (or `raycond`) changes nothing; only these calls do, and only the scripts of
-this project make them. `decide()` and `free_cpus()` are the pure rules, for tests and the GUI.
+Calls, in this order: `prepare()` first in a script, before `import torch` (libgomp reads its
+environment when loaded; --threads is read from argv); `apply(threads, procs)` after option parsing;
+`adapt()` in compute loops, on the computing thread (a no-op unless `apply()` turned it on).
+Importing this module changes nothing; `decide()` and `free_cpus()` are the pure rules.
 """
 
 from __future__ import annotations

@@ -1,27 +1,11 @@
 """Function-preserving widening: resume a trained network into a wider one of the same class.
 
-Raising --cmax (or --cbase) and resuming a snapshot of the same family used to copy each tensor
-into its leading slice and leave the rest random, which changes what the network computes (new
-input channels are read with random weights, equalized-lr gains shrink with the larger fan-in) and
-misplaces channels that sit at the end of a layer's input: the 6 camera-ray channels of every ray
-layer (and of its style affine) and D's minibatch-std channel. Here the wider network starts by
-computing exactly what the trained one did:
-
-- kept channels keep their weights; trailing ray / minibatch-std channels move to the new end;
-- in G, new input columns are zero (nothing reads the new channels yet) and new output rows keep
-  their random start, so the new channels compute something and both sides get gradients (zero on
-  both sides would be a saddle that never moves); in D the other way round, new output rows zero
-  and new columns random: D has no noise inputs, so its new channels stay exactly zero, which keeps
-  the minibatch std (an average over all channels) computable: its input column is scaled by
-  new / old channel count;
-- where an equalized-lr gain depends on the fan-in (Conv2dLayer, FullyConnectedLayer, ToRGB's
-  style gain) the copied weights are scaled by old gain / new gain; demodulated synthesis convs
-  need nothing;
-- D's projection width (cmap: the channels at 4x4) enters the output as 1/sqrt(cmap): the
-  epilogue's `out` keeps random new rows (they meet cmap dimensions that start at zero) and its old
-  rows are scaled by sqrt(new/old); the label embedding's new rows are zero, so its 2nd-moment
-  normalisation grows the old outputs by exactly what the first mapping layer's gain loses, and
-  that layer's old columns are left as they are.
+With a larger --cmax/--cbase than the snapshot's, the wider network starts by computing exactly what
+the trained one did, so training goes on from where it was instead of from a perturbed copy: kept
+channels keep their weights, the trailing camera-ray and minibatch-std channels move to the new end,
+new channels start unused on one side of each layer and random on the other (zero on both would be a
+saddle that never moves), and copied weights are rescaled where an equalized-lr gain or D's
+projection width depends on the new fan-in. Each rule is explained where it is applied.
 """
 
 from __future__ import annotations
