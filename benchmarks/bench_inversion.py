@@ -8,11 +8,14 @@ training distribution, each row renders the head at the input camera and at nove
 
   (a) copy      the input photo itself, as if the view had not changed;
   (b) random    a random sample of the network at the right cameras;
+  (s) start     the start of (d) (the encoder's camera and w) rendered by the untuned network;
   (c) W         the pivot of (d) rendered by the untuned network (camera estimated);
   (d) W+PTI     pivot + pivotal tuning, camera estimated (the default `invert`);
   (e) (d) with the true camera given.
 
-Rows render at the true cameras, so camera-estimation error counts against (c) and (d) everywhere.
+Rows render at the true cameras, so camera-estimation error counts against (s), (c) and (d)
+everywhere. A second table is the quality/time frontier of one default inversion: its start alone,
+start + pivot, + pivotal tuning, each with the seconds spent until then, mean and worst over heads.
 
     python benchmarks/bench_inversion.py --num-heads=16 --threads=2
 """
@@ -79,66 +82,86 @@ def view_cameras(yaw, pitch):
 @click.option("--num-steps", default=None, type=int, help="Pivot steps [default: the library's].")
 @click.option("--tune-steps", default=None, type=int, help="Tuning steps [default: the library's].")
 @click.option("--loss", default="auto", show_default=True, help="Inversion loss (auto, lpips, d, pixel).")
-@click.option("--rows", default="abcde", show_default=True, help="Which rows to run.")
-@click.option("--option", "extra", multiple=True, help="Extra inversion option NAME=VALUE (e.g. locality_weight=2).")
+@click.option("--rows", default="abscde", show_default=True, help="Which rows to run.")
+@click.option("--option", "extra", multiple=True, help="Other InversionConfig field NAME=VALUE (e.g. locality_weight=2).")
 @click.option("--threads", "threads_opt", type=click.IntRange(min=0), default=0, show_default=True, help=threads.THREADS_HELP)
 def main(network, num_heads, seed, num_steps, tune_steps, loss, rows, extra, threads_opt):
     """Invert held-out synthetic heads and compare novel views with the true renders."""
     threads.apply(threads_opt)
     G, info, D = loading.load_generator_and_discriminator(network)  # D (or None): for --loss=d
-    res = info.img_resolution
     config = inversion.InversionConfig(loss=loss).replace(
         **dict(inversion.InversionConfig.parse_assignment(item) for item in extra),
         **{k: v for k, v in dict(num_steps=num_steps, tune_steps=tune_steps).items() if v is not None})
     rng = np.random.default_rng(seed)
     params = synth.sample_head_params(rng, num_heads)
     cams_in = synth.sample_cameras(rng, num_heads)
-    names = {"a": "(a) copy", "b": "(b) random", "c": "(c) W", "d": "(d) W+PTI", "e": "(e) W+PTI true cam"}
     scores = {r: {v[0]: [] for v in VIEWS} for r in rows}
-    cam_err, secs = [], {r: [] for r in rows}
-    print(f"network {network} ({info.summary()}), {num_heads} heads, seed {seed}, threads {torch.get_num_threads()}")
+    cam_err = {"s": [], "c": [], "d": []}
+    secs = {r: [] for r in rows + "s"}
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"network {network} ({info.summary()}), {num_heads} heads, seed {seed}, threads {torch.get_num_threads()}, "
+          f"load average {load:.1f} on {os.cpu_count()} CPUs")
     for h in range(num_heads):
-        head = synth.select_heads(params, slice(h, h + 1))
+        head = synth.select_heads(params, [h] * len(VIEWS))
         yaw, pitch, _ = (math.degrees(float(v)) for v in cam.yaw_pitch_from_pose(cams_in[h, :16].reshape(4, 4)))
         cams = view_cameras(yaw, pitch)
-        truth = synth.render_heads(synth.select_heads(params, [h] * len(VIEWS)), cams, res, supersample=2)
-        photo = truth[0]
-        outs = {}
-        if "a" in rows:
-            outs["a"] = np.repeat(photo[None], len(VIEWS), 0)
-        if "b" in rows:
-            outs["b"] = rgen.generate_images(G, [seed * 1000 + h] * len(VIEWS), c=cams)
-        if set(rows) & set("cd"):
-            t = time.time()
-            r = inversion.invert(G, photo, config=config.replace(seed=h), info=info, D=D, verbose=h == 0)
-            secs["d" if "d" in rows else "c"].append(time.time() - t)
-            dyaw, dpitch = r.meta["yaw_deg"] - yaw, r.meta["pitch_deg"] - pitch
-            cam_err.append(math.hypot(dyaw, dpitch))
-            if "c" in rows:
-                with torch.no_grad():
-                    outs["c"] = rgen.to_uint8(rgen.synthesize(G, r.ws.expand(len(VIEWS), -1, -1), cams)).numpy()
-            if "d" in rows:
-                outs["d"] = rgen.to_uint8(r.render(cams)).numpy()
-        if "e" in rows:
-            t = time.time()
-            r = inversion.invert(G, photo, camera=cams[:1], config=config.replace(seed=h), info=info, D=D,
-                                 verbose=False)
-            secs["e"].append(time.time() - t)
-            outs["e"] = rgen.to_uint8(r.render(cams)).numpy()
+        truth = synth.render_heads(head, cams, info.img_resolution, supersample=2)
+        outs = invert_rows(G, info, D, config, truth[0], cams, (yaw, pitch), rows, seed * 1000 + h, h, cam_err, secs)
         for row, imgs in outs.items():
             for i, (view, _, _) in enumerate(VIEWS):
                 scores[row][view].append((psnr(imgs[i], truth[i]), ssim(imgs[i], truth[i])))
-        err = f"camera error {cam_err[-1]:.1f} deg (yaw {dyaw:+.1f}, pitch {dpitch:+.1f})" if cam_err else ""
+        err = f"camera error {cam_err['d'][-1]:.1f} deg (start {cam_err['s'][-1]:.1f})" if cam_err["d"] else ""
         print(f"head {h + 1}/{num_heads}: yaw {yaw:+.1f} pitch {pitch:+.1f} {err}", flush=True)
-
     print()
-    header = "| row | " + " | ".join(v[0] for v in VIEWS) + " | novel mean | cam err (deg) | s/inv |"
+    print_table(rows, scores, cam_err, secs)
+    if cam_err["d"]:
+        print_frontier(scores, cam_err, secs)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"load average at the end: {load:.1f}")
+
+
+def invert_rows(G, info, D, config, photo, cams, true_camera, rows, random_seed, h, cam_err, secs) -> dict:
+    """Each row's renders (N, H, W, 3) uint8 at `cams` for one head; appends camera errors and seconds."""
+    outs = {}
+    if "a" in rows:
+        outs["a"] = np.repeat(photo[None], len(VIEWS), 0)
+    if "b" in rows:
+        outs["b"] = rgen.generate_images(G, [random_seed] * len(VIEWS), c=cams)
+    if set(rows) & set("scd"):
+        t = time.time()
+        r = inversion.invert(G, photo, config=config.replace(seed=h), info=info, D=D, verbose=h == 0)
+        secs["d"].append(time.time() - t)
+        st = r.meta["stage_seconds"]
+        secs["s"].append(st["camera"])
+        secs["c"].append(st["camera"] + st["pivot"])
+        m = r.meta
+        cam_err["d"].append(math.hypot(m["yaw_deg"] - true_camera[0], m["pitch_deg"] - true_camera[1]))
+        cam_err["c"].append(cam_err["d"][-1])
+        cam_err["s"].append(math.hypot(m["start_yaw_deg"] - true_camera[0], m["start_pitch_deg"] - true_camera[1]))
+        with torch.no_grad():
+            if "s" in rows:
+                outs["s"] = rgen.to_uint8(rgen.synthesize(G, r.start_ws.expand(len(VIEWS), -1, -1), cams)).numpy()
+            if "c" in rows:
+                outs["c"] = rgen.to_uint8(rgen.synthesize(G, r.ws.expand(len(VIEWS), -1, -1), cams)).numpy()
+        if "d" in rows:
+            outs["d"] = rgen.to_uint8(r.render(cams)).numpy()
+    if "e" in rows:
+        t = time.time()
+        r = inversion.invert(G, photo, camera=cams[:1], config=config.replace(seed=h), info=info, D=D, verbose=False)
+        secs["e"].append(time.time() - t)
+        outs["e"] = rgen.to_uint8(r.render(cams)).numpy()
+    return outs
+
+
+NAMES = {"a": "(a) copy", "b": "(b) random", "s": "(s) start", "c": "(c) W", "d": "(d) W+PTI", "e": "(e) W+PTI true cam"}
+
+
+def print_table(rows, scores, cam_err, secs):
     print("PSNR dB / SSIM, mean over heads")
-    print(header)
+    print("| row | " + " | ".join(v[0] for v in VIEWS) + " | novel mean | cam err (deg) | s/inv |")
     print("|" + "---|" * (len(VIEWS) + 4))
     for row in rows:
-        cells = []
-        novel = []
+        cells, novel = [], []
         for view, _, _ in VIEWS:
             vals = np.array(scores[row][view])
             if row == "a" and view == "input":
@@ -147,11 +170,26 @@ def main(network, num_heads, seed, num_steps, tune_steps, loss, rows, extra, thr
             cells.append(f"{vals[:, 0].mean():.2f} / {vals[:, 1].mean():.3f}")
             if view != "input":
                 novel.append(vals[:, 0].mean())
-        ce = f"{np.mean(cam_err):.2f} (max {np.max(cam_err):.1f})" if row in "cd" and cam_err else "—"
-        if row == "e":
-            ce = "given"
-        s = f"{np.mean(secs[row]):.1f}" if secs.get(row) else ("(in d)" if row == "c" and "d" in rows else "—")
-        print(f"| {names[row]} | " + " | ".join(cells) + f" | {np.mean(novel):.2f} | {ce} | {s} |")
+        ce = f"{np.mean(cam_err[row]):.2f} (max {np.max(cam_err[row]):.1f})" if cam_err.get(row) else "—"
+        ce = "given" if row == "e" else ce
+        s = f"{np.mean(secs[row]):.1f}" if secs.get(row) else "—"
+        print(f"| {NAMES[row]} | " + " | ".join(cells) + f" | {np.mean(novel):.2f} | {ce} | {s} |")
+
+
+def print_frontier(scores, cam_err, secs):
+    """Quality against time within one default inversion: mean (worst) over heads."""
+    print()
+    print("Quality/time frontier of the default inversion, mean (worst) over heads")
+    print("| stage | seconds | camera err (deg) | input PSNR | novel mean PSNR |")
+    print("|---|---|---|---|---|")
+    for row, name in (("s", "start (encoder) only"), ("c", "+ pivot"), ("d", "+ pivotal tuning")):
+        if row not in scores:
+            continue
+        inp = np.array([v[0] for v in scores[row]["input"]])
+        novel = np.mean([[v[0] for v in scores[row][k]] for k, _, _ in VIEWS if k != "input"], axis=0)
+        ce = np.array(cam_err[row])
+        print(f"| {name} | {np.mean(secs[row]):.2f} | {ce.mean():.2f} ({ce.max():.1f}) | {inp.mean():.2f} ({inp.min():.2f}) "
+              f"| {novel.mean():.2f} ({novel.min():.2f}) |")
 
 
 if __name__ == "__main__":

@@ -162,12 +162,13 @@ def train(sample, w_dim: int, yaw_range, pitch_range, num_samples: int = 8192, s
 
 
 def save(net: Encoder, path: str, fingerprint: str, num_samples: int, steps: int) -> None:
-    """Write `net` as safetensors with the network fingerprint and its shape in the header."""
+    """Write `net` as safetensors (float16 tensors) with the network fingerprint and its shape in the header."""
     from safetensors.torch import save as st_save
     meta = {"format": FORMAT, "fingerprint": fingerprint, "w_dim": str(net.w_avg.shape[0]),
             "camera": json.dumps({"centre": net.centre.tolist(), "span": net.span.tolist()}),
             "samples": str(num_samples), "steps": str(steps)}
-    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    # float16 halves the file (2.5 MB); the estimates move by far less than the pivot corrects.
+    state = {k: v.detach().cpu().half().contiguous() for k, v in net.state_dict().items()}
     data = st_save(state, metadata=meta)
     dnnlib.util.atomic_write(path, lambda f: f.write(data))
 
@@ -182,7 +183,7 @@ def read(path: str, fingerprint: str | None = None) -> Encoder:
             data = f.read()
         with safe_open(path, framework="pt") as f:
             meta = f.metadata() or {}
-        state = st_load(data)
+        state = {k: v.float() for k, v in st_load(data).items()}
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same one-line answer
         raise ValueError(f"{path} is not an encoder file ({type(e).__name__})") from None
     if meta.get("format") != FORMAT:

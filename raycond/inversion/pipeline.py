@@ -148,6 +148,9 @@ def invert(G, target, camera=None, *, config: InversionConfig | None = None, pro
     latent0 = (torch.randn([1, base_G.z_dim], generator=run.gen).to(device) if run.mapping_camera
                else run.w_avg[:, None, :].repeat(1, base_G.num_ws if config.w_plus else 1, 1))
     latent0, yaw, pitch = _start(run, kind, latent0, target_f, fp, network_path, fixed_camera, config.w_plus)
+    start_camera = (yaw, pitch)
+    with torch.no_grad():
+        start_ws = run.ws_from(latent0, run.label(torch.tensor([yaw]), torch.tensor([pitch]))).detach()
     times["camera"] = time.time() - t0
 
     t0 = time.time()
@@ -168,8 +171,9 @@ def invert(G, target, camera=None, *, config: InversionConfig | None = None, pro
         has_camera=bool(info.camera), camera_estimated=estimate, yaw_deg=yaw, pitch_deg=pitch,
         fov_deg=run.fov_deg, radius=run.radius, lookat=list(run.lookat), loss=loss_fn.kind,
         num_steps=config.num_steps, tune_steps=config.tune_steps, w_plus=config.w_plus, seed=config.seed,
-        camera_start=kind or "none", network=None if network_path is None else str(network_path), fingerprint=fp,
+        camera_start=kind or "none", start_yaw_deg=start_camera[0], start_pitch_deg=start_camera[1],
+        network=None if network_path is None else str(network_path), fingerprint=fp,
         kind=info.kind, seconds=time.time() - start, stage_seconds=times,
     )
     return Inversion(camera=c.detach().float(), ws=ws, G=work_G, target=target_u8, meta=meta,
-                     z=latent if run.mapping_camera else None, base_G=base_G)
+                     z=latent if run.mapping_camera else None, base_G=base_G, start_ws=start_ws)

@@ -50,7 +50,8 @@ class Inversion:
     without a camera). ws: (1,num_ws,w_dim) pivot. G: the tuned generator (a deep copy).
     z: the pivot in Z for networks whose mapping sees the camera (None otherwise).
     target: (1,C,H,W) uint8 photo as the network saw it. meta: plain values (camera angles,
-    loss, steps, seconds, network path and fingerprint).
+    loss, steps, seconds, network path and fingerprint, the start's camera).
+    start_ws: the start's ws before the pivot (the encoder's estimate; not saved), for comparisons.
     """
 
     camera: torch.Tensor
@@ -60,6 +61,7 @@ class Inversion:
     meta: dict
     z: torch.Tensor | None = None
     base_G: torch.nn.Module | None = dataclasses.field(default=None, repr=False)
+    start_ws: torch.Tensor | None = dataclasses.field(default=None, repr=False)
 
     @property
     def has_camera(self) -> bool:
