@@ -19,16 +19,9 @@ from imgui_bundle import imgui
 from gui_utils import gl_utils, imgui_utils
 from gui_utils.imgui_window import ImguiWindow
 
-from .app_state import build_args
+from . import panels
 from .async_renderer import AsyncRenderer
-from .camera import CameraWidget
-from .capture import CaptureWidget
-from .latent import LatentWidget
-from .layers import LayerWidget
-from .network import NetworkWidget
-from .performance import PerformanceWidget
-from .photo import PhotoWidget, is_photo_file
-from .training import TrainingWidget
+from .photo import is_photo_file
 
 PANEL_WIDTH = 390
 
@@ -41,14 +34,11 @@ class Visualizer(ImguiWindow):
                  visible=True, ui_scale=None, fp32=False):
         super().__init__(title='raycond visualizer', width=width, height=height, fps_limit=fps_limit, vsync=vsync,
                          visible=visible, ui_scale=ui_scale)
-        self.network = NetworkWidget(browse_dir=browse_dir)
-        self.camera = CameraWidget()
-        self.latent = LatentWidget(seed=seed, trunc_psi=trunc_psi)
-        self.layers = LayerWidget()
-        self.perf = PerformanceWidget(device=device, fps_limit=fps_limit, vsync=vsync, force_fp32=fp32)
-        self.capture = CaptureWidget(capture_dir=capture_dir)
-        self.training = TrainingWidget()
-        self.photo = PhotoWidget(self.camera, capture_dir=capture_dir)
+        options = panels.Options(browse_dir=browse_dir, capture_dir=capture_dir, device=device, seed=seed,
+                                 trunc_psi=trunc_psi, fps_limit=fps_limit, vsync=vsync, fp32=fp32)
+        self.panels = panels.build_panels(options)   # name -> widget, in viz/panels.py's order
+        for name, widget in self.panels.items():
+            setattr(self, name, widget)               # self.network, self.camera, ... (widgets reach each other so)
         self._initial_camera = dict(yaw=yaw, pitch=pitch, fov=fov)
         self.renderer = AsyncRenderer(renderer)
         self.result = None            # newest delivered RenderResult
@@ -131,7 +121,7 @@ class Visualizer(ImguiWindow):
         self.fps_limit = self.perf.fps_limit
 
         self.photo.poll()
-        args = build_args([self.network, self.camera, self.latent, self.layers, self.perf, self.photo])
+        args = panels.render_args(self.panels)
         net_key = (args.pkl, args.key, args.device)
         invalidate = net_key != self._net_key
         self._net_key = net_key
@@ -154,15 +144,8 @@ class Visualizer(ImguiWindow):
             self._info_key = (res.args.pkl, res.args.key, res.args.device)
         if res.info is not None and (res.info is not self.info):
             self.info = res.info
-            self.camera.on_network(res.info)
-            self.latent.on_network(res.info)
-            if self._initial_camera:
-                ic = self._initial_camera
-                self.camera.set_angles(self.camera.yaw if ic['yaw'] is None else ic['yaw'],
-                                       self.camera.pitch if ic['pitch'] is None else ic['pitch'])
-                if ic['fov'] is not None:
-                    self.camera.fov = float(ic['fov'])
-                self._initial_camera = None
+            panels.start_network(self.panels, res.info, self._initial_camera)
+            self._initial_camera = None
         if res.info is None and (res.error or (res.args is not None and res.args.pkl is None)):
             self.info = None          # no network, or it failed to load: nothing to describe
         self.layers.on_result(res)
@@ -221,15 +204,11 @@ class Visualizer(ImguiWindow):
         imgui.pop_style_var()
         imgui.pop_style_color()
         self.panel_width = imgui.get_window_width()
-        sections = [('Network', self.network, True), ('Camera', self.camera, True), ('Latent', self.latent, True),
-                    ('Photo', self.photo, True),
-                    ('Layers', self.layers, False), ('Performance', self.perf, False),
-                    ('Capture', self.capture, False), ('Training', self.training, False)]
-        for label, widget, default_open in sections:
-            if imgui_utils.section(label, default_open):
-                imgui.push_id(label)
+        for panel in panels.PANELS:
+            if imgui_utils.section(panel.label, panel.open):
+                imgui.push_id(panel.label)
                 imgui.indent(4 * self.ui_scale)
-                widget.draw(self)
+                self.panels[panel.name].draw(self)
                 imgui.unindent(4 * self.ui_scale)
                 imgui.pop_id()
                 imgui.spacing()

@@ -62,46 +62,56 @@ class PhotoSource:
         return self._moved[key]
 
 
-@dataclasses.dataclass(frozen=True)
+_FRAME_FIELDS = frozenset(f.name for f in dataclasses.fields(gen.FrameSpec))
+_KEEP = object()   # RenderArgs(photo=...) not given: keep the frame's pivot
+
+
+@dataclasses.dataclass(frozen=True, init=False)
 class RenderArgs:
-    """Everything that determines one rendered frame (hashable and comparable)."""
+    """Everything that determines one rendered frame (hashable and comparable): the library's
+    `FrameSpec` plus what only the GUI decides. Built from flat keywords as the widgets give them
+    (`RenderArgs(pkl=..., yaw_deg=20, photo=source)`); the frame's fields read through
+    (`args.seed` is `args.frame.seed`), and `photo` is the frame's pivot."""
     pkl: str | None = None             # resolved network file or URL; None = nothing to render
     key: str = 'G_ema'
     device: str = 'auto'
-    seed: float = 0.0                  # fractional seeds blend the two neighbouring seeds in W
-    trunc_psi: float = 1.0
-    trunc_cutoff: int | None = None
-    noise_mode: str = 'const'
-    noise_seed: int = 0
-    mix_seed: int | None = None        # style mixing source seed (None = off)
-    mix_layers: tuple = ()             # indices into ws taken from mix_seed
-    yaw_deg: float = 0.0
-    pitch_deg: float = 0.0
-    fov_deg: float | None = None       # true full FOV in degrees (None = network default)
-    radius: float | None = None
-    lookat: tuple | None = None
-    force_fp32: bool = False           # user asked for fp32; otherwise fp16 (CUDA) / bf16 (CPU) layers, gen.force_fp32_for
     layer: str | None = None           # synthesis sub-module whose output is shown in the Layers view
     layer_channel: int = 0
     layer_rgb: bool = False            # show channels [c, c+1, c+2] as RGB instead of one channel
-    class_idx: int = 0                 # class of class-conditional networks without a camera (one-hot c)
     num_threads: int = 0               # CPU threads for torch on the render thread (0 = automatic)
     trust_pickle: bool = False         # the user agreed to run code from this network file
-    photo: Any = None                  # PhotoSource: render its tuned G and pivot ws instead of seeds
     photo_view: str = 'render'         # with a photo: 'render' (at this camera), 'target', 'difference'
     info_only: bool = False            # load the network and return its info without rendering
+    frame: gen.FrameSpec = gen.FrameSpec()
+
+    def __init__(self, frame: gen.FrameSpec | None = None, photo=_KEEP, **fields):
+        spec = {k: fields.pop(k) for k in list(fields) if k in _FRAME_FIELDS}
+        own = {f.name: fields.pop(f.name, f.default) for f in dataclasses.fields(self) if f.name != 'frame'}
+        if fields:
+            raise TypeError(f'RenderArgs got unknown fields: {", ".join(sorted(fields))}')
+        for name, value in own.items():
+            object.__setattr__(self, name, value)
+        frame = frame if frame is not None else gen.FrameSpec()
+        if photo is not _KEEP:
+            spec['pivot'] = photo
+        spec.setdefault('pivot', frame.pivot)
+        # The difference view is taken at the photo's camera.
+        spec['at_pivot_camera'] = spec['pivot'] is not None and own['photo_view'] == 'difference'
+        object.__setattr__(self, 'frame', dataclasses.replace(frame, **spec))
+
+    def __getattr__(self, name):
+        if name in _FRAME_FIELDS:
+            return getattr(self.frame, name)
+        raise AttributeError(f'RenderArgs has no field {name!r}')
+
+    @property
+    def photo(self):
+        """The PhotoSource being shown (its tuned G and pivot ws render instead of seeds), or None."""
+        return self.frame.pivot
 
     def replace(self, **kwargs) -> 'RenderArgs':
-        return dataclasses.replace(self, **kwargs)
-
-    def frame_spec(self) -> gen.FrameSpec:
-        """What the library needs to render this frame (the difference view is taken at the photo's camera)."""
-        return gen.FrameSpec(
-            seed=self.seed, trunc_psi=self.trunc_psi, trunc_cutoff=self.trunc_cutoff, noise_mode=self.noise_mode,
-            noise_seed=self.noise_seed, mix_seed=self.mix_seed, mix_layers=self.mix_layers, yaw_deg=self.yaw_deg,
-            pitch_deg=self.pitch_deg, fov_deg=self.fov_deg, radius=self.radius, lookat=self.lookat,
-            class_idx=self.class_idx, force_fp32=self.force_fp32, pivot=self.photo,
-            at_pivot_camera=self.photo is not None and self.photo_view == 'difference')
+        own = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != 'frame'}
+        return RenderArgs(frame=self.frame, **{**own, **kwargs})
 
 
 @dataclasses.dataclass
@@ -282,7 +292,7 @@ class Renderer:
                 timer.finish()
                 return
             G = args.photo.on_device(device)
-        spec = args.frame_spec()
+        spec = args.frame
         res.precision = precision.describe(device, gen.force_fp32_for(device, spec.force_fp32, G), G)
         with torch.inference_mode():
             ws, c = gen.frame_latents(G, info, spec, device)
