@@ -428,12 +428,22 @@ class _RestrictedUnpickler(pickle.Unpickler):
                                      "pickles hold their tensors inline")
 
 
+_MEMO_PUTS = ("PUT", "BINPUT", "LONG_BINPUT")
+
+
 def check_length_fields(data: bytes) -> None:
     """Walk the opcodes once without building anything: every length field must fit in the file
-    (a bytes/str opcode claiming terabytes is refused before any memory is reserved)."""
+    (a bytes/str opcode claiming terabytes is refused before any memory is reserved), and memo
+    indexes must not run ahead of the opcodes (the unpickler sizes its memo by the largest index:
+    LONG_BINPUT 2**27 in a 10-byte file is a 1 GiB table)."""
+    count = 0
     try:
-        for _ in pickletools.genops(io.BytesIO(data)):
-            pass
+        for opcode, arg, pos in pickletools.genops(io.BytesIO(data)):
+            count += 1
+            if opcode.name in _MEMO_PUTS and isinstance(arg, int) and not 0 <= arg <= count:
+                raise ValueError(f"memo index {arg} at byte {pos} runs ahead of the data")
+            if opcode.name == "FRAME" and isinstance(arg, int) and arg > len(data) - pos:
+                raise ValueError(f"frame of {arg} bytes at byte {pos} is longer than the file")
     except ValueError as e:
         raise pickle.UnpicklingError(f"malformed pickle data ({e})") from e
 

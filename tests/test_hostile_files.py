@@ -46,7 +46,7 @@ def test_metric_dataset_never_calls_what_a_snapshot_names(tmp_path, kwargs, tiny
 
 
 def test_calc_metrics_cli_refuses_snapshot_dataset_that_names_os_system(tmp_path, tiny_generator):
-    from tests.conftest import run_script
+    from conftest import run_script
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pkl"
     with open(path, "wb") as f:
@@ -56,3 +56,140 @@ def test_calc_metrics_cli_refuses_snapshot_dataset_that_names_os_system(tmp_path
     assert proc.returncode != 0 and not marker.exists()
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "evil.pkl" in lines[0] and "--data" in lines[0], proc.stderr
+
+
+# ----------------------------------------------------------------------------- the corpus
+
+CLI_FILES = ("os_system_p2.pkl", "st_class_prefix_linear.safetensors", "pt_zip_bomb.pt", "nested_list_300k.pkl",
+             "kwargs_zdim_8192.pkl", "camera_stats_stride0.pkl")
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    """(folder, entries) of the generated hostile corpus (written once per session)."""
+    import hostile_corpus
+    folder = str(tmp_path_factory.mktemp("hostile"))
+    return folder, hostile_corpus.generate(folder)
+
+
+def _marker(folder):
+    import hostile_corpus
+    return os.path.join(folder, hostile_corpus.MARKER)
+
+
+def test_corpus_covers_every_kind_of_attack(corpus):
+    folder, entries = corpus
+    names = {e.name for e in entries}
+    assert len(entries) >= 80
+    assert {e.expect for e in entries} == {"code", "data", "load"}
+    assert {f"os_system_p{p}.pkl" for p in range(6)} <= names
+    assert set(CLI_FILES) <= names
+    assert all(os.path.getsize(os.path.join(folder, n)) < 1 << 20 for n in names)
+
+
+def test_whole_corpus_in_a_fresh_process_runs_nothing_and_stays_small(corpus):
+    """Every file through raycond.loading.load_snapshot in a subprocess: the outcome each entry
+    expects (code is UntrustedPickleError, data a plain NetworkLoadError), one line naming the file,
+    no advice to load unsafely, no payload run, peak RSS growth <= 200 MB and <= 5 s of CPU per file."""
+    import json
+    import subprocess
+    import sys
+    folder, entries = corpus
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "hostile_corpus.py"), "--measure", folder,
+                           "--json"], capture_output=True, text=True, timeout=600, cwd=ROOT,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    assert result["files"] == len(entries) and result["payloads_run"] == 0
+    assert not os.path.exists(_marker(folder))
+    wrong = [(r["name"], r["expect"], r["outcome"], r["message"][:200]) for r in result["rows"]
+             if r["outcome"] != r["expect"]]
+    assert not wrong
+    for r in result["rows"]:
+        if r["outcome"] == "load":
+            continue
+        path = os.path.join(folder, r["name"])
+        assert r["message"].startswith(path) and "\n" not in r["message"], r
+        assert "weights_only" not in r["message"] and "Traceback" not in r["message"], r
+        assert ("--trust-pickle" in r["message"]) == (r["outcome"] == "code"), r
+        assert r["cpu_s"] <= 5.0, r
+        if r["rss_growth_kib"] is not None:
+            assert r["rss_growth_kib"] <= 200 * 1024, r
+
+
+def test_loadable_hostile_files_never_reach_a_callable(corpus):
+    """Files that load (real networks with hostile training_set_kwargs) are refused where the
+    options would be used: the metrics' dataset."""
+    import calc_metrics
+    from metrics import metric_utils
+    from raycond import loading
+    folder, entries = corpus
+    loadable = [e for e in entries if e.expect == "load"]
+    assert loadable
+    for entry in loadable:
+        path = os.path.join(folder, entry.name)
+        snapshot = loading.load_snapshot(path)
+        kwargs = snapshot.get("training_set_kwargs")
+        if kwargs is None:
+            continue
+        with pytest.raises(ValueError, match="--data"):
+            calc_metrics.dataset_kwargs_for(snapshot, snapshot["G_ema"], None, None, None, path)
+        with pytest.raises(ValueError, match="refused"):
+            metric_utils.make_dataset(kwargs)
+    assert not os.path.exists(_marker(folder))
+
+
+def _one_line_refusal(proc, path, marker):
+    assert proc.returncode != 0, proc.stdout[-500:]
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and os.path.basename(path) in lines[0], proc.stderr[-3000:]
+    assert "weights_only" not in proc.stderr and "Traceback" not in proc.stderr
+    assert not os.path.exists(marker)
+
+
+def _cli_args(tool, path, tmp_path):
+    from conftest import make_camera_zip
+    out = str(tmp_path / "out")
+    if tool == "gen_images.py":
+        return ["gen_images.py", "--network", path, "--seeds", "0", "--outdir", out]
+    if tool == "gen_video.py":
+        return ["gen_video.py", "--network", path, "--seeds", "0", "--output", str(tmp_path / "v.gif")]
+    if tool == "calc_metrics.py":
+        return ["calc_metrics.py", "--network", path, "--metrics", "fid50k_full", "--device", "cpu"]
+    if tool == "train.py":
+        data = make_camera_zip(tmp_path / "data.zip", n=4, res=16)
+        return ["train.py", "--outdir", out, "--cfg", "raycond2", "--data", data, "--gpus", "1", "--batch", "4",
+                "--gamma", "1", "--kimg", "1", "--resume", path, "--device", "cpu", "--metrics", "none", "--dry-run"]
+    if tool == "projector.py":
+        import numpy as np
+        import PIL.Image
+        target = tmp_path / "face.png"
+        PIL.Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(target)
+        return ["projector.py", "--network", path, "--target", str(target), "--outdir", out]
+    return ["-m", "raycond.convert", path, str(tmp_path / "out.safetensors")]
+
+
+def _run_cli(args):
+    import subprocess
+    import sys
+    cmd = [sys.executable] + ([os.path.join(ROOT, args[0])] + args[1:] if args[0].endswith(".py") else args)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT))
+
+
+@pytest.mark.parametrize("tool, name", [("gen_images.py", "st_class_prefix_linear.safetensors"),
+                                        ("train.py", "kwargs_zdim_8192.pkl")])
+def test_cli_refuses_hostile_file_in_one_line(tmp_path, corpus, tool, name):
+    folder, _ = corpus
+    path = os.path.join(folder, name)
+    _one_line_refusal(_run_cli(_cli_args(tool, path, tmp_path)), path, _marker(folder))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CLI_FILES)
+@pytest.mark.parametrize("tool", ["gen_images.py", "gen_video.py", "calc_metrics.py", "train.py", "projector.py",
+                                  "raycond.convert"])
+def test_every_cli_refuses_hostile_files_in_one_line(tmp_path, corpus, tool, name):
+    folder, _ = corpus
+    path = os.path.join(folder, name)
+    _one_line_refusal(_run_cli(_cli_args(tool, path, tmp_path)), path, _marker(folder))
