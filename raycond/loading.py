@@ -39,7 +39,8 @@ TRUST_PICKLE_HELP = ("Load network pickles that carry code this project does not
                      "for files you trust).")
 __all__ = ["NetworkLoadError", "UntrustedPickleError", "NetworkInfo", "load_snapshot", "load_network",
            "load_network_and_info", "network_info", "resolve_network_path", "save_safe_weights",
-           "export_generator", "DEFAULT_CHECKPOINT", "resolve_network_arg", "load_generator_and_discriminator"]
+           "export_generator", "DEFAULT_CHECKPOINT", "resolve_network_arg", "load_generator_and_discriminator",
+           "file_digest", "digest_of"]
 
 
 def _bundled_checkpoint() -> str:
@@ -128,6 +129,11 @@ def resolve_network_path(path_or_url: str) -> str:
 def file_digest(data: bytes) -> str:
     """The sha256 of a file's bytes: what trust is bound to (a changed file is a new question)."""
     return hashlib.sha256(data).hexdigest()
+
+
+def digest_of(path_or_url: str) -> str:
+    """The sha256 of the bytes a network path (file, URL, run directory) holds now."""
+    return file_digest(_read_bytes(resolve_network_path(path_or_url)))
 
 
 def _trusted(trust_pickle, data: bytes) -> bool:

@@ -44,9 +44,15 @@ OFFICIAL_FAMILIES = {
     "training.networks_official_raycond2": ("training.networks_stylegan2",),
     "training.networks_official_raycond3": ("training.networks_stylegan3", "training.networks_stylegan2"),
 }
-# The modules a foreign source is matched against, in the families table's order (most specific
-# first: when several fit a foreign source equally well, the first one wins).
-FAMILY_MODULES = tuple(m for m in families.network_modules() if m not in OFFICIAL_FAMILIES)
+
+
+def family_modules() -> tuple[str, ...]:
+    """The modules a foreign source is matched against, in the families table's order (most specific
+    first: when several fit a foreign source equally well, the first one wins). Read from the table
+    at each load, so that a family added to it (docs/extending.md) loads too."""
+    return tuple(m for m in families.network_modules() if m not in OFFICIAL_FAMILIES)
+
+
 # Bytes a file may make this process allocate for networks: twice its size (float16 weight files
 # are widened to float32) plus this much for buffers that files need not hold.
 BUDGET_SLACK = 16 << 20
@@ -155,13 +161,13 @@ def _official_modules(theirs: dict[str, _Signature]) -> tuple[str, ...]:
 
 def candidate_modules(record: PersistentRecord) -> list[str]:
     """Our modules that may rebuild `record`, best first; empty if its source is not recognised."""
-    exact = [m for m in FAMILY_MODULES + tuple(OFFICIAL_FAMILIES) if _family_source(m) == record.module_src]
+    exact = [m for m in family_modules() + tuple(OFFICIAL_FAMILIES) if _family_source(m) == record.module_src]
     if exact:
         return [m for m in exact if isinstance(getattr(importlib.import_module(m), record.class_name, None), type)]
     theirs = _foreign_interface(record.module_src)
     if not theirs or record.class_name not in theirs:
         return []
-    modules = FAMILY_MODULES
+    modules = family_modules()
     if _is_official_raycond(record.module_src):
         # Their numerics differ from our ray-conditioned networks: a class the release module
         # defines is rebuilt only from our official counterpart; the others (dense layers) from
@@ -370,7 +376,7 @@ def _build(module_name: str, record: PersistentRecord, name: str, field: str, bu
 
 
 def _source_is_ours(record: PersistentRecord) -> bool:
-    return any(_family_source(m) == record.module_src for m in FAMILY_MODULES + tuple(OFFICIAL_FAMILIES))
+    return any(_family_source(m) == record.module_src for m in family_modules() + tuple(OFFICIAL_FAMILIES))
 
 
 def rebuild_record(record, name: str = "the file", field: str = "the network",

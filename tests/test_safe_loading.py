@@ -338,14 +338,55 @@ def test_visualizer_asks_then_renders_the_file_with_trust(tmp_path, small_genera
     assert not network.trust.offer(res, network.current)
 
 
-def test_visualizer_does_not_ask_again_after_no():
+def test_visualizer_does_not_ask_again_after_no(tmp_path):
     from types import SimpleNamespace
     from viz.trust_dialog import TrustDialog
-    refusal = SimpleNamespace(untrusted=("global posix.system",), args=SimpleNamespace(pkl="/x/evil.pkl"))
+    path = _write(tmp_path, {"G_ema": _Reduce(os.system, "true")}, name="evil.pkl")
+    refusal = SimpleNamespace(untrusted=("global posix.system",), args=SimpleNamespace(pkl=path))
     dialog = TrustDialog()
-    assert dialog.offer(refusal, "/x/evil.pkl")
+    assert dialog.offer(refusal, path)
     assert not dialog.answer(False)
-    assert not dialog.offer(refusal, "/x/evil.pkl") and not dialog.is_trusted("/x/evil.pkl")
+    assert not dialog.offer(refusal, path) and not dialog.is_trusted(path)
+
+
+def test_visualizer_consent_is_bound_to_the_file_content(tmp_path, small_generator):
+    """Yes trusts the bytes that were shown: a file replaced at the same path is refused again
+    (its code does not run) and the question is asked again."""
+    import collections
+    from viz.network import NetworkWidget
+    from viz.renderer import RenderArgs, Renderer
+    marker = tmp_path / "pwned"
+    path = _write(tmp_path, {"G_ema": small_generator, "stats": _Reduce(collections.Counter, [1])})
+    network, renderer, args = NetworkWidget(), Renderer(), {}
+    network.load(path)
+    network.update_args(args)
+    assert network.trust.offer(renderer.render(RenderArgs(**args)), network.current)
+    assert network.trust.answer(True)
+    network.update_args(args)
+    assert args["trust_pickle"] == loading.digest_of(path)
+    assert renderer.render(RenderArgs(**args)).error is None
+
+    _write(tmp_path, {"G_ema": small_generator, "stats": _Reduce(os.system, f"touch {marker}")})
+    os.utime(path, (1, 1))                                   # a new modification time: the renderer reloads
+    network.update_args(args)
+    res = renderer.render(RenderArgs(**args))
+    assert not marker.exists()
+    assert res.untrusted == (f"global {os.system.__module__}.system",)
+    assert network.trust.offer(res, network.current)        # asked again, about the new content
+    assert network.trust.question().endswith(f"global {os.system.__module__}.system. Load anyway?")
+    assert not network.trust.answer(False)
+    assert not network.trust.offer(res, network.current)
+
+
+def test_trust_digest_loads_only_those_bytes(tmp_path, small_generator):
+    import collections
+    path = _write(tmp_path, {"G_ema": small_generator, "stats": _Reduce(collections.Counter, [1])})
+    digest = loading.digest_of(path)
+    assert isinstance(load_snapshot(path, trust_pickle=digest)["stats"], collections.Counter)
+    _write(tmp_path, {"G_ema": small_generator, "stats": _Reduce(collections.Counter, [2])})
+    with pytest.raises(UntrustedPickleError) as info:
+        load_snapshot(path, trust_pickle=digest)
+    assert info.value.digest == loading.digest_of(path) != digest
 
 
 def test_convert_snapshot_whose_g_is_g_ema_writes_both(tmp_path, small_generator):

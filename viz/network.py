@@ -82,7 +82,7 @@ class NetworkWidget:
     def update_args(self, d):
         d['pkl'] = self.current
         d['key'] = self.key
-        d['trust_pickle'] = self.trust.is_trusted(self.current)
+        d['trust_pickle'] = self.trust.trust_for(self.current)   # a digest: only the content the user trusted
 
     def browse_entries(self, max_depth=2):
         """Network files and run directories under --browse-dir, newest first (cached for 2 s)."""

@@ -1,10 +1,12 @@
 """The question the visualizer asks before running code from a network file.
 
 Network files load safely by default (no code from the file runs). When a file is refused because
-it needs its own code, the render result names the classes involved; this dialog shows them and,
-on Yes, marks that file as trusted so that the next render loads it the trusting way. The answer
-is remembered per file for the session; No is remembered too, so the question is not repeated.
-The state logic (`offer`, `answer`, `is_trusted`) works without a window.
+it needs its own code (UntrustedPickleError; a file refused for bad data is never offered), the
+render result names the classes involved; this dialog shows them and, on Yes, trusts exactly the
+bytes that were refused: consent is keyed by the sha256 of the file's content, and the renderer is
+handed that digest (`trust_for`), so the loader trusts the file only while its bytes still have it.
+A file replaced at the same path is a new question. No is remembered per content too. The state
+logic (`offer`, `answer`, `trust_for`) works without a window.
 """
 
 from __future__ import annotations
@@ -12,28 +14,44 @@ from __future__ import annotations
 import gui_utils  # noqa: F401 - sets the GLFW/OpenGL platform before imgui_bundle loads glfw
 from imgui_bundle import imgui
 
+from raycond import loading
+
 TITLE = 'Run code from this file?'
 
 
 class TrustDialog:
     def __init__(self):
-        self.trusted: set[str] = set()
-        self.declined: set[str] = set()
-        self.pending: tuple[str, tuple] | None = None     # (path, class names) awaiting an answer
-        self.trust_all = False                            # visualizer.py --trust-pickle
+        self.trusted: dict[str, str] = {}              # path -> sha256 of the bytes the user agreed to run
+        self.declined: dict[str, str] = {}             # path -> sha256 of the bytes the user refused
+        self.pending: tuple[str, tuple] | None = None  # (path, class names) awaiting an answer
+        self.pending_digest: str | None = None         # sha256 of the content that question is about
+        self.trust_all = False                         # visualizer.py --trust-pickle
+
+    def trust_for(self, path):
+        """What the loader is told for `path`: True with --trust-pickle, the digest of the content
+        the user trusted (the loader checks it against the bytes it reads), else False."""
+        if path is None:
+            return False
+        return True if self.trust_all else self.trusted.get(path, False)
 
     def is_trusted(self, path) -> bool:
-        return path is not None and (self.trust_all or path in self.trusted)
+        return bool(self.trust_for(path))
 
     def offer(self, result, current) -> bool:
-        """Queue the question if `result` is a refusal of the current file not yet answered."""
+        """Queue the question if `result` is a refusal of the current file's content not yet answered."""
         untrusted = getattr(result, 'untrusted', ())
         path = getattr(getattr(result, 'args', None), 'pkl', None)
-        if not untrusted or path is None or path != current or self.pending is not None:
+        if not untrusted or path is None or path != current or self.pending is not None or self.trust_all:
             return False
-        if self.is_trusted(path) or path in self.declined:
+        digest = getattr(result, 'untrusted_digest', None)
+        if digest is None:
+            try:
+                digest = loading.digest_of(path)
+            except (loading.NetworkLoadError, OSError):
+                return False
+        if digest in (self.trusted.get(path), self.declined.get(path)):
             return False
-        self.pending = (path, tuple(untrusted))
+        self.pending, self.pending_digest = (path, tuple(untrusted)), digest
         return True
 
     def question(self) -> str:
@@ -44,8 +62,9 @@ class TrustDialog:
         """Record the answer; True when the file is now trusted (its render must be redone)."""
         if self.pending is None:
             return False
-        path, self.pending = self.pending[0], None
-        (self.trusted if yes else self.declined).add(path)
+        (path, _names), digest = self.pending, self.pending_digest
+        self.pending = self.pending_digest = None
+        (self.trusted if yes else self.declined)[path] = digest
         return yes
 
     def draw(self, result, current) -> bool:
