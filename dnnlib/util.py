@@ -227,7 +227,10 @@ def call_func_by_name(*args, func_name: str | None = None, **kwargs) -> Any:
 
 
 def construct_class_by_name(*args, class_name: str | None = None, **kwargs) -> Any:
-    """Instantiate a class given by dotted name (how networks are built from config dicts)."""
+    """Instantiate a class given by dotted name (how networks are built from config dicts).
+    Importing and calling by name runs whatever the name says: pass only names the program chose
+    (command-line configs), never one read from a file unless it was matched exactly against
+    raycond.families first (as raycond.rebuild and metrics.metric_utils.make_dataset do)."""
     if class_name is None:
         raise ValueError("construct_class_by_name needs class_name")
     return call_func_by_name(*args, func_name=class_name, **kwargs)
