@@ -263,11 +263,31 @@ def default_camera(info) -> dict:
     return out
 
 
+def check_pitch(pitch_deg) -> None:
+    """ValueError for a pitch that is no orbit camera: at ±90° the camera looks straight down the
+    up axis (its frame is undefined), beyond it the view is upside down."""
+    bad = [float(p) for p in np.atleast_1d(np.asarray(pitch_deg, dtype=np.float64)) if not abs(p) < 90]
+    if bad:
+        raise ValueError(f"pitch {bad[0]:g} degrees is not an orbit camera: pitch must lie strictly between -90 and 90")
+
+
+def outside_training_poses(yaw_range, pitch_range, yaw_deg: float, pitch_deg: float) -> str | None:
+    """Why (yaw, pitch) lies outside the training poses (ranges in degrees, e.g. a snapshot's
+    camera_stats 'yaw_range_deg'; None: unknown), with 0.5° of allowance, as a phrase; None inside.
+    The visualizer's 'extrapolating' warning and the command-line tools' warning both follow it."""
+    problems = []
+    for name, value, rng in (("yaw", yaw_deg, yaw_range), ("pitch", pitch_deg, pitch_range)):
+        if rng and not (float(rng[0]) - 0.5 <= float(value) <= float(rng[1]) + 0.5):
+            problems.append(f"{name} {float(value):g} is outside the training range {float(rng[0]):.0f}..{float(rng[1]):.0f}")
+    return "; ".join(problems) or None
+
+
 def c_for_network(info, yaw_deg=0.0, pitch_deg=0.0, fov_deg=None, radius=None, lookat=None, batch: int = 1,
                   device="cpu") -> torch.Tensor:
     """The label c for a network: a camera for camera-conditioned networks, zeros otherwise."""
     if info is not None and not info.camera:
         return torch.zeros([batch, info.c_dim], device=device)
+    check_pitch(pitch_deg)
     d = default_camera(info)
     c = cam.camera_label(
         yaw_deg, pitch_deg,

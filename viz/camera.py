@@ -109,12 +109,7 @@ class CameraWidget:
     @property
     def extrapolating(self):
         """True when yaw or pitch lies outside the training pose range (unknown range: False)."""
-        out = False
-        if self.train_yaw_range:
-            out |= not (self.train_yaw_range[0] - 0.5 <= self.yaw <= self.train_yaw_range[1] + 0.5)
-        if self.train_pitch_range:
-            out |= not (self.train_pitch_range[0] - 0.5 <= self.pitch <= self.train_pitch_range[1] + 0.5)
-        return out
+        return gen.outside_training_poses(self.train_yaw_range, self.train_pitch_range, self.yaw, self.pitch) is not None
 
     def _include_in_ranges(self):
         if self.yaw < self.yaw_range[0] or self.yaw > self.yaw_range[1]:
