@@ -7,15 +7,23 @@ Examples:
     python benchmarks/bench_generator.py --cfg raycond3-t --device cuda --compare-kernels
     python benchmarks/bench_generator.py --sweep --device cuda        # the table in docs/performance.md
     python benchmarks/bench_generator.py --sweep --device cpu --res 64 --cbase 512 --cmax 32 --iters 2
+    python benchmarks/bench_generator.py --compare-fp32 --res 256 --rounds 5
+    python benchmarks/bench_generator.py --published ~/src/stylegan2-ada-pytorch --res 256,512 --rounds 5
 
-fp16: like gen_images.py, the networks' fp16 layers run in fp16 on CUDA unless --fp32
-(raycond.generate.force_fp32_for); the CPU is always float32.
+Precision as gen_images.py chooses it (raycond.precision): the networks' fp16 layers (the 4 highest
+resolutions, as train.py builds them) run in fp16 on CUDA and in bfloat16 on a CPU with native
+bfloat16, unless --fp32. --compare-fp32 times that against --fp32 on the same network, alternating.
+--published DIR times NVIDIA's published StyleGAN2 code from a checkout (stylegan2-ada-pytorch's
+training/networks.py or stylegan3's training/networks_stylegan2.py; nothing of it is in this
+repository) side by side with this code: alternating processes, best of --rounds, ratio of the best.
 """
 
 import contextlib
+import json
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import time
 
@@ -28,6 +36,7 @@ threads.prepare()  # before torch loads: the project's thread policy (raycond/th
 
 import torch  # noqa: E402
 
+from raycond import precision  # noqa: E402
 from raycond.camera import LABEL_DIM, camera_label  # noqa: E402
 from raycond.generate import force_fp32_for, parse_int_list  # noqa: E402
 from training import networks_stylegan2  # noqa: E402
@@ -117,7 +126,7 @@ def run_benchmark(cfg='raycond2', res=256, cbase=16384, cmax=512, batch=1, devic
     if G is None:
         G = build_generator(cfg, res, cbase, cmax, fp16, device)
     z, c = make_inputs(G, cfg, batch, device)
-    force_fp32 = not fp16
+    force_fp32 = force_fp32_for(device, not fp16, G)
     takes_c = cfg in CAMERA_CFGS
     with ops_env(kernels):
         r = _time_generator(G, z, c, takes_c, force_fp32, device, iters, warmup, compile, profile)
@@ -186,7 +195,8 @@ def format_table(r):
     rows = [
         ('config', f"{r['cfg']} {r['res']}x{r['res']} cbase={r['cbase']} cmax={r['cmax']} batch={r['batch']}"),
         ('device', f"{r['device']} (threads={torch.get_num_threads()}, torch {torch.__version__})"),
-        ('options', f"compile={r['compile']} fp16={r['fp16']} cpu_channels_last={r['channels_last']} "
+        ('options', f"compile={r['compile']} {precision.describe(r['device'], not r['fp16'])} "
+                    f"cpu_channels_last={r['channels_last']} "
                     f"mallopt={r.get('mallopt', False)} RAYCOND_OPS={r['ops']}"),
         ('parameters', f"{r['num_params'] / 1e6:.2f} M"),
         ('mapping ms (median/call)', f"{r['mapping_ms']:.2f}"),
@@ -253,6 +263,103 @@ def format_sweep(rows, device, fp16, cbase, cmax, iters):
     return '\n'.join(lines)
 
 
+def time_against_fp32(cfg, res, cbase, cmax, batch, device, iters, warmup, rounds, channels_last=True, echo=print):
+    """Best ms/image of one network (fp16 layers built in, as train.py builds them) in its default
+    precision and with --fp32, alternating the order each round. Returns {False: ms, True: ms} (keys: fp32)."""
+    G = build_generator(cfg, res, cbase, cmax, True, torch.device(device))
+    best = {False: float('inf'), True: float('inf')}
+    for i in range(rounds):
+        for fp32 in ((False, True) if i % 2 == 0 else (True, False)):
+            r = run_benchmark(cfg=cfg, res=res, cbase=cbase, cmax=cmax, batch=batch, device=device, iters=iters,
+                              warmup=warmup, fp16=not fp32, channels_last=channels_last, G=G)
+            best[fp32] = min(best[fp32], r['best_ms_per_image'])
+            echo(f"  round {i + 1}: {'--fp32' if fp32 else 'default'} {r['best_ms_per_image']:.1f} ms/image")
+    return best
+
+
+# Times the published StyleGAN2 code in a process of its own (its dnnlib, torch_utils and training
+# packages shadow ours). argv: checkout, res, cbase, cmax, batch, iters, warmup, threads. Prints JSON.
+PUBLISHED_WORKER = r"""
+import importlib, inspect, json, os, statistics, sys, time
+import torch
+path, res, cbase, cmax, batch, iters, warmup, threads = sys.argv[1], *map(int, sys.argv[2:])
+# An editable install of this project maps its package names (training, torch_utils) by name: drop it.
+sys.meta_path[:] = [f for f in sys.meta_path
+                    if 'editable' not in (getattr(f, '__module__', '') + getattr(f, '__name__', '')).lower()]
+sys.path[:] = [path] + [p for p in sys.path if p not in ('', os.getcwd())]
+if threads > 0:
+    torch.set_num_threads(threads)
+names = [n for n in ('networks_stylegan2', 'networks') if os.path.isfile(os.path.join(path, 'training', n + '.py'))]
+if not names:   # stylegan3's file, or stylegan2-ada-pytorch's
+    sys.exit(f'{path}: no training/networks_stylegan2.py or training/networks.py (a StyleGAN2-ADA or StyleGAN3 checkout)')
+module = importlib.import_module('training.' + names[0])
+synthesis = dict(channel_base=cbase, channel_max=cmax, num_fp16_res=4, conv_clamp=256)
+if 'synthesis_kwargs' in inspect.signature(module.Generator).parameters:
+    G = module.Generator(512, 0, 512, res, 3, synthesis_kwargs=synthesis)
+else:
+    G = module.Generator(512, 0, 512, res, 3, **synthesis)
+G = G.eval().requires_grad_(False)
+torch.manual_seed(0)
+z, c = torch.randn([batch, 512]), torch.zeros([batch, 0])
+total, cpu = [], []
+with torch.inference_mode():
+    for it in range(warmup + iters):
+        t0, c0 = time.perf_counter(), time.process_time()
+        G.synthesis(G.mapping(z, c), noise_mode='const', force_fp32=True)   # fp16 on a CPU would be emulated
+        if it >= warmup:
+            total.append((time.perf_counter() - t0) * 1e3)
+            cpu.append((time.process_time() - c0) * 1e3)
+print(json.dumps(dict(best_ms_per_image=min(total) / batch, total_ms_per_image=statistics.median(total) / batch,
+                      cpu_ms_per_image=min(cpu) / batch, module=module.__name__)))
+"""
+
+
+def _json_of(name, cmd):
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"{name}: {(out.stderr.strip().splitlines() or ['failed with no message'])[-1]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def compare_published(published, cfg, res, cbase, cmax, batch, iters, warmup, rounds, num_threads, echo=print):
+    """Best ms/image of the published StyleGAN2 code, this code in its default precision and with
+    --fp32: one process each, in an order that rotates every round (so that a change of load hits
+    all three). Returns {'published': ms, 'default': ms, 'fp32': ms} (best) and the same for CPU ms."""
+    common = ['--cfg', cfg, '--res', str(res), '--cbase', str(cbase), '--cmax', str(cmax), '--batch', str(batch),
+              '--iters', str(iters), '--warmup', str(warmup), '--threads', str(num_threads), '--device', 'cpu', '--json']
+    cmds = {
+        'published': [sys.executable, '-c', PUBLISHED_WORKER, os.path.abspath(os.path.expanduser(published)),
+                      str(res), str(cbase), str(cmax), str(batch), str(iters), str(warmup), str(num_threads)],
+        'default': [sys.executable, os.path.abspath(__file__), *common],
+        'fp32': [sys.executable, os.path.abspath(__file__), *common, '--fp32'],
+    }
+    names = list(cmds)
+    best = {k: float('inf') for k in names}
+    best_cpu = dict(best)
+    for i in range(rounds):
+        for k in names[i % 3:] + names[:i % 3]:
+            r = _json_of('the published code' if k == 'published' else f'this code ({k})', cmds[k])
+            best[k] = min(best[k], r['best_ms_per_image'])
+            best_cpu[k] = min(best_cpu[k], r['cpu_ms_per_image'])
+            echo(f"  {res}x{res} round {i + 1}: {k} {r['best_ms_per_image']:.1f} ms/image")
+    return best, best_cpu
+
+
+def format_published(rows, cfg, cbase, cmax, batch, rounds, num_threads):
+    """Markdown table of compare_published's results, one row per resolution."""
+    dtype = precision.describe('cpu')
+    lines = [f"CPU, torch {torch.__version__}, threads {num_threads or 'default'}, batch {batch}, cbase {cbase}, "
+             f"cmax {cmax}, best of {rounds} alternating processes; this code: {cfg}, default = {dtype}",
+             '', '| resolution | published StyleGAN2 ms | this code, default ms | ratio | this code, --fp32 ms | ratio '
+             '| CPU-time ratio default / fp32 |', '|---|---|---|---|---|---|---|']
+    for res, (best, cpu) in rows:
+        lines.append(f"| {res}x{res} | {best['published']:.1f} | {best['default']:.1f} | "
+                     f"{best['default'] / best['published']:.2f} | {best['fp32']:.1f} | "
+                     f"{best['fp32'] / best['published']:.2f} | {cpu['default'] / cpu['published']:.2f} / "
+                     f"{cpu['fp32'] / cpu['published']:.2f} |")
+    return '\n'.join(lines)
+
+
 @click.command()
 @click.option('--cfg', type=click.Choice(CFGS), default='raycond2', show_default=True,
               help="Generator architecture to time (train.py's names). --sweep times all of them.")
@@ -285,9 +392,19 @@ def format_sweep(rows, device, fp16, cbase, cmax, iters):
 @click.option('--threads', 'num_threads', type=click.IntRange(min=0), default=0, show_default=True, help=threads.THREADS_HELP)
 @click.option('--profile', type=click.IntRange(min=0), default=0, show_default=True,
               help='Also run N iterations under torch.profiler and print the top operators.')
+@click.option('--compare-fp32', is_flag=True, default=False,
+              help='Time the default precision and --fp32 on the same network (fp16 layers built in), alternating '
+                   '--rounds times; print the best of each and their ratio.')
+@click.option('--published', metavar='DIR', default=None,
+              help='A checkout of the published StyleGAN2 code (stylegan2-ada-pytorch or stylegan3): time it, this '
+                   'code and this code with --fp32 in alternating processes on the CPU; print a markdown table.')
+@click.option('--rounds', type=click.IntRange(min=1), default=5, show_default=True,
+              help='Rounds of --compare-fp32 / --published (the best of each side is kept).')
+@click.option('--json', 'as_json', is_flag=True, default=False, hidden=True,
+              help='Print the result as one JSON line (used by --published).')
 @click.option('--verbose', is_flag=True, default=False, help='Show full tracebacks on errors.')
 def main(cfg, res_list, cbase, cmax, batch_list, device, iters, warmup, use_compile, fp32, kernels, compare_kernels,
-         sweep, channels_last, use_mallopt, num_threads, profile, verbose):
+         sweep, channels_last, use_mallopt, num_threads, profile, compare_fp32, published, rounds, as_json, verbose):
     """Time the generator's mapping and synthesis networks (noise_mode='const')."""
     try:
         if use_mallopt:
@@ -303,7 +420,20 @@ def main(cfg, res_list, cbase, cmax, batch_list, device, iters, warmup, use_comp
             raise ValueError(f'--res {res_list}: {bad[0]} is not a power of two >= 16 (e.g. 64, 256, 512)')
         if min(batches) < 1:
             raise ValueError(f'--batch {batch_list}: every batch size must be at least 1')
-        fp16 = not force_fp32_for(dev, fp32)
+        fp16 = precision.layer_dtype(dev, fp32) != torch.float32   # these networks are ours: force_fp32_for's rule
+        echo = lambda m: click.echo(m, err=True)  # noqa: E731
+        if published:
+            rows = [(r, compare_published(published, cfg, r, cbase, cmax, batches[0], iters, warmup, rounds,
+                                          num_threads, echo=echo)) for r in resolutions]
+            click.echo(format_published(rows, cfg, cbase, cmax, batches[0], rounds, num_threads))
+            return
+        if compare_fp32:
+            for r in resolutions:
+                best = time_against_fp32(cfg, r, cbase, cmax, batches[0], device, iters, warmup, rounds, channels_last, echo)
+                click.echo(f"{cfg} {r}x{r} batch {batches[0]}: {precision.describe(dev)} {best[False]:.1f} ms/image, "
+                           f"--fp32 {best[True]:.1f} ms/image, ratio {best[False] / best[True]:.2f} "
+                           f"(best of {rounds}, threads {torch.get_num_threads()})")
+            return
         if sweep or compare_kernels:
             if kernels is not None:
                 raise ValueError('--kernels/--no-kernels pick one side; --sweep and --compare-kernels time both '
@@ -327,6 +457,9 @@ def main(cfg, res_list, cbase, cmax, batch_list, device, iters, warmup, use_comp
         if verbose:
             raise
         raise click.ClickException(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    if as_json:
+        click.echo(json.dumps({k: v for k, v in r.items() if k != 'profile_table'}))
+        return
     click.echo(format_table(r))
     if r['profile_table']:
         click.echo(r['profile_table'])

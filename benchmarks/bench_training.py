@@ -7,6 +7,12 @@ Prints a table; never asserts times.
 \b
   python benchmarks/bench_training.py --res=32,64 --batch=32 --cbase=8192 --cmax=256 --map-depth=2
   python benchmarks/bench_training.py --res=256,512 --batch=32 --device=cuda
+  python benchmarks/bench_training.py --res=64 --cbase=2048 --cmax=64 --threads=1 --compare-fp32 --repeats=3
+
+Precision as train.py chooses it: fp16 layers on CUDA, bfloat16 layers on a CPU with native bfloat16
+(raycond.precision), float32 elsewhere or with --fp32. --compare-fp32 times that against --fp32,
+alternating, and prints the ratio of the best times (wall and process CPU time; with --threads=1 on
+a shared machine the CPU time is the steadier figure).
 """
 
 import copy
@@ -26,6 +32,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import dnnlib  # noqa: E402
+from raycond import precision  # noqa: E402
 from raycond.camera import LABEL_DIM, camera_label  # noqa: E402
 from training.augment import AUGPIPE_SPECS  # noqa: E402
 from training.terms import pose as pose_term  # noqa: E402
@@ -42,7 +49,7 @@ def bench_one(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters,
               pose_negatives=0.0, pose_loss=0.0):
     """Time `iters` training iterations after one warm-up; returns a dict of results."""
     device = torch.device(device)
-    fp16 = device.type == 'cuda' and not fp32
+    fp16 = precision.layer_dtype(device, fp32) != torch.float32   # train.py's rule: fp16 on CUDA, bf16 on some CPUs
     common = dict(c_dim=LABEL_DIM if cfg != 'stylegan2' else 0, img_resolution=res, img_channels=3)
     net = dict(channel_base=cbase, channel_max=cmax, num_fp16_res=4 if fp16 else 0, conv_clamp=256 if fp16 else None)
     G_kwargs = dict(class_name='training.networks_stylegan2.Generator' if cfg == 'stylegan2' else
@@ -96,17 +103,18 @@ def bench_one(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters,
     sync()
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for i in range(1, iters + 1):  # batch_idx 1..iters: Greg every 4th, Dreg every 16th, as in training
         threads.adapt()   # as train.py does once per iteration
         step(i)
     sync()
-    sec = time.perf_counter() - t0
+    sec, cpu_sec = time.perf_counter() - t0, time.process_time() - c0
     suffix = ('+neg' if pose_negatives > 0 else '') + ('+pl' if pose_loss > 0 else '')
     return dict(cfg=cfg + suffix, res=res, batch=batch, device=str(device),
                 threads=torch.get_num_threads(),
                 G_params=sum(p.numel() for p in G.parameters()), D_params=sum(p.numel() for p in D.parameters()),
                 sec_per_iter=sec / iters, sec_per_kimg=sec / (iters * batch) * 1000,
+                cpu_sec_per_kimg=cpu_sec / (iters * batch) * 1000, precision=precision.describe(device, not fp16),
                 peak_gib=(torch.cuda.max_memory_allocated(device) / 2**30) if device.type == 'cuda' else _peak_cpu_gib())
 
 
@@ -124,13 +132,16 @@ def bench_one(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters,
 @click.option('--iters', type=click.IntRange(min=1), default=16, show_default=True,
               help='Timed iterations (16 covers one full lazy-regularization cycle)')
 @click.option('--threads', 'num_threads', type=click.IntRange(min=0), default=0, show_default=True, help=threads.THREADS_HELP)
-@click.option('--fp32', is_flag=True, help='Disable fp16 layers on CUDA (always fp32 on the CPU)')
+@click.option('--fp32', is_flag=True, help=precision.FP32_HELP)
+@click.option('--compare-fp32', is_flag=True, help='Time the default precision and --fp32 alternately; print their ratio.')
+@click.option('--repeats', type=click.IntRange(min=1), default=1, show_default=True,
+              help='Runs of each configuration (the table shows every run; the ratio uses the best of each).')
 @click.option('--pose-negatives', type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="train.py's --term=pose-negatives:W (one more D pass on the reals); the cfg column reads '+neg'")
 @click.option('--pose-loss', type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="train.py's --term=pose:W (the reader on each generated image and its mirror); the cfg column reads '+pl'")
-def main(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters, num_threads, fp32, pose_negatives,
-         pose_loss):
+def main(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters, num_threads, fp32, compare_fp32, repeats,
+         pose_negatives, pose_loss):
     if device == 'auto':
         device = 'cuda' if torch.cuda.is_available() else 'cpu'
     if device == 'cuda' and not torch.cuda.is_available():
@@ -144,15 +155,25 @@ def main(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters, num_
     except ValueError:
         raise click.ClickException(f'--res must be a comma-separated list of integers, got {res!r}') from None
     print(f'{"cfg":<22} {"res":>5} {"batch":>5} {"device":<7} {"thr":>3} {"G params":>9} {"D params":>9} '
-          f'{"s/iter":>8} {"s/kimg":>9} {"peak GiB":>9}')
+          f'{"s/iter":>8} {"s/kimg":>9} {"CPU s/kimg":>10} {"peak GiB":>9}  precision')
     if (pose_negatives > 0 or pose_loss > 0) and cfg == 'stylegan2':  # this benchmark's stylegan2 has no cameras
         raise click.ClickException('--pose-negatives and --pose-loss need a camera-conditioned --cfg (raycond2, posecond2)')
+    variants = [False, True] if compare_fp32 else [fp32]
     for r in resolutions:
-        out = bench_one(cfg, r, batch, batch_gpu, device, cbase, cmax, map_depth, iters, fp32,
-                        pose_negatives=pose_negatives, pose_loss=pose_loss)
-        print(f'{out["cfg"]:<22} {out["res"]:>5} {out["batch"]:>5} {out["device"]:<7} {out["threads"]:>3} '
-              f'{out["G_params"]:>9,} {out["D_params"]:>9,} {out["sec_per_iter"]:>8.3f} {out["sec_per_kimg"]:>9.1f} '
-              f'{out["peak_gib"]:>9.2f}', flush=True)
+        best, best_cpu = {}, {}
+        for rep in range(repeats):
+            for v in (variants if rep % 2 == 0 else variants[::-1]):   # alternate the order: same load for both
+                out = bench_one(cfg, r, batch, batch_gpu, device, cbase, cmax, map_depth, iters, v,
+                                pose_negatives=pose_negatives, pose_loss=pose_loss)
+                best[v] = min(best.get(v, float('inf')), out['sec_per_kimg'])
+                best_cpu[v] = min(best_cpu.get(v, float('inf')), out['cpu_sec_per_kimg'])
+                print(f'{out["cfg"]:<22} {out["res"]:>5} {out["batch"]:>5} {out["device"]:<7} {out["threads"]:>3} '
+                      f'{out["G_params"]:>9,} {out["D_params"]:>9,} {out["sec_per_iter"]:>8.3f} '
+                      f'{out["sec_per_kimg"]:>9.1f} {out["cpu_sec_per_kimg"]:>10.1f} {out["peak_gib"]:>9.2f}  '
+                      f'{out["precision"]}', flush=True)
+        if compare_fp32:
+            print(f'{r}x{r}: best s/kimg {best[False]:.1f} against {best[True]:.1f} with --fp32, ratio '
+                  f'{best[False] / best[True]:.2f} (process CPU time: {best_cpu[False] / best_cpu[True]:.2f})', flush=True)
 
 
 if __name__ == '__main__':

@@ -3,8 +3,10 @@
 orbiting, through the real window (GLFW + imgui + async render thread). Prints a table; asserts nothing.
 
 Networks are random-weight ray-conditioned generators of the given resolutions (speed does not
-depend on the weights), or a given --network. Without a display an Xvfb server is started when
-available (its software GL then counts in the GUI frame times).
+depend on the weights; fp16 layers at the 4 highest resolutions, as train.py builds them), or a given
+--network. They render in the precision the visualizer picks (bfloat16 layers on a CPU with native
+bfloat16, raycond.precision) unless --fp32; --compare-fp32 alternates trials of both. Without a
+display an Xvfb server is started when available (its software GL then counts in the GUI frame times).
 """
 
 import os
@@ -54,9 +56,9 @@ def _start_xvfb():
     return proc
 
 
-def _bench_one(pkl, device, repeats, seconds, fps_limit, yield_to_renderer=True):
+def _bench_one(pkl, device, repeats, seconds, fps_limit, yield_to_renderer=True, fp32=False):
     from viz.app import Visualizer
-    viz = Visualizer([pkl], device=device, fps_limit=fps_limit)
+    viz = Visualizer([pkl], device=device, fps_limit=fps_limit, fp32=fp32)
     viz.perf.yield_to_renderer = yield_to_renderer
     try:
         viz.wait_for_render(timeout=600)
@@ -100,7 +102,7 @@ def _bench_one(pkl, device, repeats, seconds, fps_limit, yield_to_renderer=True)
         dt = time.perf_counter() - t0
         return dict(render_ms=1000 * statistics.median(rt), render_bg_ms=1000 * statistics.median(in_gui), lat_med=1000 * statistics.median(lat),
                     lat_p90=1000 * sorted(lat)[int(0.9 * (len(lat) - 1))], gui_fps=(viz.frame_count - frames0) / dt,
-                    image_fps=len(stamps) / dt, res=res.image.shape[0])
+                    image_fps=len(stamps) / dt, res=res.image.shape[0], precision=res.precision)
     finally:
         viz.close()
 
@@ -119,10 +121,13 @@ def _bench_one(pkl, device, repeats, seconds, fps_limit, yield_to_renderer=True)
 @click.option('--threads', 'num_threads', type=click.IntRange(min=0), default=0, show_default=True, help=threads.THREADS_HELP)
 @click.option('--trials', default=1, show_default=True,
               help='Repeat each measurement; with more than one, print the median and the best trial.')
+@click.option('--fp32', is_flag=True, default=False, help='Render in float32 (the GUI\'s "Force fp32").')
+@click.option('--compare-fp32', is_flag=True, default=False,
+              help='Alternate trials with and without --fp32 and print rows for both.')
 @click.option('--yield/--no-yield', 'yield_to_renderer', default=True, show_default=True,
               help='The Performance option "Yield to renderer" (GUI waits for the image instead of redrawing).')
 def main(resolutions, cbase, cmax, map_depth, network, device, repeats, seconds, fps_limit, num_threads, trials,
-         yield_to_renderer):
+         fp32, compare_fp32, yield_to_renderer):
     """Print latency and orbit FPS of the visualizer window."""
     xvfb = _start_xvfb()
     policy = threads.apply(num_threads)
@@ -132,15 +137,21 @@ def main(resolutions, cbase, cmax, map_depth, network, device, repeats, seconds,
             nets = [(network, os.path.basename(network))] if network else \
                 [(_make_network(int(r), cbase, cmax, map_depth, os.path.join(tmp, f'r{r}.pkl')),
                   f'raycond2 {r}x{r} (cbase {cbase}, cmax {cmax})') for r in resolutions.split(',')]
+            variants = [False, True] if compare_fp32 else [fp32]
             for pkl, name in nets:
-                runs = [_bench_one(pkl, device, repeats, seconds, fps_limit, yield_to_renderer) for _ in range(trials)]
-                if trials == 1:
-                    rows.append((name, runs[0]))
-                    continue
-                med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-                best = max(runs, key=lambda r: r['image_fps'])
-                rows.append((f'{name}, median of {trials}', med))
-                rows.append((f'{name}, best of {trials}', best))
+                runs = {v: [] for v in variants}
+                for t in range(trials):
+                    for v in (variants if t % 2 == 0 else variants[::-1]):   # alternate: same load for both
+                        runs[v].append(_bench_one(pkl, device, repeats, seconds, fps_limit, yield_to_renderer, v))
+                for v in variants:
+                    label = f'{name}, {runs[v][0]["precision"]}'
+                    if trials == 1:
+                        rows.append((label, runs[v][0]))
+                        continue
+                    med = {k: statistics.median(r[k] for r in runs[v]) for k in runs[v][0] if k != 'precision'}
+                    best = max(runs[v], key=lambda r: r['image_fps'])
+                    rows.append((f'{label}, median of {trials}', med))
+                    rows.append((f'{label}, best of {trials}', best))
         import platform
         print(f'\nVisualizer on {device} ({policy.describe()}, '
               f'{platform.processor() or platform.machine()}), GUI cap {fps_limit} fps, yield {yield_to_renderer}, '

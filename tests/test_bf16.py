@@ -242,3 +242,47 @@ def test_gen_images_fp32_switch_turns_bf16_off(bf16_on, tmp_path, fp16_pickle):
         outs[name] = np.asarray(PIL.Image.open(tmp_path / name / 'seed0000.png'), dtype=np.float64)
     mse = float(((outs['auto'] - outs['fp32']) ** 2).mean())
     assert 0 < mse and 10 * math.log10(255 ** 2 / mse) >= PSNR_BOUND
+
+
+# ----------------------------------------------------------------------------- benchmarks
+
+FAKE_PUBLISHED = '''
+import time
+import torch
+
+class Generator(torch.nn.Module):
+    """Stands in for the published code's interface: mapping(z, c) and synthesis(ws, noise_mode, force_fp32)."""
+    def __init__(self, z_dim, c_dim, w_dim, img_resolution, img_channels, mapping_kwargs={}, synthesis_kwargs={}):
+        super().__init__()
+        self.res = img_resolution
+        self.kwargs = synthesis_kwargs
+        self.mapping = lambda z, c: z[:, None, :w_dim]
+        self.synthesis = lambda ws, noise_mode, force_fp32: time.sleep(0.05)   # 50 ms per image
+'''
+
+
+def test_bench_generator_times_a_published_checkout_side_by_side(tmp_path):
+    """--published DIR: one process for the checkout's code, two for this code (default, --fp32),
+    and a table row with both ratios."""
+    from click.testing import CliRunner
+    from benchmarks import bench_generator
+    (tmp_path / 'training').mkdir()
+    (tmp_path / 'training' / '__init__.py').write_text('')
+    (tmp_path / 'training' / 'networks.py').write_text(FAKE_PUBLISHED)
+    r = CliRunner().invoke(bench_generator.main, ['--published', str(tmp_path), '--cfg', 'stylegan2', '--res', '16',
+                                                  '--cbase', '256', '--cmax', '16', '--rounds', '1', '--iters', '1',
+                                                  '--warmup', '0', '--threads', '1'])
+    assert r.exit_code == 0, r.output
+    row = [line for line in r.stdout.splitlines() if line.startswith('| 16x16 |')]
+    assert len(row) == 1
+    cells = [c.strip() for c in row[0].strip('|').split('|')]
+    published, default, ratio = float(cells[1]), float(cells[2]), float(cells[3])
+    assert published >= 50 and default > 0 and ratio == pytest.approx(default / published, abs=0.01)
+
+
+def test_bench_generator_published_needs_a_stylegan_checkout(tmp_path):
+    from click.testing import CliRunner
+    from benchmarks import bench_generator
+    r = CliRunner().invoke(bench_generator.main, ['--published', str(tmp_path), '--res', '16', '--rounds', '1',
+                                                  '--iters', '1', '--warmup', '0', '--threads', '1'])
+    assert r.exit_code != 0 and 'no training/networks_stylegan2.py or training/networks.py' in r.output
