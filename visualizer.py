@@ -27,10 +27,12 @@ def _default_pkls(pkls):
     if pkls:
         return list(pkls)
     try:
-        return [loading.resolve_network_arg(None, what='network')]
+        bundled = loading.resolve_network_arg(None, what='network')
     except loading.NetworkLoadError:
         click.echo('No network given and no bundled checkpoint found: starting with an empty network field.')
         return []
+    short = os.path.relpath(bundled)       # the Network field shows checkpoints/..., not a long absolute path
+    return [bundled if short.startswith('..') else short]
 
 
 @click.command(help=__doc__, context_settings=dict(help_option_names=["-h", "--help"]))

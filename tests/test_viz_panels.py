@@ -38,3 +38,39 @@ def test_render_args_hold_the_frame_spec_and_read_through():
                                                                      photo_view='difference')
     with pytest.raises(TypeError, match='unknown fields: yaw'):
         RenderArgs(yaw=3)
+
+
+def test_recent_entries_of_the_same_file_name_have_distinct_ids():
+    from viz.network import recent_label
+    a, b = recent_label('runA/network-snapshot-000000.pkl'), recent_label('runB/network-snapshot-000000.pkl')
+    assert a != b and a.split('##')[0] == b.split('##')[0] == 'network-snapshot-000000.pkl'
+
+
+def test_a_file_that_fails_to_load_leaves_the_recent_list(tmp_path, small_pickle):
+    from viz.network import NetworkWidget
+    from viz.renderer import Renderer
+    broken = tmp_path / 'broken.pkl'
+    broken.write_bytes(b'not a pickle')
+    w, renderer = NetworkWidget(), Renderer()
+    for path in (small_pickle, str(broken)):
+        w.load(path)
+        args = {}
+        w.update_args(args)
+        res = renderer.render(RenderArgs(**args, device='cpu', info_only=True))
+        w.on_result(res)
+    assert res.error and w.recent == [small_pickle]
+
+
+def test_visualizer_help_answers_to_dash_h():
+    from click.testing import CliRunner
+    import visualizer
+    result = CliRunner().invoke(visualizer.main, ['-h'])
+    assert result.exit_code == 0 and '--headless' in result.output
+
+
+def test_without_a_network_the_field_shows_the_bundled_checkpoint_s_short_path(monkeypatch):
+    import os
+    import visualizer
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    monkeypatch.chdir(root)
+    assert visualizer._default_pkls(()) == [os.path.join('checkpoints', 'raycond2-synthheads-64.pkl')]

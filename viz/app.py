@@ -149,6 +149,7 @@ class Visualizer(ImguiWindow):
         if res.info is None and (res.error or (res.args is not None and res.args.pkl is None)):
             self.info = None          # no network, or it failed to load: nothing to describe
         self.layers.on_result(res)
+        self.network.on_result(res)
         if res.image is not None:
             if self.texture is None:
                 self.texture = gl_utils.Texture(res.image, linear=self.perf.smooth)

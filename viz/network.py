@@ -19,6 +19,12 @@ from viz.trust_dialog import TrustDialog
 NETWORK_SUFFIXES = ('.pkl', '.pt', '.pth', '.safetensors')
 
 
+def recent_label(path: str) -> str:
+    """The Recent list's entry: the file name, with the full path as its Dear ImGui ID so that two
+    files of the same name (network-snapshot-000000.pkl of two runs) stay two entries."""
+    return f'{os.path.basename(path.rstrip("/")) or path}##{path}'
+
+
 class NetworkWidget:
     """Holds the chosen network path; the renderer loads it (on its thread) from `update_args`."""
 
@@ -79,6 +85,15 @@ class NetworkWidget:
             return True
         return False
 
+    def on_result(self, res):
+        """A render result arrived: a file that could not be loaded leaves the Recent list (one that
+        waits for the user's trust stays, the trust dialog asks about it)."""
+        args = res.args
+        if args is None or args.pkl is None or args.pkl != self.current or res.info is not None:
+            return
+        if res.error and not res.untrusted and self.source in self.recent:
+            self.recent.remove(self.source)
+
     def update_args(self, d):
         d['pkl'] = self.current
         d['key'] = self.key
@@ -126,7 +141,7 @@ class NetworkWidget:
             imgui.set_next_item_width(avail * 0.5 - 4)
             if imgui.begin_combo('##recent', 'Recent', imgui.ComboFlags_.height_large):
                 for p in self.recent:
-                    if imgui.selectable(os.path.basename(p.rstrip('/')) or p, p == self.source)[0]:
+                    if imgui.selectable(recent_label(p), p == self.source)[0]:
                         changed |= self.load(p)
                     imgui_utils.tooltip(p)
                 imgui.end_combo()
