@@ -312,7 +312,8 @@ def _bytearray(source=b"", encoding=None):
         return bytearray(source)
     if isinstance(source, str) and encoding in ("latin1", "latin-1"):
         return bytearray(source, "latin1")
-    raise pickle.UnpicklingError(f"bytearray from a {type(source).__name__} is not allowed")
+    raise pickle.UnpicklingError(f"bytearray({type(source).__name__}) is not allowed, only bytearrays of bytes the "
+                                 f"file holds")
 
 
 _np_scalar = np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar
@@ -398,9 +399,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
             self.more_refused += 1
         return self._placeholder(key, _Refused)
 
-    def refused_names(self) -> list[str]:
-        extra = [f"{self.more_refused} more globals"] if self.more_refused else []
-        return list(self.refused) + extra
+    def refusal(self, name: str) -> UntrustedPickleError:
+        more = f"and {self.more_refused} further globals" if self.more_refused else ""
+        return UntrustedPickleError(list(self.refused), name, more)
 
     def _placeholder(self, key, base):
         cls = self._placeholders.get(key)
@@ -488,14 +489,14 @@ def _load(unpickler: "_RestrictedUnpickler", name: str) -> Any:
         obj = unpickler.load()
     except (pickle.UnpicklingError, NetworkLoadError):
         if unpickler.refused:
-            raise UntrustedPickleError(unpickler.refused_names(), name) from None
+            raise unpickler.refusal(name) from None
         raise
     except Exception as e:
         if unpickler.refused:
-            raise UntrustedPickleError(unpickler.refused_names(), name) from None
+            raise unpickler.refusal(name) from None
         raise pickle.UnpicklingError(f"{type(e).__name__}: {e}") from e
     if unpickler.refused:
-        raise UntrustedPickleError(unpickler.refused_names(), name)
+        raise unpickler.refusal(name)
     check_depth(obj)
     return obj
 
