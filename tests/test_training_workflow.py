@@ -178,3 +178,18 @@ def test_two_torchrun_nodes_on_localhost_train_and_snapshot(tmp_path):
     with open(rundir.newest_snapshot(runs[0][1]), 'rb') as f:
         snap = pickle.load(f)
     assert snap['progress']['cur_nimg'] == 8 and snap['progress']['batch_idx'] == 1
+
+
+def test_training_panel_starts_small_on_a_cpu_and_passes_the_widths():
+    from viz.training import CPU_PRESET, GPU_DEFAULTS, TrainingWidget, build_train_command
+    cpu = TrainingWidget(cuda=False)
+    assert (cpu.cbase, cpu.cmax, cpu.map_depth, cpu.batch, cpu.kimg) == (2048, 64, 2, 32, 10.0)
+    cmd = build_train_command('d.zip', 'runs', cbase=cpu.cbase, cmax=cpu.cmax, map_depth=cpu.map_depth)
+    assert cmd[-3:] == ['--cbase=2048', '--cmax=64', '--map-depth=2']
+    gpu = TrainingWidget(cuda=True)
+    assert (gpu.cbase, gpu.cmax, gpu.kimg) == (32768, 512, 100.0)
+    assert not any(a.startswith('--map-depth') for a in build_train_command('d.zip', 'runs', map_depth=None))
+    gpu.apply_preset(CPU_PRESET)
+    assert gpu.cbase == 2048 and GPU_DEFAULTS['cbase'] == 32768
+    with pytest.raises(ValueError, match='--cmax must be at least 1'):
+        build_train_command('d.zip', 'runs', cmax=0)

@@ -153,9 +153,9 @@ class PerformanceWidget:
         _, self.force_fp32 = imgui.checkbox('Force fp32', self.force_fp32)
         imgui_utils.tooltip('Off: the network\'s fp16 layers run in fp16 on CUDA and in bfloat16 on a CPU with\n'
                             'native bfloat16 (faster). Other CPUs and MPS render in fp32. Default: off unless --fp32.')
-        imgui.same_line()
-        _, self.smooth = imgui.checkbox('Smooth', self.smooth)
+        _, self.smooth = imgui.checkbox('Smooth', self.smooth)      # a row of its own: four checkboxes clip the panel
         imgui_utils.tooltip('Linear filtering of the enlarged image (off: sharp pixels)')
+        imgui.same_line()
         _, self.yield_to_renderer = imgui.checkbox('Yield to renderer', self.yield_to_renderer)
         imgui_utils.tooltip('While an image renders and you do not touch the GUI, redraw only when it is ready\n'
                             '(and sleep when idle): more CPU for the network, smoother orbits on small machines')

@@ -16,6 +16,7 @@ import threading
 import time
 
 import numpy as np
+import torch
 from PIL import Image
 import gui_utils  # noqa: F401 - sets the GLFW/OpenGL platform before imgui_bundle loads glfw
 from imgui_bundle import imgui
@@ -36,9 +37,15 @@ def format_kimg(kimg):
     return f'{kimg:.6f}'.rstrip('0').rstrip('.')
 
 
+# The bundled checkpoint's network and batch (docs/training-recipes.md): trains at 20-60 s/kimg on a
+# 2-core CPU, where StyleGAN's full-width default crawls. The panel starts with it without CUDA.
+CPU_PRESET = dict(cbase=2048, cmax=64, map_depth=2, batch=32, kimg=10.0)
+GPU_DEFAULTS = dict(cbase=32768, cmax=512, map_depth=None, batch=16, kimg=100.0)
+
+
 def build_train_command(data, outdir, cfg='raycond2', kimg=100, batch=16, gpus=1, gamma=1.0, snap=10, mirror=False,
-                        extra='', python=None, script=None):
-    """The train.py command line (list of strings) for the panel's options."""
+                        extra='', python=None, script=None, cbase=None, cmax=None, map_depth=None):
+    """The train.py command line (list of strings) for the panel's options (None: train.py's default)."""
     if not data:
         raise ValueError('training: choose a dataset (--data: a ZIP or folder of images)')
     if not outdir:
@@ -48,6 +55,11 @@ def build_train_command(data, outdir, cfg='raycond2', kimg=100, batch=16, gpus=1
     cmd = [python or sys.executable, script or os.path.join(REPO_ROOT, 'train.py'),
            f'--outdir={outdir}', f'--data={data}', f'--cfg={cfg}', f'--gpus={int(gpus)}', f'--batch={int(batch)}',
            f'--gamma={float(gamma):g}', f'--kimg={format_kimg(kimg)}', f'--snap={int(snap)}', f'--mirror={int(bool(mirror))}']
+    for name, value in (('cbase', cbase), ('cmax', cmax), ('map-depth', map_depth)):
+        if value is not None:
+            if int(value) < 1:
+                raise ValueError(f'training: --{name} must be at least 1, got {value}')
+            cmd.append(f'--{name}={int(value)}')
     cmd += shlex.split(extra or '')
     return cmd
 
@@ -133,12 +145,13 @@ class TrainingProcess:
 class TrainingWidget:
     """Panel state for launching and following a training run."""
 
-    def __init__(self, outdir='training-runs'):
+    def __init__(self, outdir='training-runs', cuda=None):
         self.data = ''
         self.outdir = outdir
         self.cfg = 'raycond2'
-        self.kimg = 100.0
-        self.batch = 16
+        self.cbase = self.cmax = self.map_depth = None
+        self.kimg, self.batch = 100.0, 16
+        self.apply_preset(GPU_DEFAULTS if (torch.cuda.is_available() if cuda is None else cuda) else CPU_PRESET)
         self.gpus = 1
         self.gamma = 1.0
         self.snap = 10
@@ -153,11 +166,17 @@ class TrainingWidget:
         self._loaded_snapshot = None
         self._last_poll = 0.0
 
+    def apply_preset(self, preset):
+        """Network width, batch and length of CPU_PRESET or GPU_DEFAULTS."""
+        self.cbase, self.cmax, self.map_depth = preset['cbase'], preset['cmax'], preset['map_depth']
+        self.batch, self.kimg = preset['batch'], preset['kimg']
+
     def start(self):
         if self.process is not None and self.process.running:
             raise ValueError('training is already running')
         cmd = build_train_command(self.data, self.outdir, self.cfg, self.kimg, self.batch, self.gpus, self.gamma,
-                                  self.snap, self.mirror, self.extra)
+                                  self.snap, self.mirror, self.extra, cbase=self.cbase, cmax=self.cmax,
+                                  map_depth=self.map_depth)
         os.makedirs(self.outdir, exist_ok=True)
         self.process = TrainingProcess(cmd, self.outdir)
         self._loaded_snapshot = None
@@ -210,9 +229,19 @@ class TrainingWidget:
             _, self.gamma = imgui.input_float('gamma', self.gamma, 0, 0, '%g')
             imgui.same_line()
             _, self.snap = imgui.input_int('snap', self.snap, 0)
+            _, self.cbase = imgui.input_int('cbase', int(self.cbase), 0)
+            imgui.same_line()
+            _, self.cmax = imgui.input_int('cmax', int(self.cmax), 0)
             _, self.gpus = imgui.input_int('gpus', self.gpus, 0)
             imgui.same_line()
             _, self.mirror = imgui.checkbox('mirror', self.mirror)
+            if imgui.button('CPU preset'):
+                self.apply_preset(CPU_PRESET)
+            imgui_utils.tooltip('The bundled checkpoint\'s network (cbase 2048, cmax 64, mapping depth 2), batch 32, 10 kimg')
+            imgui.same_line()
+            if imgui.button('Full size'):
+                self.apply_preset(GPU_DEFAULTS)
+            imgui_utils.tooltip("StyleGAN's full-width network (cbase 32768, cmax 512), batch 16, 100 kimg: for a GPU")
         with imgui_utils.grayed_out(running), imgui_utils.item_width(w - lw):
             _, self.extra = imgui.input_text_with_hint('Extra', 'more train.py options', self.extra)
         if not running:
@@ -234,8 +263,10 @@ class TrainingWidget:
                 'finished' if rc == 0 else f'failed (exit code {rc})'
             imgui_utils.dim_text(f'train.py {status}; run dir: {self.process.run_dir() or "(not yet created)"}')
             if imgui.begin_child('##log', imgui.ImVec2(0, 140 * viz.ui_scale), imgui.ChildFlags_.borders):
+                imgui.push_text_wrap_pos(0.0)            # long lines wrap instead of running off the panel
                 for line in list(self.process.lines)[-300:]:
                     imgui.text_unformatted(line)
+                imgui.pop_text_wrap_pos()
                 if imgui.get_scroll_y() >= imgui.get_scroll_max_y() - 4:
                     imgui.set_scroll_here_y(1.0)
             imgui.end_child()
