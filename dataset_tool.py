@@ -115,13 +115,21 @@ def check_label(name: str, label):
 
 
 def parse_resolution(text):
-    """'256x256' -> (256, 256); None stays None."""
+    """'256x256' -> (256, 256), and '256' -> (256, 256) as `synth` takes it; None stays None."""
     if text is None:
         return None
-    m = re.fullmatch(r'\s*(\d+)\s*[xX]\s*(\d+)\s*', str(text))
-    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
-        raise ValueError(f'--resolution: expected WxH such as 256x256, got {text!r}')
-    return int(m.group(1)), int(m.group(2))
+    m = re.fullmatch(r'\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?', str(text))
+    if not m or int(m.group(1)) < 1 or (m.group(2) is not None and int(m.group(2)) < 1):
+        raise ValueError(f'--resolution: expected WxH such as 256x256 (or one number for a square), got {text!r}')
+    return int(m.group(1)), int(m.group(2) or m.group(1))
+
+
+def parse_square_resolution(text) -> int:
+    """`synth --resolution`: '64' or '64x64' -> 64 (the heads are square)."""
+    w, h = parse_resolution(text)
+    if w != h:
+        raise ValueError(f'--resolution: synthetic heads are square, got {text!r} (e.g. 64 or 64x64)')
+    return w
 
 
 def transform_image(img: Image.Image, transform, resolution):
@@ -238,7 +246,8 @@ _convert_options = [
     click.option('--source', type=str, metavar='PATH', help='Input: folder of images, ZIP, or folder/ZIP with dataset.json labels.'),
     click.option('--dest', type=str, metavar='PATH', help='Output: ZIP (name ends in .zip) or folder.'),
     click.option('--max-images', type=int, default=None, metavar='N', help='Stop after N images  [default: all]'),
-    click.option('--resolution', type=str, default=None, metavar='WxH', help='Output size, e.g. 256x256  [default: keep]'),
+    click.option('--resolution', type=str, default=None, metavar='WxH',
+                 help='Output size, e.g. 256x256 (or 256 for a square)  [default: keep]'),
     click.option('--transform', type=click.Choice(['center-crop', 'center-crop-wide']), default=None,
                  help='Crop before resizing (needs --resolution)  [default: plain resize]'),
     click.option('--force', is_flag=True, help='Replace an existing --dest  [default: refuse]'),
@@ -285,7 +294,8 @@ def convert_cmd(source, dest, max_images, resolution, transform, force, verbose)
 @cli.command('synth')
 @click.option('--dest', type=str, required=True, metavar='PATH', help='Output: ZIP (name ends in .zip) or folder.')
 @click.option('--count', type=click.IntRange(min=1), default=10000, show_default=True, help='Number of images.')
-@click.option('--resolution', type=int, default=64, show_default=True, help='Image size (power of two).')
+@click.option('--resolution', type=str, default='64', show_default=True, metavar='N|NxN',
+              help='Image size (power of two), e.g. 64 or 64x64.')
 @click.option('--seed', type=int, default=0, show_default=True, help='Random seed (same seed, same dataset).')
 @click.option('--yaw-std', type=float, default=20.0, show_default=True, help='Std. dev. of camera yaw, degrees.')
 @click.option('--pitch-std', type=float, default=8.0, show_default=True, help='Std. dev. of camera pitch, degrees.')
@@ -300,6 +310,7 @@ def synth_cmd(dest, count, resolution, seed, yaw_std, pitch_std, max_yaw, max_pi
     """Render procedural 3D heads under FFHQ-like cameras (EG3D labels: radius 2.7, look-at (0,0,0.2), f 4.2647)."""
     from tqdm import tqdm
     from raycond.synth.dataset import default_workers, write_dataset
+    resolution = _run(verbose, parse_square_resolution, resolution)
     workers = default_workers() if workers is None else workers
     threads.apply()   # this process renders itself when --workers=1; workers use one thread each
     with tqdm(total=count, desc='Rendering', unit='img', disable=not sys.stderr.isatty() and count < 1000) as bar:
