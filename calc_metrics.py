@@ -8,7 +8,7 @@ for a pickle from elsewhere give --data (and --mirror). Examples:
 python calc_metrics.py --metrics=kid50k_full,pr50k3_full \\
     --network=~/training-runs/00000-raycond-mydataset/network-snapshot-000000.pkl
 python calc_metrics.py --metrics=fid50k_full --data=~/datasets/ffhq-512x512.zip --mirror=1 \\
-    --network=weights/raycond-ffhq-512x512.pkl
+    --network=weights/raycond2-ffhq-512x512.pkl
 
 Feature detectors (Inception-v3, VGG16) are downloaded once into the dnnlib cache
 ($DNNLIB_CACHE_DIR, default ~/.cache/dnnlib); offline, place them by hand at the path the error
