@@ -22,19 +22,9 @@ Examples:
   python train.py ... --kimg=500 --resume=~/training-runs/00003-stylegan2-ffhq/network-snapshot-025000.pkl
 
 \b
---kimg with --resume: "auto" continues the same run, so --kimg is the total length
-counting the progress already made (a run that already reached it is reported as
-complete, exit status 0). A PATH or URL starts a new run from those weights: --kimg
-more images are trained and the counter starts at 0, as in StyleGAN2-ADA. Optimizer
-states and the augmentation probability come from the snapshot when it has them;
-optimizer states only when every parameter has the same shape.
-
-\b
 Output: <outdir>/NNNNN-<desc>/ holds log.txt, stats.jsonl, fakes<KIMG>.png and
-network-snapshot-<KIMG>.pkl (KIMG: thousands of images, six digits). A snapshot
-less than 1 kimg after another gets the exact count, network-snapshot-<KIMG>.<III>.pkl,
-so none is overwritten. Snapshots are written atomically; a killed run leaves at most
-a hidden .network-snapshot-*.tmp-<host>-<pid> file, removed by the next --resume=auto.
+network-snapshot-<KIMG>.pkl (KIMG: thousands of images), all written atomically.
+The recipe of the bundled checkpoint: docs/training-recipes.md.
 """
 
 import contextlib
