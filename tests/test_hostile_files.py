@@ -193,3 +193,76 @@ def test_every_cli_refuses_hostile_files_in_one_line(tmp_path, corpus, tool, nam
     folder, _ = corpus
     path = os.path.join(folder, name)
     _one_line_refusal(_run_cli(_cli_args(tool, path, tmp_path)), path, _marker(folder))
+
+
+# ----------------------------------------------------------------------------- named cases
+
+def test_safetensors_class_is_matched_exactly_not_by_prefix(tmp_path):
+    """'training.networks_stylegan2.torch.nn.Linear' once built torch.nn.Linear (1 GiB from 284 bytes)."""
+    import hostile_corpus
+    from raycond import loading
+    path = tmp_path / "linear.safetensors"
+    path.write_bytes(hostile_corpus._safetensors({"G_ema": {
+        "class_name": "training.networks_stylegan2.torch.nn.Linear", "init_args": [16384, 16384], "init_kwargs": {}}}))
+    with pytest.raises(loading.NetworkLoadError, match="which is not a network class of this project") as info:
+        loading.load_network(str(path))
+    assert not isinstance(info.value, loading.UntrustedPickleError)
+    assert str(info.value).startswith(f"{path}: networks['G_ema'] names class")
+
+
+def test_oversized_constructor_is_refused_before_it_is_built(tmp_path, tiny_generator, monkeypatch):
+    """z_dim=w_dim=8192 is within the argument limits, but its weights (hundreds of MB) cannot be
+    in a file of a few hundred KB: refused from the fake-tensor estimate, the class never constructed."""
+    import torch
+
+    import hostile_corpus
+    from raycond import loading
+    from training import networks_raycond2
+    G = tiny_generator("raycond2", 16)
+    fn, meta = hostile_corpus._record_meta(G)
+    meta["state"]["_init_kwargs"] = dict(meta["state"]["_init_kwargs"], z_dim=8192, w_dim=8192)
+    path = tmp_path / "wide.pkl"
+    path.write_bytes(pickle.dumps({"G_ema": hostile_corpus._persistent(meta)}))
+    built = []
+    real_init = networks_raycond2.Generator.__init__
+
+    def spy(self, *args, **kwargs):
+        built.append(isinstance(torch.empty(0), torch._subclasses.fake_tensor.FakeTensor))
+        real_init(self, *args, **kwargs)
+    monkeypatch.setattr(networks_raycond2.Generator, "__init__", spy)
+    with pytest.raises(loading.NetworkLoadError, match=r"G_ema \(Generator\) would need .* MiB of weights"):
+        loading.load_snapshot(str(path))
+    assert built == [True]          # only the fake build ran
+
+
+def test_writers_write_only_what_the_loader_accepts(tmp_path, tiny_generator):
+    import torch
+
+    from raycond import loading, safe_weights
+    from raycond.convert import main
+    G = tiny_generator("raycond2", 16)
+    with pytest.raises(loading.NetworkLoadError, match="weight files cannot hold"):
+        safe_weights.save_safetensors(str(tmp_path / "x.safetensors"), {"G_ema": G.mapping})
+    assert not (tmp_path / "x.safetensors").exists()
+    src = tmp_path / "evil.pkl"
+    with open(src, "wb") as f:
+        pickle.dump({"G_ema": G, "training_set_kwargs": dnnlib.EasyDict(class_name="os.system", command="true")}, f)
+    for ext in (".safetensors", ".pt"):
+        out = tmp_path / f"out{ext}"
+        assert main([str(src), str(out)]) == 0
+        snapshot = loading.load_snapshot(str(out))
+        assert "training_set_kwargs" not in snapshot and isinstance(snapshot["G_ema"], torch.nn.Module)
+
+
+def test_resume_refuses_a_snapshot_with_bad_progress_in_one_line(tmp_path, tiny_generator):
+    from conftest import make_camera_zip
+    path = tmp_path / "snap.pkl"
+    with open(path, "wb") as f:
+        pickle.dump({"G_ema": tiny_generator("raycond2", 16), "progress": {"cur_nimg": "x" * 50}}, f)
+    data = make_camera_zip(tmp_path / "data.zip", n=4, res=16)
+    proc = _run_cli(["train.py", "--outdir", str(tmp_path / "out"), "--cfg", "raycond2", "--data", data, "--gpus", "1",
+                     "--batch", "4", "--gamma", "1", "--kimg", "1", "--resume", str(path), "--device", "cpu",
+                     "--metrics", "none", "--dry-run"])
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "progress.cur_nimg" in lines[0] and str(path) in lines[0], proc.stderr
