@@ -56,6 +56,9 @@ def family_modules() -> tuple[str, ...]:
 # Bytes a file may make this process allocate for networks: twice its size (float16 weight files
 # are widened to float32) plus this much for buffers that files need not hold.
 BUDGET_SLACK = 16 << 20
+# Networks one file may make this process construct (a snapshot holds G, D, G_ema, augment_pipe):
+# each construction takes time, and records sharing one state would all pass the byte budget.
+MAX_NETWORKS = 16
 # Keys of a snapshot that hold no learned weights; an augment pipe we cannot rebuild is dropped.
 OPTIONAL_KEYS = ("augment_pipe",)
 
@@ -285,8 +288,13 @@ class Budget:
 
     def __init__(self, file_size: int):
         self.left = 2 * int(file_size) + BUDGET_SLACK
+        self.networks = 0
 
     def take(self, nbytes: int, what: str, name: str) -> None:
+        self.networks += 1
+        if self.networks > MAX_NETWORKS:
+            raise NetworkLoadError(f"{name}: holds more than {MAX_NETWORKS} networks (a snapshot holds G, D, G_ema "
+                                   f"and an augment pipe)")
         if nbytes > self.left:
             raise NetworkLoadError(f"{name}: {what} would need {nbytes / 2**20:.1f} MiB of weights, more than the "
                                    f"file's size allows ({max(self.left, 0) / 2**20:.1f} MiB): its constructor "
@@ -385,8 +393,8 @@ def rebuild_record(record, name: str = "the file", field: str = "the network",
     file's own code could load it (source not recognised, or a foreign source whose weights do not
     fit ours), NetworkLoadError for data that no code makes right (arguments out of bounds, more
     weights than the file holds, our own source with weights that do not fit)."""
-    if not isinstance(record, PersistentRecord):
-        raise UntrustedPickleError([describe(record)], name, "a bare torch module, not a network of a known family")
+    if not isinstance(record, PersistentRecord):      # torch's own class: running it would not make it a network
+        raise NetworkLoadError(f"{name}: {field} is a bare {record.qualname}, not a network of a known family")
     candidates = candidate_modules(record)
     if not candidates:
         raise UntrustedPickleError([describe(record)], name, _refusal_detail(record))

@@ -303,6 +303,13 @@ def generate(outdir: str) -> list[Entry]:
                                                         out_features=1 << 20))
     put_pickle("toplevel_layer_1e12.pkl", {"G_ema": _persistent(dict(fc_meta, state=fc_state))},
                "a layer of 2^40 weights at the top level", "data")
+    shared = _persistent(meta)                  # one record, rebuilt once however often it is named
+    put_pickle("same_network_500_keys.pkl", {f"G{i}": shared for i in range(500)}, "one network under 500 keys",
+               "load")
+    put_pickle("networks_500_records.pkl", {f"G{i}": _persistent(meta) for i in range(500)},
+               "500 records sharing one state (500 real networks)", "data")
+    put_pickle("bare_sequential.pkl", {"G_ema": torch.nn.Sequential(torch.nn.Identity())},
+               "a bare torch.nn.Sequential", "data")
     put_pickle("weights_do_not_fit.pkl",
                {"G_ema": _persistent(dict(meta, state=dict(meta["state"], _buffers={"extra": torch.zeros(1)})))},
                "our generator with an extra buffer", "data")
