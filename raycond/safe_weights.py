@@ -107,6 +107,8 @@ def _to_json(value: Any):
     """Constructor arguments as JSON: numpy scalars become numbers, tuples become lists."""
     if isinstance(value, np.generic):
         return value.item()
+    if isinstance(value, np.ndarray) and value.size <= 1024:
+        return _to_json(value.tolist())
     if isinstance(value, dict):
         return {str(k): _to_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -161,8 +163,9 @@ def check_extra(key: str, value):
             raise NetworkLoadError(f"training_set_kwargs: {problem}")
     elif key == "camera_stats" and value is not None:
         number = (int, float, np.generic)
+        small_array = lambda v: isinstance(v, np.ndarray) and v.size <= 16 and v.dtype.kind in "biuf"  # noqa: E731
         ok = isinstance(value, dict) and len(value) <= 64 and all(
-            isinstance(k, str) and (isinstance(v, (*number, str, type(None))) or
+            isinstance(k, str) and (isinstance(v, (*number, str, type(None))) or small_array(v) or
                                     (isinstance(v, (list, tuple)) and len(v) <= 16 and
                                      all(isinstance(x, number) for x in v)))
             for k, v in value.items())
