@@ -670,116 +670,136 @@ def training_loop(
     abort_fn=None,                  # Callback() -> bool: stop training early.
 ):
     """Train; returns dict(G=..., D=..., G_ema=..., cur_nimg=...) of this rank at the end."""
+    opts = dnnlib.EasyDict(locals())      # this call's options, for the helpers below
     start_time = time.time()
-    device = torch.device(device)
+    opts.device = torch.device(device)
     np.random.seed(random_seed * num_gpus + rank)
     torch.manual_seed(random_seed * num_gpus + rank)
     configure_torch(cudnn_benchmark)
     assert batch_size % num_gpus == 0 and (batch_size // num_gpus) % batch_gpu == 0
-    num_rounds = batch_size // num_gpus // batch_gpu
-
-    # Setup.
-    training_set, dl_kwargs = load_training_set(training_set_kwargs, data_loader_kwargs, rank=rank)
-    G, D, G_ema = construct_networks(G_kwargs, D_kwargs, training_set, device, rank=rank)
-    progress, same_architecture = resume_networks(resume_pkl, G, D, G_ema, trust_pickle=resume_trust_pickle,
-                                                  keep_progress=resume_progress, rank=rank)
-    if rank == 0:
-        print_network_summaries(G, D, batch_gpu, device)
-    augment_pipe, ada_stats = setup_augmentation(augment_kwargs, augment_p, ada_target, progress, device)
-    if num_gpus > 1:
-        broadcast_from_rank0([G, D, G_ema, augment_pipe])
-    if rank == 0:
-        print('Setting up training phases...')
-    loss = build_loss(loss_kwargs, G, D, augment_pipe, progress, device,
-                      terms.TermContext(device=device, run_dir=run_dir, training_set=training_set,
-                                        training_set_kwargs=training_set_kwargs, rank=rank, num_gpus=num_gpus,
-                                        resume_pkl=resume_pkl))
-    phases = build_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval)
-    if progress is not None:
-        restore_optimizer_states(phases, progress, same_architecture, rank=rank)
-    grid_size = grid_z = grid_c = None
-    if rank == 0:
-        grid_size, grid_z, grid_c = export_start_grids(run_dir, training_set, G, G_ema, batch_gpu, device,
-                                                       random_seed)
-        print('Initializing logs...')
-    stats_collector = training_stats.Collector(regex='.*')
-    stats_log = StatsLog(run_dir, rank, start_time)
-    metric_results = dict()
+    run = setup_run(opts, start_time)
 
     # Train.
     total_nimg = int(total_kimg * 1000)
-    state = LoopState.start(progress if (progress is not None and resume_counters) else {}, start_time)
+    state = LoopState.start(run.progress if (run.progress is not None and resume_counters) else {}, start_time)
     if rank == 0:
         print(f'Training for {total_kimg:g} kimg (starting at {state.cur_nimg / 1000:g} kimg)...')
         print()
     first_iteration = state.cur_nimg == 0  # a fresh run reports (and snapshots) after its first batch
-    data = start_random_streams(training_set, random_seed, num_gpus, rank, state.cur_nimg, batch_size, dl_kwargs)
+    run.data = start_random_streams(run.training_set, random_seed, num_gpus, rank, state.cur_nimg, batch_size,
+                                    run.dl_kwargs)
     if progress_fn is not None:
         progress_fn(state.cur_nimg, total_nimg)
     done = state.cur_nimg >= total_nimg
-
     while not done:
-        threads.adapt()       # CPU: follow the cores other processes leave free (no-op unless enabled)
-        batch = fetch_batch(data, training_set, len(phases), G.z_dim, batch_size, batch_gpu, num_gpus, device)
-        run_phases(phases, loss, state.batch_idx, *batch, num_gpus=num_gpus, num_rounds=num_rounds,
-                   cur_nimg=state.cur_nimg)
-        update_ema(G_ema, G, ema_kimg, ema_rampup, state.cur_nimg, batch_size)
-        state.cur_nimg += batch_size
-        state.batch_idx += 1
+        train_step(opts, run, state)
         if progress_fn is not None:
             progress_fn(state.cur_nimg, total_nimg)
-        if ada_stats is not None and (state.batch_idx % ada_interval == 0):
-            adapt_augment_p(ada_stats, augment_pipe, ada_target, ada_kimg, batch_size * ada_interval)
-
-        # Perform maintenance tasks once per tick.
         done = (state.cur_nimg >= total_nimg)
         if (not done) and (not first_iteration) and (state.cur_nimg < state.tick_start_nimg + kimg_per_tick * 1000):
             continue
         first_iteration = False
-        aug_p = float(augment_pipe.p.cpu()) if augment_pipe is not None else 0.0
-        tick_end_time = report_tick(state, total_nimg, start_time, aug_p, device, rank=rank)
-        if (not done) and (abort_fn is not None) and abort_fn():
-            done = True
-            if rank == 0:
-                print()
-                print('Aborting...')
+        done = end_tick(opts, run, state, done, total_nimg, start_time)
 
-        if rank == 0 and image_snapshot_ticks is not None and (done or state.cur_tick % image_snapshot_ticks == 0):
-            images = generate_grid(G_ema, grid_z, grid_c, max(batch_gpu, 16), device)
-            save_image_grid(images, rundir.snapshot_path(run_dir, state.cur_nimg, rundir.FAKES_PREFIX,
-                                                         rundir.FAKES_EXT), drange=[-1, 1], grid_size=grid_size)
-
-        resume_point = network_snapshot_ticks is not None and (done or state.cur_tick % network_snapshot_ticks == 0)
-        if resume_point:
-            snapshot_data = build_snapshot([('G', G), ('D', D), ('G_ema', G_ema), ('augment_pipe', augment_pipe)],
-                                           training_set_kwargs, training_set.camera_stats, num_gpus=num_gpus,
-                                           progress=snapshot_progress(state.cur_nimg, state.cur_tick,
-                                                                      state.batch_idx, aug_p, loss, phases))
-            snapshot_pkl = write_network_snapshot(run_dir, state.cur_nimg, snapshot_data) if rank == 0 else None
-            if metrics:
-                metrics = evaluate_metrics(metrics, snapshot_data['G_ema'], training_set_kwargs, run_dir,
-                                           snapshot_pkl, metric_results, num_gpus=num_gpus, rank=rank, device=device)
-            del snapshot_data
-
-        # Collect statistics (all ranks take part in the reduction) and log them.
-        stats_collector.update()
-        stats_log.write(stats_collector.as_dict(), metric_results, state.cur_nimg)
-
-        # A run resumed from this snapshot starts its random streams here: so does this one.
-        if resume_point and not done:
-            data = start_random_streams(training_set, random_seed, num_gpus, rank, state.cur_nimg, batch_size,
-                                        dl_kwargs)
-            if ada_stats is not None:
-                ada_stats.update()
-
-        # Next tick.
-        state.cur_tick += 1
-        state.tick_start_nimg = state.cur_nimg
-        state.tick_start_time = time.time()
-        state.maintenance_time = state.tick_start_time - tick_end_time
-
-    stats_log.close()
+    run.stats_log.close()
     if rank == 0:
         print()
         print('Exiting...')
-    return dict(G=G, D=D, G_ema=G_ema, augment_pipe=augment_pipe, cur_nimg=state.cur_nimg)
+    return dict(G=run.G, D=run.D, G_ema=run.G_ema, augment_pipe=run.augment_pipe, cur_nimg=state.cur_nimg)
+
+
+def setup_run(o, start_time):
+    """Everything a run needs before its first step: data, networks (resumed), augmentation, the
+    loss with its terms, the phases with their optimizers, the fixed grid and the logs."""
+    run = dnnlib.EasyDict(metrics=list(o.metrics), metric_results=dict())
+    run.training_set, run.dl_kwargs = load_training_set(o.training_set_kwargs, o.data_loader_kwargs, rank=o.rank)
+    run.G, run.D, run.G_ema = construct_networks(o.G_kwargs, o.D_kwargs, run.training_set, o.device, rank=o.rank)
+    run.progress, same_architecture = resume_networks(o.resume_pkl, run.G, run.D, run.G_ema,
+                                                      trust_pickle=o.resume_trust_pickle,
+                                                      keep_progress=o.resume_progress, rank=o.rank)
+    if o.rank == 0:
+        print_network_summaries(run.G, run.D, o.batch_gpu, o.device)
+    run.augment_pipe, run.ada_stats = setup_augmentation(o.augment_kwargs, o.augment_p, o.ada_target, run.progress,
+                                                         o.device)
+    if o.num_gpus > 1:
+        broadcast_from_rank0([run.G, run.D, run.G_ema, run.augment_pipe])
+    if o.rank == 0:
+        print('Setting up training phases...')
+    run.loss = build_loss(o.loss_kwargs, run.G, run.D, run.augment_pipe, run.progress, o.device,
+                          terms.TermContext(device=o.device, run_dir=o.run_dir, training_set=run.training_set,
+                                            training_set_kwargs=o.training_set_kwargs, rank=o.rank,
+                                            num_gpus=o.num_gpus, resume_pkl=o.resume_pkl))
+    run.phases = build_phases(run.G, run.D, o.G_opt_kwargs, o.D_opt_kwargs, o.G_reg_interval, o.D_reg_interval)
+    if run.progress is not None:
+        restore_optimizer_states(run.phases, run.progress, same_architecture, rank=o.rank)
+    run.grid_size = run.grid_z = run.grid_c = None
+    if o.rank == 0:
+        run.grid_size, run.grid_z, run.grid_c = export_start_grids(o.run_dir, run.training_set, run.G, run.G_ema,
+                                                                   o.batch_gpu, o.device, o.random_seed)
+        print('Initializing logs...')
+    run.stats_collector = training_stats.Collector(regex='.*')
+    run.stats_log = StatsLog(o.run_dir, o.rank, start_time)
+    return run
+
+
+def train_step(o, run, state):
+    """One iteration: every phase on one batch, the EMA, the counters and the ADA probability."""
+    threads.adapt()       # CPU: follow the cores other processes leave free (no-op unless enabled)
+    batch = fetch_batch(run.data, run.training_set, len(run.phases), run.G.z_dim, o.batch_size, o.batch_gpu,
+                        o.num_gpus, o.device)
+    run_phases(run.phases, run.loss, state.batch_idx, *batch, num_gpus=o.num_gpus,
+               num_rounds=o.batch_size // o.num_gpus // o.batch_gpu, cur_nimg=state.cur_nimg)
+    update_ema(run.G_ema, run.G, o.ema_kimg, o.ema_rampup, state.cur_nimg, o.batch_size)
+    state.cur_nimg += o.batch_size
+    state.batch_idx += 1
+    if run.ada_stats is not None and (state.batch_idx % o.ada_interval == 0):
+        adapt_augment_p(run.ada_stats, run.augment_pipe, o.ada_target, o.ada_kimg, o.batch_size * o.ada_interval)
+
+
+def end_tick(o, run, state, done, total_nimg, start_time):
+    """The maintenance of a tick: progress line, abort check, image grid, snapshot and metrics,
+    statistics; returns whether training is done (an abort ends it)."""
+    aug_p = float(run.augment_pipe.p.cpu()) if run.augment_pipe is not None else 0.0
+    tick_end_time = report_tick(state, total_nimg, start_time, aug_p, o.device, rank=o.rank)
+    if (not done) and (o.abort_fn is not None) and o.abort_fn():
+        done = True
+        if o.rank == 0:
+            print()
+            print('Aborting...')
+
+    if o.rank == 0 and o.image_snapshot_ticks is not None and (done or state.cur_tick % o.image_snapshot_ticks == 0):
+        images = generate_grid(run.G_ema, run.grid_z, run.grid_c, max(o.batch_gpu, 16), o.device)
+        save_image_grid(images, rundir.snapshot_path(o.run_dir, state.cur_nimg, rundir.FAKES_PREFIX,
+                                                     rundir.FAKES_EXT), drange=[-1, 1], grid_size=run.grid_size)
+
+    resume_point = o.network_snapshot_ticks is not None and (done or state.cur_tick % o.network_snapshot_ticks == 0)
+    if resume_point:
+        snapshot_data = build_snapshot([('G', run.G), ('D', run.D), ('G_ema', run.G_ema),
+                                        ('augment_pipe', run.augment_pipe)],
+                                       o.training_set_kwargs, run.training_set.camera_stats, num_gpus=o.num_gpus,
+                                       progress=snapshot_progress(state.cur_nimg, state.cur_tick, state.batch_idx,
+                                                                  aug_p, run.loss, run.phases))
+        snapshot_pkl = write_network_snapshot(o.run_dir, state.cur_nimg, snapshot_data) if o.rank == 0 else None
+        if run.metrics:
+            run.metrics = evaluate_metrics(run.metrics, snapshot_data['G_ema'], o.training_set_kwargs, o.run_dir,
+                                           snapshot_pkl, run.metric_results, num_gpus=o.num_gpus, rank=o.rank,
+                                           device=o.device)
+        del snapshot_data
+
+    # Collect statistics (all ranks take part in the reduction) and log them.
+    run.stats_collector.update()
+    run.stats_log.write(run.stats_collector.as_dict(), run.metric_results, state.cur_nimg)
+
+    # A run resumed from this snapshot starts its random streams here: so does this one.
+    if resume_point and not done:
+        run.data = start_random_streams(run.training_set, o.random_seed, o.num_gpus, o.rank, state.cur_nimg,
+                                        o.batch_size, run.dl_kwargs)
+        if run.ada_stats is not None:
+            run.ada_stats.update()
+
+    # Next tick.
+    state.cur_tick += 1
+    state.tick_start_nimg = state.cur_nimg
+    state.tick_start_time = time.time()
+    state.maintenance_time = state.tick_start_time - tick_end_time
+    return done
