@@ -354,8 +354,9 @@ def build_network(class_name, args, kwargs, name: str, field: str, budget: Budge
             nbytes = _parameter_bytes(cls, flat)
         except (TypeError, ValueError, AssertionError, KeyError, IndexError, ZeroDivisionError):
             raise                                       # the constructor refuses these arguments
-        except Exception:  # noqa: BLE001 - fake tensors cannot run this constructor: build for real, bounded by the limits
-            nbytes = 0
+        except Exception as e:  # noqa: BLE001 - unknown size: never built for real (every family builds on fake tensors)
+            raise NetworkLoadError(f"{name}: {field}: the size of {class_name} with these arguments cannot be "
+                                   f"estimated ({type(e).__name__})") from None
         budget.take(nbytes, f"{field} ({class_name.rsplit('.', 1)[-1]})", name)
     with _preserved_rng():
         return cls(**flat)
