@@ -26,6 +26,7 @@ class TrustDialog:
         self.pending: tuple[str, tuple] | None = None  # (path, class names) awaiting an answer
         self.pending_digest: str | None = None         # sha256 of the content that question is about
         self.trust_all = False                         # visualizer.py --trust-pickle
+        self._digest_of_result = (None, None)          # (render result, digest of its file): hashed once, not per frame
 
     def trust_for(self, path):
         """What the loader is told for `path`: True with --trust-pickle, the digest of the content
@@ -44,11 +45,14 @@ class TrustDialog:
         if not untrusted or path is None or path != current or self.pending is not None or self.trust_all:
             return False
         digest = getattr(result, 'untrusted_digest', None)
+        if digest is None and self._digest_of_result[0] is result:
+            digest = self._digest_of_result[1]
         if digest is None:
             try:
                 digest = loading.digest_of(path)
             except (loading.NetworkLoadError, OSError):
                 return False
+            self._digest_of_result = (result, digest)
         if digest in (self.trusted.get(path), self.declined.get(path)):
             return False
         self.pending, self.pending_digest = (path, tuple(untrusted)), digest
