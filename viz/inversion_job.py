@@ -177,7 +177,7 @@ def start_inversion(pkl, target, *, key='G_ema', device='auto', camera=None, con
         job.report(0, 0, 'loading network')
         G, more = pkl, {}
         if trust_pickle:
-            G, info, _dev = _load_network(pkl, key, 'cpu', trust_pickle=True)
+            G, info, _dev = _load_network(pkl, key, 'cpu', trust_pickle=trust_pickle)  # a digest: only the bytes agreed to
             more = dict(info=info)
         invert = invert_fn
         if invert is None:

@@ -129,6 +129,7 @@ class RenderResult:
     error: str | None = None
     traceback: str | None = None
     untrusted: tuple = ()                                     # classes that made a safe load refuse the file
+    untrusted_digest: str | None = None                       # sha256 of the refused bytes (consent binds to it)
     stamp: int = 0                                            # set by the async renderer
     num_threads: int = 0                                      # torch CPU threads the render used
     cpu_others: float | None = None                           # cores busy in other processes meanwhile
@@ -264,6 +265,7 @@ class Renderer:
             res.traceback = traceback.format_exc()
             if isinstance(e, loading.UntrustedPickleError):
                 res.untrusted = tuple(e.names)
+                res.untrusted_digest = getattr(e, 'digest', None)   # the bytes the question is about
             res.image = None
         finally:
             res.timings['total'] = time.perf_counter() - t0
