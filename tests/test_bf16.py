@@ -209,6 +209,25 @@ def test_bf16_training_step_gives_float32_gradients(bf16_on, tiny_generator):
     assert torch.isfinite(D.b32.conv0.weight.grad).all()
 
 
+def test_strided_fir_filter_in_bf16_keeps_dtype_and_gradients():
+    """upfirdn2d runs a strided depthwise filter that needs a gradient in float32 on the CPU (oneDNN's
+    bf16 backward of it is slow): the result and the gradient keep bf16 and match float32's."""
+    from torch_utils.ops import upfirdn2d
+    f = upfirdn2d.setup_filter([1, 3, 3, 1])
+    x32 = torch.randn([2, 8, 16, 16]).contiguous(memory_format=torch.channels_last)
+    out = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        for name, op in (('down', upfirdn2d.downsample2d), ('up', upfirdn2d.upsample2d)):
+            x = x32.detach().to(dtype).requires_grad_(True)
+            y = op(x, f)
+            (y.float() * torch.linspace(-1, 1, y.shape[-1])).sum().backward()
+            assert y.dtype == dtype and x.grad.dtype == dtype
+            out[dtype, name] = (y.float(), x.grad.float())
+    for name in ('down', 'up'):
+        for a, b in zip(out[torch.bfloat16, name], out[torch.float32, name]):
+            torch.testing.assert_close(a, b, atol=0.05, rtol=0.02)
+
+
 # ----------------------------------------------------------------------------- tools
 
 @pytest.fixture
