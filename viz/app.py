@@ -22,8 +22,17 @@ from gui_utils.imgui_window import ImguiWindow
 from . import panels
 from .async_renderer import AsyncRenderer
 from .photo import is_photo_file
+from .view import ImageView
 
 PANEL_WIDTH = 390
+
+
+def _upload(texture, image, linear=True):
+    """`texture` showing `image`: made on first use, updated in place after."""
+    if texture is None:
+        return gl_utils.Texture(image, linear=linear)
+    texture.update(image)
+    return texture
 
 
 class Visualizer(ImguiWindow):
@@ -52,10 +61,7 @@ class Visualizer(ImguiWindow):
         self.fakes_texture = None
         self._fakes_shown = None
         self.quad = gl_utils.QuadRenderer()
-        self.image_rect = None        # (x, y, w, h) of the image in window coordinates
-        self.status_error = None      # text of the error banner drawn in the last frame, if any
-        self.view_rect = None
-        self._drag_anchor = None
+        self.view = ImageView()       # the image, its drag/zoom input and its status text
         self._input_seen = False
         self.panel_width = PANEL_WIDTH * self.ui_scale
         self.add_drop_callback(self.on_files_dropped)
@@ -151,31 +157,36 @@ class Visualizer(ImguiWindow):
         self.layers.on_result(res)
         self.network.on_result(res)
         if res.image is not None:
-            if self.texture is None:
-                self.texture = gl_utils.Texture(res.image, linear=self.perf.smooth)
-            else:
-                self.texture.update(res.image)
+            self.texture = _upload(self.texture, res.image, linear=self.perf.smooth)
             self._image_pkl = res.args.pkl if res.args is not None else None
         elif res.args is not None and res.args.pkl != self._image_pkl and (res.error or not res.args.info_only):
             self._image_pkl = None    # network changed and produced nothing: do not keep the old image
         if res.layer_image is not None:
-            if self.layer_texture is None:
-                self.layer_texture = gl_utils.Texture(res.layer_image, linear=False)
-            else:
-                self.layer_texture.update(res.layer_image)
+            self.layer_texture = _upload(self.layer_texture, res.layer_image, linear=False)
 
     def _update_fakes_texture(self):
         img = self.training.fakes_image
         if img is not None and img is not self._fakes_shown:
-            if self.fakes_texture is None:
-                self.fakes_texture = gl_utils.Texture(img)
-            else:
-                self.fakes_texture.update(img)
+            self.fakes_texture = _upload(self.fakes_texture, img)
             self._fakes_shown = img
 
     @property
     def showing_image(self):
         return self.texture is not None and self._image_pkl is not None
+
+    @property
+    def image_rect(self):
+        """(x, y, w, h) of the image in window coordinates, or None."""
+        return self.view.image_rect
+
+    @property
+    def view_rect(self):
+        return self.view.view_rect
+
+    @property
+    def status_error(self):
+        """Text of the error banner drawn in the last frame, if any."""
+        return self.view.status_error
 
     # -- drawing -----------------------------------------------------------------------------
     def draw_gui(self):
@@ -194,7 +205,7 @@ class Visualizer(ImguiWindow):
         imgui.pop_style_var()
         self._draw_panel()
         imgui.same_line(0, 0)
-        self._draw_view()
+        self.view.draw(self)
         imgui.end()
 
     def _draw_panel(self):
@@ -214,97 +225,6 @@ class Visualizer(ImguiWindow):
                 imgui.pop_id()
                 imgui.spacing()
         imgui.end_child()
-
-    def _draw_view(self):
-        imgui.begin_child('##view', imgui.ImVec2(0, 0), 0, imgui.WindowFlags_.no_scrollbar
-                          | imgui.WindowFlags_.no_scroll_with_mouse | imgui.WindowFlags_.no_background)
-        pos = imgui.get_cursor_screen_pos()
-        avail = imgui.get_content_region_avail()
-        vx, vy, vw, vh = pos.x, pos.y, max(avail.x, 1.0), max(avail.y, 1.0)
-        self.view_rect = (vx, vy, vw, vh)
-        imgui.invisible_button('##image', imgui.ImVec2(vw, vh),
-                               imgui.ButtonFlags_.mouse_button_left | imgui.ButtonFlags_.mouse_button_right)
-        io = imgui.get_io()
-        margin = 16 * self.ui_scale
-        status_h = imgui.get_text_line_height_with_spacing() + 6 * self.ui_scale
-        if self.showing_image:
-            tw, th = self.texture.width, self.texture.height
-            s = max(min((vw - 2 * margin) / tw, (vh - 2 * margin - 2 * status_h) / th), 0.01)
-            w, h = tw * s, th * s
-            self.image_rect = (vx + (vw - w) / 2, vy + (vh - h) / 2, w, h)
-        else:
-            self.image_rect = None
-        # Drag by the motion since the press (or since the last frame). The press frame itself may
-        # carry motion from before the press (several X events in one poll), so it only anchors.
-        # A release may arrive in the same frame as the last motion, so the deactivation frame counts too.
-        mx, my = io.mouse_pos.x, io.mouse_pos.y
-        active = imgui.is_item_active()
-        if imgui.is_item_activated():
-            right = imgui.is_mouse_down(imgui.MouseButton_.right) and not imgui.is_mouse_down(imgui.MouseButton_.left)
-            self._drag_anchor = (mx, my, 'right' if right else 'left') if active else None
-        elif (active or imgui.is_item_deactivated()) and self._drag_anchor is not None:
-            ax, ay, button = self._drag_anchor
-            dx, dy = mx - ax, my - ay
-            self._drag_anchor = (mx, my, button) if active else None
-            size = self.image_rect[2] if self.image_rect else vw
-            if button == 'left' and (dx or dy):
-                self.camera.drag(dx, dy, size)
-            elif button == 'right' and dx:
-                self.latent.drag(dx, size)
-        else:
-            self._drag_anchor = None
-        if imgui.is_item_hovered() and io.mouse_wheel:
-            self.camera.scroll(io.mouse_wheel)
-        dl = imgui.get_window_draw_list()
-        if self.image_rect is None:
-            msg = self._placeholder_text()
-            ts = imgui.calc_text_size(msg)
-            dl.add_text(imgui.ImVec2(vx + (vw - ts.x) / 2, vy + (vh - ts.y) / 2),
-                        imgui.get_color_u32(imgui_utils.DIM_COLOR), msg)
-        self._draw_status(dl, vx, vy, vw, vh)
-        imgui.end_child()
-
-    def _placeholder_text(self):
-        if self.network.current is None:
-            return 'Drop a network pickle here, or enter a path in the Network section'
-        if self.result is not None and self.result.error:
-            return 'No image (see the error above)'
-        return 'Loading network ...'
-
-    def _draw_status(self, dl, vx, vy, vw, vh):
-        pad = 10 * self.ui_scale
-        line_h = imgui.get_text_line_height_with_spacing()
-        res = self.result
-        y = vy + pad
-        err = self.network.error or (res.error if res is not None else None)
-        self.status_error = 'Error: ' + err if err else None     # the banner's text (tests read it)
-        if err:
-            dl.add_rect_filled(imgui.ImVec2(vx + pad - 4, y - 2), imgui.ImVec2(vx + vw - pad, y + line_h + 2),
-                               imgui.get_color_u32(imgui.ImVec4(0.35, 0.08, 0.08, 0.9)), 3.0)
-            text = 'Error: ' + err
-            max_chars = max(int((vw - 3 * pad) / max(imgui.calc_text_size('x').x, 1)), 10)
-            dl.add_text(imgui.ImVec2(vx + pad, y), imgui.get_color_u32(imgui_utils.ERROR_COLOR),
-                        text if len(text) <= max_chars else text[:max_chars - 3] + '...')
-            y += line_h + 6
-        parts = []
-        if self.showing_image:
-            parts.append(f'{self.texture.width}x{self.texture.height}')
-        if res is not None and 'total' in res.timings and res.image is not None:
-            parts.append(f'render {1000 * res.timings["total"]:.0f} ms')
-        parts.append(f'{self.perf.gui_fps:.0f} fps')
-        if self.info is not None and self.info.camera:
-            parts.append(f'yaw {self.camera.yaw:+.1f}  pitch {self.camera.pitch:+.1f}  fov {self.camera.fov:.1f}')
-        photo = res.args.photo if res is not None and res.args is not None else None
-        parts.append(f'photo {photo.name}' if photo is not None else f'seed {self.latent.seed:.2f}')
-        if self.renderer.busy:
-            parts.append('rendering...')
-        text = '   '.join(parts)
-        by = vy + vh - line_h - pad / 2
-        dl.add_text(imgui.ImVec2(vx + pad, by), imgui.get_color_u32(imgui_utils.DIM_COLOR), text)
-        if self.camera.extrapolating and self.info is not None and self.info.camera:
-            msg = 'extrapolating: outside the training pose range'
-            ts = imgui.calc_text_size(msg)
-            dl.add_text(imgui.ImVec2(vx + vw - ts.x - pad, y), imgui.get_color_u32(imgui_utils.WARN_COLOR), msg)
 
     def draw_gl_background(self):
         if self.image_rect is None or not self.showing_image:
