@@ -77,27 +77,19 @@ class _Tee:
 
     def write(self, text):
         self.stream.write(text)
-        if self.file is not None:
-            try:
-                self.file.write(text)
-                self.file.flush()
-            except OSError:
-                self._drop_file()
-
-    def _drop_file(self):
-        try:
-            self.file.close()
-        except OSError:
-            pass
-        self.file = None
+        self._to_file(lambda f: (f.write(text), f.flush()))
 
     def flush(self):
         self.stream.flush()
+        self._to_file(lambda f: f.flush())
+
+    def _to_file(self, op):
+        """op(log file); a log that cannot be written is closed and dropped (the console copy goes on)."""
         if self.file is not None:
             try:
-                self.file.flush()
+                op(self.file)
             except OSError:
-                self._drop_file()
+                self.close()
 
     def close(self):
         if self.file is not None:

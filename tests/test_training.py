@@ -372,3 +372,22 @@ def test_resume_from_unconditional_stylegan2_copies_leading_channels():
         assert torch.equal(d[k], s[k])
     img = dst(torch.randn([1, 16]), camera_label([0.0], [0.0]))
     assert img.shape == (1, 3, 16, 16) and torch.isfinite(img).all()
+
+
+def test_a_log_that_cannot_be_written_is_dropped_and_the_console_goes_on(tmp_path):
+    import io
+    from train import _Tee
+
+    class FullDisk(io.StringIO):
+        def write(self, text):
+            raise OSError(28, 'No space left on device')
+
+    console = io.StringIO()
+    tee = _Tee(console, str(tmp_path / 'log.txt'))
+    tee.write('first\n')
+    tee.file.close()
+    tee.file = FullDisk()
+    tee.write('second\n')
+    tee.flush()
+    assert tee.file is None and console.getvalue() == 'first\nsecond\n'
+    assert (tmp_path / 'log.txt').read_text() == 'first\n'
