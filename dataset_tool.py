@@ -229,13 +229,20 @@ def convert_dataset(source, dest, max_images=None, resolution=None, transform=No
 # Command line.
 
 
+class _Interrupted(click.ClickException):
+    """Ctrl-C: one line and status 130, shown by click once the progress bar has been closed."""
+    exit_code = 130
+
+    def show(self, file=None):
+        click.echo(self.message, err=True)
+
+
 def _run(verbose, fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except KeyboardInterrupt:
         # The writers publish the destination only when complete: nothing partial is left behind.
-        click.echo('Interrupted; the destination was not written (no partial dataset left behind).', err=True)
-        sys.exit(130)
+        raise _Interrupted('Interrupted; the destination was not written (no partial dataset left behind).') from None
     except (ValueError, FileNotFoundError, FileExistsError, OSError) as e:
         if verbose:
             traceback.print_exc()

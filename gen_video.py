@@ -97,7 +97,7 @@ def make_video(network, seeds, grid, truncation_psi, truncation_cutoff, num_keyf
     if w_frames < 1 or fps < 1:
         raise ValueError("--w-frames and --fps must be positive")
     check_video_path(output, "--output")
-    atomic_io.prepare_output_folder(os.path.dirname(output))  # before rendering: a read-only folder fails at once
+    atomic_io.prepare_output_folder(os.path.dirname(output), output=output)  # before rendering: a read-only folder fails at once
     fov, radius, lookat_vec = cli_options.camera_model(fov, radius, lookat, preset)
     seed_list = gen.parse_int_list(seeds)
     if projected:  # one cell, one keyframe: the inverted photo while the camera orbits

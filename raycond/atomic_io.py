@@ -344,18 +344,19 @@ def describe_cleanup(removed: list[str], freed: int) -> str | None:
             f'{names}{more}')
 
 
-def prepare_output_folder(folder: str, log: Callable[[str], Any] | None = print) -> None:
+def prepare_output_folder(folder: str, log: Callable[[str], Any] | None = print, output: str | None = None) -> None:
     """Create `folder` if needed, check that it can be written, and remove dead writers' temporaries
     from it (one line via `log` when any were removed). Every tool calls this on its output folder
-    before its work, so that a read-only folder fails at once."""
+    before its work, so that a read-only folder fails at once; the error names `output` (the file
+    the tool will write there) when given, else the folder."""
     folder = folder or '.'
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as e:
-        raise as_output_error(e, folder) from None
+        raise as_output_error(e, output or folder) from None
     if not os.access(folder, os.W_OK):   # fail before the work, not after it
         read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY) if hasattr(os, 'statvfs') else False
-        raise OutputError(errno.EROFS if read_only else errno.EACCES, folder)
+        raise OutputError(errno.EROFS if read_only else errno.EACCES, output or folder)
     line = describe_cleanup(*clean_stale_temporaries(folder))
     if line and log is not None:
         log(line)

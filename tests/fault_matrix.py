@@ -92,8 +92,10 @@ def run_fault(tool, args, fault, watch=None, rerun=None, delay=0.0):
             q = start(rerun, folder)
             out2, _ = q.communicate(timeout=600)
             cleaned = [line for line in out2.splitlines() if line.startswith('Removed')]
-            cells.append(f'next run: exit {q.returncode}; {cleaned[0] if cleaned else "no cleanup line"}; '
-                         f'then {listing(folder)}')
+            said = cleaned[0] if cleaned else 'no cleanup line'
+            if q.returncode != 0:
+                said += f' ({last_line(out2)})'
+            cells.append(f'next run: exit {q.returncode}; {said}; then {listing(folder)}')
         else:
             cells.append('')
         return cells
@@ -108,7 +110,7 @@ def main():
     gv = [os.path.join(ROOT, 'gen_video.py'), f'--network={net}', '--seeds=0-8', '--grid=3x3', '--w-frames=120',
           '--device=cpu']
     pj = [os.path.join(ROOT, 'projector.py'), f'--network={net}', f'--target={photo}', '--outdir=out',
-          '--num-steps=40', '--tune-steps=20', '--device=cpu']
+          '--num-steps=8', '--tune-steps=4', '--yaw=0', '--pitch=0', '--device=cpu']
     ds = [os.path.join(ROOT, 'dataset_tool.py'), 'synth', '--dest=synth.zip', '--count=1024', '--resolution=32',
           '--workers=2', '--batch=32']
     rows = []
@@ -121,8 +123,8 @@ def main():
     rows.append(run_fault('gen_video.py (mp4)', gv + ['--output=v.mp4'], 'sigint', watch='.v.mp4.tmp-*'))
     rows.append(run_fault('gen_video.py (mp4)', gv + ['--output=v.mp4'], 'sigkill', watch='.v.mp4.tmp-*',
                           rerun=gv[:3] + ['--w-frames=4', '--device=cpu', '--output=v.mp4']))
-    rows.append(run_fault('projector.py', pj, 'sigint', watch='out', delay=8.0))
-    rows.append(run_fault('projector.py', pj, 'sigkill', watch='out', delay=8.0,
+    rows.append(run_fault('projector.py', pj, 'sigint', watch='out', delay=3.0))
+    rows.append(run_fault('projector.py', pj, 'sigkill', watch='out', delay=3.0,
                           rerun=pj[:3] + ['--outdir=out', '--num-steps=2', '--tune-steps=1', '--device=cpu']))
     rows.append(run_fault('dataset_tool.py synth', ds, 'sigint', watch='.synth.zip.tmp-*'))
     rows.append(run_fault('dataset_tool.py synth', ds, 'sigkill', watch='.synth.zip.tmp-*',

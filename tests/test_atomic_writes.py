@@ -403,7 +403,7 @@ def test_gen_video_to_a_read_only_folder_never_says_wrote(tmpfs, small_pickle):
               '--device=cpu')
     out, _ = p.communicate(timeout=300)
     assert p.returncode == 1 and 'Wrote' not in out, out
-    assert out.strip().splitlines()[-1] == f'Error: Read-only file system while writing {fs}/videos', out
+    assert out.strip().splitlines()[-1] == f'Error: Read-only file system while writing {fs}/videos/v.mp4', out
     assert os.listdir(fs / 'videos') == []
 
 
@@ -492,7 +492,7 @@ def test_dataset_tool_to_a_read_only_folder_names_it(tmpfs):
     tmpfs.readonly(fs)
     r = _dataset_tool(['synth', '--dest', fs / 's.zip', '--count=4', '--resolution=16', '--workers=1'])
     assert r.exit_code == 1
-    assert _error_lines(r.output) == [f'Error: Read-only file system while writing {fs}']
+    assert _error_lines(r.output) == [f'Error: Read-only file system while writing {fs / "s.zip"}']
 
 
 def test_dataset_tool_removes_what_a_killed_run_left(tmp_path):

@@ -71,7 +71,7 @@ class DatasetWriter:
     def __init__(self, dest: str, force: bool = False):
         self.dest = os.path.abspath(str(dest))
         check_destination(self.dest, force)
-        atomic_io.prepare_output_folder(os.path.dirname(self.dest))
+        atomic_io.prepare_output_folder(os.path.dirname(self.dest), output=self.dest)
         self.tmp = dnnlib.util.temp_path(self.dest)
         self.zip = is_zip_path(self.dest)
         self.count = 0
