@@ -18,7 +18,6 @@ threads.prepare()  # before torch loads: OpenMP reads its wait policy once (rayc
 from raycond import atomic_io  # noqa: E402
 from raycond import cli_options  # noqa: E402
 from raycond import generate as gen  # noqa: E402
-from raycond import loading  # noqa: E402
 
 
 def _fmt_angle(x: float) -> str:
@@ -46,16 +45,6 @@ def main(**kwargs):
         generate(**kwargs)
 
 
-def _warn_outside_training_poses(info, yaws, pitches):
-    """The visualizer's 'extrapolating' warning, once per view that lies outside the training poses."""
-    stats = info.camera_stats or {}
-    for y, p in zip(yaws, pitches):
-        why = gen.outside_training_poses(stats.get("yaw_range_deg"), stats.get("pitch_range_deg"), y, p)
-        if why:
-            turn = f" (yaw {y:g} is the camera of yaw {(y + 180) % 360 - 180:g})" if abs(y) > 180 else ""
-            click.echo(f"  warning: {why}{turn}: the image extrapolates", err=True)
-
-
 def generate(network, seeds, truncation_psi, truncation_cutoff, noise_mode, outdir, yaw, pitch, fov, radius,
              lookat, preset, class_idx, grid, device, batch_size, trust_pickle=False, fp32=False, projected=None):
     import numpy as np
@@ -71,21 +60,13 @@ def generate(network, seeds, truncation_psi, truncation_cutoff, noise_mode, outd
     pitches = pitches * n_views if len(pitches) == 1 else pitches
     if batch_size < 1:
         raise ValueError("--batch must be at least 1")
-    try:
-        gen.check_pitch(pitches)
-    except ValueError as e:
-        raise ValueError(f"--pitch: {e}") from None
+    cli_options.check_pitches(pitches)
     fov, radius, lookat_vec = cli_options.camera_model(fov, radius, lookat, preset)
 
-    dev = gen.resolve_device(device)
-    network = cli_options.network_arg(network, projected)
-    print(f'Loading network from "{network}"...')
-    G, info = loading.load_network_and_info(network, device=dev, trust_pickle=trust_pickle)
-    print(f"  {info.summary()}")
-    force_fp32 = gen.force_fp32_for(dev, fp32, G)
+    dev, G, info, force_fp32 = cli_options.open_network(network, projected, device, trust_pickle, fp32)
 
     if info.camera:
-        _warn_outside_training_poses(info, yaws, pitches)
+        cli_options.warn_outside_training_poses(info, yaws, pitches)
         cams = [gen.c_for_network(info, y, p, fov, radius, lookat_vec, device=dev) for y, p in zip(yaws, pitches)]
     else:
         if n_views > 1 or yaw != "0" or pitch != "0":

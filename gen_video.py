@@ -20,7 +20,6 @@ from raycond import atomic_io  # noqa: E402
 from raycond import camera as cam  # noqa: E402
 from raycond import cli_options  # noqa: E402
 from raycond import generate as gen  # noqa: E402
-from raycond import loading  # noqa: E402
 from raycond.video import VIDEO_EXTENSIONS, check_video_path, write_video  # noqa: E402
 
 
@@ -110,15 +109,14 @@ def make_video(network, seeds, grid, truncation_psi, truncation_cutoff, num_keyf
     needed = cells * num_keyframes
     seed_list = [seed_list[i % len(seed_list)] for i in range(needed)]
 
-    dev = gen.resolve_device(device)
-    network = cli_options.network_arg(network, projected)
-    print(f'Loading network from "{network}"...')
-    G, info = loading.load_network_and_info(network, device=dev, trust_pickle=trust_pickle)
-    print(f"  {info.summary()}")
-    force_fp32 = gen.force_fp32_for(dev, fp32, G)
+    if pitch_range:
+        cli_options.check_pitches(_parse_range(pitch_range, "--pitch-range"), "--pitch-range")
+    dev, G, info, force_fp32 = cli_options.open_network(network, projected, device, trust_pickle, fp32)
     stats = info.camera_stats or {}
     yaw_lo_hi = _parse_range(yaw_range, "--yaw-range") if yaw_range else tuple(stats.get("yaw_range_deg", (-30, 30)))
     pitch_lo_hi = _parse_range(pitch_range, "--pitch-range") if pitch_range else tuple(stats.get("pitch_range_deg", (-10, 10)))
+    if info.camera:
+        cli_options.warn_outside_training_poses(info, yaw_lo_hi, pitch_lo_hi)
     num_frames = num_keyframes * w_frames
     yaws, pitches = cam.orbit_path(orbit, num_frames, yaw_lo_hi, pitch_lo_hi)
     if not info.camera:

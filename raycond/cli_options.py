@@ -109,6 +109,35 @@ def network_arg(network: str | None, projected: str | None = None) -> str:
     return loading.resolve_network_arg(network)
 
 
+def open_network(network: str | None, projected: str | None, device: str, trust_pickle: bool, fp32: bool):
+    """(device, G, info, force_fp32) of the network a generating script renders with (`network_arg`),
+    announced in two lines as it loads."""
+    dev = gen.resolve_device(device)
+    network = network_arg(network, projected)
+    print(f'Loading network from "{network}"...')
+    G, info = loading.load_network_and_info(network, device=dev, trust_pickle=trust_pickle)
+    print(f"  {info.summary()}")
+    return dev, G, info, gen.force_fp32_for(dev, fp32, G)
+
+
+def check_pitches(pitches, option: str = '--pitch') -> None:
+    """Refuse, naming the option, a pitch that is no camera (raycond.generate.check_pitch)."""
+    try:
+        gen.check_pitch(pitches)
+    except ValueError as e:
+        raise ValueError(f"{option}: {e}") from None
+
+
+def warn_outside_training_poses(info, yaws, pitches) -> None:
+    """The visualizer's 'extrapolating' warning on stderr, once per (yaw, pitch) outside the training poses."""
+    stats = info.camera_stats or {}
+    for y, p in zip(yaws, pitches):
+        why = gen.outside_training_poses(stats.get("yaw_range_deg"), stats.get("pitch_range_deg"), y, p)
+        if why:
+            turn = f" (yaw {y:g} is the camera of yaw {(y + 180) % 360 - 180:g})" if abs(y) > 180 else ""
+            click.echo(f"  warning: {why}{turn}: the image extrapolates", err=True)
+
+
 @contextlib.contextmanager
 def one_line_errors(verbose: bool):
     """Turn any failure inside the block into one clear ``Error:`` line (the traceback too with --verbose)."""

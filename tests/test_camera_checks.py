@@ -39,3 +39,14 @@ def test_gen_images_warns_outside_the_training_poses(tmp_path, small_pickle):
     assert r.returncode == 0, r.stderr
     assert r.stderr.count('warning:') == 1
     assert 'yaw 400 is outside the training range -30..30 (yaw 400 is the camera of yaw 40)' in r.stderr
+
+
+def test_gen_video_refuses_a_pitch_range_beyond_90_and_warns_outside_the_training_poses(tmp_path, small_pickle):
+    out = tmp_path / 'v.gif'
+    r = run_script("gen_video.py", f"--network={small_pickle}", "--seeds=0", "--pitch-range=-10,95",
+                   f"--output={out}", "--device=cpu")
+    assert r.returncode != 0 and '--pitch-range: pitch 95 degrees is not an orbit camera' in r.stderr
+    r = run_script("gen_video.py", f"--network={small_pickle}", "--seeds=0", "--yaw-range=-60,60", "--w-frames=2",
+                   f"--output={out}", "--device=cpu")
+    assert r.returncode == 0, r.stderr
+    assert 'yaw -60 is outside the training range -30..30' in r.stderr and out.is_file()
