@@ -17,7 +17,6 @@ real images).
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from metrics import metric_utils
