@@ -1,6 +1,7 @@
 """Small Dear ImGui helpers shared by widgets: disabled blocks, item widths, tooltips, status text."""
 
 import contextlib
+import os
 
 from imgui_bundle import imgui
 
@@ -61,3 +62,18 @@ def section(label, default_open=True):
     """A collapsing header; returns True when expanded."""
     flags = imgui.TreeNodeFlags_.default_open if default_open else 0
     return imgui.collapsing_header(label, flags)
+
+
+def input_with_button(item_id, hint, text, button):
+    """A text field filling the row beside a button. Returns (submitted: Enter or the button, text)."""
+    avail = imgui.get_content_region_avail().x
+    imgui.set_next_item_width(avail - imgui.calc_text_size(button).x - 3 * imgui.get_style().frame_padding.x)
+    entered, text = imgui.input_text_with_hint(item_id, hint, text, imgui.InputTextFlags_.enter_returns_true)
+    imgui.same_line()
+    return imgui.button(button) or entered, text
+
+
+def path_label(path):
+    """A list entry that shows a file's name and has its full path as Dear ImGui ID, so that two
+    files of the same name (network-snapshot-000000.pkl of two runs) stay two entries."""
+    return f'{os.path.basename(path.rstrip("/")) or path}##{path}'

@@ -41,8 +41,8 @@ def test_render_args_hold_the_frame_spec_and_read_through():
 
 
 def test_recent_entries_of_the_same_file_name_have_distinct_ids():
-    from viz.network import recent_label
-    a, b = recent_label('runA/network-snapshot-000000.pkl'), recent_label('runB/network-snapshot-000000.pkl')
+    from gui_utils.imgui_utils import path_label
+    a, b = path_label('runA/network-snapshot-000000.pkl'), path_label('runB/network-snapshot-000000.pkl')
     assert a != b and a.split('##')[0] == b.split('##')[0] == 'network-snapshot-000000.pkl'
 
 

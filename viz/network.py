@@ -19,12 +19,6 @@ from viz.trust_dialog import TrustDialog
 NETWORK_SUFFIXES = ('.pkl', '.pt', '.pth', '.safetensors')
 
 
-def recent_label(path: str) -> str:
-    """The Recent list's entry: the file name, with the full path as its Dear ImGui ID so that two
-    files of the same name (network-snapshot-000000.pkl of two runs) stay two entries."""
-    return f'{os.path.basename(path.rstrip("/")) or path}##{path}'
-
-
 class NetworkWidget:
     """Holds the chosen network path; the renderer loads it (on its thread) from `update_args`."""
 
@@ -129,11 +123,9 @@ class NetworkWidget:
         """Panel section (called inside the side panel)."""
         changed = False
         avail = imgui.get_content_region_avail().x
-        imgui.set_next_item_width(avail - imgui.calc_text_size('Load').x - 3 * imgui.get_style().frame_padding.x)
-        entered, self.path_input = imgui.input_text_with_hint('##pkl', 'path, URL or run directory', self.path_input,
-                                                              imgui.InputTextFlags_.enter_returns_true)
-        imgui.same_line()
-        if imgui.button('Load') or entered:
+        submitted, self.path_input = imgui_utils.input_with_button('##pkl', 'path, URL or run directory',
+                                                                   self.path_input, 'Load')
+        if submitted:
             changed |= self.load(self.path_input)
         imgui_utils.tooltip('A .pkl snapshot, a URL, or a training run directory (its newest snapshot).\n'
                             'You can also drop a file onto the window.')
@@ -141,7 +133,7 @@ class NetworkWidget:
             imgui.set_next_item_width(avail * 0.5 - 4)
             if imgui.begin_combo('##recent', 'Recent', imgui.ComboFlags_.height_large):
                 for p in self.recent:
-                    if imgui.selectable(recent_label(p), p == self.source)[0]:
+                    if imgui.selectable(imgui_utils.path_label(p), p == self.source)[0]:
                         changed |= self.load(p)
                     imgui_utils.tooltip(p)
                 imgui.end_combo()

@@ -276,18 +276,16 @@ class PhotoWidget:
 
     def draw(self, viz):
         avail = imgui.get_content_region_avail().x
-        imgui.set_next_item_width(avail - imgui.calc_text_size('Open').x - 3 * imgui.get_style().frame_padding.x)
-        entered, self.path_input = imgui.input_text_with_hint('##photo', 'photo path (.png, .jpg)', self.path_input,
-                                                              imgui.InputTextFlags_.enter_returns_true)
-        imgui.same_line()
-        if imgui.button('Open') or entered:
+        submitted, self.path_input = imgui_utils.input_with_button('##photo', 'photo path (.png, .jpg)',
+                                                                   self.path_input, 'Open')
+        if submitted:
             self.open(self.path_input)
         imgui_utils.tooltip('A photo framed like the training data. You can also drop a .png or .jpg onto the window.')
         if self.recent:
             imgui.set_next_item_width(avail * 0.5 - 4)
             if imgui.begin_combo('##recentphotos', 'Recent', imgui.ComboFlags_.height_large):
                 for p in self.recent:
-                    if imgui.selectable(os.path.basename(p), p == self.photo_path)[0]:
+                    if imgui.selectable(imgui_utils.path_label(p), p == self.photo_path)[0]:
                         self.open(p)
                     imgui_utils.tooltip(p)
                 imgui.end_combo()
