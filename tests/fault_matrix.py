@@ -1,6 +1,6 @@
 """Faults against every writing tool, as a user meets them; prints the table in docs/reliability.md.
 
-    sudo python tests/fault_matrix.py            # root: mounts small tmpfs folders under /tmp
+    sudo python tests/fault_matrix.py [TOOL...]   # root: mounts small tmpfs folders under /tmp
 
 For each tool: a full disk (a tmpfs filled to 4 KiB), a read-only folder (a tmpfs remounted
 read-only), Ctrl-C (SIGINT to the process group, as a terminal sends it) while it writes, and
@@ -65,7 +65,7 @@ def last_line(out: str) -> str:
 
 def run_fault(tool, args, fault, watch=None, rerun=None, delay=0.0):
     """One row: run `args` (paths relative to the folder) under `fault`; returns table cells."""
-    size = '2m' if fault in ('sigint', 'sigkill') else '512k'
+    size = '64m' if fault in ('sigint', 'sigkill') else '512k'
     folder = mount(size)
     try:
         if fault == 'full':
@@ -113,22 +113,25 @@ def main():
           '--num-steps=8', '--tune-steps=4', '--yaw=0', '--pitch=0', '--device=cpu']
     ds = [os.path.join(ROOT, 'dataset_tool.py'), 'synth', '--dest=synth.zip', '--count=1024', '--resolution=32',
           '--workers=2', '--batch=32']
-    rows = []
+    cases = []
     for fault in ('full', 'read-only'):
-        rows.append(run_fault('gen_images.py', gi, fault))
-        rows.append(run_fault('gen_video.py (mp4)', gv + ['--output=v.mp4'], fault))
-        rows.append(run_fault('gen_video.py (gif)', gv + ['--output=v.gif'], fault))
-        rows.append(run_fault('projector.py', pj, fault))
-        rows.append(run_fault('dataset_tool.py synth', ds, fault))
-    rows.append(run_fault('gen_video.py (mp4)', gv + ['--output=v.mp4'], 'sigint', watch='.v.mp4.tmp-*'))
-    rows.append(run_fault('gen_video.py (mp4)', gv + ['--output=v.mp4'], 'sigkill', watch='.v.mp4.tmp-*',
-                          rerun=gv[:3] + ['--w-frames=4', '--device=cpu', '--output=v.mp4']))
-    rows.append(run_fault('projector.py', pj, 'sigint', watch='out', delay=3.0))
-    rows.append(run_fault('projector.py', pj, 'sigkill', watch='out', delay=3.0,
-                          rerun=pj[:3] + ['--outdir=out', '--num-steps=2', '--tune-steps=1', '--device=cpu']))
-    rows.append(run_fault('dataset_tool.py synth', ds, 'sigint', watch='.synth.zip.tmp-*'))
-    rows.append(run_fault('dataset_tool.py synth', ds, 'sigkill', watch='.synth.zip.tmp-*',
-                          rerun=ds[:2] + ['--dest=synth.zip', '--count=8', '--resolution=32', '--workers=1']))
+        cases += [('gen_images.py', gi, fault, {}), ('gen_video.py (mp4)', gv + ['--output=v.mp4'], fault, {}),
+                  ('gen_video.py (gif)', gv + ['--output=v.gif'], fault, {}), ('projector.py', pj, fault, {}),
+                  ('dataset_tool.py synth', ds, fault, {})]
+    cases += [
+        ('gen_video.py (mp4)', gv + ['--output=v.mp4'], 'sigint', dict(watch='.v.mp4.tmp-*')),
+        ('gen_video.py (mp4)', gv + ['--output=v.mp4'], 'sigkill',
+         dict(watch='.v.mp4.tmp-*', rerun=gv[:3] + ['--w-frames=4', '--device=cpu', '--output=v.mp4'])),
+        ('projector.py', pj, 'sigint', dict(watch='out', delay=3.0)),
+        ('projector.py', pj, 'sigkill',
+         dict(watch='out', delay=3.0, rerun=pj[:3] + ['--outdir=out', '--num-steps=2', '--tune-steps=1', '--device=cpu'])),
+        ('dataset_tool.py synth', ds, 'sigint', dict(watch='.synth.zip.tmp-*')),
+        ('dataset_tool.py synth', ds, 'sigkill',
+         dict(watch='.synth.zip.tmp-*', rerun=ds[:2] + ['--dest=synth.zip', '--count=8', '--resolution=32', '--workers=1'])),
+    ]
+    only = sys.argv[1:]   # e.g. `projector`: only the rows of tools whose name starts so
+    rows = [run_fault(tool, args, fault, **kw) for tool, args, fault, kw in cases
+            if not only or any(tool.startswith(o) for o in only)]
     print('| tool | fault | exit | last line | how | left in the folder | after |')
     print('|---|---|---|---|---|---|---|')
     for cells in rows:
