@@ -96,7 +96,8 @@ def generate(network, seeds, truncation_psi, truncation_cutoff, noise_mode, outd
         for view, c in enumerate(cams):
             imgs = gen.generate_images(G, seed_list, c, truncation_psi=truncation_psi,
                                        truncation_cutoff=truncation_cutoff, noise_mode=noise_mode,
-                                       batch_size=batch_size, device=dev, force_fp32=force_fp32)
+                                       batch_size=batch_size, device=dev, force_fp32=force_fp32,
+                                       on_batch=threads.adapt)
             for seed, img in zip(seed_list, imgs):
                 name = f"seed{seed:04d}.png" if n_views == 1 else \
                     f"seed{seed:04d}-yaw{_fmt_angle(yaws[view])}-pitch{_fmt_angle(pitches[view])}.png"

@@ -164,7 +164,8 @@ def _run_loop(c, rank, device):
         if line:
             print(line)
     kwargs = {k: v for k, v in c.items() if k not in LAUNCH_KEYS}
-    tl.training_loop(rank=rank, device=device, **kwargs)
+    # After every iteration, on the computing thread: follow the CPU competition (raycond/threads.py).
+    tl.training_loop(rank=rank, device=device, progress_fn=lambda cur_nimg, total_nimg: threads.adapt(), **kwargs)
 
 
 next_run_dir = rundir.next_run_dir

@@ -18,7 +18,7 @@ import torch
 
 from raycond import camera as cam
 from raycond import families
-from raycond import precision, threads
+from raycond import precision
 
 
 # ----------------------------------------------------------------------------- devices
@@ -210,8 +210,9 @@ def to_uint8(img: torch.Tensor) -> torch.Tensor:
 def generate_images(G: torch.nn.Module, seeds: Sequence[int], c: torch.Tensor | None = None,
                     truncation_psi: float = 1, truncation_cutoff: int | None = None,
                     noise_mode: str = "const", batch_size: int = 8, device=None,
-                    force_fp32: bool = True) -> np.ndarray:
-    """Images (N, H, W, C) uint8 for `seeds`, in batches. `c` is one label for all seeds, or one per seed."""
+                    force_fp32: bool = True, on_batch=None) -> np.ndarray:
+    """Images (N, H, W, C) uint8 for `seeds`, in batches. `c` is one label for all seeds, or one per seed.
+    on_batch() runs before each batch on this thread (a script passes its thread policy's adapt)."""
     if device is None:
         device = next(G.parameters()).device
     seeds = list(seeds)
@@ -222,7 +223,8 @@ def generate_images(G: torch.nn.Module, seeds: Sequence[int], c: torch.Tensor | 
     out = []
     with torch.inference_mode():
         for start in range(0, len(seeds), max(1, batch_size)):
-            threads.adapt()      # follow the CPU competition between batches (no-op unless enabled)
+            if on_batch is not None:
+                on_batch()
             chunk = seeds[start:start + batch_size]
             z = seeds_to_z(chunk, G.z_dim, device)
             cc = None if c is None else (c if c.shape[0] == 1 else c[start:start + len(chunk)])

@@ -391,3 +391,23 @@ def test_a_log_that_cannot_be_written_is_dropped_and_the_console_goes_on(tmp_pat
     tee.flush()
     assert tee.file is None and console.getvalue() == 'first\nsecond\n'
     assert (tmp_path / 'log.txt').read_text() == 'first\n'
+
+
+def test_train_py_follows_the_cpu_competition_once_per_iteration(labeled_data, tmp_path, monkeypatch):
+    """The thread policy is the entry point's: train.py hands the loop threads.adapt as its per-iteration hook."""
+    import train
+    from raycond import threads
+    calls = []
+    monkeypatch.setattr(threads, 'adapt', lambda: calls.append(1))
+    result = CliRunner().invoke(train.main, ['--outdir', str(tmp_path / 'runs'), '--data', labeled_data,
+                                             '--kimg=0.008', '--tick=0.008', '--device=cpu'] + TINY)
+    assert result.exit_code == 0, result.output[-2000:]
+    assert len(calls) == 3      # before the first of the 2 iterations of 4 images, then after each
+
+
+def test_generate_images_calls_its_batch_hook_before_each_batch(small_generator):
+    from raycond import generate as gen
+    calls = []
+    imgs = gen.generate_images(small_generator, [1, 2, 3], gen.c_for_network(None, 0.0, 0.0), batch_size=2,
+                               on_batch=lambda: calls.append(1))
+    assert len(imgs) == 3 and len(calls) == 2

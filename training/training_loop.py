@@ -22,7 +22,6 @@ import torch
 import dnnlib
 from metrics import metric_main
 from raycond import atomic_io
-from raycond import threads
 from raycond import rundir
 from raycond.camera import LABEL_DIM, camera_label
 from raycond.loading import load_snapshot
@@ -744,7 +743,6 @@ def setup_run(o, start_time):
 
 def train_step(o, run, state):
     """One iteration: every phase on one batch, the EMA, the counters and the ADA probability."""
-    threads.adapt()       # CPU: follow the cores other processes leave free (no-op unless enabled)
     batch = fetch_batch(run.data, run.training_set, len(run.phases), run.G.z_dim, o.batch_size, o.batch_gpu,
                         o.num_gpus, o.device)
     run_phases(run.phases, run.loss, state.batch_idx, *batch, num_gpus=o.num_gpus,
