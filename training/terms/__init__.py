@@ -130,7 +130,7 @@ def upgrade_loss_kwargs(loss_kwargs: dict) -> dict:
     terms = list(kwargs.pop('terms', []))
     for key, off in _DROPPED.items():
         value = kwargs.pop(key, off)
-        if value != off and not (key == 'pose_loss_margin' and not kwargs.get('pose_loss')):
+        if value != off:
             raise ValueError(f'loss option {key}={value!r} is no longer supported (only {off!r})')
     pose = float(kwargs.pop('pose_loss', 0) or 0)
     mix = float(kwargs.pop('attr_mix', 0) or 0)
