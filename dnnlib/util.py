@@ -5,6 +5,7 @@ human-readable formatting, and the one atomic file write every writer in the pro
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import importlib
 import io
@@ -40,7 +41,51 @@ class EasyDict(dict):
 # written to a hidden temporary name in the same folder, flushed to disk, renamed over the target,
 # then the folder is flushed, so a kill or a full disk at any moment leaves either the old file or
 # the complete new one. The temporary name carries the host and the pid, which is what lets
-# `raycond.rundir.stale_temps` tell a dead writer's leftover from a live writer's file.
+# `raycond.atomic_io.stale_temporaries` tell a dead writer's leftover from a live writer's file.
+
+
+# How an errno reads in an error line; anything else uses the system's own text.
+_WRITE_REASONS = {
+    errno.ENOSPC: "No space left on device",
+    errno.EDQUOT: "Disk quota exceeded",
+    errno.EROFS: "Read-only file system",
+    errno.EACCES: "Permission denied",
+    errno.EPERM: "Permission denied",
+    errno.EFBIG: "File too large",
+}
+# Errors that mean "this folder cannot take the file": the user must free space or pick another place.
+DISK_ERRNOS = frozenset(_WRITE_REASONS)
+
+
+def display_path(path: str) -> str:
+    """`path` relative to the working directory when it lies inside it (what the user typed, usually),
+    else absolute."""
+    full = os.path.abspath(os.fspath(path))
+    cwd = os.getcwd()
+    if full == cwd or full.startswith(cwd.rstrip(os.sep) + os.sep):
+        return os.path.relpath(full, cwd)
+    return full
+
+
+class OutputError(OSError):
+    """A file could not be written. `str()` is the one line a tool prints:
+    'No space left on device while writing out/seed0255.png'. `errno` and `filename` are kept."""
+
+    def __init__(self, err: int | None, path: str, reason: str | None = None):
+        reason = reason or _WRITE_REASONS.get(err or 0) or (os.strerror(err) if err else "write failed")
+        super().__init__(err, reason)
+        self.filename = os.fspath(path)
+        self.message = f"{reason} while writing {display_path(path)}"
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def as_output_error(e: OSError, path: str) -> OutputError:
+    """`e` (raised while writing `path`) as an OutputError naming `path`."""
+    if isinstance(e, OutputError):
+        return e
+    return OutputError(e.errno, path, None if e.errno in DISK_ERRNOS else (e.strerror or str(e)))
 
 
 def temp_path(path: str) -> str:
@@ -104,7 +149,7 @@ def atomic_output(path: str) -> Iterator[str]:
 
     For writers that want a file name rather than a file object (`torch.save`, safetensors,
     zipfile). On any failure (disk full, read-only folder, Ctrl-C) the temporary file is removed
-    and `path` keeps whatever it held before; OS errors are re-raised naming `path`.
+    and `path` keeps whatever it held before; OS errors are raised as `OutputError` naming `path`.
     """
     tmp = temp_path(path)
     try:
@@ -112,8 +157,7 @@ def atomic_output(path: str) -> Iterator[str]:
         publish(tmp, path)
     except OSError as e:
         _remove_quietly(tmp)
-        reason = e.strerror or str(e)
-        raise OSError(e.errno, f"cannot write {path}: {reason} (earlier files are intact)") from e
+        raise as_output_error(e, path) from e
     except BaseException:
         _remove_quietly(tmp)
         raise

@@ -4,8 +4,8 @@ The rule (DESIGN.md, "never loses or overwrites a user's files"): every output i
 hidden temporary name in the same folder (`dnnlib.util.temp_path`: `.<name>.tmp-<host>-<pid>`),
 flushed to disk, then renamed over the target, so a full disk, a read-only folder, Ctrl-C or
 SIGKILL at any moment leaves either the old file or the complete new one. The temporary-name
-format and the rename itself belong to `dnnlib.util` (its download cache needs them and may not
-import `raycond`); this module adds what tools need on top:
+format, the rename and the one-line `OutputError` belong to `dnnlib.util` (its download cache
+needs them and may not import `raycond`); this module adds what tools need on top:
 
 - `atomic_path(path)`: a temporary path to write, published on success, removed on any failure,
   with disk errors turned into one `OutputError` line ("No space left on device while writing
@@ -21,28 +21,20 @@ import `raycond`); this module adds what tools need on top:
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import io
 import os
 import pickle
 import re
 import shutil
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import dnnlib
 
-# How an errno reads in an error line; anything else uses the system's own text.
-_REASONS = {
-    errno.ENOSPC: 'No space left on device',
-    errno.EDQUOT: 'Disk quota exceeded',
-    errno.EROFS: 'Read-only file system',
-    errno.EACCES: 'Permission denied',
-    errno.EPERM: 'Permission denied',
-    errno.EFBIG: 'File too large',
-}
-# Errors that mean "this folder cannot take the file": the user must free space or pick another place.
-DISK_ERRNOS = frozenset(_REASONS)
+# The one-line write error and its wording live in dnnlib.util (its download cache raises them too).
+OutputError = dnnlib.util.OutputError
+DISK_ERRNOS = dnnlib.util.DISK_ERRNOS
+display_path = dnnlib.util.display_path
+as_output_error = dnnlib.util.as_output_error
 
 # `.<target>.tmp-<host>-<pid>` (dnnlib.util.temp_path), and `.<target>.tmp<pid>` from older releases.
 _TMP_RE = re.compile(r'\.(?P<target>.+)\.tmp(?:-(?P<host>[^/]+)-(?P<pid>\d+)|(?P<oldpid>\d+))')
@@ -50,56 +42,17 @@ _TMP_RE = re.compile(r'\.(?P<target>.+)\.tmp(?:-(?P<host>[^/]+)-(?P<pid>\d+)|(?P
 
 # ----------------------------------------------------------------------------- errors
 
-def display_path(path: str) -> str:
-    """`path` relative to the working directory when it lies inside it (what the user typed, usually),
-    else absolute."""
-    full = os.path.abspath(os.fspath(path))
-    cwd = os.getcwd()
-    if full == cwd or full.startswith(cwd.rstrip(os.sep) + os.sep):
-        return os.path.relpath(full, cwd)
-    return full
-
-
-class OutputError(OSError):
-    """A file could not be written. `str()` is the one line a tool prints:
-    'No space left on device while writing out/seed0255.png'. `errno` and `filename` are kept."""
-
-    def __init__(self, err: int | None, path: str, reason: str | None = None):
-        reason = reason or _REASONS.get(err or 0) or (os.strerror(err) if err else 'write failed')
-        super().__init__(err, reason)
-        self.filename = os.fspath(path)
-        self.message = f'{reason} while writing {display_path(path)}'
-
-    def __str__(self) -> str:
-        return self.message
-
-
 def is_disk_error(e: BaseException) -> bool:
     """Whether `e` is an OS error that means "this folder cannot take more data"."""
     return isinstance(e, OSError) and e.errno in DISK_ERRNOS
 
 
-def as_output_error(e: OSError, path: str) -> OutputError:
-    """`e` (raised while writing `path`) as an OutputError naming `path`."""
-    if isinstance(e, OutputError):
-        return e
-    cause = e.__cause__ if isinstance(e.__cause__, OSError) else e   # dnnlib.util.atomic_output wraps
-    return OutputError(cause.errno, path, None if cause.errno in DISK_ERRNOS else (cause.strerror or str(cause)))
-
-
 # ----------------------------------------------------------------------------- single files
 
-@contextlib.contextmanager
-def atomic_path(path: str) -> Iterator[str]:
-    """Yield a temporary path in `path`'s folder; on success it becomes `path` (flushed, renamed),
-    on any failure or interrupt it is removed and `path` keeps what it held. OS errors are raised as
-    `OutputError` naming `path`."""
-    path = os.fspath(path)
-    try:
-        with dnnlib.util.atomic_output(path) as tmp:
-            yield tmp
-    except OSError as e:
-        raise as_output_error(e, path) from None
+# A temporary path in `path`'s folder that becomes `path` (flushed, renamed) when the block ends
+# cleanly, and is removed on any failure or interrupt, `path` keeping what it held; OS errors are
+# raised as OutputError naming `path`. The primitive is dnnlib.util's; tools use this name.
+atomic_path = dnnlib.util.atomic_output
 
 
 def write_with(path: str, write_fn: Callable[[Any], Any]) -> None:
