@@ -291,7 +291,7 @@ def describe_cleanup(removed: list[str], freed: int) -> str | None:
     """The one log line for a cleanup's result (None when nothing was removed)."""
     if not removed:
         return None
-    names = ', '.join(os.path.join(os.path.basename(os.path.dirname(p)), os.path.basename(p)) for p in removed[:3])
+    names = ', '.join(display_path(p) for p in removed[:3])
     more = f' and {len(removed) - 3} more' if len(removed) > 3 else ''
     return (f'Removed {len(removed)} temporary file(s) left by killed writers ({freed / 2**20:.1f} MiB): '
             f'{names}{more}')
