@@ -567,7 +567,7 @@ def _set_resume(c, opts, resolution):
               metavar='all|LIST', default='all', show_default=True)
 @click.option('--ray-torgb', help='Also feed rays to the ToRGB layers', metavar='BOOL', type=bool, default=False,
               show_default=True)
-@click.option('--term', help=terms.TERM_HELP + '. E.g. pose:10,attr-mix:3', metavar='NAME:W[:K=V],...', type=str)
+@click.option('--term', help=terms.term_help() + '. E.g. pose:10,attr-mix:3', metavar='NAME:W[:K=V],...', type=str)
 # Misc settings.
 @click.option('--desc', help='String to include in result dir name', metavar='STR', type=str)
 @click.option('--metrics', help='Quality metrics to compute at each snapshot, comma separated (needs the metrics '

@@ -27,10 +27,12 @@ TERMS = {
     'pose-negatives': 'training.terms.pose_negatives.PoseNegativesTerm',
 }
 
-TERM_HELP = ('Extra loss terms, NAME:WEIGHT[:KEY=VALUE...] separated by commas: '
-             'pose (G pays the error of a frozen camera reader trained on the real images), '
-             'attr-mix (synthetic heads: G draws each attribute class as often as the data does), '
-             'pose-negatives (D: real images with a camera turned by deg=MIN-MAX degrees count as fake)')
+
+
+def term_help() -> str:
+    """train.py's --term help, from each term's `summary`."""
+    names = ', '.join(f'{name} ({term_class(cls).summary})' for name, cls in TERMS.items())
+    return f'Extra loss terms, NAME:WEIGHT[:KEY=VALUE...] separated by commas: {names}'
 
 
 @dataclasses.dataclass
@@ -51,6 +53,7 @@ class Term:
     phase = 'G'              # 'G': added to G's main loss; 'D': added to D's main loss
     needs_camera = False     # True: only for networks conditioned on 25-value cameras
     options = {}             # KEY → parser of its --term value (str → value)
+    summary = ''             # what it does, for train.py --help
 
     def __init__(self, weight: float, G=None, D=None, context: TermContext | None = None):
         self.weight = float(weight)

@@ -107,6 +107,7 @@ class AttributeMixTerm(Term):
     """G term: W × AttributeMix.loss with the run's classifier."""
 
     phase = 'G'
+    summary = 'synthetic heads: G draws each attribute class as often as the data does'
 
     def __init__(self, weight, G=None, D=None, context=None, mix=None):
         super().__init__(weight)

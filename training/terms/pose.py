@@ -43,6 +43,7 @@ class PoseTerm(Term):
     """G term: W × pose_loss of the run's frozen reader."""
 
     phase = 'G'
+    summary = 'G pays the error of a frozen camera reader trained on the real images'
     needs_camera = True
 
     def __init__(self, weight, G=None, D=None, context=None, reader=None):

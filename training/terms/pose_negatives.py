@@ -29,6 +29,7 @@ class PoseNegativesTerm(Term):
     """D term: real images at a turned camera count as fake, with weight W."""
 
     phase = 'D'
+    summary = 'D: real images with a camera turned by deg=MIN-MAX degrees, default 2-15, count as fake'
     needs_camera = True
     options = {'deg': parse_deg_range}
 
