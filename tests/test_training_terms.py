@@ -85,3 +85,48 @@ def test_the_recipe_of_the_bundled_checkpoint_uses_only_options_train_py_has():
         args = shlex.split(re.sub(r'"\$\(snap [^)]*\)"', 'SNAPSHOT', line))[2:]
         ctx = train.main.make_context('train.py', args)
         terms.parse_terms(ctx.params['term'])
+
+
+TOY_TERM = '''
+import torch
+from training.terms import Term
+
+
+class BrightTerm(Term):
+    """G pays for dark images (a toy term for docs/extending.md)."""
+    phase = 'G'
+    summary = 'G pays for dark images'
+    options = {'target': float}
+
+    def __init__(self, weight, G=None, D=None, context=None, target=0.5):
+        super().__init__(weight)
+        self.target = target
+
+    def __call__(self, img, c, run_D=None):
+        return (self.target - img.mean(dim=(1, 2, 3))).clamp_min(0) * self.weight
+'''
+
+
+def test_a_loss_term_is_one_module_and_one_table_row(tmp_path, monkeypatch):
+    from test_pose_loss import _cameras, _tiny_nets
+    from training import loss as loss_mod
+    import numpy as np
+    (tmp_path / 'toy_term.py').write_text(TOY_TERM)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(terms.TERMS, 'bright', 'toy_term.BrightTerm')
+    specs = terms.parse_terms('bright:2:target=0.9')
+    assert specs == [{'class_name': 'toy_term.BrightTerm', 'weight': 2.0, 'target': 0.9}]
+    assert 'bright (G pays for dark images)' in terms.term_help()
+    G, D = _tiny_nets()
+    G.requires_grad_(True)
+    z, c = torch.randn(4, 8), _cameras(4, np.random.RandomState(0))
+
+    def grads(built):
+        loss = loss_mod.StyleGAN2Loss('cpu', G, D, r1_gamma=0, pl_weight=0, style_mixing_prob=0, terms=built)
+        G.zero_grad(set_to_none=True)
+        torch.manual_seed(1)  # the same noise inputs each time
+        loss.accumulate_gradients('Gmain', None, None, z, c, gain=1.0, cur_nimg=0)
+        return torch.cat([p.grad.flatten() for p in G.synthesis.parameters() if p.grad is not None])
+
+    with_term = grads(terms.build_terms(specs, G, D, terms.TermContext()))
+    assert float((with_term - grads([])).abs().max()) > 1e-6   # the toy term reached G's gradient
