@@ -171,25 +171,17 @@ def _run_loop(c, rank, device):
 next_run_dir = rundir.next_run_dir
 
 
-def usable_cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
 def default_workers() -> int:
     """StyleGAN's 3 DataLoader workers, but no more than the cores less one (torch warns at every
     epoch when workers outnumber the cores)."""
-    return max(0, min(3, usable_cores() - 1))
+    return max(0, min(3, threads.usable_cpus() - 1))
 
 
 def describe_processes(num_gpus, device_type) -> str:
     """'2 (cuda)', or for the CPU how many cores the processes share."""
     if device_type != 'cpu':
         return f'{num_gpus} ({device_type})'
-    cores = usable_cores()
+    cores = threads.usable_cpus()
     text = f'{num_gpus} CPU process{"es" if num_gpus > 1 else ""} on {cores} core{"s" if cores > 1 else ""}'
     return text + (' (more processes than cores: each runs slower)' if num_gpus > cores else '')
 

@@ -203,12 +203,13 @@ def test_help_lists_options():
 
 def test_cpu_processes_say_how_many_cores_they_share(monkeypatch):
     import train
-    monkeypatch.setattr(train, 'usable_cores', lambda: 2)
+    from raycond import threads
+    monkeypatch.setattr(threads, 'usable_cpus', lambda: 2)
     assert train.describe_processes(8, 'cpu') == '8 CPU processes on 2 cores (more processes than cores: each runs slower)'
     assert train.describe_processes(1, 'cpu') == '1 CPU process on 2 cores'
     assert train.describe_processes(2, 'cuda') == '2 (cuda)'
     assert train.default_workers() == 1  # torch warns at every tick when workers outnumber the cores
-    monkeypatch.setattr(train, 'usable_cores', lambda: 16)
+    monkeypatch.setattr(threads, 'usable_cpus', lambda: 16)
     assert train.default_workers() == 3
 
 
