@@ -97,6 +97,6 @@ def test_encoder_shipped_beside_the_network_is_used_without_training(small_pickl
                            progress=lambda *a: reports.append(a), log=lines.append)
     assert not any("training" in line for line in lines)
     # The camera is the mean of the photo's estimate and its mirror image's with yaw negated back.
-    assert (res.meta["yaw_deg"], res.meta["pitch_deg"]) == pytest.approx((0.0, -3.0), abs=1e-4)
+    assert (res.meta["yaw_deg"], res.meta["pitch_deg"]) == pytest.approx((0.0, -3.0), abs=0.01)   # float16 file
     step, total, stage, loss, preview = reports[0]
     assert (step, total, stage) == (1, 1, "camera") and math.isfinite(loss) and preview.shape == (1, 3, 32, 32)

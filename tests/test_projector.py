@@ -91,7 +91,8 @@ def test_projector_missing_target_is_one_line(tmp_path, small_pickle):
 
 def test_projector_option_sets_a_config_field_and_refuses_unknown_names(tmp_path, small_pickle, photo):
     config = projector.build_config(None, 5, 1, "pixel", False, ["camera_start=grid", "locality_weight=2"])
-    assert (config.camera_start, config.locality_weight, config.tune_steps, config.num_steps) == ("grid", 2.0, 5, 200)
+    assert (config.camera_start, config.locality_weight, config.tune_steps) == ("grid", 2.0, 5)
+    assert config.num_steps == inversion.InversionConfig().num_steps                  # unset: the library's
     r = CliRunner().invoke(projector.main, [f"--network={small_pickle}", f"--target={photo}", f"--outdir={tmp_path}",
                                             "--option=colour=blue", "--device=cpu"])
     assert r.exit_code != 0 and "--option: expected NAME=VALUE" in r.output and "Traceback" not in r.output

@@ -1,7 +1,8 @@
 """The settings of one photo inversion, as one typed value.
 
 `InversionConfig()` holds the defaults chosen by measurement on the bundled 64² network
-(benchmarks/bench_inversion.py, docs/performance.md); `config.replace(num_steps=50)` or
+(benchmarks/bench_inversion.py on development heads, seed 7; docs/performance.md): about 5 s of
+CPU time per photo on one core. `config.replace(num_steps=50)` or
 `invert(G, photo, num_steps=50)` change single fields. Every field is checked when the value is
 made, so a wrong setting fails before a network is touched, naming the field.
 """
@@ -16,8 +17,8 @@ CAMERA_STARTS = ("encoder", "regressor", "grid")
 
 @dataclasses.dataclass(frozen=True)
 class InversionConfig:
-    num_steps: int = 200            # pivot steps (latent and camera jointly)
-    tune_steps: int = 100           # pivotal tuning steps (0: no tuning)
+    num_steps: int = 60             # pivot steps (latent and camera jointly), from the encoder's start
+    tune_steps: int = 30            # pivotal tuning steps (0: no tuning)
     seed: int = 0                   # noise added to w, locality samples
     loss: str = "auto"              # 'auto', 'lpips', 'd' or 'pixel' (raycond.inversion.losses)
     w_plus: bool = False            # pivot in W+ (one w per layer) instead of W
@@ -40,7 +41,7 @@ class InversionConfig:
     lr_rampdown: float = 0.25       # cosine decay over this last fraction of the steps
     lr_rampup: float = 0.05         # linear warm-up over this first fraction
     noise_reg_weight: float = 1e5   # noise-map regulariser (StyleGAN2-ADA), with optimize_noise
-    tune_lr: float = 3e-4           # pivotal tuning learning rate (PTI)
+    tune_lr: float = 3e-3           # pivotal tuning learning rate (PTI's 3e-4: 1.7 dB lower input view, 0.4 dB novel)
     tune_from_res: int = 0          # tune only synthesis blocks at this resolution and above (0: all)
     locality_weight: float = 1.0    # weight of the other-camera / other-latent locality terms
     locality_bank: int = 8          # reference renders of each locality kind
