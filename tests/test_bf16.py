@@ -319,3 +319,25 @@ def test_bench_generator_published_needs_a_stylegan_checkout(tmp_path):
     r = CliRunner().invoke(bench_generator.main, ['--published', str(tmp_path), '--res', '16', '--rounds', '1',
                                                   '--iters', '1', '--warmup', '0', '--threads', '1'])
     assert r.exit_code != 0 and 'no training/networks_stylegan2.py or training/networks.py' in r.output
+
+
+def test_train_py_builds_bf16_layers_on_a_bf16_cpu(tmp_path):
+    """train.py picks mixed precision on a CPU with bf16 as on CUDA: num_fp16_res=4 and conv_clamp=256
+    (a short run completes and records them)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from conftest import ROOT, make_camera_zip
+    data = make_camera_zip(tmp_path / 'data.zip', n=8, res=32)
+    env = dict(os.environ, OMP_NUM_THREADS='1', RAYCOND_CPU_BF16='1')
+    r = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py'), '--outdir', str(tmp_path / 'runs'), '--data', data,
+                        '--cfg=raycond2', '--kimg=0.008', '--tick=0.004', '--batch=4', '--gamma=1', '--cbase=1024',
+                        '--cmax=32', '--map-depth=2', '--workers=0', '--snap=1', '--metrics=none', '--device=cpu'],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    [run] = os.listdir(tmp_path / 'runs')
+    with open(tmp_path / 'runs' / run / 'training_options.json') as f:
+        opts = json.load(f)
+    for net in ('G_kwargs', 'D_kwargs'):
+        assert opts[net]['num_fp16_res'] == 4 and opts[net]['conv_clamp'] == 256
