@@ -10,7 +10,7 @@ import gui_utils  # noqa: F401 - sets the GLFW/OpenGL platform before imgui_bund
 from imgui_bundle import imgui, implot
 
 from gui_utils import imgui_utils
-from raycond import threads
+from raycond import precision, threads
 from raycond.generate import force_fp32_for
 
 from .renderer import available_devices
@@ -54,7 +54,7 @@ def thread_status(used: int, policy, auto: bool, others: float | None) -> str:
 def precision_label(device: str, force_fp32: bool) -> str:
     """What the renderer runs for this device and checkbox (raycond.generate's rule) before a render
     says (RenderResult.precision)."""
-    return 'fp32' if force_fp32_for(device, force_fp32) else 'fp16 layers'
+    return precision.describe(device, force_fp32_for(device, force_fp32))
 
 
 class PerformanceWidget:
