@@ -675,3 +675,26 @@ def test_killed_resume_auto_attempts_leave_one_run_directory(tmp_path):
     runs = rundir.list_runs(str(outdir))
     assert len(runs) == 1 and rundir.newest_snapshot(runs[0][1]) is None
     assert open(os.path.join(runs[0][1], 'log.txt')).read().count('Constructing networks') == 3   # one log, appended
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_training_says_how_to_resume_and_leaves_whole_snapshots(tmp_path):
+    from conftest import make_camera_zip
+    data = make_camera_zip(tmp_path / 'd.zip', n=8, res=16)
+    outdir = tmp_path / 'runs'
+    p = _tool('train.py', '--outdir', outdir, '--data', data, '--batch=4', '--gamma=1', '--cbase=256', '--cmax=16',
+              '--map-depth=1', '--workers=0', '--snap=1', '--metrics=none', '--tick=0.008', '--kimg=5', '--device=cpu')
+    _wait_for(lambda: any(rundir.newest_snapshot(d) for _i, d in rundir.list_runs(str(outdir))), p)
+    os.killpg(p.pid, signal.SIGINT)
+    out, _ = p.communicate(timeout=120)
+    assert p.returncode == 130, out
+    assert out.strip().splitlines()[-1] == ('Training interrupted; resume with --resume=auto (same options) to '
+                                            'continue from the newest snapshot.')
+    run = rundir.list_runs(str(outdir))[0][1]
+    assert not _temporaries(run)
+    for snap in rundir.list_snapshots(run):
+        with open(snap, 'rb') as f:
+            assert 'G_ema' in pickle.load(f)
+    stats = os.path.join(run, 'stats.jsonl')   # written after a tick's snapshot: may not exist yet
+    for line in (open(stats) if os.path.exists(stats) else []):
+        json.loads(line)                       # whole lines only
