@@ -62,8 +62,8 @@ def resolve_network_arg(network: str | None, what: str = "--network") -> str:
     if network:
         return network
     if not os.path.isfile(DEFAULT_CHECKPOINT):
-        raise NetworkLoadError(f"{what} is required (no bundled checkpoint found at {os.path.relpath(DEFAULT_CHECKPOINT)})")
-    print(f"No {what} given: using the bundled checkpoint {os.path.relpath(DEFAULT_CHECKPOINT)}", file=sys.stderr)
+        raise NetworkLoadError(f"{what} is required (no bundled checkpoint found at {dnnlib.util.display_path(DEFAULT_CHECKPOINT)})")
+    print(f"No {what} given: using the bundled checkpoint {dnnlib.util.display_path(DEFAULT_CHECKPOINT)}", file=sys.stderr)
     return DEFAULT_CHECKPOINT
 
 
