@@ -25,11 +25,8 @@ import traceback
 
 import click
 
-from raycond import threads
-
-threads.prepare()  # before torch loads: OpenMP reads its wait policy once (raycond/threads.py)
-
-import torch  # noqa: E402
+from raycond import runtime  # first: it chooses OpenMP's wait policy before torch loads
+import torch
 
 import dnnlib
 from metrics import metric_main, metric_utils
@@ -98,7 +95,7 @@ def run_process(rank: int, args: dnnlib.EasyDict, temp_dir: str | None) -> None:
     """Compute every metric in one process (rank) of `args.num_gpus`."""
     if args.num_gpus > 1:
         distributed.init_spawned(args.device_type, rank, args.num_gpus, temp_dir)
-        threads.apply(args.num_threads, procs=args.num_gpus)   # spawned ranks share the CPUs
+        runtime.start(args.num_threads, procs=args.num_gpus)   # spawned ranks share the CPUs
     if args.device_type == 'cuda':
         device = distributed.rank_device('cuda', rank if args.num_gpus > 1 else (args.device.index or 0))
         torch.backends.cuda.matmul.allow_tf32 = False
@@ -185,14 +182,14 @@ def calc_metrics(network_pkl, metrics, data=None, mirror=None, gpus=1, device='a
               help='Reuse dataset statistics and pose estimators cached under $DNNLIB_CACHE_DIR/gan-metrics.')
 @click.option('--quiet', is_flag=True, help='No progress bars or summaries, only the result lines.')
 @click.option('--threads', 'num_threads', type=click.IntRange(min=0), default=0, show_default=True,
-              help=threads.THREADS_HELP + ' Split among processes (--gpus).')
+              help=runtime.THREADS_HELP + ' Split among processes (--gpus).')
 @click.option('--trust-pickle', is_flag=True, help=loading.TRUST_PICKLE_HELP)
 @click.option('--fp32', is_flag=True, help=precision.FP32_HELP + ' Equivariance metrics always use float32.')
 @click.option('--verbose', is_flag=True, help='Show full tracebacks on errors.')
 def main(network_pkl, metrics, data, mirror, gpus, device, seed, cache, quiet, num_threads, verbose, trust_pickle,
          fp32):
     try:
-        threads.apply(num_threads, procs=gpus)
+        runtime.start(num_threads, procs=gpus)
         calc_metrics(network_pkl, metrics, data=data, mirror=mirror, gpus=gpus, device=device, seed=seed,
                      cache=cache, progress=not quiet, num_threads=num_threads, trust_pickle=trust_pickle,
                      fp32=fp32)

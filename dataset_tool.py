@@ -21,14 +21,11 @@ import zipfile
 
 import click
 
-from raycond import threads
+from raycond import runtime  # first: it chooses OpenMP's wait policy before torch loads
+import numpy as np
+from PIL import Image
 
-threads.prepare()  # before torch loads: OpenMP reads its wait policy once (raycond/threads.py)
-
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from raycond.camera import INTRINSICS_DIM, LABEL_DIM, POSE_DIM  # noqa: E402
+from raycond.camera import INTRINSICS_DIM, LABEL_DIM, POSE_DIM
 from raycond.synth.writer import DatasetWriter, check_destination, image_path, training_size_problem
 
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.ppm', '.tif', '.tiff')
@@ -316,15 +313,15 @@ def convert_cmd(source, dest, max_images, resolution, transform, force, verbose)
 def synth_cmd(dest, count, resolution, seed, yaw_std, pitch_std, max_yaw, max_pitch, supersample, batch, workers, force, verbose):
     """Render procedural 3D heads under FFHQ-like cameras (EG3D labels: radius 2.7, look-at (0,0,0.2), f 4.2647)."""
     from tqdm import tqdm
-    from raycond.synth.dataset import default_workers, write_dataset
+    from raycond.synth.dataset import write_dataset
     resolution = _run(verbose, parse_square_resolution, resolution)
-    workers = default_workers() if workers is None else workers
-    threads.apply()   # this process renders itself when --workers=1; workers use one thread each
+    workers = max(1, min(8, runtime.usable_cpus())) if workers is None else workers
+    runtime.start()   # this process renders itself when --workers=1; workers use one thread each
     with tqdm(total=count, desc='Rendering', unit='img', disable=not sys.stderr.isatty() and count < 1000) as bar:
         info = _run(verbose, write_dataset, dest, count, resolution=resolution, seed=seed, yaw_std=yaw_std,
                     pitch_std=pitch_std, max_yaw=max_yaw, max_pitch=max_pitch, batch=batch,
                     supersample=supersample, force=force, workers=workers,
-                    progress=lambda n: (threads.adapt(), bar.update(n)))
+                    progress=lambda n: (runtime.step(), bar.update(n)))
     click.echo(f'Wrote {info["count"]} images ({resolution}x{resolution}) to {dest} in {info["seconds"]:.1f} s')
 
 

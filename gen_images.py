@@ -11,13 +11,10 @@ import os
 
 import click
 
-from raycond import threads
-
-threads.prepare()  # before torch loads: OpenMP reads its wait policy once (raycond/threads.py)
-
-from raycond import atomic_io  # noqa: E402
-from raycond import cli_options  # noqa: E402
-from raycond import generate as gen  # noqa: E402
+from raycond import runtime  # first: it chooses OpenMP's wait policy before torch loads
+from raycond import atomic_io
+from raycond import cli_options
+from raycond import generate as gen
 
 
 def _fmt_angle(x: float) -> str:
@@ -41,7 +38,7 @@ def main(**kwargs):
     """Generate images (seeds × camera views) with a pretrained network."""
     verbose = kwargs.pop("verbose")
     with cli_options.one_line_errors(verbose):
-        threads.apply(kwargs.pop("num_threads"))
+        runtime.start(kwargs.pop("num_threads"))
         generate(**kwargs)
 
 
@@ -97,7 +94,7 @@ def generate(network, seeds, truncation_psi, truncation_cutoff, noise_mode, outd
             imgs = gen.generate_images(G, seed_list, c, truncation_psi=truncation_psi,
                                        truncation_cutoff=truncation_cutoff, noise_mode=noise_mode,
                                        batch_size=batch_size, device=dev, force_fp32=force_fp32,
-                                       on_batch=threads.adapt)
+                                       on_batch=runtime.step)
             for seed, img in zip(seed_list, imgs):
                 name = f"seed{seed:04d}.png" if n_views == 1 else \
                     f"seed{seed:04d}-yaw{_fmt_angle(yaws[view])}-pitch{_fmt_angle(pitches[view])}.png"

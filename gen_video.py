@@ -12,15 +12,12 @@ import os
 
 import click
 
-from raycond import threads
-
-threads.prepare()  # before torch loads: OpenMP reads its wait policy once (raycond/threads.py)
-
-from raycond import atomic_io  # noqa: E402
-from raycond import camera as cam  # noqa: E402
-from raycond import cli_options  # noqa: E402
-from raycond import generate as gen  # noqa: E402
-from raycond.video import VIDEO_EXTENSIONS, check_video_path, write_video  # noqa: E402
+from raycond import runtime  # first: it chooses OpenMP's wait policy before torch loads
+from raycond import atomic_io
+from raycond import camera as cam
+from raycond import cli_options
+from raycond import generate as gen
+from raycond.video import VIDEO_EXTENSIONS, check_video_path, write_video
 
 
 def _parse_grid(s: str) -> tuple[int, int]:
@@ -81,7 +78,7 @@ def interpolate_keyframes(ws, num_frames: int, loop: bool = True):
 def main(verbose, num_threads, **kwargs):
     """Render an orbit video of generated identities (MP4 or GIF)."""
     with cli_options.one_line_errors(verbose):
-        threads.apply(num_threads)
+        runtime.start(num_threads)
         make_video(**kwargs, verbose=verbose)
 
 
@@ -135,7 +132,7 @@ def make_video(network, seeds, grid, truncation_psi, truncation_cutoff, num_keyf
     frames = []
     h = w = info.img_resolution
     for i in tqdm(range(num_frames), unit="frame", desc="Rendering"):
-        threads.adapt()      # follow the CPU competition (raycond/threads.py)
+        runtime.step()       # follow the CPU competition (raycond/runtime.py)
         c = gen.c_for_network(info, float(yaws[i]), float(pitches[i]), fov, radius, lookat_vec, batch=1, device=dev)
         imgs = []
         with torch.inference_mode():

@@ -15,26 +15,23 @@ Examples:
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
 
-from raycond import threads
+import click
 
-threads.prepare()
+from raycond import runtime  # first: it chooses OpenMP's wait policy before torch loads
+import torch
 
-import json  # noqa: E402
-
-import click  # noqa: E402
-import torch  # noqa: E402
-
-from raycond import atomic_io  # noqa: E402
-from raycond import camera as cam  # noqa: E402
-from raycond import cli_options  # noqa: E402
-from raycond import generate as gen  # noqa: E402
-from raycond import inversion  # noqa: E402
-from raycond import loading  # noqa: E402
-from raycond.video import VIDEO_EXTENSIONS, check_video_path, write_video  # noqa: E402
+from raycond import atomic_io
+from raycond import camera as cam
+from raycond import cli_options
+from raycond import generate as gen
+from raycond import inversion
+from raycond import loading
+from raycond.video import VIDEO_EXTENSIONS, check_video_path, write_video
 
 
 def _camera_from_json(path: str, info):
@@ -77,7 +74,7 @@ def _camera_from_json(path: str, info):
 @click.option("--verbose", is_flag=True, help="Show full tracebacks on errors.")
 def main(verbose, num_threads, **kwargs):
     """Invert a photo into a network and render it from other viewpoints."""
-    threads.apply(num_threads)
+    runtime.start(num_threads)
     with cli_options.one_line_errors(verbose):
         project(**kwargs)
 

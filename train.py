@@ -35,11 +35,8 @@ import tempfile
 
 import click
 
-from raycond import threads
-
-threads.prepare()  # before torch loads: OpenMP reads its wait policy once (raycond/threads.py)
-
-import torch  # noqa: E402
+from raycond import runtime  # first: it chooses OpenMP's wait policy before torch loads
+import torch
 
 import dnnlib
 from metrics import metric_main
@@ -124,8 +121,8 @@ def _open_log(run_dir):
 
 
 def _set_cpu_threads(c, procs_per_machine, rank):
-    """The thread policy of raycond.threads; CPU ranks on one machine share its cores."""
-    policy = threads.apply(c.get('threads') or None, procs=procs_per_machine if c.device_type == 'cpu' else 1)
+    """The thread policy (raycond/runtime.py); CPU ranks on one machine share its cores."""
+    policy = runtime.start(c.get('threads') or None, procs=procs_per_machine if c.device_type == 'cpu' else 1)
     if rank == 0 and c.device_type == 'cpu':
         print(f'CPU threads per process: {policy.describe()}')
 
@@ -164,8 +161,8 @@ def _run_loop(c, rank, device):
         if line:
             print(line)
     kwargs = {k: v for k, v in c.items() if k not in LAUNCH_KEYS}
-    # After every iteration, on the computing thread: follow the CPU competition (raycond/threads.py).
-    tl.training_loop(rank=rank, device=device, progress_fn=lambda cur_nimg, total_nimg: threads.adapt(), **kwargs)
+    # After every iteration, on the computing thread: follow the CPU competition (raycond/runtime.py).
+    tl.training_loop(rank=rank, device=device, progress_fn=lambda cur_nimg, total_nimg: runtime.step(), **kwargs)
 
 
 next_run_dir = rundir.next_run_dir
@@ -174,14 +171,14 @@ next_run_dir = rundir.next_run_dir
 def default_workers() -> int:
     """StyleGAN's 3 DataLoader workers, but no more than the cores less one (torch warns at every
     epoch when workers outnumber the cores)."""
-    return max(0, min(3, threads.usable_cpus() - 1))
+    return max(0, min(3, runtime.usable_cpus() - 1))
 
 
 def describe_processes(num_gpus, device_type) -> str:
     """'2 (cuda)', or for the CPU how many cores the processes share."""
     if device_type != 'cpu':
         return f'{num_gpus} ({device_type})'
-    cores = threads.usable_cpus()
+    cores = runtime.usable_cpus()
     text = f'{num_gpus} CPU process{"es" if num_gpus > 1 else ""} on {cores} core{"s" if cores > 1 else ""}'
     return text + (' (more processes than cores: each runs slower)' if num_gpus > cores else '')
 
@@ -583,7 +580,7 @@ def _set_resume(c, opts, resolution):
               metavar='INT', type=click.IntRange(min=0))
 @click.option('--device', help='Device: ' + gen.TRAIN_DEVICE_HELP,
               type=click.Choice(['auto', 'cuda', 'cpu']), default='auto', show_default=True)
-@click.option('--threads', help=threads.THREADS_HELP + ' Split among CPU processes.', metavar='INT',
+@click.option('--threads', help=runtime.THREADS_HELP + ' Split among CPU processes.', metavar='INT',
               type=click.IntRange(min=0), default=0, show_default=True)
 @click.option('-n', '--dry-run', help='Print training options and exit', is_flag=True)
 @click.option('--verbose', help='Show full tracebacks for errors', is_flag=True)

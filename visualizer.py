@@ -15,12 +15,9 @@ import traceback
 
 import click
 
-from raycond import threads
-
-threads.prepare()  # before torch loads: OpenMP reads its wait policy once (raycond/threads.py)
-
-from raycond import generate as gen  # noqa: E402
-from raycond import loading  # noqa: E402
+from raycond import runtime  # first: it chooses OpenMP's wait policy before torch loads
+from raycond import generate as gen
+from raycond import loading
 
 
 def _default_pkls(pkls):
@@ -58,7 +55,7 @@ def _default_pkls(pkls):
 @click.option('--width', type=int, default=1280, show_default=True, help='Window width in pixels.')
 @click.option('--height', type=int, default=800, show_default=True, help='Window height in pixels.')
 @click.option('--threads', 'num_threads', type=click.IntRange(min=0), default=0, show_default=True,
-              help=threads.THREADS_HELP + ' Changeable live in the Performance section.')
+              help=runtime.THREADS_HELP + ' Changeable live in the Performance section.')
 @click.option('--trust-pickle', is_flag=True, default=False,
               help='Load network pickles that carry code this project does not recognise without asking (runs that '
               'code; only for files you trust).')
@@ -66,7 +63,7 @@ def _default_pkls(pkls):
 def main(pkls, browse_dir, capture_dir, device, headless, capture_file, seed, trunc_psi, yaw, pitch, fov, fp32, width,
          height, num_threads, verbose, trust_pickle):
     try:
-        threads.apply(num_threads)
+        runtime.start(num_threads)
         _run(pkls, browse_dir, capture_dir, device, headless, capture_file, seed, trunc_psi, yaw, pitch, fov, width,
              height, trust_pickle, fp32)
     except click.ClickException:

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """CPU speed beside other jobs: each workload alone, then while N competing processes run, under the
-project's thread policy (raycond.threads: a count that follows the free cores) and, for comparison,
+project's thread policy (raycond/runtime.py: a count that follows the free cores) and, for comparison,
 under libgomp's spinning default and a passive wait, both with a fixed count. Prints a table of idle vs loaded figures and their ratio; asserts nothing.
 
 Workloads (each measured in a fresh subprocess, so its OpenMP settings are its own):
@@ -60,7 +60,7 @@ def _generator(res, cbase, cmax):
 
 def _time_generator(res, cbase, cmax, seconds):
     import torch
-    from raycond import threads
+    from raycond import runtime
     from raycond.camera import camera_label
     G = _generator(res, cbase, cmax)
     z = torch.randn([1, 512], generator=torch.Generator().manual_seed(0))
@@ -71,7 +71,7 @@ def _time_generator(res, cbase, cmax, seconds):
             G(z, c, noise_mode='const', force_fp32=True)
         end = time.perf_counter() + seconds
         while time.perf_counter() < end or len(times) < 5:
-            threads.adapt()      # as the tools do between images
+            runtime.step()       # as the tools do between images
             t0 = time.perf_counter()
             G(z, c, noise_mode='const', force_fp32=True)
             times.append(time.perf_counter() - t0)
@@ -108,9 +108,8 @@ def _time_visualizer(seconds):
 
 def run_workload(name, seconds):
     """Child process: apply the thread policy, time one workload, print one JSON line."""
-    from raycond import threads
-    threads.prepare()
-    policy = threads.apply()
+    from raycond import runtime     # as a script does first (torch is not loaded yet in this child)
+    policy = runtime.start()
     if name == 'gen64':
         value, unit = _time_generator(64, 2048, 64, seconds)
     elif name == 'gen256':
@@ -126,9 +125,8 @@ def run_workload(name, seconds):
 
 def run_generator_forever():
     """Competitor: render the 64² generator in a loop until killed."""
-    from raycond import threads
-    threads.prepare()
-    threads.apply()
+    from raycond import runtime
+    runtime.start()
     _time_generator(64, 2048, 64, seconds=1e9)
 
 

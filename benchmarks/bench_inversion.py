@@ -27,9 +27,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from raycond import threads  # noqa: E402
-
-threads.prepare()
+from raycond import runtime  # noqa: E402  (first: it chooses OpenMP's wait policy before torch loads)
 
 import math  # noqa: E402
 import time  # noqa: E402
@@ -84,10 +82,10 @@ def view_cameras(yaw, pitch):
 @click.option("--loss", default="auto", show_default=True, help="Inversion loss (auto, lpips, d, pixel).")
 @click.option("--rows", default="abscde", show_default=True, help="Which rows to run.")
 @click.option("--option", "extra", multiple=True, help="Other InversionConfig field NAME=VALUE (e.g. locality_weight=2).")
-@click.option("--threads", "threads_opt", type=click.IntRange(min=0), default=0, show_default=True, help=threads.THREADS_HELP)
+@click.option("--threads", "threads_opt", type=click.IntRange(min=0), default=0, show_default=True, help=runtime.THREADS_HELP)
 def main(network, num_heads, seed, num_steps, tune_steps, loss, rows, extra, threads_opt):
     """Invert held-out synthetic heads and compare novel views with the true renders."""
-    threads.apply(threads_opt)
+    runtime.start(threads_opt)
     G, info, D = loading.load_generator_and_discriminator(network)  # D (or None): for --loss=d
     config = inversion.InversionConfig(loss=loss).replace(
         **dict(inversion.InversionConfig.parse_assignment(item) for item in extra),

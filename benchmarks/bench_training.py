@@ -24,9 +24,7 @@ import time
 import click
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from raycond import threads  # noqa: E402
-
-threads.prepare()  # before torch loads: the project's thread policy (raycond/threads.py)
+from raycond import runtime  # noqa: E402  (first: it chooses OpenMP's wait policy before torch loads)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -105,7 +103,7 @@ def bench_one(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters,
         torch.cuda.reset_peak_memory_stats(device)
     t0, c0 = time.perf_counter(), time.process_time()
     for i in range(1, iters + 1):  # batch_idx 1..iters: Greg every 4th, Dreg every 16th, as in training
-        threads.adapt()   # as train.py does once per iteration
+        runtime.step()    # as train.py does once per iteration
         step(i)
     sync()
     sec, cpu_sec = time.perf_counter() - t0, time.process_time() - c0
@@ -131,7 +129,7 @@ def bench_one(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters,
 @click.option('--map-depth', type=click.IntRange(min=1), default=2, show_default=True, help='Mapping network depth')
 @click.option('--iters', type=click.IntRange(min=1), default=16, show_default=True,
               help='Timed iterations (16 covers one full lazy-regularization cycle)')
-@click.option('--threads', 'num_threads', type=click.IntRange(min=0), default=0, show_default=True, help=threads.THREADS_HELP)
+@click.option('--threads', 'num_threads', type=click.IntRange(min=0), default=0, show_default=True, help=runtime.THREADS_HELP)
 @click.option('--fp32', is_flag=True, help=precision.FP32_HELP)
 @click.option('--compare-fp32', is_flag=True, help='Time the default precision and --fp32 alternately; print their ratio.')
 @click.option('--repeats', type=click.IntRange(min=1), default=1, show_default=True,
@@ -146,7 +144,7 @@ def main(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters, num_
         device = 'cuda' if torch.cuda.is_available() else 'cpu'
     if device == 'cuda' and not torch.cuda.is_available():
         raise click.ClickException('--device=cuda given but CUDA is not available')
-    threads.apply(num_threads)
+    runtime.start(num_threads)
     batch_gpu = batch_gpu or batch
     if batch % batch_gpu != 0 or batch_gpu % 4 != 0:
         raise click.ClickException(f'--batch={batch} must be a multiple of --batch-gpu={batch_gpu}, itself a multiple of 4')

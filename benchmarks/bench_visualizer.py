@@ -22,9 +22,7 @@ import click
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from raycond import threads  # noqa: E402
-
-threads.prepare()  # before torch loads: the project's thread policy (raycond/threads.py)
+from raycond import runtime  # noqa: E402  (first: it chooses OpenMP's wait policy before torch loads)
 
 
 def _make_network(res, cbase, cmax, map_depth, path):
@@ -118,7 +116,7 @@ def _bench_one(pkl, device, repeats, seconds, fps_limit, yield_to_renderer=True,
 @click.option('--repeats', default=15, show_default=True, help='Slider changes timed for the latency.')
 @click.option('--seconds', default=8.0, show_default=True, help='Duration of the orbit measurement.')
 @click.option('--fps-limit', default=60, show_default=True, help='GUI frame cap (the GUI default is 60).')
-@click.option('--threads', 'num_threads', type=click.IntRange(min=0), default=0, show_default=True, help=threads.THREADS_HELP)
+@click.option('--threads', 'num_threads', type=click.IntRange(min=0), default=0, show_default=True, help=runtime.THREADS_HELP)
 @click.option('--trials', default=1, show_default=True,
               help='Repeat each measurement; with more than one, print the median and the best trial.')
 @click.option('--fp32', is_flag=True, default=False, help='Render in float32 (the GUI\'s "Force fp32").')
@@ -130,7 +128,7 @@ def main(resolutions, cbase, cmax, map_depth, network, device, repeats, seconds,
          fp32, compare_fp32, yield_to_renderer):
     """Print latency and orbit FPS of the visualizer window."""
     xvfb = _start_xvfb()
-    policy = threads.apply(num_threads)
+    policy = runtime.start(num_threads)
     try:
         rows = []
         with tempfile.TemporaryDirectory() as tmp:

@@ -18,9 +18,7 @@ import sys
 import click
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from raycond import threads  # noqa: E402
-
-threads.prepare()
+from raycond import runtime  # noqa: E402  (first: it chooses OpenMP's wait policy before torch loads)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -72,9 +70,9 @@ def format_row(label: str, kimg, summary: dict, keys: list[str]) -> str:
 @click.option('--keys', default=None, help='Result keys to show (default: each metric\'s main result).')
 @click.option('--data', metavar='ZIP|DIR', default=None, help='Dataset (default: the one recorded in the snapshot).')
 @click.option('--mirror', type=bool, default=None, metavar='BOOL', help='x-flipped images too (default: as in training).')
-@click.option('--threads', 'num_threads', type=click.IntRange(min=0), default=0, show_default=True, help=threads.THREADS_HELP)
+@click.option('--threads', 'num_threads', type=click.IntRange(min=0), default=0, show_default=True, help=runtime.THREADS_HELP)
 def main(runs, metrics, seeds, every, keys, data, mirror, num_threads):
-    threads.apply(num_threads)
+    runtime.start(num_threads)
     metric_names = metric_main.parse_metric_list(metrics)
     seed_list = [int(s) for s in seeds.split(',') if s.strip()]
     keys = [k.strip() for k in keys.split(',')] if keys else None

@@ -23,7 +23,6 @@ import dnnlib
 from raycond import atomic_io
 from raycond import families
 from raycond import generate as rgen
-from raycond import threads
 
 # ----------------------------------------------------------------------------- detectors
 # Detector files (URLs, environment overrides, decoding, the per-process cache) live in
@@ -50,7 +49,7 @@ class MetricOptions:
     """Everything a metric needs: the generator, the dataset, the process layout and progress."""
 
     def __init__(self, G=None, G_kwargs={}, dataset_kwargs={}, num_gpus=1, rank=0, device=None, progress=None,
-                 cache=True, seed=None):
+                 cache=True, seed=None, on_batch=None):
         assert 0 <= rank < num_gpus
         self.G = G
         self.G_kwargs = dnnlib.EasyDict(G_kwargs)
@@ -61,6 +60,8 @@ class MetricOptions:
             device = torch.device('cuda', rank) if torch.cuda.is_available() else torch.device('cpu')
         self.device = torch.device(device)
         self.progress = progress.sub() if progress is not None and rank == 0 else ProgressMonitor()
+        if on_batch is not None:        # the caller's per-batch hook (its thread policy), on every rank
+            self.progress.on_batch = on_batch
         self.cache = cache
         self.seed = int(np.random.randint(1 << 31)) if seed is None else int(seed)
         self.progress.rates = {}
@@ -185,16 +186,18 @@ class FeatureStats:
 
 class ProgressMonitor:
     """Progress of a metric: a tqdm bar with images/s per feature pass when verbose, and the
-    measured rate of every finished pass in `rates` (shared with sub-monitors)."""
+    measured rate of every finished pass in `rates` (shared with sub-monitors). `on_batch()` runs at
+    every update, on the computing thread (an entry point passes its thread policy's hook)."""
 
     def __init__(self, tag=None, num_items=None, verbose=False, rates=None, progress_fn=None,
-                 pfn_lo=0.0, pfn_hi=1.0, pfn_total=1.0, unit='img'):
+                 pfn_lo=0.0, pfn_hi=1.0, pfn_total=1.0, unit='img', on_batch=None):
         self.tag = tag
         self.unit = unit
         self.num_items = num_items
         self.verbose = verbose
         self.rates = {} if rates is None else rates
         self.progress_fn = progress_fn
+        self.on_batch = on_batch
         self.pfn_lo, self.pfn_hi, self.pfn_total = pfn_lo, pfn_hi, pfn_total
         self.start_time = time.time()
         self.cur_items = 0
@@ -207,7 +210,8 @@ class ProgressMonitor:
 
     def update(self, cur_items):
         """Report that `cur_items` items are done in total."""
-        threads.adapt()      # once per batch: follow the CPU competition (no-op unless enabled)
+        if self.on_batch is not None:
+            self.on_batch()
         if self.num_items is not None:
             cur_items = min(cur_items, self.num_items)
         if self._bar is not None:
@@ -227,7 +231,7 @@ class ProgressMonitor:
 
     def sub(self, tag=None, num_items=None, rel_lo=0.0, rel_hi=1.0, unit='img'):
         return ProgressMonitor(tag=tag, num_items=num_items, verbose=self.verbose, rates=self.rates, unit=unit,
-                               progress_fn=self.progress_fn,
+                               progress_fn=self.progress_fn, on_batch=self.on_batch,
                                pfn_lo=self.pfn_lo + (self.pfn_hi - self.pfn_lo) * rel_lo,
                                pfn_hi=self.pfn_lo + (self.pfn_hi - self.pfn_lo) * rel_hi,
                                pfn_total=self.pfn_total)

@@ -16,7 +16,7 @@ import click
 
 from raycond import camera as cam
 from raycond import generate as gen
-from raycond import inversion, loading, precision, threads
+from raycond import inversion, loading, precision, runtime
 
 FP32_HELP = precision.FP32_HELP
 
@@ -74,7 +74,7 @@ def runtime_options(batch_default: int | None = None, batch_help: str = 'Images 
     if fp32:
         options.append(click.option('--fp32', is_flag=True, help=FP32_HELP))
     options += [click.option('--threads', 'num_threads', type=click.IntRange(min=0), default=0, show_default=True,
-                             help=threads.THREADS_HELP),
+                             help=runtime.THREADS_HELP),
                 click.option('--trust-pickle', is_flag=True, help=loading.TRUST_PICKLE_HELP)]
 
     def decorate(fn):

@@ -16,14 +16,11 @@ import argparse
 import os
 import sys
 
-from raycond import threads
+from raycond import runtime  # first: it chooses OpenMP's wait policy before torch loads
+import torch
 
-threads.prepare()
-
-import torch  # noqa: E402
-
-from raycond import loading, rebuild, safe_weights  # noqa: E402
-from raycond.safe_pickle import NetworkLoadError, PersistentRecord  # noqa: E402
+from raycond import loading, rebuild, safe_weights
+from raycond.safe_pickle import NetworkLoadError, PersistentRecord
 
 EXTRA_KEYS = ("camera_stats", "training_set_kwargs", "kimg")
 
@@ -96,9 +93,9 @@ def main(argv=None) -> int:
     parser.add_argument("--keys", default="G_ema,G,D", help="networks to keep, comma-separated (default: G_ema,G,D)")
     parser.add_argument("--trust-pickle", action="store_true",
                         help="load IN the trusting way (runs code from the file); only for files you trust")
-    parser.add_argument("--threads", type=int, default=0, help=threads.THREADS_HELP)
+    parser.add_argument("--threads", type=int, default=0, help=runtime.THREADS_HELP)
     opts = parser.parse_args(argv)
-    threads.apply(opts.threads)
+    runtime.start(opts.threads)
     try:
         written = convert(opts.src, opts.dst, tuple(k.strip() for k in opts.keys.split(",") if k.strip()),
                           trust_pickle=opts.trust_pickle)

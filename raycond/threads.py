@@ -7,9 +7,10 @@ the workers keep spinning and `adapt()` sets the count, twice a second, to the c
 leave free (/proc/stat); a fixed count (--threads, OMP_NUM_THREADS) makes waiting workers sleep
 (OMP_WAIT_POLICY=PASSIVE). A wait policy or count the user set is never changed.
 
-Calls, in this order: `prepare()` first in a script, before `import torch` (libgomp reads its
-environment when loaded; --threads is read from argv); `apply(threads, procs)` after option parsing;
-`adapt()` in compute loops, on the computing thread (a no-op unless `apply()` turned it on).
+Calls, in this order: `prepare()` before `import torch` (libgomp reads its environment when
+loaded; --threads is read from argv); `apply(threads, procs)` after option parsing; `adapt()`
+between batches, on the computing thread (a no-op unless `apply()` turned it on). Entry points
+make these calls through raycond/runtime.py; library code never imports this module.
 Importing this module changes nothing; `decide()` and `free_cpus()` are the pure rules.
 """
 
@@ -226,6 +227,11 @@ def competition() -> float | None:
     """Cores other processes used at the last look (None when not adapting or unknown)."""
     adapter = _state['adapter']
     return None if adapter is None else adapter.others
+
+
+def applied() -> bool:
+    """Whether `apply()` has chosen the count in this process (an entry point, or raycond.runtime.step)."""
+    return _state['policy'] is not None
 
 
 def current() -> ThreadPolicy:

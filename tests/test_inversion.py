@@ -7,7 +7,6 @@ the whole pipeline on the bundled checkpoint (marked slow).
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import os
 import pickle
@@ -359,11 +358,20 @@ def test_invert_takes_a_config_and_keyword_overrides(small_generator):
 
 def test_plain_call_applies_the_thread_policy_unless_one_is_in_force(small_generator, monkeypatch):
     from raycond import threads
-    applied = []
-    monkeypatch.setattr(threads, "apply", lambda *a, **k: applied.append(a))
+    applied, in_force = [], [False]
+    monkeypatch.setattr(threads, "apply", lambda *a, **k: (applied.append(a), in_force.__setitem__(0, True)))
+    monkeypatch.setattr(threads, "applied", lambda: in_force[0])
+    monkeypatch.setattr(threads, "adapt", lambda: None)
     target = np.zeros((32, 32, 3), np.uint8)
-    policy = threads.decide(threads=1)
-    for source, expected in (("torch", 1), ("option", 1), ("cpus", 1)):
-        monkeypatch.setattr(threads, "current", lambda s=source: dataclasses.replace(policy, threads_from=s))
+    for _ in range(2):      # the first plain call starts the policy, the second finds it in force
         inversion.invert(small_generator, target, **dict(QUICK, num_steps=1, tune_steps=0))
-        assert len(applied) == expected
+        assert len(applied) == 1
+
+
+def test_invert_runs_the_callers_step_hook_instead_of_the_thread_policy(small_generator, monkeypatch):
+    from raycond import threads
+    monkeypatch.setattr(threads, "apply", lambda *a, **k: pytest.fail("a caller's hook replaces the policy"))
+    steps, reports = [], []
+    inversion.invert(small_generator, np.zeros((32, 32, 3), np.uint8), on_step=lambda: steps.append(1),
+                     progress=lambda *a: reports.append(a), **dict(QUICK, num_steps=2, tune_steps=0))
+    assert len(reports) >= 2 and len(steps) == 1 + len(reports)     # once at the start, then before each report

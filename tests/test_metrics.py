@@ -243,6 +243,27 @@ def test_inception_score_of_constant_generator_is_one(fake_detectors):
     mean, std = is_mod.compute_is(opts, num_gen=40, num_splits=4)
     assert mean == pytest.approx(1.0, abs=1e-6) and std == pytest.approx(0.0, abs=1e-6)
 
+
+@pytest.mark.parametrize('rank', [0, 1])
+def test_metric_runs_the_callers_batch_hook_on_every_rank(fake_detectors, rank):
+    """The thread policy is the entry point's: it reaches the metric loops as MetricOptions' on_batch."""
+    calls = []
+    progress = metric_utils.ProgressMonitor()
+    opts = metric_utils.MetricOptions(G=ToyG(LinearSynthesis(8, 16), c_dim=0), device='cpu', seed=0,
+                                      num_gpus=2, rank=rank, progress=progress, on_batch=lambda: calls.append(1))
+    monitor = opts.progress.sub(tag='gen', num_items=40)
+    for done in (16, 32, 40):
+        monitor.update(done)
+    assert len(calls) == 3
+
+
+def test_a_metric_calls_the_batch_hook_between_its_batches(fake_detectors):
+    calls = []
+    opts = metric_utils.MetricOptions(G=ToyG(LinearSynthesis(8, 16), c_dim=0), device='cpu', seed=0,
+                                      on_batch=lambda: calls.append(1))
+    is_mod.compute_is(opts, num_gen=100, num_splits=4)    # two batches of at most 64
+    assert len(calls) == 2
+
 # ----------------------------------------------------------------------------- PPL
 
 

@@ -1,5 +1,7 @@
-"""The CPU thread policy (raycond.threads): who decides the thread count and the OpenMP wait policy."""
+"""The CPU thread policy (raycond.threads, applied by entry points through raycond.runtime): who
+decides the thread count and the OpenMP wait policy, and who may call it."""
 
+import ast
 import os
 import subprocess
 import sys
@@ -77,22 +79,104 @@ def _run_python(code, **env):
 
 
 def test_automatic_count_leaves_the_wait_policy_alone_and_adapts():
-    code = ('from raycond import threads; w = threads.prepare(); import os, torch; p = threads.apply(); '
-            'print(w, os.environ.get("OMP_WAIT_POLICY", "-"), p.adaptive, p.threads_from)')
+    code = ('from raycond import runtime, threads; import os, torch; p = runtime.start(); '
+            'print(threads.current().wait_from, os.environ.get("OMP_WAIT_POLICY", "-"), p.adaptive, p.threads_from)')
     assert _run_python(code).split() == ['libgomp', 'default', '-', 'True', 'cpus']
 
 
 def test_threads_option_on_the_command_line_makes_waiting_threads_sleep():
-    code = ('import sys; sys.argv[1:] = ["--threads=1"]; from raycond import threads; w = threads.prepare(); '
-            'import os, torch; p = threads.apply(1); '
-            'print(w, os.environ["OMP_WAIT_POLICY"], torch.get_num_threads(), p.wait_from, p.adaptive)')
-    assert _run_python(code).split() == ['raycond', 'PASSIVE', '1', 'raycond', 'False']
+    code = ('import sys; sys.argv[1:] = ["--threads=1"]; from raycond import runtime; '
+            'import os, torch; p = runtime.start(1); '
+            'print(os.environ["OMP_WAIT_POLICY"], torch.get_num_threads(), p.wait_from, p.adaptive)')
+    assert _run_python(code).split() == ['PASSIVE', '1', 'raycond', 'False']
 
 
 def test_omp_num_threads_makes_waiting_threads_sleep_and_is_not_adapted():
-    code = ('from raycond import threads; w = threads.prepare(); import os, torch; p = threads.apply(); '
-            'print(w, os.environ["OMP_WAIT_POLICY"], p.num_threads, p.adaptive, threads.adapt())')
+    code = ('from raycond import runtime; import os, torch; p = runtime.start(); '
+            'print(p.wait_from, os.environ["OMP_WAIT_POLICY"], p.num_threads, p.adaptive, runtime.step())')
     assert _run_python(code, OMP_NUM_THREADS='1').split() == ['raycond', 'PASSIVE', '1', 'False', 'None']
+
+
+def test_runtime_imported_after_torch_leaves_the_environment_alone():
+    code = ('import sys; sys.argv[1:] = ["--threads=1"]; import os, torch; from raycond import runtime, threads; '
+            'print(os.environ.get("OMP_WAIT_POLICY", "-"), runtime.start(1).wait_from.replace(" ", "_"))')
+    assert _run_python(code).split() == ['-', 'torch_loaded_first']
+
+
+def test_step_in_a_plain_script_starts_the_automatic_policy_once():
+    """A library job run from a plain script (no runtime.start) must not keep torch's spinning
+    all-core default beside another job: the first step applies the automatic policy."""
+    code = ('import torch; from raycond import runtime, threads; before = threads.applied(); '
+            'n = runtime.step(); p = threads.current(); '
+            'print(before, threads.applied(), p.threads_from, n == torch.get_num_threads())')
+    assert _run_python(code).split() == ['False', 'True', 'cpus', 'True']
+
+
+def test_step_keeps_the_count_an_entry_point_fixed():
+    code = ('from raycond import runtime, threads; import torch; runtime.start(1); '
+            'print(runtime.step(), torch.get_num_threads(), threads.current().threads_from)')
+    assert _run_python(code).split() == ['None', '1', 'option']
+
+
+def test_step_keeps_a_users_omp_num_threads_in_a_plain_script():
+    code = 'import torch; from raycond import runtime; print(runtime.step(), torch.get_num_threads())'
+    assert _run_python(code, OMP_NUM_THREADS='1').split() == ['None', '1']
+
+
+LIBRARY_PACKAGES = ('raycond', 'training', 'metrics')
+POLICY_OWNERS = ('raycond/threads.py', 'raycond/runtime.py')
+# Modules of the library that may reach the runtime helper, each for one documented reason.
+RUNTIME_USERS = {
+    'raycond/cli_options.py': 'the --threads option text of the scripts',
+    'raycond/convert.py': 'an entry point (python -m raycond.convert)',
+    'raycond/inversion/pipeline.py': 'invert() from a plain script defaults its step hook to runtime.step',
+}
+
+
+def _imported_raycond_modules(path):
+    names = set()
+    for node in ast.walk(ast.parse(open(path, encoding='utf-8').read())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.update([node.module] + [f'{node.module}.{a.name}' for a in node.names])
+    return names
+
+
+def _library_files():
+    for package in LIBRARY_PACKAGES:
+        for folder, _dirs, files in os.walk(os.path.join(ROOT, package)):
+            for name in files:
+                if name.endswith('.py'):
+                    yield os.path.relpath(os.path.join(folder, name), ROOT).replace(os.sep, '/')
+
+
+def test_library_code_does_not_import_the_thread_policy():
+    offenders = [p for p in _library_files() if p not in POLICY_OWNERS
+                 and 'raycond.threads' in _imported_raycond_modules(os.path.join(ROOT, p))]
+    assert offenders == []
+
+
+def test_library_code_reaches_the_runtime_helper_only_where_listed():
+    users = sorted(p for p in _library_files() if p not in POLICY_OWNERS
+                   and 'raycond.runtime' in _imported_raycond_modules(os.path.join(ROOT, p)))
+    assert users == sorted(RUNTIME_USERS)
+
+
+SCRIPTS = ('gen_images', 'gen_video', 'projector', 'train', 'calc_metrics', 'dataset_tool', 'visualizer')
+
+
+def test_scripts_need_no_code_between_their_imports():
+    for name in SCRIPTS:
+        text = open(os.path.join(ROOT, f'{name}.py'), encoding='utf-8').read()
+        assert 'noqa: E402' not in text and 'threads.prepare(' not in text, name
+
+
+@pytest.mark.parametrize('script', ['gen_images', 'train'])
+def test_importing_a_script_chooses_the_wait_policy_before_torch_loads(script):
+    code = (f'import sys; sys.argv[1:] = ["--threads=1"]; import {script}, os; '
+            'print(os.environ.get("OMP_WAIT_POLICY", "-"))')
+    assert _run_python(code) == 'PASSIVE'
 
 
 def test_threads_in_argv_reads_both_spellings_and_treats_zero_as_automatic():
@@ -173,8 +257,10 @@ def test_child_processes_know_the_wait_policy_came_from_raycond():
 
 def test_importing_the_library_changes_no_environment():
     code = ('import os; before = dict(os.environ); import raycond, raycond.threads, raycond.generate, '
-            'raycond.loading; print(before == dict(os.environ))')
+            'raycond.loading, raycond.inversion; '
+            'print(before == dict(os.environ))')
     assert _run_python(code) == 'True'
+    assert _run_python(code, OMP_NUM_THREADS='1') == 'True'     # a fixed count would make runtime set PASSIVE
 
 
 def test_user_omp_num_threads_reaches_torch_through_apply():

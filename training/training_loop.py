@@ -603,8 +603,9 @@ def report_tick(state, total_nimg, start_time, aug_p, device, rank=0):
 
 
 def evaluate_metrics(metrics, G, training_set_kwargs, run_dir, snapshot_pkl, results, num_gpus=1, rank=0,
-                     device='cpu'):
+                     device='cpu', on_batch=None):
     """Compute `metrics` for the snapshot's G, report them (rank 0) and merge them into `results`.
+    on_batch() runs between the metrics' batches (the caller's thread policy).
 
     A metric that fails (e.g. detector weights not downloadable) is dropped and training goes on.
     Returns the metrics still enabled.
@@ -615,7 +616,7 @@ def evaluate_metrics(metrics, G, training_set_kwargs, run_dir, snapshot_pkl, res
     for metric in list(metrics):
         try:
             result_dict = metric_main.calc_metric(metric=metric, G=G, dataset_kwargs=training_set_kwargs,
-                                                  num_gpus=num_gpus, rank=rank, device=device)
+                                                  num_gpus=num_gpus, rank=rank, device=device, on_batch=on_batch)
         except Exception as e:  # e.g. detector weights not downloadable: keep training
             enabled.remove(metric)
             if rank == 0:
@@ -781,7 +782,8 @@ def end_tick(o, run, state, done, total_nimg, start_time):
         if run.metrics:
             run.metrics = evaluate_metrics(run.metrics, snapshot_data['G_ema'], o.training_set_kwargs, o.run_dir,
                                            snapshot_pkl, run.metric_results, num_gpus=o.num_gpus, rank=o.rank,
-                                           device=o.device)
+                                           device=o.device, on_batch=o.progress_fn and (
+                                               lambda: o.progress_fn(state.cur_nimg, total_nimg)))
         del snapshot_data
 
     # Collect statistics (all ranks take part in the reduction) and log them.

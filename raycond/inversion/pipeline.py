@@ -27,7 +27,7 @@ import torch
 from raycond import camera as cam
 from raycond import generate as rgen
 from raycond import loading
-from raycond import threads
+from raycond import runtime
 from raycond.target_image import prepare_target
 
 from . import camera_start
@@ -70,15 +70,6 @@ def fixed_camera_label(camera, info) -> torch.Tensor:
     return c
 
 
-def use_thread_policy() -> None:
-    """Library calls from a plain script get the adaptive thread count the scripts use: without it
-    torch keeps every core's worker spinning beside other jobs, and one README-style inversion took
-    158–213 s against 28 s for projector.py on a loaded machine. A policy already applied (scripts,
-    the GUI) or OMP_NUM_THREADS is left as it is."""
-    if threads.current().threads_from == "torch":
-        threads.apply()
-
-
 def _start_kind(run: Run, config: InversionConfig, estimate: bool) -> str | None:
     """Which start runs: None (mean latent, given or no camera), 'encoder', 'regressor' or 'grid'."""
     kind = config.camera_start
@@ -108,7 +99,7 @@ def _start(run, kind, latent0, target_f, fp, network_path, fixed_camera, w_plus)
 
 def invert(G, target, camera=None, *, config: InversionConfig | None = None, progress=None, device=None,
            info=None, D=None, network_path=None, verbose=True, log=None, trust_pickle=False,
-           **overrides) -> Inversion:
+           on_step=None, **overrides) -> Inversion:
     """Invert `target` (path, PIL image or H x W x 3 uint8 array) into generator `G` (module or path).
 
     camera: a (25,) / (1,25) label to keep fixed, or None to estimate it (networks with a camera).
@@ -117,12 +108,14 @@ def invert(G, target, camera=None, *, config: InversionConfig | None = None, pro
     the camera ranges of a module loaded elsewhere); D: a discriminator for loss 'd';
     network_path: recorded in saved files so that `load` can reopen the network, and where a
     shipped encoder is looked for; trust_pickle: as in raycond.loading, for a path `G`.
-    Applies the adaptive CPU thread count unless a thread policy is already in force.
+    on_step(): run on this thread before each step and once at the start (default
+    raycond.runtime.step: the adaptive CPU thread count, started here when no script started it).
     """
     start = time.time()
     log = log or (print if verbose else (lambda *_: None))
     config = (config or InversionConfig()).replace(**{k: v for k, v in overrides.items() if v is not None})
-    use_thread_policy()
+    on_step = runtime.step if on_step is None else on_step
+    on_step()
     base_G, info, D, path = resolve_generator(G, info, D, trust_pickle)
     network_path = network_path or path
     device = rgen.resolve_device(next(base_G.parameters()).device if device is None else device)
@@ -138,7 +131,7 @@ def invert(G, target, camera=None, *, config: InversionConfig | None = None, pro
                         pixel_weight=config.pixel_weight, log=log)
     estimate = bool(info.camera) and fixed_camera is None
     fp = fingerprint(base_G)
-    run = Run(work_G, info, loss_fn, config, device, progress, log)
+    run = Run(work_G, info, loss_fn, config, device, progress, log, on_step)
     kind = _start_kind(run, config, estimate)
     start_units = 0 if kind is None else camera_start.units(run, kind, fp, network_path)
     run.total = start_units + config.num_steps + config.tune_steps

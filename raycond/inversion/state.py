@@ -7,7 +7,6 @@ import torch
 
 from raycond import camera as cam
 from raycond import generate as rgen
-from raycond import threads
 
 from .config import InversionConfig
 
@@ -34,9 +33,10 @@ def synthesize(G, ws, c, has_camera: bool) -> torch.Tensor:
 class Run:
     """State shared by the stages of one inversion (network, camera model, loss, callback)."""
 
-    def __init__(self, G, info, loss_fn, config: InversionConfig, device, progress, log):
+    def __init__(self, G, info, loss_fn, config: InversionConfig, device, progress, log, on_step=None):
         self.G, self.info, self.loss_fn, self.config = G, info, loss_fn, config
         self.device, self.progress, self.log = device, progress, log
+        self.on_step = on_step           # the caller's per-step hook (its thread policy), run before progress
         self.total = 0                   # progress units of the whole inversion, set once the stages are known
         self.step = 0
         self.gen = torch.Generator().manual_seed(int(config.seed))
@@ -79,9 +79,10 @@ class Run:
         return synthesize(G, ws, c, self.has_camera)
 
     def tick(self, stage, loss, img):
-        """One progress unit done: follow the thread policy, report, and stop if the caller asks."""
+        """One progress unit done: run the step hook, report, and stop if the caller asks."""
         self.step += 1
-        threads.adapt()
+        if self.on_step is not None:
+            self.on_step()
         if self.progress is not None:
             preview = None if img is None else img[:1].detach().float().clamp(-1, 1).cpu()
             if self.progress(self.step, self.total, stage, float(loss), preview) is False:

@@ -11,7 +11,6 @@ import time
 
 import torch
 
-from raycond import threads
 from raycond.synth.factors import draw_dataset, factor_records
 from raycond.synth.params import select_heads
 from raycond.synth.render import render_heads
@@ -39,11 +38,6 @@ def _sigint_ignored_in_children():
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def default_workers() -> int:
-    """Number of render processes used by default (CPU cores, at most 8)."""
-    return max(1, min(8, threads.usable_cpus()))
 
 
 def write_dataset(dest, count: int, resolution: int = 64, seed: int = 0, yaw_std: float = 20.0,
