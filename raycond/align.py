@@ -123,7 +123,7 @@ def convention_for_network(info, network_path: str | None = None, training_set_k
         return "synth"
     if "ffhq" in text or "celeba" in text:
         return "ffhq"
-    if getattr(info, "kind", "") == "raycond-official" or int(getattr(info, "img_resolution", 0)) >= 256:
+    if str(getattr(info, "kind", "")).startswith("raycond-official") or int(getattr(info, "img_resolution", 0)) >= 256:
         return "ffhq"
     return "synth"
 
