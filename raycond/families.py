@@ -76,10 +76,22 @@ def family_of_class(class_name: str) -> str | None:
 
 
 def family_of_network(net) -> str | None:
-    """The family of a network object, by the importable name of its class (None for classes
-    loaded from pickled source, which only a trusted file brings)."""
+    """The family of a generator or discriminator object: its class matched exactly against the
+    table, then, among the rows sharing that class (raycond2 and posecond2), the first whose
+    `defaults` the network was constructed with (its recorded `init_kwargs`); a network built
+    with other values (an ablation embedding) belongs to the first row of its class. None for
+    classes loaded from pickled source, which only a trusted file brings."""
     cls = type(net)
-    return family_of_class(f"{cls.__module__}.{cls.__qualname__}")
+    class_name = f"{cls.__module__}.{cls.__qualname__}"
+    rows = [name for name, fam in FAMILIES.items() if class_name in (fam.generator, fam.discriminator)]
+    if not rows:
+        return None
+    built_with = getattr(net, "init_kwargs", None) or {}
+    for name in rows:
+        defaults = FAMILIES[name].defaults
+        if defaults and all(k in built_with and built_with[k] == v for k, v in defaults):
+            return name
+    return rows[0]
 
 
 # StyleGAN3's two generator configurations: translation- and rotation-equivariant.

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from raycond import camera as cam
-from raycond import families
+from raycond import loading
 from raycond import precision
 
 
@@ -149,16 +149,9 @@ def map_latents(G: torch.nn.Module, z: torch.Tensor, c: torch.Tensor | None = No
 
 
 def synthesis_takes_c(G: torch.nn.Module) -> bool:
-    """Whether G.synthesis(ws, c, ...) takes the camera: its family's `camera` (raycond/families.py).
-    Only a class outside the table (a trusted file's own code) is asked by its signature."""
-    name = families.family_of_network(G)
-    if name is not None:
-        return families.family(name).camera
-    from raycond.loading import _synthesis_takes_c as probe
-    return probe(G)
-
-
-_synthesis_takes_c = synthesis_takes_c  # the name raycond/inversion/state.py calls
+    """Whether G.synthesis(ws, c, ...) takes the camera: its family's `camera` (raycond/families.py);
+    raycond.loading.generator_family holds the one fallback, for a trusted file's own classes."""
+    return loading.synthesis_takes_c(G)
 
 
 def validate_camera_batch(c: torch.Tensor, batch: int | None = None) -> None:

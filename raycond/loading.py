@@ -30,7 +30,7 @@ import torch
 
 import dnnlib
 from raycond import camera as cam
-from raycond import rebuild, rundir, safe_pickle, safe_weights
+from raycond import families, rebuild, rundir, safe_pickle, safe_weights
 from raycond.safe_pickle import NetworkLoadError, UntrustedPickleError
 
 SAFE_FORMAT = "raycond-weights-v1"
@@ -71,7 +71,7 @@ def resolve_network_arg(network: str | None, what: str = "--network") -> str:
 class NetworkInfo:
     """What tools need to know about a loaded generator, whatever release wrote it."""
 
-    kind: str  # raycond2/3, posecond2/3, raycond-official, stylegan2, stylegan3 or unknown (see network_info)
+    kind: str  # the family's name (raycond/families.py: raycond2, posecond2, raycond-official2, ...) or unknown
     z_dim: int
     c_dim: int
     w_dim: int
@@ -264,48 +264,51 @@ def load_generator_and_discriminator(path_or_url: str, trust_pickle: bool = Fals
 
 # ----------------------------------------------------------------------------- describing
 
-def _module_source(net: torch.nn.Module) -> str:
+def _foreign_generator(net: torch.nn.Module) -> tuple[str, bool]:
+    """(kind, synthesis takes c) for a generator whose class is in no family row: only a trusted
+    pickle's own code brings one. The one place that reads code instead of the table: the kind from
+    the class's pickled source (the official release's rays are Plücker's, StyleGAN3 has
+    SynthesisInput), the camera argument from the signature of its synthesis (ws, c, ...)."""
     src = getattr(type(net), "_orig_module_src", None)
     if src is None:
         try:
             src = inspect.getsource(inspect.getmodule(type(net)))
         except (TypeError, OSError):
             src = ""
-    return src
-
-
-def _synthesis_takes_c(net: torch.nn.Module) -> bool:
-    synthesis = getattr(net, "synthesis", None)
-    if synthesis is None:
-        return False
+    backbone = "3" if "SynthesisInput" in src else "2"
+    if "plucker" in src:
+        kind = "raycond-official" + backbone
+    elif "SynthesisNetwork" in src:
+        kind = "stylegan" + backbone
+    else:
+        kind = "unknown"
     try:
-        params = list(inspect.signature(synthesis.forward).parameters.values())
-    except (TypeError, ValueError):
-        return False
+        params = list(inspect.signature(net.synthesis.forward).parameters.values())
+    except (AttributeError, TypeError, ValueError):
+        return kind, False
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(positional) >= 2 and positional[1].name == "c"
+    return kind, len(positional) >= 2 and positional[1].name == "c"
+
+
+def generator_family(net: torch.nn.Module) -> tuple[str, bool]:
+    """(kind, whether G.synthesis takes the camera c): the family row of the network's class
+    (raycond/families.py), else the trusted-code fallback above."""
+    name = families.family_of_network(net)
+    if name is None:
+        return _foreign_generator(net)
+    return name, families.family(name).camera
+
+
+def synthesis_takes_c(net: torch.nn.Module) -> bool:
+    """Whether every tool calls G.synthesis(ws, c, ...) rather than G.synthesis(ws, ...)."""
+    return generator_family(net)[1]
 
 
 def network_info(net: torch.nn.Module, snapshot: dict | None = None) -> NetworkInfo:
     """Describe a generator from any supported release."""
     c_dim = int(getattr(net, "c_dim", 0) or 0)
-    takes_c = _synthesis_takes_c(net)
+    kind, takes_c = generator_family(net)
     mapping_c = int(getattr(getattr(net, "mapping", None), "c_dim", 0) or 0)
-    src = _module_source(net)
-    if isinstance(getattr(net, "embedding", None), str):
-        backbone = "3" if hasattr(getattr(net, "synthesis", None), "input") else "2"
-        # Without rays and with the camera in the mapping network, our class is train.py's posecond
-        # baseline; every tool names a network by this rule alone.
-        posecond = net.embedding == "none" and mapping_c == cam.LABEL_DIM
-        kind = ("posecond" if posecond else "raycond") + backbone
-    elif "plucker" in src:
-        kind = "raycond-official"
-    elif hasattr(getattr(net, "synthesis", None), "input") or "SynthesisInput" in src:
-        kind = "stylegan3"
-    elif hasattr(getattr(net, "synthesis", None), "b4"):
-        kind = "stylegan2"
-    else:
-        kind = "unknown"
     camera = c_dim == cam.LABEL_DIM and (takes_c or mapping_c == cam.LABEL_DIM)
     synthesis = getattr(net, "synthesis", None)
     layer_names = [name for name, _ in synthesis.named_children()] if synthesis is not None else []

@@ -376,7 +376,7 @@ def test_release_style_pickle_renders_identically_in_fresh_process(tmp_path, mon
             print('REFUSED', ','.join(e.names))
         G, info = load_network_and_info({str(tmp_path / 'net.pkl')!r}, trust_pickle=True)
         assert type(G).__module__.startswith('_imported_module_'), type(G).__module__
-        assert (info.kind, info.c_dim, info.camera, info.synthesis_takes_c) == ('raycond-official', 25, True, True), info
+        assert (info.kind, info.c_dim, info.camera, info.synthesis_takes_c) == ('raycond-official2', 25, True, True), info
         ref = torch.load({str(tmp_path / 'ref.pt')!r}, weights_only=True)
         ws = gen.map_latents(G, ref['z'], ref['c'], truncation_psi=0.7)
         img = gen.synthesize(G, ws, ref['c'], noise_mode='const', force_fp32=True)

@@ -125,6 +125,25 @@ def test_posecond_network_is_named_posecond2(tiny_generator):
     assert network_info(G).kind == "posecond2"
 
 
+def test_a_network_built_with_other_values_belongs_to_the_first_row_of_its_class(tiny_generator):
+    from raycond.loading import network_info
+    assert network_info(tiny_generator("raycond2", res=16, embedding="origin_dir")).kind == "raycond2"
+    assert network_info(tiny_generator("raycond2", res=16, embedding="none")).kind == "raycond2"
+
+
+@pytest.mark.parametrize("kind", ["raycond2", "stylegan2", "stylegan3"])
+def test_network_info_answers_from_the_family_table_not_from_attributes(tiny_generator, kind):
+    """An attribute that a guess would read (StyleGAN3's synthesis.input, StyleGAN2's b4) changes nothing."""
+    from raycond import families
+    from raycond.loading import network_info
+    G = tiny_generator(kind, res=16)
+    G.synthesis.input = torch.nn.Identity() if not hasattr(G.synthesis, "input") else G.synthesis.input
+    G.synthesis.b4 = torch.nn.Identity() if not hasattr(G.synthesis, "b4") else G.synthesis.b4
+    info = network_info(G)
+    assert (info.kind, info.synthesis_takes_c) == (kind, families.family(kind).camera)
+    assert gen.synthesis_takes_c(G) == families.family(kind).camera
+
+
 def test_gen_images_names_the_kind_that_network_info_gives(tmp_path, tiny_generator):
     from click.testing import CliRunner
     import gen_images

@@ -324,8 +324,10 @@ def test_release_interface_pickle_is_rebuilt_from_our_official_classes(tmp_path,
     module = CONFIGS[config][2]
     assert type(safe).__module__ == module.__name__
     assert type(safe.synthesis).__module__ == module.__name__
-    assert loading.network_info(safe).kind == "raycond-official"
+    kind = "raycond-official2" if config == "raycond2" else "raycond-official3"
+    assert loading.network_info(safe).kind == kind               # the family row of the rebuilt class
     trusted = loading.load_network(path, trust_pickle=True)
+    assert loading.network_info(trusted).kind == kind            # the release's own code: the one fallback
     torch.testing.assert_close(_render(safe), _render(trusted), atol=1e-4, rtol=0)
 
 

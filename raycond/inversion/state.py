@@ -25,7 +25,7 @@ class Cancelled(RuntimeError):
 def synthesize(G, ws, c, has_camera: bool) -> torch.Tensor:
     """rgen.synthesize for camera networks; networks whose synthesis takes an unused c (raycond2
     built without a camera) get their empty label passed straight through."""
-    if has_camera or not rgen._synthesis_takes_c(G):
+    if has_camera or not rgen.synthesis_takes_c(G):
         return rgen.synthesize(G, ws, c if has_camera else None)
     return G.synthesis(ws, c.expand(ws.shape[0], -1), noise_mode="const", force_fp32=True)
 
