@@ -162,7 +162,7 @@ def _run_loop(c, rank, device):
             print(line)
     kwargs = {k: v for k, v in c.items() if k not in LAUNCH_KEYS}
     # After every iteration, on the computing thread: follow the CPU competition (raycond/runtime.py).
-    tl.training_loop(rank=rank, device=device, progress_fn=lambda cur_nimg, total_nimg: runtime.step(), **kwargs)
+    tl.training_loop(rank=rank, device=device, progress_fn=runtime.step, **kwargs)
 
 
 next_run_dir = rundir.next_run_dir

@@ -736,8 +736,7 @@ def _children_cpu() -> float:
 
 def main(argv=None):
     sys.path.insert(0, ROOT)
-    from raycond import threads
-    threads.prepare()
+    from raycond import runtime     # chooses OpenMP's wait policy before torch loads
     import argparse
     ap = argparse.ArgumentParser(description='Drive the visualizer window with random events and report '
                                              'memory, speed and any broken invariant.')
@@ -745,9 +744,9 @@ def main(argv=None):
     ap.add_argument('--warmup', type=int, default=400, help='random events of the warm-up (default 400)')
     ap.add_argument('--seed', type=int, default=0, help='seed of the event sequence (default 0)')
     ap.add_argument('--events-per-frame', type=int, default=4, help='events applied between frames (default 4)')
-    ap.add_argument('--threads', type=int, default=None, help=threads.THREADS_HELP)
+    ap.add_argument('--threads', type=int, default=None, help=runtime.THREADS_HELP)
     opts = ap.parse_args(argv)
-    threads.apply(opts.threads)
+    runtime.start(opts.threads)
     import tempfile
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         display = os.environ.get('DISPLAY') or stack.enter_context(virtual_display())
