@@ -186,6 +186,21 @@ def test_inversion_file_holds_no_code(tmp_path, small_generator):
     assert payload["format"] == inversion.FORMAT and payload["ws"].shape == res.ws.shape
 
 
+def test_inversion_file_that_inflates_is_refused_without_reading_it(tmp_path):
+    """A zip entry compressed 1000:1 would make torch.load allocate its inflated size; the restricted
+    reader refuses any compressed entry in one line naming the file."""
+    import zipfile
+    path = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("bomb/data.pkl", pickle.dumps({"format": inversion.FORMAT}, protocol=2))
+        zf.writestr("bomb/data/0", bytes(64 << 20))
+    assert os.path.getsize(path) < 1 << 20
+    with pytest.raises(inversion.InversionFileError) as info:
+        inversion.load(path)
+    msg = str(info.value)
+    assert str(path) in msg and "larger than its file" in msg and "weights_only" not in msg and "\n" not in msg
+
+
 def test_load_refuses_a_different_network(tmp_path, small_generator):
     target, _ = render_own(small_generator, loading.network_info(small_generator), 0, 0)
     res = inversion.invert(small_generator, target, **QUICK)

@@ -100,3 +100,17 @@ def test_encoder_shipped_beside_the_network_is_used_without_training(small_pickl
     assert (res.meta["yaw_deg"], res.meta["pitch_deg"]) == pytest.approx((0.0, -3.0), abs=0.01)   # float16 file
     step, total, stage, loss, preview = reports[0]
     assert (step, total, stage) == (1, 1, "camera") and math.isfinite(loss) and preview.shape == (1, 3, 32, 32)
+
+
+@pytest.mark.parametrize("header, expected", [
+    ({"w_dim": "16"}, "header field 'camera' missing"),
+    ({"w_dim": "1000000000", "camera": '{"centre": [0, 0], "span": [1, 1]}'}, "out of bounds"),
+    ({"w_dim": "16", "camera": '{"centre": [0, 0], "span": ["nan", 1]}'}, "out of bounds"),
+])
+def test_encoder_header_is_checked_before_anything_is_built(tmp_path, header, expected):
+    from safetensors.torch import save as st_save
+    path = tmp_path / "bad.encoder.safetensors"
+    path.write_bytes(st_save({"x": torch.zeros(1)}, metadata={"format": enc.FORMAT, **header}))
+    with pytest.raises(ValueError, match=expected) as info:
+        enc.read(str(path))
+    assert str(path) in str(info.value)

@@ -190,10 +190,15 @@ def read(path: str, fingerprint: str | None = None) -> Encoder:
         raise ValueError(f"{path} is not an encoder file (expected format {FORMAT!r})")
     if fingerprint is not None and meta.get("fingerprint") != fingerprint:
         raise ValueError(f"{path} is the encoder of another network")
-    cam = json.loads(meta["camera"])
-    centre, span = cam["centre"], cam["span"]
-    net = Encoder(int(meta["w_dim"]), (centre[0] - span[0], centre[0] + span[0]),
-                  (centre[1] - span[1], centre[1] + span[1]))
+    try:  # the header is data from a file: read and bound it before building anything
+        cam = json.loads(meta["camera"])
+        (c0, c1), (s0, s1) = [[float(v) for v in cam[k]] for k in ("centre", "span")]
+        w_dim = int(meta["w_dim"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path} is not an encoder file (header field {e} missing or malformed)") from None
+    if not 1 <= w_dim <= 8192 or not all(math.isfinite(v) for v in (c0, c1, s0, s1)):
+        raise ValueError(f"{path} is not an encoder file (w_dim {w_dim} or camera range out of bounds)")
+    net = Encoder(w_dim, (c0 - s0, c0 + s0), (c1 - s1, c1 + s1))
     try:
         net.load_state_dict(state)
     except RuntimeError:

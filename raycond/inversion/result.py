@@ -1,7 +1,8 @@
 """An inverted photo (`Inversion`: render it at any camera) and its file.
 
-The file is a torch file of tensors and plain values (`torch.load(weights_only=True)` reads it;
-no pickled code) holding the pivot, the camera, the target and the tuned weights that changed.
+The file is a torch file of tensors and plain values (no pickled code; `torch.load(weights_only=True)`
+can read it, raycond reads it with its restricted unpickler) holding the pivot, the camera, the
+target and the tuned weights that changed.
 `load` needs the original network, named in the file and checked by its weight fingerprint.
 Every way a file can be wrong (missing, a directory, an image, projector.py's projected.npz, a
 truncated or foreign torch file) is answered by `InversionFileError`, one line naming the file.
@@ -21,7 +22,7 @@ import torch
 from raycond import atomic_io
 from raycond import camera as cam
 from raycond import generate as rgen
-from raycond import loading
+from raycond import loading, safe_pickle
 
 from .state import synthesize
 
@@ -153,10 +154,13 @@ def read_payload(path) -> dict:
     if reason is not None:
         raise InversionFileError(f"{path} {reason}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        # The project's restricted reader, not torch.load: entries must be stored as they are (a small
+        # zip cannot inflate to gigabytes) and only tensors and plain values are rebuilt.
+        with open(path, "rb") as f:
+            payload = safe_pickle.restricted_load_torch_zip(f.read(), path)
     except Exception as e:  # noqa: BLE001 - torch's messages (and its weights_only advice) are not for users
-        kind = "truncated or damaged" if isinstance(e, (RuntimeError, EOFError, zipfile.BadZipFile)) else \
-            "holds objects other than tensors and plain values"
+        kind = "holds objects other than tensors and plain values" if isinstance(e, safe_pickle.UntrustedPickleError) \
+            else "truncated, damaged or larger than its file"
         raise InversionFileError(f"{path} is not a readable inversion file ({kind}); write one with projector.py "
                                  f"or Inversion.save") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
