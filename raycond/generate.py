@@ -19,6 +19,7 @@ import torch
 from raycond import camera as cam
 from raycond import loading
 from raycond import precision
+from raycond import runtime
 
 
 # ----------------------------------------------------------------------------- devices
@@ -205,7 +206,9 @@ def generate_images(G: torch.nn.Module, seeds: Sequence[int], c: torch.Tensor | 
                     noise_mode: str = "const", batch_size: int = 8, device=None,
                     force_fp32: bool = True, on_batch=None) -> np.ndarray:
     """Images (N, H, W, C) uint8 for `seeds`, in batches. `c` is one label for all seeds, or one per seed.
-    on_batch() runs before each batch on this thread (a script passes its thread policy's adapt)."""
+    on_batch() runs before each batch on this thread (default raycond.runtime.step: the adaptive CPU
+    thread count, started here when no script started it)."""
+    on_batch = runtime.step if on_batch is None else on_batch
     if device is None:
         device = next(G.parameters()).device
     seeds = list(seeds)
@@ -216,8 +219,7 @@ def generate_images(G: torch.nn.Module, seeds: Sequence[int], c: torch.Tensor | 
     out = []
     with torch.inference_mode():
         for start in range(0, len(seeds), max(1, batch_size)):
-            if on_batch is not None:
-                on_batch()
+            on_batch()
             chunk = seeds[start:start + batch_size]
             z = seeds_to_z(chunk, G.z_dim, device)
             cc = None if c is None else (c if c.shape[0] == 1 else c[start:start + len(chunk)])

@@ -7,11 +7,13 @@ before anything that loads torch, and needs no code between its imports. After o
 `step` is the hook a script hands to library loops (``on_batch=``, ``progress_fn=``): called on
 the computing thread between batches, it moves the count to the cores other jobs leave free.
 
-Library code does not import this module; it runs the hook it is given. The one exception is a
-library job that a plain Python script may run for minutes (raycond.inversion.invert): with no
-hook given it uses `step`, whose first call starts the automatic policy when no entry point did,
-so that a script that never called `start` does not collapse beside another job (torch's default
-count keeps every core's worker spinning: a README-style inversion took 158–213 s instead of 28 s).
+Library code runs the hook it is given and never imports raycond.threads. The jobs of the Python
+API that a plain script runs for long (raycond.generate.generate_images, raycond.inversion.invert)
+default their hook to `step`, whose first call starts the automatic policy when no entry point did:
+torch's default count keeps every core's worker spinning beside another job (a README-style
+inversion took 158–213 s instead of 28 s). Those two modules and the scripts' shared options
+(raycond.cli_options) are the only library modules that import this one; raycond.convert is a
+script (python -m) and starts it like the others.
 """
 
 from __future__ import annotations

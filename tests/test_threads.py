@@ -124,6 +124,17 @@ def test_step_keeps_a_users_omp_num_threads_in_a_plain_script():
     assert _run_python(code, OMP_NUM_THREADS='1').split() == ['None', '1']
 
 
+def test_generate_images_without_a_hook_starts_the_policy_once(small_generator, monkeypatch):
+    from raycond import generate as gen
+    started, in_force = [], [False]
+    monkeypatch.setattr(threads, 'apply', lambda *a, **k: (started.append(a), in_force.__setitem__(0, True)))
+    monkeypatch.setattr(threads, 'applied', lambda: in_force[0])
+    monkeypatch.setattr(threads, 'adapt', lambda: None)
+    for _ in range(2):     # a plain script's first call starts it; later calls and batches find it in force
+        gen.generate_images(small_generator, [1, 2, 3], gen.c_for_network(None, 0.0, 0.0), batch_size=2)
+    assert len(started) == 1
+
+
 LIBRARY_PACKAGES = ('raycond', 'training', 'metrics')
 POLICY_OWNERS = ('raycond/threads.py', 'raycond/runtime.py')
 # Modules of the library that may reach the runtime helper, each for one documented reason.
@@ -131,6 +142,7 @@ RUNTIME_USERS = {
     'raycond/cli_options.py': 'the --threads option text of the scripts',
     'raycond/convert.py': 'an entry point (python -m raycond.convert)',
     'raycond/inversion/pipeline.py': 'invert() from a plain script defaults its step hook to runtime.step',
+    'raycond/generate.py': 'generate_images() from a plain script defaults its batch hook to runtime.step',
 }
 
 
