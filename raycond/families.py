@@ -84,8 +84,8 @@ def family_of_network(net) -> str | None:
     cls = type(net)
     class_name = f"{cls.__module__}.{cls.__qualname__}"
     rows = [name for name, fam in FAMILIES.items() if class_name in (fam.generator, fam.discriminator)]
-    if not rows:
-        return None
+    if len(rows) < 2:
+        return rows[0] if rows else None
     built_with = getattr(net, "init_kwargs", None) or {}
     for name in rows:
         defaults = FAMILIES[name].defaults
