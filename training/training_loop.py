@@ -666,7 +666,7 @@ def training_loop(
     resume_progress=True,           # Restore optimizer states (if shapes match), augment p, pl_mean.
     resume_counters=True,           # Continue the snapshot's kimg/tick/batch counters (False: count from 0).
     cudnn_benchmark=True,           # Enable torch.backends.cudnn.benchmark?
-    progress_fn=None,               # Callback(cur_nimg, total_nimg) after every iteration.
+    progress_fn=None,               # Callback(cur_nimg, total_nimg) after every iteration and metric batch.
     abort_fn=None,                  # Callback() -> bool: stop training early.
 ):
     """Train; returns dict(G=..., D=..., G_ema=..., cur_nimg=...) of this rank at the end."""
