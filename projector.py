@@ -1,11 +1,14 @@
 """Edit the viewpoint of a photo: invert it into a ray-conditioned network, then render other views.
 
-Reads the options into a raycond.inversion.InversionConfig, inverts the photo (the library finds
-the camera unless given, a pivot latent and tuned weights) and writes:
+Reads the options into a raycond.inversion.InversionConfig, cuts the photo to the network's crop
+(face landmarks → the network's alignment convention, raycond.align; the centre square without a
+face or a detector), inverts it (the library finds the camera unless given, a pivot latent and
+tuned weights), prints the input-view PSNR with a domain check (raycond.inversion.domain) and writes:
 target.png (the photo as the network sees it), proj.png (the reconstruction), projected.npz (pivot
 ws + camera label), inversion.pt (what `raycond.inversion.load`, `gen_images.py --projected` and
 `gen_video.py --projected` read; tensors only, no code), views.png (target | reconstruction |
-every requested view) and, with --save-video, an orbit of the edited face.
+every requested view), with --paste-back edited.png and edited_yaw<Y>.png (the face pasted back into
+the whole photo through a feathered face mask) and, with --save-video, an orbit of the edited face.
 
 Examples:
     python projector.py --target=photo.png --outdir=out
@@ -25,12 +28,14 @@ import click
 from raycond import runtime  # first: it chooses OpenMP's wait policy before torch loads
 import torch
 
+from raycond import align
 from raycond import atomic_io
 from raycond import camera as cam
 from raycond import cli_options
 from raycond import generate as gen
 from raycond import inversion
 from raycond import loading
+from raycond import target_image
 from raycond.video import VIDEO_EXTENSIONS, check_video_path, write_video
 
 
@@ -67,6 +72,9 @@ def _camera_from_json(path: str, info):
 @click.option("--loss", type=click.Choice(inversion.LOSS_KINDS), default="auto", show_default=True, help="Reconstruction loss; auto falls back offline.")
 @click.option("--w-plus", is_flag=True, help="Invert in W+ (one w per layer) instead of W.")
 @click.option("--option", "extra", multiple=True, metavar="NAME=VALUE", help="Any other InversionConfig field, e.g. camera_start=grid (repeatable; see docs/inversion.md).")
+@click.option("--align/--no-align", "do_align", default=None, help="Detect the face and cut the photo to the network's crop convention [default: on when the face detector (raycond[faces]) is installed].")
+@click.option("--align-convention", type=click.Choice(("auto",) + align.CONVENTIONS), default="auto", show_default=True, help="Crop convention; auto: from the network (synthetic heads: synth; FFHQ-style: ffhq).")
+@click.option("--paste-back", is_flag=True, help="Also write edited.png (and edited_yaw*.png per view): the turned face pasted into the whole photo.")
 @click.option("--views", default="-30,0,30", show_default=True, help="Yaws (degrees, absolute) of the views in views.png.")
 @click.option("--pitch-views", default="0", show_default=True, help="Pitches (degrees, absolute) of the views; each with every yaw.")
 @click.option("--save-video", default=None, metavar="FILE", help=f"Also write an orbit video of the edited face ({', '.join(VIDEO_EXTENSIONS)}; in --outdir unless a path).")
@@ -125,7 +133,8 @@ class StageProgress:
 
 
 def project(network, target, outdir, yaw, pitch, fov, radius, lookat, preset, camera_json, num_steps, tune_steps,
-            seed, loss, w_plus, views, pitch_views, save_video, device, extra=(), trust_pickle=False):
+            seed, loss, w_plus, views, pitch_views, save_video, device, extra=(), trust_pickle=False, do_align=None,
+            align_convention="auto", paste_back=False):
     start = time.time()
     if (yaw is None) != (pitch is None):
         raise ValueError("give both --yaw and --pitch (or neither, to estimate the camera)")
@@ -152,10 +161,23 @@ def project(network, target, outdir, yaw, pitch, fov, radius, lookat, preset, ca
     elif yaw is not None:
         camera = gen.c_for_network(info, yaw, pitch, fov, radius, lookat_vec)
 
+    notes = []
+    photo = target_image.load_photo(target, notes)
+    convention = align.convention_for_network(info, network) if align_convention == "auto" else align_convention
+    if do_align is None:
+        do_align = align.detector_available()
+    crop, alignment = align.align_photo(photo, convention if do_align else "center", info.img_resolution,
+                                        detect=do_align or paste_back)
+    if alignment.message:
+        print(alignment.message)
+    if alignment.convention != "center":
+        print(f"face found: cut to the '{alignment.convention}' crop" + (f" ({'; '.join(notes)})" if notes else ""))
+
     from tqdm import tqdm
     progress = StageProgress()
     try:
-        res = inversion.invert(G, target, camera=camera, config=config, device=dev, progress=progress, info=info, D=D,
+        # The centre crop goes through the library's own conversion, which names what it changed.
+        res = inversion.invert(G, target if alignment.convention == "center" else crop, camera=camera, config=config, device=dev, progress=progress, info=info, D=D,
                                network_path=os.path.abspath(network) if os.path.exists(network) else network,
                                log=tqdm.write)
     finally:
@@ -164,8 +186,45 @@ def project(network, target, outdir, yaw, pitch, fov, radius, lookat, preset, ca
     if m["has_camera"]:
         how = "estimated" if m["camera_estimated"] else "given"
         print(f"camera ({how}): yaw {m['yaw_deg']:+.1f} deg, pitch {m['pitch_deg']:+.1f} deg, FOV {m['fov_deg']:.2f} deg")
+    report_domain(res, G, info, crop, alignment, dev)
     written = write_results(res, info, outdir, view_yaws, view_pitches, save_video)
+    if paste_back:
+        written += write_paste_back(res, photo, alignment, outdir, view_yaws, view_pitches)
     print(f"Wrote {', '.join(written)} to {outdir} in {time.time() - start:.1f} s")
+
+
+def report_domain(res, G, info, crop, alignment, dev):
+    """Input-view PSNR and the domain check of the crop the network saw, with its warning."""
+    import numpy as np
+    from raycond.inversion import domain
+    recon = gen.to_uint8(res.render().cpu()).numpy()[0].astype(np.float64)
+    target = res.target.permute(0, 2, 3, 1).numpy()[0].astype(np.float64)
+    psnr = 10 * np.log10(255.0 ** 2 / max(np.mean((recon - target) ** 2), 1e-10))
+    rep = domain.check(G, info, crop, inversion.fingerprint(G), alignment.convention, device=dev)
+    verdict = "in domain" if rep.in_domain else "OUT OF DOMAIN"
+    print(f"input view: PSNR {psnr:.1f} dB; domain score {rep.score:.2f} ({verdict}; the network's own samples "
+          f"score about 1 or less, above {domain.THRESHOLD} is out)")
+    if rep.warning:
+        print(f"warning: {rep.warning}")
+
+
+def write_paste_back(res, photo, alignment, outdir, view_yaws, view_pitches) -> list[str]:
+    """edited.png (the reconstruction pasted into the photo) and edited_yaw<Y>[_pitch<P>].png per view."""
+    if alignment.landmarks is None:
+        print("  --paste-back: no face was found in the photo, so there is no face mask to paste through; skipped")
+        return []
+    mask = alignment.mask()
+    out = {"edited.png": alignment.paste_back(photo, _to_img(res.render())[0], mask)}
+    if res.meta["has_camera"]:
+        for p in view_pitches:
+            imgs = _to_img(res.render(res.camera_at(view_yaws, [p] * len(view_yaws))))
+            for y, img in zip(view_yaws, imgs):
+                name = f"edited_yaw{y:+g}" + (f"_pitch{p:+g}" if len(view_pitches) > 1 or p else "") + ".png"
+                out[name] = alignment.paste_back(photo, img, mask)
+    with atomic_io.ResultSet() as rs:
+        for name, img in out.items():
+            rs.save_image(os.path.join(outdir, name), img)
+    return list(out)
 
 
 def _to_img(t):

@@ -71,13 +71,10 @@ def _array_from_numpy(arr: np.ndarray, notes: list) -> np.ndarray:
     return arr
 
 
-def prepare_target(target, resolution: int, channels: int = 3) -> tuple[torch.Tensor, str | None]:
-    """Photo → (1, channels, resolution, resolution) uint8 tensor, plus one message (or None).
-
-    Non-square photos are centre-cropped to a square, other sizes resized (Lanczos); the message
-    names every conversion so that the user knows the network saw something else than the file.
-    """
-    notes: list[str] = []
+def load_photo(target, notes: list | None = None) -> np.ndarray:
+    """Photo (path, PIL image or array) → H x W x 3 uint8 at its own size, with the conversions and
+    refusals of `prepare_target` (face alignment reads the whole photo before it is cropped)."""
+    notes = [] if notes is None else notes
     if isinstance(target, (str, os.PathLike)):
         arr = _array_from_pil(_open_path(target), notes)
     elif isinstance(target, PIL.Image.Image):
@@ -90,6 +87,17 @@ def prepare_target(target, resolution: int, channels: int = 3) -> tuple[torch.Te
     else:
         raise TargetImageError(f"target is a {type(target).__name__}; expected a path, a PIL image or an "
                                f"H x W x 3 uint8 array")
+    return arr
+
+
+def prepare_target(target, resolution: int, channels: int = 3) -> tuple[torch.Tensor, str | None]:
+    """Photo → (1, channels, resolution, resolution) uint8 tensor, plus one message (or None).
+
+    Non-square photos are centre-cropped to a square, other sizes resized (Lanczos); the message
+    names every conversion so that the user knows the network saw something else than the file.
+    """
+    notes: list[str] = []
+    arr = load_photo(target, notes)
     h, w = arr.shape[:2]
     if min(h, w) < 1:
         raise TargetImageError(f"target image is empty ({w}x{h})")
