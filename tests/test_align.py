@@ -180,3 +180,26 @@ def test_domain_check_calls_real_portraits_out_and_synthetic_heads_in(bundled, c
     r = np.random.default_rng(777)
     heads = synth.render_heads(synth.sample_head_params(r, 24), synth.sample_cameras(r, 24), 64, supersample=2)
     assert (domain.score_images(calibration, heads) <= domain.THRESHOLD).all()
+
+
+def test_projector_pastes_the_face_back_into_the_whole_photo(tmp_path, small_pickle, astronaut):
+    import PIL.Image
+    from click.testing import CliRunner
+
+    import projector
+    photo = astronaut[::2, ::2].copy()                     # 256²: keeps the run short
+    path = tmp_path / "astronaut.png"
+    PIL.Image.fromarray(photo).save(path)
+    r = CliRunner().invoke(projector.main, [f"--network={small_pickle}", f"--target={path}", f"--outdir={tmp_path}",
+                                            "--num-steps=2", "--tune-steps=0", "--paste-back", "--views=-20,20",
+                                            "--align-convention=ffhq", "--device=cpu"])
+    assert r.exit_code == 0, r.output
+    assert "face found: cut to the 'ffhq' crop" in r.output
+    assert "input view: PSNR" in r.output and "domain score" in r.output
+    _, al = align.align_photo(photo, "ffhq", 32)
+    mask = al.mask()
+    for name in ("edited.png", "edited_yaw-20.png", "edited_yaw+20.png"):
+        out = np.asarray(PIL.Image.open(tmp_path / name))
+        assert out.shape == photo.shape
+        assert np.array_equal(out[mask == 0], photo[mask == 0])
+        assert not np.array_equal(out, photo)
