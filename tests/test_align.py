@@ -203,3 +203,21 @@ def test_projector_pastes_the_face_back_into_the_whole_photo(tmp_path, small_pic
         assert out.shape == photo.shape
         assert np.array_equal(out[mask == 0], photo[mask == 0])
         assert not np.array_equal(out, photo)
+
+
+def test_photo_panel_inversion_aligns_checks_the_domain_and_pastes_back(small_pickle, astronaut):
+    from raycond import loading
+    from raycond.inversion import InversionConfig
+    from raycond.inversion.domain import DomainReport
+    from viz.photo import THUMBNAIL_SIZE, aligned_invert
+    _, info = loading.load_network_and_info(small_pickle)
+    photo = astronaut[::2, ::2].copy()
+    logged = []
+    res = aligned_invert(info)(small_pickle, photo, config=InversionConfig().replace(num_steps=2, tune_steps=0),
+                               device="cpu", network_path=small_pickle, log=lambda *a: logged.append(a))
+    extras = res.photo_extras
+    assert extras["convention"] == "synth"                       # a small raycond2 network: synthetic framing
+    assert res.target.shape[-2:] == (info.img_resolution, info.img_resolution)
+    assert extras["face"].shape == (THUMBNAIL_SIZE, THUMBNAIL_SIZE, 3)
+    assert extras["edited"].shape == (THUMBNAIL_SIZE, THUMBNAIL_SIZE, 3)
+    assert isinstance(extras["domain"], DomainReport) and np.isfinite(extras["domain"].score)

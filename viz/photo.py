@@ -30,6 +30,55 @@ VIEW_LABELS = {'render': 'Reconstruction', 'target': 'Target', 'difference': 'Di
 THUMBNAIL_SIZE = 256
 
 
+def _fit_thumbnail(img: np.ndarray) -> np.ndarray:
+    im = Image.fromarray(img)
+    im.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.LANCZOS)
+    return np.asarray(im.convert('RGB'))
+
+
+def face_overlay(photo: np.ndarray, alignment) -> np.ndarray:
+    """Thumbnail of the photo with the crop square (green) and the eyes and mouth corners (red) drawn on."""
+    from PIL import ImageDraw
+    from raycond import align
+    im = Image.fromarray(photo).convert('RGB')
+    draw = ImageDraw.Draw(im)
+    width = max(1, round(max(im.size) / 200))
+    draw.line([tuple(p) for p in alignment.crop_corners()] + [tuple(alignment.crop_corners()[0])],
+              fill=(0, 255, 0), width=width)
+    if alignment.landmarks is not None:
+        for x, y in align.key_points(alignment.landmarks):
+            r = 2 * width
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=(255, 0, 0))
+    return _fit_thumbnail(np.asarray(im))
+
+
+def aligned_invert(info, invert=None):
+    """An `invert_fn` for start_inversion that does what projector.py does around the library: cut the
+    photo to the network's crop (raycond.align), invert the crop, check its domain and paste the
+    reconstruction back. The result carries `photo_extras` (face overlay, edited photo, domain report)."""
+    def run(G, target, **kw):
+        from raycond import align, target_image
+        from raycond.inversion import domain, fingerprint
+        from raycond.inversion import invert as library_invert
+        log = kw.get('log') or print
+        photo = target_image.load_photo(target)
+        convention = align.convention_for_network(info, kw.get('network_path'))
+        crop, al = align.align_photo(photo, convention, info.img_resolution, detect=align.detector_available())
+        if al.message:
+            log(al.message)
+        res = (invert or library_invert)(G, target if al.convention == 'center' else crop, **kw)
+        base = getattr(res, 'base_G', None) or res.G
+        device = next(base.parameters()).device
+        rep = domain.check(base, info, crop, res.meta.get('fingerprint') or fingerprint(base), al.convention,
+                           device=device, log=log)
+        edited = None
+        if al.landmarks is not None:
+            edited = _fit_thumbnail(al.paste_back(photo, gen.to_uint8(res.render().cpu()).numpy()[0]))
+        res.photo_extras = dict(face=face_overlay(photo, al), edited=edited, domain=rep, convention=al.convention)
+        return res
+    return run
+
+
 def read_thumbnail(path) -> np.ndarray:
     """An image file as HxWx3 uint8 at most THUMBNAIL_SIZE on its long side (only for the panel: the
     library frames the target for the network itself)."""
@@ -92,6 +141,7 @@ class PhotoWidget:
         self.show_photo = False          # main view: the photo (True) or random seeds (False)
         self.view = 'render'
         self.camera_residual = 0.0       # how far the sliders are from the estimated label
+        self.extras = None               # after an inversion: face overlay, pasted-back photo, domain report
         self.file_input = ''             # inversion.pt to save/load
         self.error = None
         self.message = None
@@ -136,6 +186,8 @@ class PhotoWidget:
         if self.use_current_camera and info is not None and info.camera:
             camera = gen.c_for_network(info, args.yaw_deg, args.pitch_deg, fov_deg=args.fov_deg, radius=args.radius,
                                        lookat=args.lookat)
+        if invert_fn is None and info is not None:
+            invert_fn = aligned_invert(info)
         job = start_inversion(args.pkl, self.photo_path, key=args.key, device=args.device, camera=camera,
                               config=self.config(), num_threads=args.num_threads, trust_pickle=args.trust_pickle,
                               invert_fn=invert_fn)
@@ -205,6 +257,7 @@ class PhotoWidget:
 
     def _take_result(self, result, pkl, name, from_photo):
         self._result = result
+        self.extras = getattr(result, 'photo_extras', None) if from_photo else None
         self.source = PhotoSource.from_result(result, target=as_uint8_image(getattr(result, 'target', None)),
                                               name=name)
         self.source_pkl = pkl
@@ -256,6 +309,9 @@ class PhotoWidget:
             pairs = [('photo', self.thumbnail, 'photo'), ('preview', self.job.preview, 'inverting ...')]
         elif self.source is not None and self.photo_path == self.source_photo:
             pairs = [('target', self.source.target, 'target'), ('reconstruction', self.reconstruction, 'reconstruction')]
+            if self.extras is not None:
+                pairs += [('face', self.extras['face'], f"face and '{self.extras['convention']}' crop"),
+                          ('edited', self.extras['edited'], 'pasted back')]
         else:
             pairs = [('photo', self.thumbnail, 'photo')]
         return [p for p in pairs if p[1] is not None]
@@ -343,6 +399,11 @@ class PhotoWidget:
 
     def _draw_result(self, viz, avail):
         imgui.separator_text(f'Inversion: {self.source.name}')
+        rep = (self.extras or {}).get('domain')
+        if rep is not None and rep.warning:
+            imgui_utils.colored_text(imgui_utils.WARN_COLOR, f'Warning: {rep.warning}')
+        elif rep is not None:
+            imgui_utils.dim_text(f'domain score {rep.score:.2f}: looks like the training images')
         if viz.current_args is not None and viz.current_args.pkl != self.source_pkl:
             imgui_utils.colored_text(imgui_utils.WARN_COLOR, 'Made with another network '
                                      f'({os.path.basename(self.source_pkl or "")}): load it to show the photo.')
