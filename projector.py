@@ -62,7 +62,7 @@ def _camera_from_json(path: str, info):
 
 @click.command(context_settings=dict(help_option_names=["-h", "--help"]))
 @click.option("--network", metavar="PATH|URL", help="Network pickle. Default: the bundled checkpoint.")
-@click.option("--target", "target", required=True, metavar="FILE", help="Photo to invert (PNG/JPEG), framed like the training images.")
+@click.option("--target", "target", required=True, metavar="FILE", help="Photo to invert (PNG/JPEG): a portrait is cut to the network's crop (--align), otherwise centre-cropped.")
 @click.option("--outdir", default="out", show_default=True, type=click.Path(file_okay=False), help="Where to write the results.")
 @cli_options.camera_options(angles="known")
 @click.option("--camera-json", default=None, metavar="FILE", help='Known camera: {"yaw", "pitch"[, "fov"]} in degrees or {"label": [25 numbers]}.')

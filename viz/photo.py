@@ -2,7 +2,9 @@
 network on a background job (progress, stage, loss, live preview, Cancel), then show the inverted
 face in the main view, where every camera control works on it as on a random seed.
 
-After an inversion the camera sliders start at the estimated camera, the view toggles between the
+The photo is cut to the network's crop first (raycond.align, as projector.py does); after an
+inversion the panel shows the face with its crop square, the reconstruction pasted back into the
+photo and the domain check's warning. The camera sliders start at the estimated camera, the view toggles between the
 rendered face, the target and their difference, and the inversion can be saved and loaded
 (`inversion.pt`, written by raycond.inversion). One click goes back to random seeds. The photo is
 shown only while the network it was inverted with is current. State logic works without a window.
