@@ -19,8 +19,10 @@ imported only in `_face_mesh`; the rest works on its landmark array and does not
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import sys
 import warnings
 
 import numpy as np
@@ -62,18 +64,37 @@ class FaceDetectorUnavailable(ImportError):
 _MESH = None
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence file descriptor 2: MediaPipe's C++ side prints start-up lines (TFLite delegate, absl
+    log notices) there on its first images, past Python's sys.stderr."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):   # no real fd 2 (some GUIs, captured streams)
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _face_mesh():
     """The one place that imports MediaPipe: a static-image face mesh, built once per process."""
     global _MESH
     if _MESH is None:
         try:
-            os.environ.setdefault("GLOG_minloglevel", "2")  # its C++ start-up lines are noise here
             from mediapipe.python.solutions import face_mesh
         except ImportError as e:
             raise FaceDetectorUnavailable(f"face detection needs MediaPipe 0.10.14 ({FACES_EXTRA}; wheels exist "
                                           f"for Python 3.9-3.12): {e}") from None
-        _MESH = face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True,
-                                   min_detection_confidence=0.5)
+        with _quiet_stderr():
+            _MESH = face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True,
+                                       min_detection_confidence=0.5)
     return _MESH
 
 
@@ -96,7 +117,7 @@ def detect_landmarks(image: np.ndarray) -> np.ndarray | None:
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"detect_landmarks expects an H x W x 3 uint8 image, got {image.dtype} {image.shape}")
     mesh = _face_mesh()
-    with warnings.catch_warnings():  # protobuf 4 warns about a call inside MediaPipe on every image
+    with warnings.catch_warnings(), _quiet_stderr():  # protobuf 4 warns about a call inside MediaPipe on every image
         warnings.simplefilter("ignore", UserWarning)
         result = mesh.process(image)
     if not result.multi_face_landmarks:
