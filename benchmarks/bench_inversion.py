@@ -95,7 +95,7 @@ def main(network, num_heads, seed, num_steps, tune_steps, loss, rows, extra, thr
     cams_in = synth.sample_cameras(rng, num_heads)
     scores = {r: {v[0]: [] for v in VIEWS} for r in rows}
     cam_err = {"s": [], "c": [], "d": []}
-    secs = {r: [] for r in rows + "s"}
+    secs = {r: [] for r in rows + "sc"}   # the frontier's stages are timed whichever rows run
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"network {network} ({info.summary()}), {num_heads} heads, seed {seed}, threads {torch.get_num_threads()}, "
           f"load average {load:.1f} on {os.cpu_count()} CPUs")

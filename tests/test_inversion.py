@@ -128,6 +128,17 @@ def test_tuning_from_a_resolution_leaves_coarser_blocks_unchanged(small_generato
     assert changed and all(int(b[1:]) >= 16 for b in changed)
 
 
+def test_tuning_without_locality_renders_no_references(small_generator, monkeypatch):
+    from raycond.inversion import tuning
+
+    def refuse(*_a, **_k):
+        raise AssertionError("locality references rendered with locality_weight 0")
+    monkeypatch.setattr(tuning, "locality_references", refuse)
+    target, _ = render_own(small_generator, loading.network_info(small_generator), 10, 0)
+    res = inversion.invert(small_generator, target, **dict(QUICK, locality_weight=0.0))
+    assert any(not torch.equal(v, small_generator.state_dict()[k]) for k, v in res.G.state_dict().items())
+
+
 @pytest.mark.slow
 def test_bundled_checkpoint_inversion_recovers_camera_and_reconstructs(monkeypatch):
     monkeypatch.delenv("RAYCOND_POSE_QUICK", raising=False)     # the real regressor (cached after one run)

@@ -62,19 +62,23 @@ def tune(run: Run, G_t, latent, c, steps: int) -> None:
     if steps <= 0:
         return
     n = max(1, int(o.locality_bank))
-    ref_ws, ref_c, ref_img = locality_references(run, G_t, latent, n)
+    # locality_weight 0: no reference renders at all (a third of the step's cost each), same result
+    kinds = (2 if run.has_camera else 1) if o.locality_weight > 0 else 0
+    ref_ws, ref_c, ref_img = locality_references(run, G_t, latent, n) if kinds else (None, None, None)
     with torch.no_grad():
         pivot_ws = run.ws_from(latent, c)
-    kinds = 2 if run.has_camera else 1
     params = tuned_parameters(G_t, int(o.tune_from_res))
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.Adam(params, lr=o.tune_lr)
     for _ in range(int(steps)):
         pick = [int(torch.randint(0, n, [1], generator=run.gen)) + k * n for k in range(kinds)]
-        img = run.render(G_t, torch.cat([pivot_ws, ref_ws[pick]]), torch.cat([c, ref_c[pick]]))
+        if kinds:
+            img = run.render(G_t, torch.cat([pivot_ws, ref_ws[pick]]), torch.cat([c, ref_c[pick]]))
+        else:
+            img = run.render(G_t, pivot_ws, c)
         rec = run.loss_fn(img[:1], c).sum()
-        loss = rec + o.locality_weight * (img[1:] - ref_img[pick]).square().mean()
+        loss = rec + (o.locality_weight * (img[1:] - ref_img[pick]).square().mean() if kinds else 0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
