@@ -152,7 +152,7 @@ def test_projected_damaged_or_code_carrying_file_is_one_line(tmp_path, projected
     out, _ = projected
     damaged = tmp_path / "damaged.pt"
     damaged.write_bytes((out / "inversion.pt").read_bytes()[:3000])
-    assert "truncated or damaged" in _projected_error(gen_video, damaged, tmp_path)
+    assert "truncated, damaged" in _projected_error(gen_video, damaged, tmp_path)
     code = tmp_path / "code.pt"
     torch.save(_Payload(), code)
     assert "holds objects other than tensors" in _projected_error(gen_images, code, tmp_path)
