@@ -221,3 +221,14 @@ def test_photo_panel_inversion_aligns_checks_the_domain_and_pastes_back(small_pi
     assert extras["face"].shape == (THUMBNAIL_SIZE, THUMBNAIL_SIZE, 3)
     assert extras["edited"].shape == (THUMBNAIL_SIZE, THUMBNAIL_SIZE, 3)
     assert isinstance(extras["domain"], DomainReport) and np.isfinite(extras["domain"].score)
+
+
+def test_heads_already_framed_like_the_network_are_not_resampled():
+    from raycond import synth
+    from raycond.target_image import prepare_target
+    r = np.random.default_rng(31)
+    heads = synth.render_heads(synth.sample_head_params(r, 3), synth.sample_cameras(r, 3), 64, supersample=2)
+    for head in heads:
+        crop, al = align.align_photo(head, "synth", 64)
+        assert al.convention == "center" and "already framed" in al.message and al.landmarks is not None
+        assert np.array_equal(crop, prepare_target(head, 64)[0][0].permute(1, 2, 0).numpy())
