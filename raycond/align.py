@@ -91,7 +91,7 @@ def _face_mesh():
             from mediapipe.python.solutions import face_mesh
         except ImportError as e:
             raise FaceDetectorUnavailable(f"face detection needs MediaPipe 0.10.14 ({FACES_EXTRA}; wheels exist "
-                                          f"for Python 3.9-3.12): {e}") from None
+                                          f"up to Python 3.12): {e}") from None
         with _quiet_stderr():
             _MESH = face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True,
                                        min_detection_confidence=0.5)
