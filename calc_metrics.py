@@ -107,8 +107,7 @@ def run_process(rank: int, args: dnnlib.EasyDict, temp_dir: str | None) -> None:
     force_fp32 = rgen.force_fp32_for(device, args.fp32, G)
 
     for metric in args.metrics:
-        # The equivariance metrics run float32 themselves (their PSNRs compare two renders).
-        G_kwargs = {} if metric.startswith('eq') else dict(force_fp32=force_fp32)
+        G_kwargs = dict(force_fp32=force_fp32)   # the equivariance metrics keep float32 themselves
         result = metric_main.calc_metric(metric=metric, G=G, dataset_kwargs=args.dataset_kwargs,
                                          num_gpus=args.num_gpus, rank=rank, device=device, progress=progress,
                                          cache=args.cache, seed=args.seed, G_kwargs=G_kwargs)

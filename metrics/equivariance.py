@@ -127,6 +127,7 @@ def compute_equivariance(opts, num_samples, kind, batch_size=8, translate_max=0.
     psi = G_kwargs.pop('truncation_psi', 1)
     cutoff = G_kwargs.pop('truncation_cutoff', None)
     noise_mode = G_kwargs.pop('noise_mode', 'const')
+    G_kwargs.pop('force_fp32', None)   # always float32: the metric's PSNR compares two renders
     identity = torch.eye(3, device=transform.device, dtype=transform.dtype)
 
     per_rank = (num_samples + opts.num_gpus - 1) // opts.num_gpus
