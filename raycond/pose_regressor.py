@@ -83,6 +83,16 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return u / u.square().mean(dim=(1, 2, 3), keepdim=True).add(1e-6).sqrt()
 
 
+def random_cameras(num_samples: int, yaw_range, pitch_range, gen: torch.Generator, chunk: int = 32):
+    """(first index, count, yaw (n,), pitch (n,)) of `num_samples` uniform cameras in chunks of `chunk`:
+    the pseudo-pair cameras that the pose regressor and the inversion encoder render their samples at."""
+    for lo in range(0, num_samples, chunk):
+        n = min(chunk, num_samples - lo)
+        yaw = torch.empty(n).uniform_(*yaw_range, generator=gen)
+        pitch = torch.empty(n).uniform_(*pitch_range, generator=gen)
+        yield lo, n, yaw, pitch
+
+
 def train(sample, yaw_range, pitch_range, num_samples: int = 1024, steps: int = 800, batch: int = 128,
           seed: int = 0, device="cpu", progress=None, mirror: bool = True) -> PoseNet:
     """Train a PoseNet on `sample(yaw (N,), pitch (N,)) → images (N,C,H,W) in [-1,1]`.
@@ -93,11 +103,7 @@ def train(sample, yaw_range, pitch_range, num_samples: int = 1024, steps: int = 
     gen = torch.Generator().manual_seed(int(seed))
     total = num_samples + steps
     xs, ys = [], []
-    chunk = 32
-    for lo in range(0, num_samples, chunk):
-        n = min(chunk, num_samples - lo)
-        yaw = torch.empty(n).uniform_(*yaw_range, generator=gen)
-        pitch = torch.empty(n).uniform_(*pitch_range, generator=gen)
+    for lo, n, yaw, pitch in random_cameras(num_samples, yaw_range, pitch_range, gen):
         with torch.no_grad():
             x = normalise(sample(yaw, pitch)).cpu()
         xs.append(x)

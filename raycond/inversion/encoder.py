@@ -105,11 +105,7 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 def _render_pairs(sample, num_samples: int, yaw_range, pitch_range, gen, progress, total):
     """(images uint8 (N,3,64,64), cameras (N,2), w (N,w_dim)) of `num_samples` generator samples."""
     imgs, cams, ws = [], [], []
-    chunk = 32
-    for lo in range(0, num_samples, chunk):
-        n = min(chunk, num_samples - lo)
-        yaw = torch.empty(n).uniform_(*yaw_range, generator=gen)
-        pitch = torch.empty(n).uniform_(*pitch_range, generator=gen)
+    for lo, n, yaw, pitch in pose_regressor.random_cameras(num_samples, yaw_range, pitch_range, gen):
         with torch.no_grad():
             img, w = sample(yaw, pitch)
             x = Encoder.prepare(img).cpu()
