@@ -1,7 +1,7 @@
 """Outputs written whole or not at all: the one place the tools write their result files through.
 
-The rule (DESIGN.md, "never loses or overwrites a user's files"): every output is written to a
-hidden temporary name in the same folder (`dnnlib.util.temp_path`: `.<name>.tmp-<host>-<pid>`),
+The rule (docs/reliability.md §7: a tool never loses or overwrites a user's files): every output
+is written to a hidden temporary name in the same folder (`dnnlib.util.temp_path`: `.<name>.tmp-<host>-<pid>`),
 flushed to disk, then renamed over the target, so a full disk, a read-only folder, Ctrl-C or
 SIGKILL at any moment leaves either the old file or the complete new one. The temporary-name
 format, the rename and the one-line `OutputError` belong to `dnnlib.util` (its download cache
