@@ -85,7 +85,7 @@ def _persistent(meta: dict):
     return Reduce(persistence._reconstruct_persistent_obj, meta)
 
 
-def _storage_claiming(numel: int) -> bytes:
+def storage_claiming(numel: int) -> bytes:
     """A legacy torch storage record that claims `numel` floats but holds four."""
     import torch
     f = io.BytesIO()
@@ -362,7 +362,7 @@ def generate(outdir: str) -> list[Entry]:
     put("memo_index_bomb.pkl", b"\x80\x04N\x94r" + struct.pack("<I", 1 << 27) + b".", "LONG_BINPUT 2^27", "data")
     put("frame_claim.pkl", b"\x80\x04\x95" + struct.pack("<Q", 1 << 40) + b"N.", "FRAME claiming 1 TiB", "data")
     put("storage_claim_huge.pkl",
-        pickle.dumps({"G_ema": Reduce(torch.storage._load_from_bytes, _storage_claiming(1 << 40))}),
+        pickle.dumps({"G_ema": Reduce(torch.storage._load_from_bytes, storage_claiming(1 << 40))}),
         "legacy storage claiming 2^40 floats", "data")
     put("storage_inner_payload.pkl", pickle.dumps({"G_ema": Reduce(torch.storage._load_from_bytes, inner)}),
         "storage bytes that are an os.system pickle", "data")

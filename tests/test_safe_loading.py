@@ -6,7 +6,6 @@ their side effect never happens."""
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
 import resource
@@ -21,6 +20,8 @@ import dnnlib
 from raycond import camera, loading
 from raycond.loading import UntrustedPickleError, load_snapshot
 from torch_utils import persistence
+
+from hostile_corpus import storage_claiming  # tests/ is on sys.path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SG2_SMALL = dict(z_dim=16, w_dim=16, img_resolution=16, img_channels=3, channel_base=256, channel_max=16,
@@ -229,25 +230,9 @@ def test_refuses_length_field_claiming_terabytes(tmp_path, opcode):
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024   # KiB
 
 
-def _storage_claiming(numel: int) -> bytes:
-    """A legacy torch storage record that claims `numel` floats but holds four."""
-    f = io.BytesIO()
-    for part in (0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001, "little_endian": True}):
-        pickle.dump(part, f, protocol=2)
-
-    class Header(pickle.Pickler):
-        def persistent_id(self, obj):
-            return ("storage", torch.FloatStorage, "0", "cpu", numel, None) if obj == "S" else None
-
-    Header(f, protocol=2).dump("S")
-    pickle.dump(["0"], f, protocol=2)
-    f.write(struct.pack("<q", numel) + b"\0" * 16)
-    return f.getvalue()
-
-
 def test_refuses_tensor_storage_claiming_a_huge_size(tmp_path):
     path = tmp_path / "bomb.pkl"
-    path.write_bytes(pickle.dumps({"G_ema": _Reduce(torch.storage._load_from_bytes, _storage_claiming(1 << 40))}))
+    path.write_bytes(pickle.dumps({"G_ema": _Reduce(torch.storage._load_from_bytes, storage_claiming(1 << 40))}))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with pytest.raises(loading.NetworkLoadError, match="claims 1099511627776 elements but holds 16 bytes"):
         loading.load_network(str(path))
