@@ -264,6 +264,9 @@ def load_generator_and_discriminator(path_or_url: str, trust_pickle: bool = Fals
 
 # ----------------------------------------------------------------------------- describing
 
+_FOREIGN_SEEN: dict = {}   # (generator class, synthesis class) -> _foreign_generator's answer
+
+
 def _foreign_generator(net: torch.nn.Module) -> tuple[str, bool]:
     """(kind, synthesis takes c) for a generator whose class is in no family row: only a trusted
     pickle's own code brings one. The one place that reads code instead of the table: the kind from
@@ -295,7 +298,11 @@ def generator_family(net: torch.nn.Module) -> tuple[str, bool]:
     (raycond/families.py), else the trusted-code fallback above."""
     name = families.family_of_network(net)
     if name is None:
-        return _foreign_generator(net)
+        # Read once per class pair: tools ask on every render, and reading source is not cheap.
+        key = (type(net), type(getattr(net, "synthesis", None)))
+        if key not in _FOREIGN_SEEN:
+            _FOREIGN_SEEN[key] = _foreign_generator(net)
+        return _FOREIGN_SEEN[key]
     return name, families.family(name).camera
 
 
