@@ -8,7 +8,8 @@ Examples:
       --gpus=8 --batch=32 --gamma=8.2 --mirror=1
 
 \b
-  # Small run on the CPU with synthetic heads (dataset_tool.py synth).
+  # Small run on the CPU with synthetic heads (dataset_tool.py synth). Training uses CUDA
+  # when it is available; CUDA_VISIBLE_DEVICES= python train.py ... keeps it on the CPU.
   python train.py --outdir=training-runs --data=datasets/heads-64.zip --batch=32 --gamma=1 \\
       --cbase=8192 --cmax=256 --map-depth=2 --kimg=500 --tick=4 --snap=10
 
@@ -30,6 +31,7 @@ The recipe of the bundled checkpoint: docs/training-recipes.md.
 import contextlib
 import json
 import os
+import shlex
 import sys
 import tempfile
 
@@ -57,6 +59,12 @@ from training.dataset import DatasetError, ImageFolderDataset
 
 CFGS = families.train_configs()
 EMBEDDINGS = ('plucker', 'origin_dir', 'two_plane', 'none')
+RAYS_FORMS = ('EMBEDDING[:layers=all|R,R,...][:torgb=BOOL], EMBEDDING one of ' + ', '.join(EMBEDDINGS)
+              + ", e.g. plucker, none or plucker:layers=4,8,16:torgb=1")
+RAYS_HELP = ('Ray conditioning of the raycond generators, EMBEDDING[:KEY=VALUE...]: EMBEDDING is plucker, '
+             'origin_dir, two_plane or none (unconditional synthesis); layers=all or the synthesis resolutions that '
+             'get rays, e.g. layers=4,8,16 (StyleGAN2 backbone only); torgb=1 also feeds rays to the ToRGB layers. '
+             'E.g. plucker:layers=4,8,16:torgb=1. The configs without rays (posecond*, stylegan*) ignore it')
 
 # ----------------------------------------------------------------------------
 
@@ -153,6 +161,18 @@ def _init_stats(rank, num_gpus, device):
 
 LAUNCH_KEYS = ('device_type', 'desc', 'resume_auto', 'threads')  # build_config keys that are not training_loop options
 
+# Set once this process's training loop has finished its set-up (data, networks, resume, terms) and
+# reports progress: from then on an exception is a crash in training, shown with its traceback.
+_training_started = False
+
+
+def _progress(*args):
+    """The training loop's per-iteration hook: it follows the CPU competition (raycond/runtime.py), on
+    the computing thread, and its first call (before the first iteration) marks the set-up as done."""
+    global _training_started
+    _training_started = True
+    return runtime.step(*args)
+
 
 def _run_loop(c, rank, device):
     if rank == 0:
@@ -161,8 +181,7 @@ def _run_loop(c, rank, device):
         if line:
             print(line)
     kwargs = {k: v for k, v in c.items() if k not in LAUNCH_KEYS}
-    # After every iteration, on the computing thread: follow the CPU competition (raycond/runtime.py).
-    tl.training_loop(rank=rank, device=device, progress_fn=runtime.step, **kwargs)
+    tl.training_loop(rank=rank, device=device, progress_fn=_progress, **kwargs)
 
 
 next_run_dir = rundir.next_run_dir
@@ -263,24 +282,73 @@ class RunComplete(Exception):
     """--resume=auto found a run that already reached --kimg (not an error: exit status 0)."""
 
 
+def parse_rays(text):
+    """--rays 'plucker:layers=4,8,16:torgb=1' -> EasyDict(embedding='plucker', layers='4,8,16', torgb=True);
+    'plucker' -> layers 'all', torgb False. The layers are checked against the data by parse_ray_layers."""
+    embedding, *pairs = [s.strip() for s in (text or '').split(':')]
+    if embedding not in EMBEDDINGS:
+        raise ValueError(f'--rays: unknown embedding {embedding!r} in {text!r}; expected {RAYS_FORMS}')
+    spec = dnnlib.EasyDict(embedding=embedding, layers='all', torgb=False)
+    given = set()
+    for pair in pairs:
+        key, eq, value = [s.strip() for s in pair.partition('=')]
+        if not eq or key not in ('layers', 'torgb') or key in given:
+            why = f'{key} is given twice' if key in given and eq else f'{pair!r} is not layers=... or torgb=...'
+            raise ValueError(f'--rays: {why} in {text!r}; expected {RAYS_FORMS}')
+        given.add(key)
+        if key == 'layers':
+            spec.layers = value
+            continue
+        try:
+            spec.torgb = click.BOOL.convert(value, None, None)
+        except click.BadParameter:
+            raise ValueError(f'--rays: torgb={value!r} is not a boolean (1 or 0, true or false); '
+                             f'expected {RAYS_FORMS}') from None
+    return spec
+
+
 def parse_ray_layers(s, resolution):
-    """'all' -> None (every layer); '4,8,16' -> sorted list of resolutions (validated)."""
+    """--rays layers=: 'all' -> None (every layer); '4,8,16' -> sorted list of resolutions (validated)."""
     if s is None or s.strip() == 'all':
         return None
     try:
         res = sorted({int(x) for x in s.split(',') if x.strip()})
     except ValueError:
-        raise ValueError(f"--ray-layers must be 'all' or a comma list of resolutions like '4,8,16', got {s!r}") from None
+        raise ValueError(f"--rays: layers must be 'all' or a comma list of resolutions like layers=4,8,16, "
+                         f"got layers={s}; expected {RAYS_FORMS}") from None
     valid = [2 ** i for i in range(2, resolution.bit_length())]
     bad = [r for r in res if r not in valid]
     if bad or not res:
-        raise ValueError(f'--ray-layers: {bad or s} not among the synthesis resolutions {valid}')
+        raise ValueError(f'--rays: layers={s}: {bad or s} not among the synthesis resolutions {valid}')
     return res
 
 
-def _resume_snapshot_info(resume_pkl, trust_pickle=False):
+CONVERT_COMMAND = 'python -m raycond.convert --trust-pickle {src} {dst}'
+
+
+def _converted_name(path):
+    """Where `python -m raycond.convert` should write a file refused for resuming: beside it, .safetensors."""
+    if dnnlib.util.is_url(path):
+        path = path.rstrip('/').rsplit('/', 1)[-1] or 'network'
+    return os.path.splitext(path)[0] + '.safetensors'
+
+
+def _load_resume_snapshot(resume_pkl):
+    """The snapshot to resume from, loaded the safe way. Our own snapshots and converted files load; a
+    file that needs its code run to load is refused in one line saying how to convert it once."""
+    try:
+        return loading.load_snapshot(resume_pkl)
+    except loading.UntrustedPickleError as e:
+        found = f' ({", ".join(e.names[:4])}{" ..." if len(e.names) > 4 else ""})' if e.names else ''
+        converted = shlex.quote(_converted_name(resume_pkl))
+        command = CONVERT_COMMAND.format(src=shlex.quote(resume_pkl), dst=converted)
+        raise ValueError(f'--resume: {resume_pkl} needs code to load{found}; after checking its source, convert it '
+                         f'once with `{command}` and resume from the converted file (--resume={converted})') from None
+
+
+def _resume_snapshot_info(resume_pkl):
     """(img_resolution, kimg of progress or None) of a resume snapshot."""
-    snap = loading.load_snapshot(resume_pkl, trust_pickle=trust_pickle)
+    snap = _load_resume_snapshot(resume_pkl)
     G = snap.get('G_ema', snap.get('G'))
     if G is None:
         raise ValueError(f'--resume={resume_pkl}: the snapshot has no generator (G_ema or G)')
@@ -298,10 +366,16 @@ def _resume_snapshot_info(resume_pkl, trust_pickle=False):
     return int(G.img_resolution), kimg
 
 
+def training_device() -> str:
+    """'cuda' when CUDA is available, else 'cpu'. CUDA_VISIBLE_DEVICES= (empty) in the environment
+    hides the GPUs from CUDA (read when CUDA starts), so the run trains on the CPU."""
+    return gen.resolve_device('auto', allow_mps=False).type
+
+
 def build_config(opts):
     """Validate options and build the training_loop kwargs (EasyDict). Raises ValueError early."""
     c = dnnlib.EasyDict()
-    c.device_type = gen.resolve_device(opts.device, allow_mps=False).type  # each process picks cuda:<rank>
+    c.device_type = training_device()  # each process picks cuda:<rank>
     c.threads = opts.threads
     _set_processes(c, opts)
     data = _set_dataset(c, opts)
@@ -395,8 +469,9 @@ def _set_networks(c, opts, resolution):
     c.D_kwargs.epilogue_kwargs.mbstd_group_size = opts.mbstd_group
     c.G_kwargs.num_fp16_res = c.D_kwargs.num_fp16_res = 0 if fp32 else 4
     c.G_kwargs.conv_clamp = c.D_kwargs.conv_clamp = None if fp32 else 256
+    rays = parse_rays(opts.rays)
     if c.G_kwargs.get('embedding', 'none') != 'none':
-        _set_ray_options(c, opts, resolution, fam)
+        _set_ray_options(c, rays, resolution, fam)
     c.G_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', betas=[0, 0.99], eps=1e-8, lr=opts.glr)
     c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', betas=[0, 0.99], eps=1e-8, lr=opts.dlr)
     c.G_reg_interval = 4
@@ -413,17 +488,16 @@ def _set_networks(c, opts, resolution):
     c.ema_rampup = 0.05
 
 
-def _set_ray_options(c, opts, resolution, fam):
-    """How a family that feeds camera rays to G sees them (--embedding, --ray-layers, --ray-torgb)."""
-    c.G_kwargs.embedding = opts.embedding
-    c.G_kwargs.ray_torgb = bool(opts.ray_torgb)
+def _set_ray_options(c, rays, resolution, fam):
+    """How a family that feeds camera rays to G sees them (--rays, parsed by parse_rays)."""
+    c.G_kwargs.embedding = rays.embedding
+    c.G_kwargs.ray_torgb = bool(rays.torgb)
     c.G_kwargs.camera_in_mapping = False
-    ray_layers = parse_ray_layers(opts.ray_layers, resolution)
+    ray_layers = parse_ray_layers(rays.layers, resolution)
     if fam.backbone == 'stylegan2':  # the StyleGAN3 backbone has no layer subset
         c.G_kwargs.ray_layers = ray_layers
     elif ray_layers is not None:
-        raise ValueError('--ray-layers: this generator always feeds rays to every layer; only --ray-layers=all '
-                         'is supported')
+        raise ValueError('--rays: this generator always feeds rays to every layer; only layers=all is supported')
 
 
 def _set_loss(c, opts, camera_labels):
@@ -471,7 +545,6 @@ def _parse_metrics(text, device_type):
 def _set_resume(c, opts, resolution):
     """--resume: the snapshot to start from (auto: this description's newest), checked against the data."""
     c.resume_pkl = None
-    c.resume_trust_pickle = bool(opts.get('trust_pickle', False))
     c.resume_auto = opts.resume == 'auto'
     c.resume_counters = c.resume_auto
     if opts.resume is not None:
@@ -485,7 +558,7 @@ def _set_resume(c, opts, resolution):
             c.resume_pkl = opts.resume
     if c.resume_pkl is None:
         return
-    res, kimg = _resume_snapshot_info(c.resume_pkl, c.resume_trust_pickle)
+    res, kimg = _resume_snapshot_info(c.resume_pkl)
     if res != resolution:
         raise ValueError(f'--resume: snapshot {c.resume_pkl} generates {res}x{res} images but dataset '
                          f'{opts.data} is {resolution}x{resolution}')
@@ -509,7 +582,8 @@ def _set_resume(c, opts, resolution):
               type=click.Choice(CFGS), default='raycond2', show_default=True)
 @click.option('--data', help='Training data: ZIP or folder of PNG/JPEG images with dataset.json labels',
               metavar='[ZIP|DIR]', required=True)
-@click.option('--gpus', help='Number of processes (GPUs; on CPU, processes with gloo). Ignored under torchrun',
+@click.option('--gpus', help='Number of processes: GPUs with CUDA, else CPU processes with gloo (to train on the CPU '
+              'of a machine with a GPU, run with CUDA_VISIBLE_DEVICES= (empty)). Ignored under torchrun',
               metavar='INT', type=click.IntRange(min=1), default=1, show_default=True)
 @click.option('--batch', help='Total batch size', metavar='INT', type=click.IntRange(min=1), required=True)
 @click.option('--gamma', help='R1 regularization weight', metavar='FLOAT', type=click.FloatRange(min=0), required=True)
@@ -527,7 +601,6 @@ def _set_resume(c, opts, resolution):
               'if there is none; says so and exits 0 if it is complete). PATH or URL: start a new run from those '
               'weights and train --kimg more; with a larger --cmax/--cbase than the snapshot (same --cfg, StyleGAN2 '
               'family) the wider network starts computing exactly what the snapshot did', metavar='[PATH|URL|auto]', type=str)
-@click.option('--trust-pickle', help='With --resume: load network pickles that carry code this project does not recognise (runs that code; only for files you trust).', is_flag=True)
 @click.option('--freezed', help='Freeze first layers of D', metavar='INT', type=click.IntRange(min=0), default=0,
               show_default=True)
 # Misc hyperparameters.
@@ -550,12 +623,7 @@ def _set_resume(c, opts, resolution):
 @click.option('--mbstd-group', help='Minibatch std group size', metavar='INT', type=click.IntRange(min=1), default=4,
               show_default=True)
 # Ray conditioning.
-@click.option('--embedding', help='Ray embedding of the raycond2 generator (none = unconditional synthesis)',
-              type=click.Choice(EMBEDDINGS), default='plucker', show_default=True)
-@click.option('--ray-layers', help="Synthesis resolutions that get rays: 'all' or a list like '4,8,16'",
-              metavar='all|LIST', default='all', show_default=True)
-@click.option('--ray-torgb', help='Also feed rays to the ToRGB layers', metavar='BOOL', type=bool, default=False,
-              show_default=True)
+@click.option('--rays', help=RAYS_HELP, metavar='EMBEDDING[:K=V]', type=str, default='plucker', show_default=True)
 @click.option('--term', help=terms.term_help() + '. E.g. pose:10,attr-mix:3', metavar='NAME:W[:K=V],...', type=str)
 # Misc settings.
 @click.option('--desc', help='String to include in result dir name', metavar='STR', type=str)
@@ -578,13 +646,12 @@ def _set_resume(c, opts, resolution):
               show_default=True)
 @click.option('--workers', help='DataLoader worker processes  [default: 3, at most the cores less one]',
               metavar='INT', type=click.IntRange(min=0))
-@click.option('--device', help='Device: ' + gen.TRAIN_DEVICE_HELP,
-              type=click.Choice(['auto', 'cuda', 'cpu']), default='auto', show_default=True)
 @click.option('--threads', help=runtime.THREADS_HELP + ' Split among CPU processes.', metavar='INT',
               type=click.IntRange(min=0), default=0, show_default=True)
 @click.option('-n', '--dry-run', help='Print training options and exit', is_flag=True)
-@click.option('--verbose', help='Show full tracebacks for errors', is_flag=True)
 def main(ctx, **kwargs):
+    global _training_started
+    _training_started = False
     opts = dnnlib.EasyDict(kwargs)
     opts.outdir = os.path.expanduser(opts.outdir)
     try:
@@ -594,11 +661,13 @@ def main(ctx, **kwargs):
         click.echo(str(e))
         return
     except (ValueError, FileNotFoundError, DatasetError) as e:
-        if opts.verbose:
+        # Options, data and refused files: one line. A crash in the training itself: its traceback
+        # (a data file that turns unreadable mid-run is still the data's fault).
+        if _training_started and not isinstance(e, DatasetError):
             raise
         raise click.ClickException(str(e)) from None
     except OSError as e:
-        if opts.verbose or not rundir.is_disk_error(e):
+        if not rundir.is_disk_error(e):
             raise
         what = str(atomic_io.as_output_error(e, e.filename)) if e.filename else (e.strerror or str(e))
         raise click.ClickException(f'{what}; free space or choose another --outdir, then continue with '

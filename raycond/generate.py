@@ -28,7 +28,6 @@ from raycond import runtime
 # the visualizer, calc_metrics) accept Apple MPS; training does not (allow_mps=False): its
 # multi-process launch, fp16 layers and custom ops are written for CUDA and the CPU only.
 DEVICE_HELP = "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps."
-TRAIN_DEVICE_HELP = "auto (CUDA if available, else CPU), cuda or cpu."
 
 
 def mps_available() -> bool:

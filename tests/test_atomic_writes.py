@@ -661,8 +661,7 @@ def test_killed_resume_auto_attempts_leave_one_run_directory(tmp_path):
     data = make_camera_zip(tmp_path / 'd.zip', n=8, res=16)
     outdir = tmp_path / 'runs'
     args = ['train.py', '--outdir', outdir, '--data', data, '--resume=auto', '--batch=4', '--gamma=1', '--cbase=256',
-            '--cmax=16', '--map-depth=1', '--workers=0', '--snap=1', '--metrics=none', '--tick=0.008', '--kimg=1',
-            '--device=cpu']
+            '--cmax=16', '--map-depth=1', '--workers=0', '--snap=1', '--metrics=none', '--tick=0.008', '--kimg=1']
     def log_says(n):
         logs = [os.path.join(d, 'log.txt') for _i, d in rundir.list_runs(str(outdir))]
         return any(os.path.exists(f) and open(f).read().count('Constructing networks') >= n for f in logs)
@@ -683,7 +682,7 @@ def test_ctrl_c_during_training_says_how_to_resume_and_leaves_whole_snapshots(tm
     data = make_camera_zip(tmp_path / 'd.zip', n=8, res=16)
     outdir = tmp_path / 'runs'
     p = _tool('train.py', '--outdir', outdir, '--data', data, '--batch=4', '--gamma=1', '--cbase=256', '--cmax=16',
-              '--map-depth=1', '--workers=0', '--snap=1', '--metrics=none', '--tick=0.008', '--kimg=5', '--device=cpu')
+              '--map-depth=1', '--workers=0', '--snap=1', '--metrics=none', '--tick=0.008', '--kimg=5')
     _wait_for(lambda: any(rundir.newest_snapshot(d) for _i, d in rundir.list_runs(str(outdir))), p)
     os.killpg(p.pid, signal.SIGINT)
     out, _ = p.communicate(timeout=120)

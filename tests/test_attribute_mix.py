@@ -103,7 +103,7 @@ def test_train_attr_mix_option_reports_the_loss_and_the_mix(tmp_path, heads_zip,
     monkeypatch.setattr(attribute_mix, 'CLASSIFIER', dict(seed=2, channels=(16, 32), steps=30, batch_size=16))
     args = ['--outdir', str(tmp_path / 'runs'), '--data', heads_zip, '--cfg=raycond2', '--batch=4', '--gamma=1',
             '--cbase=256', '--cmax=16', '--map-depth=1', '--workers=0', '--metrics=none', '--tick=0.008',
-            '--kimg=0.008', '--device=cpu', '--term=attr-mix:2.5']
+            '--kimg=0.008', '--term=attr-mix:2.5']
     result = CliRunner().invoke(train.main, args)
     assert result.exit_code == 0, result.output[-3000:]
     assert 'Attribute classifier for --term=attr-mix: held-out accuracy hair_style' in result.output
@@ -134,7 +134,7 @@ def test_attr_mix_without_factor_labels_is_refused(tmp_path, monkeypatch):
     _strip_factors(path)
     args = ['--outdir', str(tmp_path / 'runs'), '--data', path, '--cfg=raycond2', '--batch=4', '--gamma=1',
             '--cbase=256', '--cmax=16', '--map-depth=1', '--workers=0', '--metrics=none', '--tick=0.008',
-            '--kimg=0.008', '--device=cpu', '--term=attr-mix:1']
+            '--kimg=0.008', '--term=attr-mix:1']
     result = CliRunner().invoke(train.main, args)
     assert result.exit_code == 1
     message = result.output + (result.stderr if result.stderr_bytes is not None else '')

@@ -330,10 +330,10 @@ def test_train_py_builds_bf16_layers_on_a_bf16_cpu(tmp_path):
     import sys
     from conftest import ROOT, make_camera_zip
     data = make_camera_zip(tmp_path / 'data.zip', n=8, res=32)
-    env = dict(os.environ, OMP_NUM_THREADS='1', RAYCOND_CPU_BF16='1')
+    env = dict(os.environ, OMP_NUM_THREADS='1', RAYCOND_CPU_BF16='1', CUDA_VISIBLE_DEVICES='')   # the CPU
     r = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py'), '--outdir', str(tmp_path / 'runs'), '--data', data,
                         '--cfg=raycond2', '--kimg=0.008', '--tick=0.004', '--batch=4', '--gamma=1', '--cbase=1024',
-                        '--cmax=32', '--map-depth=2', '--workers=0', '--snap=1', '--metrics=none', '--device=cpu'],
+                        '--cmax=32', '--map-depth=2', '--workers=0', '--snap=1', '--metrics=none'],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     [run] = os.listdir(tmp_path / 'runs')

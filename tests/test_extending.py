@@ -40,8 +40,8 @@ from raycond import camera, generate, loading
 
 assert "toy2" in families.train_configs()   # train.py --cfg and the GUI's training panel offer it
 train.main(["--outdir", {outdir!r}, "--data", {data!r}, "--cfg=toy2", "--batch=4", "--gamma=1", "--cbase=256",
-            "--cmax=16", "--map-depth=1", "--workers=0", "--metrics=none", "--kimg=0.004", "--tick=0.004",
-            "--device=cpu"], standalone_mode=False)
+            "--cmax=16", "--map-depth=1", "--workers=0", "--metrics=none", "--kimg=0.004", "--tick=0.004"],
+           standalone_mode=False)
 snapshot = sorted(glob.glob(os.path.join({outdir!r}, "*-toy2-*", "network-snapshot-*.pkl")))[-1]
 G = loading.load_network(snapshot)
 assert type(G).__module__ == "toy_net" and families.family_of_network(G) == "toy2", type(G)

@@ -159,7 +159,7 @@ def _cli_args(tool, path, tmp_path):
     if tool == "train.py":
         data = make_camera_zip(tmp_path / "data.zip", n=4, res=16)
         return ["train.py", "--outdir", out, "--cfg", "raycond2", "--data", data, "--gpus", "1", "--batch", "4",
-                "--gamma", "1", "--kimg", "1", "--resume", path, "--device", "cpu", "--metrics", "none", "--dry-run"]
+                "--gamma", "1", "--kimg", "1", "--resume", path, "--metrics", "none", "--dry-run"]
     if tool == "projector.py":
         import numpy as np
         import PIL.Image
@@ -261,8 +261,8 @@ def test_resume_refuses_a_snapshot_with_bad_progress_in_one_line(tmp_path, tiny_
         pickle.dump({"G_ema": tiny_generator("raycond2", 16), "progress": {"cur_nimg": "x" * 50}}, f)
     data = make_camera_zip(tmp_path / "data.zip", n=4, res=16)
     proc = _run_cli(["train.py", "--outdir", str(tmp_path / "out"), "--cfg", "raycond2", "--data", data, "--gpus", "1",
-                     "--batch", "4", "--gamma", "1", "--kimg", "1", "--resume", str(path), "--device", "cpu",
-                     "--metrics", "none", "--dry-run"])
+                     "--batch", "4", "--gamma", "1", "--kimg", "1", "--resume", str(path), "--metrics", "none",
+                     "--dry-run"])
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "progress.cur_nimg" in lines[0] and str(path) in lines[0], proc.stderr

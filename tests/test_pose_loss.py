@@ -220,7 +220,7 @@ def test_train_pose_term_trains_the_reader_and_reports_the_loss(tmp_path, monkey
     data = make_camera_zip(tmp_path / 'd.zip', n=8, res=16)
     args = ['--outdir', str(tmp_path / 'runs'), '--data', data, '--cfg=raycond2', '--batch=4', '--gamma=1',
             '--cbase=256', '--cmax=16', '--map-depth=1', '--workers=0', '--metrics=none', '--tick=0.008',
-            '--kimg=0.008', '--device=cpu']
+            '--kimg=0.008']
     result = CliRunner().invoke(train.main, args + ['--term=pose:0.5'])
     assert result.exit_code == 0, result.output[-3000:]
     assert 'Training the pose reader' in result.output

@@ -112,7 +112,7 @@ def test_train_pose_negatives_option_reaches_the_loss(tmp_path):
     result = CliRunner().invoke(train.main, [
         '--outdir', str(tmp_path / 'runs'), '--data', data, '--cfg=raycond2', '--batch=4', '--gamma=1',
         '--cbase=256', '--cmax=16', '--map-depth=1', '--workers=0', '--metrics=none', '--tick=0.008',
-        '--kimg=0.008', '--device=cpu', '--term=pose-negatives:0.5:deg=1-6'])
+        '--kimg=0.008', '--term=pose-negatives:0.5:deg=1-6'])
     assert result.exit_code == 0, result.output[-3000:]
     run = rundir.list_runs(str(tmp_path / 'runs'))[-1][1]
     with open(os.path.join(run, 'training_options.json')) as f:
@@ -124,7 +124,7 @@ def test_train_pose_negatives_option_reaches_the_loss(tmp_path):
     assert stats and all('Loss/scores/wrong_pose' in s for s in stats)
     bad = CliRunner().invoke(train.main, [
         '--outdir', str(tmp_path / 'sg2'), '--data', data, '--cfg=stylegan2', '--cond=0', '--batch=4',
-        '--gamma=1', '--kimg=0.008', '--device=cpu', '--term=pose-negatives:1', '--metrics=none'])
+        '--gamma=1', '--kimg=0.008', '--term=pose-negatives:1', '--metrics=none'])
     assert bad.exit_code != 0 and '--term=pose-negatives needs networks conditioned on camera labels' in bad.output
     assert 'Traceback' not in bad.output
     # A camera-conditioned StyleGAN2 (D sees the 25 camera values) can use it.

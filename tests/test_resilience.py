@@ -27,7 +27,7 @@ TICK_KIMG = 0.016  # 4 iterations of batch 4 (a multiple of the ADA interval), o
 TOTAL_KIMG = 0.32  # 20 ticks: room enough that no killed run reaches the end before it is killed
 KILL_ARGS = ['--batch=4', '--gamma=1', '--cbase=256', '--cmax=16', '--map-depth=1', '--workers=0', '--snap=1',
              '--metrics=none', f'--tick={TICK_KIMG}', f'--kimg={TOTAL_KIMG}', '--aug=ada', '--target=0.1',
-             '--seed=7', '--mirror=1', '--device=cpu']
+             '--seed=7', '--mirror=1']
 
 # Runs train.py; the SLOW_WRITE_AT-th network snapshot write stops half-way (after signalling
 # SLOW_WRITE_FLAG) so that the test can kill the process in the middle of a write.

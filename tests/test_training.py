@@ -151,7 +151,7 @@ CLI_ERRORS = {
     'raycond_without_cameras': (['{unlabeled}'], 'needs 25-float camera labels'),
     'resume_of_other_resolution': (['{small}', '--resume', '{snapshot}'], 'generates 32x32 images but dataset'),
     'resume_missing': (['{data}', '--resume', '{tmp}/nope.pkl'], 'snapshot not found'),
-    'ray_layers_not_a_block': (['{data}', '--ray-layers=5'], '--ray-layers'),
+    'ray_layers_not_a_block': (['{data}', '--rays=plucker:layers=5'], '--rays: layers=5'),
     'batch_gpu_below_mbstd_group': (['{data}', '--batch-gpu=2'], '--mbstd-group'),
     'unknown_metric': (['{data}', '--metrics=bogus'], 'bogus'),
 }
@@ -184,7 +184,7 @@ def test_dry_run_prints_options(labeled_data, tmp_path):
 def test_dry_run_ray_layers_reach_the_generator(labeled_data, tmp_path):
     from train import main
     result = CliRunner().invoke(main, ['--outdir', str(tmp_path / 'runs'), '--data', labeled_data,
-                                       '--ray-layers=4,16', '--dry-run'] + TINY)
+                                       '--rays=plucker:layers=4,16', '--dry-run'] + TINY)
     assert result.exit_code == 0, result.output
     assert '"ray_layers": [\n      4,\n      16\n    ]' in result.output
 
@@ -195,8 +195,7 @@ def test_help_lists_options():
     for opt in ['--outdir', '--cfg', '--data', '--gpus', '--batch', '--batch-gpu', '--gamma', '--cond', '--mirror',
                 '--aug', '--target', '--resume', '--freezed', '--p ', '--kimg', '--tick', '--snap', '--seed',
                 '--fp32', '--nobench', '--workers', '--dry-run', '--desc', '--cbase', '--cmax', '--map-depth',
-                '--mbstd-group', '--glr', '--dlr', '--ray-layers', '--embedding', '--metrics', '--term',
-                '--ray-torgb']:
+                '--mbstd-group', '--glr', '--dlr', '--rays', '--metrics', '--term', '--threads']:
         assert opt in out, opt
     assert CliRunner().invoke(main, ['-h']).output == out
 
@@ -401,7 +400,7 @@ def test_train_py_follows_the_cpu_competition_once_per_iteration(labeled_data, t
     calls = []
     monkeypatch.setattr(threads, 'adapt', lambda: calls.append(1))
     result = CliRunner().invoke(train.main, ['--outdir', str(tmp_path / 'runs'), '--data', labeled_data,
-                                             '--kimg=0.008', '--tick=0.008', '--device=cpu'] + TINY)
+                                             '--kimg=0.008', '--tick=0.008'] + TINY)
     assert result.exit_code == 0, result.output[-2000:]
     assert len(calls) == 3      # before the first of the 2 iterations of 4 images, then after each
 

@@ -14,7 +14,7 @@ from conftest import make_camera_zip
 from raycond import rundir
 
 TINY = ['--batch=4', '--gamma=1', '--cbase=256', '--cmax=16', '--map-depth=1', '--workers=0', '--snap=1',
-        '--metrics=none', '--tick=0.004', '--device=cpu']
+        '--metrics=none', '--tick=0.004']
 # Module attributes that torch 1.9 (which wrote the releases' pickles) did not have yet.
 _TORCH19_MODULE_KEYS = {"training", "_parameters", "_buffers", "_non_persistent_buffers_set", "_backward_hooks",
                         "_is_full_backward_hook", "_forward_hooks", "_forward_pre_hooks", "_state_dict_hooks",
@@ -161,14 +161,14 @@ def test_two_torchrun_nodes_on_localhost_train_and_snapshot(tmp_path):
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
-    env = dict(os.environ, OMP_NUM_THREADS='1')
+    env = dict(os.environ, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='')   # gloo on the CPU, also on a GPU machine
     procs = []
     for node in range(2):
         cmd = [sys.executable, '-m', 'torch.distributed.run', '--nnodes=2', f'--node-rank={node}',
                '--nproc-per-node=1', '--master-addr=127.0.0.1', f'--master-port={port}',
                os.path.join(root, 'train.py'), '--outdir', str(tmp_path / 'runs'), '--data', data, '--kimg=0.008',
                '--batch=8', '--gamma=1', '--cbase=256', '--cmax=16', '--map-depth=1', '--workers=0', '--snap=2',
-               '--metrics=none', '--tick=0.008', '--device=cpu']
+               '--metrics=none', '--tick=0.008']
         procs.append(subprocess.Popen(cmd, cwd=str(tmp_path), env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, text=True))
     outs = [p.communicate(timeout=300)[0] for p in procs]

@@ -97,7 +97,7 @@ def test_train_resumes_a_snapshot_into_a_wider_network(tmp_path):
     import train
     data = make_camera_zip(tmp_path / 'd.zip', n=8, res=RES)
     args = ['--data', data, '--cfg=raycond2', '--batch=4', '--gamma=1', '--cbase=256', '--map-depth=1',
-            '--workers=0', '--metrics=none', '--tick=0.004', '--kimg=0.004', '--device=cpu']
+            '--workers=0', '--metrics=none', '--tick=0.004', '--kimg=0.004']
     first = CliRunner().invoke(train.main, ['--outdir', str(tmp_path / 'small'), '--cmax=8', *args])
     assert first.exit_code == 0, first.output[-3000:]
     snap = rundir.newest_snapshot(rundir.list_runs(str(tmp_path / 'small'))[-1][1])

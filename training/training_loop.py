@@ -392,7 +392,7 @@ def construct_networks(G_kwargs, D_kwargs, training_set, device, rank=0):
     return G, D, G_ema
 
 
-def resume_networks(resume_pkl, G, D, G_ema, trust_pickle=False, keep_progress=True, rank=0):
+def resume_networks(resume_pkl, G, D, G_ema, keep_progress=True, rank=0):
     """Copy the networks of `resume_pkl` (None: nothing to do) into G, D and G_ema.
 
     Returns (the snapshot's progress dict, or None when absent or not wanted; whether the
@@ -402,7 +402,7 @@ def resume_networks(resume_pkl, G, D, G_ema, trust_pickle=False, keep_progress=T
         return None, False
     if rank == 0:
         print(f'Resuming from "{resume_pkl}"')
-    resume_data = load_snapshot(resume_pkl, trust_pickle=trust_pickle)
+    resume_data = load_snapshot(resume_pkl)
     same_architecture = restore_networks(resume_data, G, D, G_ema, rank=rank)
     progress = resume_data.get('progress')
     return (progress if keep_progress and isinstance(progress, dict) else None), same_architecture
@@ -662,7 +662,6 @@ def training_loop(
     image_snapshot_ticks=50,        # How often to save image grids (None = never).
     network_snapshot_ticks=50,      # How often to save network snapshots (None = never).
     resume_pkl=None,                # Snapshot to resume from (path or URL).
-    resume_trust_pickle=False,      # Load a resume pickle with code we cannot rebuild (runs its code).
     resume_progress=True,           # Restore optimizer states (if shapes match), augment p, pl_mean.
     resume_counters=True,           # Continue the snapshot's kimg/tick/batch counters (False: count from 0).
     cudnn_benchmark=True,           # Enable torch.backends.cudnn.benchmark?
@@ -715,7 +714,6 @@ def setup_run(o, start_time):
     run.training_set, run.dl_kwargs = load_training_set(o.training_set_kwargs, o.data_loader_kwargs, rank=o.rank)
     run.G, run.D, run.G_ema = construct_networks(o.G_kwargs, o.D_kwargs, run.training_set, o.device, rank=o.rank)
     run.progress, same_architecture = resume_networks(o.resume_pkl, run.G, run.D, run.G_ema,
-                                                      trust_pickle=o.resume_trust_pickle,
                                                       keep_progress=o.resume_progress, rank=o.rank)
     if o.rank == 0:
         print_network_summaries(run.G, run.D, o.batch_gpu, o.device)
