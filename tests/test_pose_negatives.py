@@ -130,7 +130,7 @@ def test_train_pose_negatives_option_reaches_the_loss(tmp_path):
     # A camera-conditioned StyleGAN2 (D sees the 25 camera values) can use it.
     sg2 = CliRunner().invoke(train.main, [
         '--outdir', str(tmp_path / 'sg2c'), '--data', data, '--cfg=stylegan2', '--cond=1', '--batch=4', '--gamma=1',
-        '--cbase=256', '--cmax=16', '--map-depth=1', '--workers=0', '--kimg=0.004', '--tick=0.004', '--device=cpu',
+        '--cbase=256', '--cmax=16', '--map-depth=1', '--workers=0', '--kimg=0.004', '--tick=0.004',
         '--term=pose-negatives:1', '--metrics=none'])
     assert sg2.exit_code == 0, sg2.output[-3000:]
 
