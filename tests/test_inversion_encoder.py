@@ -114,3 +114,104 @@ def test_encoder_header_is_checked_before_anything_is_built(tmp_path, header, ex
     with pytest.raises(ValueError, match=expected) as info:
         enc.read(str(path))
     assert str(path) in str(info.value)
+
+
+# ----------------------------------------------------------------------------- camera reader (labelled photos)
+
+
+def test_labelled_photos_reads_images_and_true_cameras(tmp_path):
+    from conftest import make_camera_zip
+    from raycond import camera as cam
+    from raycond.inversion import labelled_photos
+    path = make_camera_zip(tmp_path / "d.zip", n=12, res=16, seed=3)
+    images, yaw_pitch = labelled_photos.load(path, 64, limit=5)
+    assert images.shape == (5, 3, 64, 64) and images.dtype == torch.uint8
+    rnd = np.random.RandomState(3)
+    yaws, pitches = rnd.uniform(-30, 30, 12), rnd.uniform(-10, 10, 12)
+    picked = np.linspace(0, 11, 5).round().astype(int)              # spread over the dataset
+    assert yaw_pitch.numpy() == pytest.approx(np.stack([yaws[picked], pitches[picked]], 1), abs=1e-3)
+    assert cam.LABEL_DIM == 25
+
+
+def test_labelled_photos_refuses_data_without_camera_labels(tmp_path):
+    import json
+    import zipfile
+    from raycond.inversion import labelled_photos
+    with zipfile.ZipFile(tmp_path / "classes.zip", "w") as z:
+        z.writestr("dataset.json", json.dumps({"labels": [["a.png", 3]]}))
+    with pytest.raises(labelled_photos.LabelledPhotosError, match="no 25-float camera labels"):
+        labelled_photos.load(str(tmp_path / "classes.zip"), 64)
+    with zipfile.ZipFile(tmp_path / "bare.zip", "w") as z:
+        z.writestr("a.png", b"")
+    with pytest.raises(labelled_photos.LabelledPhotosError, match="has no dataset.json"):
+        labelled_photos.load(str(tmp_path / "bare.zip"), 64)
+    with pytest.raises(labelled_photos.LabelledPhotosError, match="not found"):
+        labelled_photos.load(str(tmp_path / "missing.zip"), 64)
+
+
+def fixed_camera_encoder(w_dim, yaw_bias, pitch_bias, width=8):
+    """An Encoder whose camera head ignores the image: yaw = 30·yaw_bias, pitch = 10·pitch_bias."""
+    net = enc.Encoder(w_dim, (-30, 30), (-10, 10), width=width)
+    with torch.no_grad():
+        net.camera_head.weight.zero_()
+        net.camera_head.bias.copy_(torch.tensor([yaw_bias, pitch_bias]))
+    return net
+
+
+def test_camera_reader_gives_the_camera_and_round_trips_through_the_file(tmp_path):
+    net = fixed_camera_encoder(8, 0.5, 0.5)
+    net.camera_reader = fixed_camera_encoder(8, 0.0, -0.4, width=12)
+    net.camera_photos = "12 photos of d.zip"
+    x = torch.zeros(1, 3, 32, 32)
+    assert net.predict(x, mirror=False)[:2] == pytest.approx((0.0, -4.0), abs=1e-5)   # the reader's, not 15/5
+    path = str(tmp_path / "net.encoder.safetensors")
+    enc.save(net, path, "ab" * 20, 1, 1)
+    loaded = enc.read(path, "ab" * 20)
+    assert loaded.camera_reader is not None and loaded.camera_reader.width == 12
+    assert loaded.camera_photos == "12 photos of d.zip"
+    assert loaded.predict(x)[:2] == pytest.approx((0.0, -4.0), abs=0.01)
+
+
+def test_camera_reader_learns_the_camera_of_labelled_photos():
+    yaw, pitch = torch.empty(400).uniform_(-30, 30), torch.empty(400).uniform_(-10, 10)
+    img = ((blob_sample(yaw, pitch)[0] + 1) * 127.5).round().to(torch.uint8)
+    img = torch.nn.functional.interpolate(img.float(), size=(64, 64)).to(torch.uint8)
+    reader = enc.train_camera_reader(img, torch.stack([yaw, pitch], 1), 8, (-30, 30), (-10, 10), steps=150,
+                                     batch=16, width=8)
+    errs = [abs(reader.predict(img[i:i + 1].float() / 127.5 - 1, mirror=False)[0] - float(yaw[i])) for i in range(20)]
+    assert np.mean(errs) < 5.0                                      # yaw spans 60 degrees
+
+
+def test_inversion_keeps_the_camera_reader_s_camera_unless_asked(small_pickle, tmp_path):
+    G = loading.load_network(small_pickle)
+    net = fixed_camera_encoder(G.w_dim, 0.0, 0.0)
+    net.camera_reader = fixed_camera_encoder(G.w_dim, 0.0, 0.25)        # pitch 2.5 degrees, yaw 0 (mirror-safe)
+    copy = tmp_path / "net.pkl"
+    shutil.copy(small_pickle, copy)
+    enc.save(net, enc.shipped_path(str(copy)), inversion.fingerprint(G), 1, 1)
+    photo = (np.random.RandomState(0).rand(32, 32, 3) * 255).astype(np.uint8)
+    kept = inversion.invert(str(copy), photo, num_steps=4, tune_steps=0, verbose=False)
+    assert kept.meta["camera_refined"] is False
+    assert (kept.meta["yaw_deg"], kept.meta["pitch_deg"]) == pytest.approx((0.0, 2.5), abs=0.01)
+    moved = inversion.invert(str(copy), photo, num_steps=4, tune_steps=0, verbose=False, refine_camera="yes",
+                             camera_lr=2.0)
+    assert moved.meta["camera_refined"] is True
+    assert abs(moved.meta["yaw_deg"]) + abs(moved.meta["pitch_deg"] - 2.5) > 0.05
+
+
+def test_train_encoder_cli_writes_an_encoder_with_a_camera_reader(small_pickle, tmp_path, monkeypatch, capsys):
+    from conftest import make_camera_zip
+    from raycond import pose_regressor
+    from raycond.inversion import train_encoder
+    monkeypatch.setenv(pose_regressor.QUICK_ENV, "1")
+    data = make_camera_zip(tmp_path / "d.zip", n=20, res=32)
+    out = tmp_path / "out.encoder.safetensors"
+    assert train_encoder.main(["--network", small_pickle, "--data", data, "--out", str(out), "--steps", "5",
+                               "--threads", "1"]) == 0
+    err = capsys.readouterr()
+    assert "camera error on the held-out photos" in err.out and f"wrote {out}" in err.out
+    loaded = enc.read(str(out), inversion.fingerprint(loading.load_network(small_pickle)))
+    assert loaded.camera_reader is not None and loaded.camera_photos.startswith("18 photos of d.zip")
+    assert train_encoder.main(["--network", small_pickle, "--data", str(tmp_path / "none.zip"),
+                               "--out", str(out)]) == 1
+    assert "Error: " in capsys.readouterr().err

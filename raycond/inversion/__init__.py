@@ -10,7 +10,7 @@ a camera found whose render matches it) the same face can be rendered from any o
 
 Modules, one stage each: `config` (InversionConfig, the settings), `camera_start` (where the
 optimisation starts: encoder, pose regressor or grid), `encoder` (photo → camera and w, one per
-network), `pivot` (latent and camera optimisation), `tuning` (pivotal tuning), `result`
+network; with a camera reader trained on labelled photos by `train_encoder` from `labelled_photos`), `pivot` (latent and camera optimisation), `tuning` (pivotal tuning), `result`
 (`Inversion` and its file), `losses` (reconstruction losses), `pipeline` (`invert`, the stages in
 order). docs/inversion.md describes the method and its measured figures.
 """

@@ -72,6 +72,7 @@ def encoder_start(run: Run, target: torch.Tensor, fp: str, network_path, w_plus:
                   network_path=network_path, num_samples=o.encoder_samples, steps=o.encoder_steps,
                   device=run.device, progress=_training_report(run), log=run.log)
     yaw, pitch, w = net.predict(target, mirror=run.mirror)
+    run.camera_from_photos = net.camera_reader is not None
     yaw, pitch = run.clamp_camera(yaw, pitch)
     latent = w.to(run.device)[:, None, :].repeat(1, run.G.num_ws if w_plus else 1, 1)
     with torch.no_grad():

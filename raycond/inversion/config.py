@@ -13,6 +13,7 @@ import dataclasses
 
 LOSS_KINDS = ("auto", "lpips", "d", "pixel")
 CAMERA_STARTS = ("encoder", "regressor", "grid")
+REFINE_CAMERA = ("auto", "yes", "no")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +37,8 @@ class InversionConfig:
     grid_refine_steps: int = 30     # joint steps per kept start (regressor and grid starts)
     lr: float = 0.1                 # peak learning rate of w (z for mapping-camera networks: lr/2)
     camera_lr: float = 0.5          # peak learning rate of yaw/pitch, degrees
+    refine_camera: str = "auto"     # refine yaw/pitch in the pivot: 'yes', 'no', or 'auto' (not when the
+                                    # encoder's camera reader learnt from labelled photos: it is the better camera)
     noise_factor: float = 0.05      # initial noise added to w, times the std of W
     noise_ramp: float = 0.75        # fraction of the pivot steps over which that noise decays
     lr_rampdown: float = 0.25       # cosine decay over this last fraction of the steps
@@ -59,6 +62,8 @@ class InversionConfig:
                              f"tune_steps={self.tune_steps}")
         if self.loss not in LOSS_KINDS:
             raise ValueError(f"unknown loss {self.loss!r}; expected one of {', '.join(LOSS_KINDS)}")
+        if self.refine_camera not in REFINE_CAMERA:
+            raise ValueError(f"refine_camera must be one of {', '.join(REFINE_CAMERA)}, got {self.refine_camera!r}")
         if self.camera_start not in CAMERA_STARTS:
             raise ValueError(f"camera_start must be one of {', '.join(CAMERA_STARTS)}, got {self.camera_start!r}")
         positive = ("encoder_samples", "encoder_steps", "pose_samples", "pose_steps", "grid_yaws", "grid_pitches",

@@ -39,6 +39,7 @@ class Run:
         self.on_step = on_step           # the caller's per-step hook (its thread policy), run before progress
         self.total = 0                   # progress units of the whole inversion, set once the stages are known
         self.step = 0
+        self.camera_from_photos = False  # the start's camera came from a reader trained on labelled photos
         self.gen = torch.Generator().manual_seed(int(config.seed))
         self.has_camera = bool(info.camera)
         self.mapping_camera = self.has_camera and int(getattr(G.mapping, "c_dim", 0) or 0) == cam.LABEL_DIM
