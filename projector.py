@@ -184,7 +184,10 @@ def project(network, target, outdir, yaw, pitch, fov, radius, lookat, preset, ca
         progress.close()
     m = res.meta
     if m["has_camera"]:
-        how = "estimated" if m["camera_estimated"] else "given"
+        how = "given"
+        if m["camera_estimated"]:   # inversion files from before camera_refined was recorded refined it
+            how = "estimated, refined by the pivot" if m.get("camera_refined", True) else \
+                "read by the encoder's camera reader (trained on labelled photos)"
         print(f"camera ({how}): yaw {m['yaw_deg']:+.1f} deg, pitch {m['pitch_deg']:+.1f} deg, FOV {m['fov_deg']:.2f} deg")
     report_domain(res, G, info, crop, alignment, dev)
     written = write_results(res, info, outdir, view_yaws, view_pitches, save_video)

@@ -57,7 +57,8 @@ def test_projector_writes_every_listed_file(projected):
 
 def test_projector_reports_stages_camera_and_total_time(projected):
     _, output = projected
-    for line in ("stage camera:", "stage pivot:", "stage tune:", "camera (estimated): yaw", "inversion loss:",
+    for line in ("stage camera:", "stage pivot:", "stage tune:", "camera (estimated, refined by the pivot): yaw",
+                 "inversion loss:",
                  "target: centre-cropped 48x40 to 40x40"):
         assert line in output
     assert "Wrote target.png, proj.png, projected.npz, inversion.pt, views.png, orbit.gif" in output

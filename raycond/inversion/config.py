@@ -18,8 +18,8 @@ REFINE_CAMERA = ("auto", "yes", "no")
 
 @dataclasses.dataclass(frozen=True)
 class InversionConfig:
-    num_steps: int = 60             # pivot steps (latent and camera jointly), from the encoder's start
-    tune_steps: int = 45            # pivotal tuning steps (0: no tuning)
+    num_steps: int = 30             # pivot steps (latent, and camera unless kept), from the encoder's start
+    tune_steps: int = 75            # pivotal tuning steps (0: no tuning)
     seed: int = 0                   # noise added to w, locality samples
     loss: str = "auto"              # 'auto', 'lpips', 'd' or 'pixel' (raycond.inversion.losses)
     w_plus: bool = False            # pivot in W+ (one w per layer) instead of W
@@ -46,7 +46,7 @@ class InversionConfig:
     noise_reg_weight: float = 1e5   # noise-map regulariser (StyleGAN2-ADA), with optimize_noise
     tune_lr: float = 3e-3           # pivotal tuning learning rate (PTI's 3e-4: 1.7 dB lower input view, 0.4 dB novel)
     tune_from_res: int = 0          # tune only synthesis blocks at this resolution and above (0: all)
-    locality_weight: float = 0.5    # weight of the other-camera / other-latent locality term (one per step)
+    locality_weight: float = 0.3    # weight of the other-camera / other-latent locality term (one per step)
     locality_bank: int = 8          # reference renders of each locality kind
     locality_radius: float = 30.0   # PTI's locality ball radius in W
     pixel_weight: float = 1.0       # weight of the pixel MSE inside every loss
