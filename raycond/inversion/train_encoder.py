@@ -31,11 +31,13 @@ from .state import Run
 
 
 def _bar(desc: str):
-    """A progress(done, total) callback drawing one tqdm bar."""
+    """A progress(done, total) callback drawing one tqdm bar and following the CPU competition
+    (raycond.runtime.step: two threads against a third process ran the reader 4x slower)."""
     from tqdm import tqdm
     state = {}
 
     def progress(done, total):
+        runtime.step()
         bar = state.get("bar") or state.setdefault("bar", tqdm(total=total, desc=desc, unit="step", leave=False))
         bar.update(done - bar.n)
         if done >= total:
