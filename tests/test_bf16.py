@@ -341,3 +341,92 @@ def test_train_py_builds_bf16_layers_on_a_bf16_cpu(tmp_path):
         opts = json.load(f)
     for net in ('G_kwargs', 'D_kwargs'):
         assert opts[net]['num_fp16_res'] == 4 and opts[net]['conv_clamp'] == 256
+
+
+# ----------------------------------------------------------------------------- photo inversion
+
+def spy_synthesis(monkeypatch, G):
+    """Records (force_fp32, block dtypes) of every synthesis call of G's class (the inversion renders
+    a deep copy of G, pivot and tuning alike, through the camera and camera-less branches)."""
+    calls = []
+    cls = type(G.synthesis)
+    forward = cls.forward
+
+    def spy(self, *args, **kwargs):
+        out = []
+        seen = dtypes_of_blocks(types.SimpleNamespace(synthesis=self),
+                                lambda: out.append(forward(self, *args, **kwargs)))
+        calls.append((kwargs.get('force_fp32'), set(seen)))
+        return out[0]
+    monkeypatch.setattr(cls, 'forward', spy)
+    return calls
+
+
+@pytest.mark.parametrize('camera', [True, False])
+def test_inversion_bf16_only_when_asked(bf16_on, monkeypatch, tiny_generator, camera):
+    """Inversions stay float32 by default (bf16 measured < 35 dB from float32's result,
+    docs/performance.md); fp32=False runs the fp16 layers in bf16, pivot and tuning alike."""
+    from raycond import inversion
+    from raycond.inversion.state import synthesize
+    extra = {} if camera else dict(c_dim=0, embedding='none')
+    G = tiny_generator('raycond2', 32, num_fp16_res=2, **extra)
+    info = loading.network_info(G)
+    c = gen.c_for_network(info, 10.0, 0.0)
+    with torch.no_grad():
+        target = gen.to_uint8(synthesize(G, gen.map_latents(G, torch.zeros([1, G.z_dim]), c), c, info.camera))
+    calls = spy_synthesis(monkeypatch, G)
+    config = inversion.InversionConfig(num_steps=3, tune_steps=2, loss='pixel', camera_start='grid')
+    assert config.fp32
+    results = {}
+    for fp32 in (False, True):
+        calls.clear()
+        res = inversion.invert(G, target[0].numpy(), camera=c if camera else None, info=info,
+                               config=config.replace(fp32=fp32), verbose=False)
+        assert len(calls) >= 5                                                  # pivot and tuning steps at least
+        assert {force for force, _ in calls} == {fp32}
+        dtypes = set().union(*(seen for _, seen in calls))
+        assert (torch.bfloat16 in dtypes) != fp32 and torch.float32 in dtypes
+        img = res.render()
+        assert img.dtype == torch.float32 and torch.isfinite(img).all() and torch.isfinite(res.ws).all()
+        assert all(torch.isfinite(v).all() for v in res.G.state_dict().values())
+        results[fp32] = img
+    assert psnr(results[False], results[True]) >= 30.0                          # same inversion, bf16 layers
+
+
+def test_inversion_losses_see_float32(bf16_on, monkeypatch, tiny_generator):
+    """Whatever dtype a network returns, the inversion's losses get float32 renders."""
+    from raycond import inversion
+    from raycond.inversion import state
+    from raycond.inversion.losses import make_loss
+    G = tiny_generator('raycond2', 32, num_fp16_res=2)
+    info = loading.network_info(G)
+    synthesize = state.rgen.synthesize
+    monkeypatch.setattr(state.rgen, 'synthesize', lambda *a, **k: synthesize(*a, **k).to(torch.bfloat16))
+    seen = []
+    loss = make_loss('pixel', torch.zeros([1, 3, 32, 32]), 'cpu', log=lambda *a: None)
+    run = state.Run(G, info, lambda img, c: seen.append(img.dtype) or loss(img, c),
+                    inversion.InversionConfig(fp32=False), 'cpu', None, lambda *a: None)
+    assert run.force_fp32 is False
+    c = run.label(torch.zeros(1), torch.zeros(1))
+    run.loss_fn(run.render(G, run.ws_from(run.w_avg[:, None], c), c), c)
+    assert seen == [torch.float32]
+
+
+def test_projector_option_fp32_false_reaches_the_inversion_config(monkeypatch, tmp_path, small_pickle):
+    """projector.py inverts in float32 unless --option fp32=false (no --fp32 switch: float32 is its default)."""
+    from click.testing import CliRunner
+    import PIL.Image
+    import projector
+    photo = tmp_path / 'photo.png'
+    PIL.Image.fromarray(np.full((32, 32, 3), 120, np.uint8)).save(photo)
+    configs = []
+
+    def fake_invert(G, target, camera=None, config=None, **kwargs):
+        configs.append(config)
+        raise ValueError('stopped after the config was read')
+    monkeypatch.setattr(projector.inversion, 'invert', fake_invert)
+    for extra in ([], ['--option=fp32=false']):
+        r = CliRunner().invoke(projector.main, [f'--network={small_pickle}', f'--target={photo}',
+                                                f'--outdir={tmp_path / "out"}', '--device=cpu', '--no-align', *extra])
+        assert 'stopped after the config was read' in r.output, r.output
+    assert [c.fp32 for c in configs] == [True, False]

@@ -22,12 +22,13 @@ class Cancelled(RuntimeError):
         self.step = step
 
 
-def synthesize(G, ws, c, has_camera: bool) -> torch.Tensor:
+def synthesize(G, ws, c, has_camera: bool, force_fp32: bool = True) -> torch.Tensor:
     """rgen.synthesize for camera networks; networks whose synthesis takes an unused c (raycond2
-    built without a camera) get their empty label passed straight through."""
+    built without a camera) get their empty label passed straight through. force_fp32=False lets
+    the network's fp16 layers run in their 16-bit dtype (`Run.force_fp32`: rgen.force_fp32_for)."""
     if has_camera or not rgen.synthesis_takes_c(G):
-        return rgen.synthesize(G, ws, c if has_camera else None)
-    return G.synthesis(ws, c.expand(ws.shape[0], -1), noise_mode="const", force_fp32=True)
+        return rgen.synthesize(G, ws, c if has_camera else None, force_fp32=force_fp32)
+    return G.synthesis(ws, c.expand(ws.shape[0], -1), noise_mode="const", force_fp32=force_fp32)
 
 
 class Run:
@@ -42,6 +43,9 @@ class Run:
         self.camera_from_photos = False  # the start's camera came from a reader trained on labelled photos
         self.gen = torch.Generator().manual_seed(int(config.seed))
         self.has_camera = bool(info.camera)
+        # float32 with config.fp32 (the default); without it the rule of every tool: fp16 layers in
+        # fp16 on CUDA, in bf16 on a CPU with native bfloat16, float32 elsewhere
+        self.force_fp32 = rgen.force_fp32_for(device, config.fp32, G)
         self.mapping_camera = self.has_camera and int(getattr(G.mapping, "c_dim", 0) or 0) == cam.LABEL_DIM
         d = rgen.default_camera(info)
         self.fov_deg, self.radius, self.lookat = d["fov_deg"], d["radius"], d["lookat"]
@@ -77,7 +81,8 @@ class Run:
         return latent.expand(c.shape[0], -1, -1)
 
     def render(self, G, ws, c) -> torch.Tensor:
-        return synthesize(G, ws, c, self.has_camera)
+        """Images (N,C,H,W) of ws at c in float32 (the losses' dtype) whatever the layers ran in."""
+        return synthesize(G, ws, c, self.has_camera, self.force_fp32).float()
 
     def tick(self, stage, loss, img):
         """One progress unit done: run the step hook, report, and stop if the caller asks."""
