@@ -78,7 +78,7 @@ def _camera_from_json(path: str, info):
 @click.option("--views", default="-30,0,30", show_default=True, help="Yaws (degrees, absolute) of the views in views.png.")
 @click.option("--pitch-views", default="0", show_default=True, help="Pitches (degrees, absolute) of the views; each with every yaw.")
 @click.option("--save-video", default=None, metavar="FILE", help=f"Also write an orbit video of the edited face ({', '.join(VIDEO_EXTENSIONS)}; in --outdir unless a path).")
-@cli_options.runtime_options(fp32=False)
+@cli_options.runtime_options()
 @click.option("--verbose", is_flag=True, help="Show full tracebacks on errors.")
 def main(verbose, num_threads, **kwargs):
     """Invert a photo into a network and render it from other viewpoints."""
@@ -87,8 +87,9 @@ def main(verbose, num_threads, **kwargs):
         project(**kwargs)
 
 
-def build_config(num_steps, tune_steps, seed, loss, w_plus, extra=()) -> inversion.InversionConfig:
-    """The options as one InversionConfig (unset step counts keep the library's defaults)."""
+def build_config(num_steps, tune_steps, seed, loss, w_plus, extra=(), fp32=False) -> inversion.InversionConfig:
+    """The options as one InversionConfig (unset step counts keep the library's defaults; --fp32
+    wins over --option fp32=..., which sets the field when the flag is not given)."""
     changes = dict(seed=seed, loss=loss, w_plus=w_plus)
     for item in extra:
         try:
@@ -97,6 +98,8 @@ def build_config(num_steps, tune_steps, seed, loss, w_plus, extra=()) -> inversi
             raise ValueError(f"--option: {e}") from None
         changes[name] = value
     changes.update({k: v for k, v in dict(num_steps=num_steps, tune_steps=tune_steps).items() if v is not None})
+    if fp32:
+        changes["fp32"] = True
     try:
         return inversion.InversionConfig().replace(**changes)
     except (TypeError, ValueError) as e:
@@ -134,7 +137,7 @@ class StageProgress:
 
 def project(network, target, outdir, yaw, pitch, fov, radius, lookat, preset, camera_json, num_steps, tune_steps,
             seed, loss, w_plus, views, pitch_views, save_video, device, extra=(), trust_pickle=False, do_align=None,
-            align_convention="auto", paste_back=False):
+            align_convention="auto", paste_back=False, fp32=False):
     start = time.time()
     if (yaw is None) != (pitch is None):
         raise ValueError("give both --yaw and --pitch (or neither, to estimate the camera)")
@@ -143,7 +146,7 @@ def project(network, target, outdir, yaw, pitch, fov, radius, lookat, preset, ca
     if yaw is None and any(v is not None for v in (fov, radius, lookat, preset)):
         raise ValueError("--fov/--radius/--lookat/--preset describe a known camera: give them with --yaw and --pitch "
                          "(an estimated camera uses the network's training camera)")
-    config = build_config(num_steps, tune_steps, seed, loss, w_plus, extra)
+    config = build_config(num_steps, tune_steps, seed, loss, w_plus, extra, fp32)
     fov, radius, lookat_vec = cli_options.camera_model(fov, radius, lookat, preset)
     view_yaws, view_pitches = gen.parse_float_list(views), gen.parse_float_list(pitch_views)
     if save_video:

@@ -363,9 +363,9 @@ def spy_synthesis(monkeypatch, G):
 
 
 @pytest.mark.parametrize('camera', [True, False])
-def test_inversion_bf16_only_when_asked(bf16_on, monkeypatch, tiny_generator, camera):
-    """Inversions stay float32 by default (bf16 measured < 35 dB from float32's result,
-    docs/performance.md); fp32=False runs the fp16 layers in bf16, pivot and tuning alike."""
+def test_inversion_bf16_by_default_fp32_when_asked(bf16_on, monkeypatch, tiny_generator, camera):
+    """Inversions follow every tool's rule by default: the fp16 layers run in bf16, pivot and tuning
+    alike (docs/performance.md); fp32=True runs every layer in float32."""
     from raycond import inversion
     from raycond.inversion.state import synthesize
     extra = {} if camera else dict(c_dim=0, embedding='none')
@@ -376,7 +376,7 @@ def test_inversion_bf16_only_when_asked(bf16_on, monkeypatch, tiny_generator, ca
         target = gen.to_uint8(synthesize(G, gen.map_latents(G, torch.zeros([1, G.z_dim]), c), c, info.camera))
     calls = spy_synthesis(monkeypatch, G)
     config = inversion.InversionConfig(num_steps=3, tune_steps=2, loss='pixel', camera_start='grid')
-    assert config.fp32
+    assert not config.fp32
     results = {}
     for fp32 in (False, True):
         calls.clear()
@@ -412,8 +412,21 @@ def test_inversion_losses_see_float32(bf16_on, monkeypatch, tiny_generator):
     assert seen == [torch.float32]
 
 
-def test_projector_option_fp32_false_reaches_the_inversion_config(monkeypatch, tmp_path, small_pickle):
-    """projector.py inverts in float32 unless --option fp32=false (no --fp32 switch: float32 is its default)."""
+def test_inversion_run_precision_follows_the_config(bf16_on, tiny_generator):
+    """The default config lets a network with bf16 blocks run them in bf16 on such a CPU; fp32=True does not."""
+    from raycond import inversion
+    from raycond.inversion import state
+    G = tiny_generator('raycond2', 32, num_fp16_res=2)
+    info = loading.network_info(G)
+
+    def run(config):
+        return state.Run(G, info, lambda img, c: img.mean(), config, 'cpu', None, lambda *a: None)
+    assert run(inversion.InversionConfig()).force_fp32 is False
+    assert run(inversion.InversionConfig(fp32=True)).force_fp32 is True
+
+
+def test_projector_fp32_reaches_the_inversion_config(monkeypatch, tmp_path, small_pickle):
+    """projector.py follows the precision rule unless --fp32 (or --option fp32=true); the flag wins when given."""
     from click.testing import CliRunner
     import PIL.Image
     import projector
@@ -425,8 +438,9 @@ def test_projector_option_fp32_false_reaches_the_inversion_config(monkeypatch, t
         configs.append(config)
         raise ValueError('stopped after the config was read')
     monkeypatch.setattr(projector.inversion, 'invert', fake_invert)
-    for extra in ([], ['--option=fp32=false']):
+    runs = ([], ['--fp32'], ['--option=fp32=true'], ['--option=fp32=false'], ['--option=fp32=false', '--fp32'])
+    for extra in runs:
         r = CliRunner().invoke(projector.main, [f'--network={small_pickle}', f'--target={photo}',
                                                 f'--outdir={tmp_path / "out"}', '--device=cpu', '--no-align', *extra])
         assert 'stopped after the config was read' in r.output, r.output
-    assert [c.fp32 for c in configs] == [True, False]
+    assert [c.fp32 for c in configs] == [False, True, True, False, True]

@@ -98,7 +98,7 @@ def test_runtime_options_are_the_same_in_every_script():
     assert result.output.strip() == repr(sorted(dict(device="auto", batch_size=3, fp32=False, num_threads=0,
                                                      trust_pickle=False).items()))
     assert CliRunner().invoke(probe, ["--batch", "0"]).exit_code != 0
-    for script, has_batch, has_fp32 in ((gen_images, True, True), (gen_video, True, True), (projector, False, False)):
+    for script, has_batch, has_fp32 in ((gen_images, True, True), (gen_video, True, True), (projector, False, True)):
         params = _params(script.main)
         assert {"device", "num_threads", "trust_pickle"} <= set(params)
         assert ("batch_size" in params, "fp32" in params) == (has_batch, has_fp32), script.__name__

@@ -280,6 +280,21 @@ def test_widget_steps_become_the_library_config(photo_png, small_pickle):
     assert calls[0]['config'] == InversionConfig(num_steps=40, tune_steps=10, seed=2)
 
 
+@pytest.mark.parametrize('force_fp32', [False, True])
+def test_widget_inversion_follows_the_force_fp32_toggle(photo_png, small_pickle, force_fp32):
+    """The job's config takes fp32 from the Performance section's "Force fp32" (RenderArgs.force_fp32):
+    off, the inversion runs the network's fp16 layers as the visualizer renders them."""
+    calls = []
+    w = PhotoWidget(CameraWidget())
+    w.open(photo_png)
+    w.seed = 4
+    w.invert(RenderArgs(pkl=small_pickle, device='cpu', force_fp32=force_fp32), None,
+             invert_fn=lambda *a, **k: fake_invert(*a, calls=calls, **k))
+    assert w.job.wait(30) and w.poll()
+    assert calls[0]['config'] == InversionConfig(seed=4, fp32=force_fp32)
+    assert calls[0]['config'].fp32 is force_fp32
+
+
 def test_widget_current_camera_option_passes_the_slider_camera(photo_png, small_pickle):
     calls = []
     w = PhotoWidget(CameraWidget())

@@ -188,16 +188,18 @@ class PhotoWidget(PhotoDrawing):
         if invert_fn is None and info is not None:
             invert_fn = aligned_invert(info)
         job = start_inversion(args.pkl, self.photo_path, key=args.key, device=args.device, camera=camera,
-                              config=self.config(), num_threads=args.num_threads, trust_pickle=args.trust_pickle,
-                              invert_fn=invert_fn)
+                              config=self.config(fp32=args.force_fp32), num_threads=args.num_threads,
+                              trust_pickle=args.trust_pickle, invert_fn=invert_fn)
         self._start('invert', job, args.pkl, os.path.basename(self.photo_path))
         self._job_photo = self.photo_path
 
-    def config(self):
-        """The panel's settings as the library's InversionConfig (default steps: the library's)."""
+    def config(self, fp32=False):
+        """The panel's settings as the library's InversionConfig (default steps: the library's). `fp32`:
+        the Performance section's "Force fp32" (RenderArgs.force_fp32), so that the inversion follows the
+        precision the visualizer renders in (off: the network's fp16 layers in bf16/fp16, force_fp32_for)."""
         from raycond.inversion.config import InversionConfig
         steps = {} if self.default_steps else dict(num_steps=int(self.num_steps), tune_steps=int(self.tune_steps))
-        return InversionConfig(seed=int(self.seed), **steps)
+        return InversionConfig(seed=int(self.seed), fp32=bool(fp32), **steps)
 
     def load_inversion(self, path, args, *, load_fn=None, load_network_fn=None):
         """Start reading a saved inversion onto the network of `args`."""

@@ -50,9 +50,9 @@ class InversionConfig:
     locality_bank: int = 8          # reference renders of each locality kind
     locality_radius: float = 30.0   # PTI's locality ball radius in W
     pixel_weight: float = 1.0       # weight of the pixel MSE inside every loss
-    fp32: bool = True               # every layer in float32; False: the rule of raycond.generate.force_fp32_for (fp16
-                                    # layers in bf16 on a CPU with native bfloat16, fp16 on CUDA): 1.9x faster at 256²
-                                    # but not the default: its result can end < 35 dB from float32's (docs/performance.md)
+    fp32: bool = False              # every layer in float32; default: the rule of every tool, the network's fp16 layers
+                                    # in bfloat16 on a CPU with native bfloat16 and fp16 on CUDA
+                                    # (raycond.generate.force_fp32_for; docs/performance.md)
 
     def __post_init__(self):
         for f in dataclasses.fields(self):

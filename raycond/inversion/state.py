@@ -43,8 +43,8 @@ class Run:
         self.camera_from_photos = False  # the start's camera came from a reader trained on labelled photos
         self.gen = torch.Generator().manual_seed(int(config.seed))
         self.has_camera = bool(info.camera)
-        # float32 with config.fp32 (the default); without it the rule of every tool: fp16 layers in
-        # fp16 on CUDA, in bf16 on a CPU with native bfloat16, float32 elsewhere
+        # the rule of every tool by default: fp16 layers in fp16 on CUDA, in bf16 on a CPU with native
+        # bfloat16, float32 elsewhere; config.fp32 (--fp32) runs every layer in float32
         self.force_fp32 = rgen.force_fp32_for(device, config.fp32, G)
         self.mapping_camera = self.has_camera and int(getattr(G.mapping, "c_dim", 0) or 0) == cam.LABEL_DIM
         d = rgen.default_camera(info)
