@@ -5,8 +5,8 @@ others), so a locality regulariser keeps the tuned generator's renders close to 
 (a) for the pivot at random *other cameras* and (b) for random latents near the pivot (PTI's ball
 of radius `locality_radius` in W) at random cameras. Reference renders are made once, before; each
 step renders one of them, of kinds (a) and (b) in turn: both every step cost half as much again per
-step, and 45 steps with one (weight 0.5) beat 30 with both at the input view for about the same
-time, keeping the novel views (docs/performance.md).
+step, and more steps with one beat fewer with both at the input view for the same time, keeping
+the novel views (docs/performance.md).
 """
 
 from __future__ import annotations
