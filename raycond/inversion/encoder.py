@@ -160,20 +160,28 @@ def train(sample, w_dim: int, yaw_range, pitch_range, num_samples: int = 8192, s
     net.w_scale.copy_(ws.std(0).clamp_min(1e-4))
     net = net.to(device)
     imgs, cams, ws = imgs.to(device), cams.to(device), ws.to(device)
+
+    def loss_of(pred_cam, pred_w, target_cam, idx, flip):
+        cam_loss = ((pred_cam - target_cam) / net.span).square().mean()
+        w_err = ((pred_w - ws[idx]) / net.w_scale).square().mean(1)
+        return 10 * cam_loss + (w_err * (~flip)).sum() / (~flip).sum().clamp_min(1)   # mirrored: w unknown
+    report = None if progress is None else (lambda done: progress(num_samples + done, total))
+    return _fit(net, imgs, cams, loss_of, steps, batch, gen, device, report)
+
+
+def _fit(net: Encoder, imgs, cams, loss_of, steps: int, batch: int, gen, device, report) -> Encoder:
+    """Adam with a cosine learning rate over augmented, half-mirrored batches; report(done) every 25 steps."""
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     for i in range(steps):
         _cosine_lr(opt, i, steps)
         idx, x, target_cam, flip = _flipped_batch(imgs, cams, gen, batch, device)
         pred_cam, pred_w = net(_augment(x, gen))
-        cam_loss = ((pred_cam - target_cam) / net.span).square().mean()
-        w_err = ((pred_w - ws[idx]) / net.w_scale).square().mean(1)
-        w_loss = (w_err * (~flip)).sum() / (~flip).sum().clamp_min(1)
-        loss = 10 * cam_loss + w_loss
+        loss = loss_of(pred_cam, pred_w, target_cam, idx, flip)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if progress is not None and (i + 1) % 25 == 0:
-            progress(num_samples + i + 1, total)
+        if report is not None and (i + 1) % 25 == 0:
+            report(i + 1)
     return net.eval().requires_grad_(False)
 
 
@@ -185,18 +193,11 @@ def train_camera_reader(images: torch.Tensor, yaw_pitch: torch.Tensor, w_dim: in
     gen = torch.Generator().manual_seed(int(seed))
     net = Encoder(w_dim, yaw_range, pitch_range, width=width).to(device)
     imgs, cams = images.to(device), yaw_pitch.float().to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    for i in range(steps):
-        _cosine_lr(opt, i, steps)
-        _, x, target_cam, _ = _flipped_batch(imgs, cams, gen, batch, device)
-        pred_cam, _ = net(_augment(x, gen))
-        loss = ((pred_cam - target_cam) / net.span).square().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if progress is not None and (i + 1) % 25 == 0:
-            progress(i + 1, steps)
-    return net.eval().requires_grad_(False)
+
+    def loss_of(pred_cam, _pred_w, target_cam, _idx, _flip):
+        return ((pred_cam - target_cam) / net.span).square().mean()
+    report = None if progress is None else (lambda done: progress(done, steps))
+    return _fit(net, imgs, cams, loss_of, steps, batch, gen, device, report)
 
 
 # ----------------------------------------------------------------------------- files
