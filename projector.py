@@ -206,7 +206,15 @@ def report_domain(res, G, info, crop, alignment, dev):
     recon = gen.to_uint8(res.render().cpu()).numpy()[0].astype(np.float64)
     target = res.target.permute(0, 2, 3, 1).numpy()[0].astype(np.float64)
     psnr = 10 * np.log10(255.0 ** 2 / max(np.mean((recon - target) ** 2), 1e-10))
-    rep = domain.check(G, info, crop, inversion.fingerprint(G), alignment.convention, device=dev)
+    bar = {}
+
+    def progress(done, total):   # the first calibration of a network renders ~1000 samples: show it
+        from tqdm import tqdm
+        b = bar.get("b") or bar.setdefault("b", tqdm(total=total, desc="domain check", unit="img", leave=False))
+        b.update(done - b.n)
+        if done >= total:
+            b.close()
+    rep = domain.check(G, info, crop, inversion.fingerprint(G), alignment.convention, device=dev, progress=progress)
     verdict = "in domain" if rep.in_domain else "OUT OF DOMAIN"
     print(f"input view: PSNR {psnr:.1f} dB; domain score {rep.score:.2f} ({verdict}; the network's own samples "
           f"score about 1 or less, above {domain.THRESHOLD} is out)")
@@ -265,7 +273,6 @@ def _orbit_frames(res, info):
 def write_results(res, info, outdir, view_yaws, view_pitches, save_video) -> list[str]:
     """target.png, proj.png, projected.npz, inversion.pt and views.png as one set (all or none,
     raycond.atomic_io), then the video; returns the names written."""
-    import numpy as np
     target_u8 = res.target.permute(0, 2, 3, 1).numpy()
     recon = res.render()
     recon_u8 = gen.to_uint8(recon.cpu()).numpy()

@@ -232,3 +232,12 @@ def test_heads_already_framed_like_the_network_are_not_resampled():
         crop, al = align.align_photo(head, "synth", 64)
         assert al.convention == "center" and "already framed" in al.message and al.landmarks is not None
         assert np.array_equal(crop, prepare_target(head, 64)[0][0].permute(1, 2, 0).numpy())
+
+
+def test_domain_calibration_reports_progress_over_the_samples(small_pickle):
+    from raycond import loading
+    from raycond.inversion import domain
+    G, info, _ = loading.load_generator_and_discriminator(small_pickle)
+    seen = []
+    domain.calibrate(G, info, num_samples=40, batch=16, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(16, 40), (32, 40), (40, 40)]

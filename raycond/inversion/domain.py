@@ -106,8 +106,10 @@ def _residual(imgs_u8: np.ndarray, cal: Calibration) -> np.ndarray:
     return np.linalg.norm(x - (x @ cal.pca_basis.T) @ cal.pca_basis, axis=1)
 
 
-def calibrate(G, info, num_samples: int = 1024, seed: int = 0, device="cpu", batch: int = 32) -> Calibration:
-    """Fit on three quarters of `num_samples` of the network's renders, set the scales on the rest."""
+def calibrate(G, info, num_samples: int = 1024, seed: int = 0, device="cpu", batch: int = 32,
+              progress=None) -> Calibration:
+    """Fit on three quarters of `num_samples` of the network's renders, set the scales on the rest;
+    progress(done, num_samples) after each batch of renders."""
     stats = info.camera_stats or {}
     yr, pr = stats.get("yaw_range_deg", (-35, 35)), stats.get("pitch_range_deg", (-15, 15))
     rng = np.random.default_rng(seed)
@@ -116,6 +118,8 @@ def calibrate(G, info, num_samples: int = 1024, seed: int = 0, device="cpu", bat
         n = min(batch, num_samples - start)
         c = rgen.c_for_network(info, rng.uniform(*yr, n), rng.uniform(*pr, n), batch=n, device=device)
         imgs.append(rgen.generate_images(G, range(start, start + n), c=c, batch_size=n, device=device))
+        if progress is not None:
+            progress(start + n, num_samples)
     imgs = np.concatenate(imgs)
     fit, held = imgs[: num_samples * 3 // 4], imgs[num_samples * 3 // 4:]
     tex = texture_stats(fit)
@@ -132,7 +136,8 @@ def cache_path(fingerprint: str, num_samples: int) -> str:
     return dnnlib.util.make_cache_dir_path("raycond-domain", f"{fingerprint[:20]}-v{VERSION}-{num_samples}.npz")
 
 
-def get_calibration(G, info, fingerprint: str, num_samples: int = 1024, device="cpu", log=print) -> Calibration:
+def get_calibration(G, info, fingerprint: str, num_samples: int = 1024, device="cpu", log=print,
+                    progress=None) -> Calibration:
     """The cached calibration for this network, or a fresh one (then cached)."""
     if os.environ.get(QUICK_ENV):   # the test suite's quick mode, shared with the pose regressor
         num_samples = min(num_samples, 128)
@@ -145,7 +150,7 @@ def get_calibration(G, info, fingerprint: str, num_samples: int = 1024, device="
         except (OSError, KeyError, ValueError):  # a stale or truncated cache file: calibrate again
             pass
     log(f"domain check: calibrating on {num_samples} of the network's own samples (once; cached)")
-    cal = calibrate(G, info, num_samples=num_samples, device=device)
+    cal = calibrate(G, info, num_samples=num_samples, device=device, progress=progress)
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         dnnlib.util.atomic_write(path, lambda f: np.savez(f, **dataclasses.asdict(cal)))
@@ -179,7 +184,8 @@ def report(score: float, info, convention: str | None = None) -> DomainReport:
 
 
 def check(G, info, image_u8: np.ndarray, fingerprint: str, convention: str | None = None, device="cpu",
-          log=print) -> DomainReport:
-    """Score one H×W×C uint8 image at the network's resolution (the aligned crop the network sees)."""
-    cal = get_calibration(G, info, fingerprint, device=device, log=log)
+          log=print, progress=None) -> DomainReport:
+    """Score one H×W×C uint8 image at the network's resolution (the aligned crop the network sees);
+    progress(done, total) while a first calibration renders the network's samples."""
+    cal = get_calibration(G, info, fingerprint, device=device, log=log, progress=progress)
     return report(float(score_images(cal, np.asarray(image_u8)[None])[0]), info, convention)
