@@ -175,6 +175,11 @@ def project(network, target, outdir, yaw, pitch, fov, radius, lookat, preset, ca
         print(alignment.message)
     if alignment.convention != "center":
         print(f"face found: cut to the '{alignment.convention}' crop" + (f" ({'; '.join(notes)})" if notes else ""))
+    # FFHQ-style networks start the camera at the head pose of the face landmarks (the encoder's camera
+    # otherwise); the pivot refines it. The pose is read in the crop's frame (no roll): align.camera_hint.
+    camera_hint = align.camera_hint(alignment, convention) if do_align and camera is None and info.camera else None
+    if camera_hint is not None:
+        print(f"camera start from the face landmarks: yaw {camera_hint[0]:+.1f} deg, pitch {camera_hint[1]:+.1f} deg")
 
     from tqdm import tqdm
     progress = StageProgress()
@@ -182,7 +187,7 @@ def project(network, target, outdir, yaw, pitch, fov, radius, lookat, preset, ca
         # The centre crop goes through the library's own conversion, which names what it changed.
         res = inversion.invert(G, target if alignment.convention == "center" else crop, camera=camera, config=config, device=dev, progress=progress, info=info, D=D,
                                network_path=os.path.abspath(network) if os.path.exists(network) else network,
-                               log=tqdm.write)
+                               log=tqdm.write, camera_hint=camera_hint)
     finally:
         progress.close()
     m = res.meta
@@ -191,6 +196,9 @@ def project(network, target, outdir, yaw, pitch, fov, radius, lookat, preset, ca
         if m["camera_estimated"]:   # inversion files from before camera_refined was recorded refined it
             how = "estimated, refined by the pivot" if m.get("camera_refined", True) else \
                 "read by the encoder's camera reader (trained on labelled photos)"
+            if str(m.get("camera_start", "")).endswith("+landmarks"):
+                how = "from the face landmarks, refined by the pivot" if m.get("camera_refined", True) else \
+                    "from the face landmarks"
         print(f"camera ({how}): yaw {m['yaw_deg']:+.1f} deg, pitch {m['pitch_deg']:+.1f} deg, FOV {m['fov_deg']:.2f} deg")
     report_domain(res, G, info, crop, alignment, dev)
     written = write_results(res, info, outdir, view_yaws, view_pitches, save_video)

@@ -427,3 +427,37 @@ def head_pose(landmarks: np.ndarray) -> tuple[float, float]:
     yaw = np.degrees(np.arctan2(-face[0], -face[2]))                    # face toward image-left: camera at +x
     pitch = np.degrees(np.arctan2(-face[1], np.hypot(face[0], face[2])))  # face up (y < 0): camera below
     return float(yaw), float(pitch)
+
+
+# Conventions whose networks get the head pose as the inversion's camera start: 'ffhq' (FFHQ-style
+# faces with EG3D cameras, raycond.camera's convention). Not 'synth': on 40 synthetic heads the
+# mesh's pose is 4.2° off (angular mean; yaw 2.5°, pitch 2.7°) at 256² and 5.3° at 64²
+# (benchmarks/bench_head_pose.py), worse than the encoder's camera (2.9° at 64² without a camera
+# reader, 1.7° with one).
+LANDMARK_CAMERA_CONVENTIONS = ("ffhq",)
+
+
+def landmarks_in_crop(alignment: Alignment) -> np.ndarray | None:
+    """The face mesh moved into the crop's pixels (x, y through the crop matrix, z scaled alike), or None."""
+    if alignment.landmarks is None:
+        return None
+    lm = np.asarray(alignment.landmarks, dtype=np.float64)
+    m = alignment.matrix
+    xy = lm[:, :2] @ m[:2, :2].T + m[:2, 2]
+    z = lm[:, 2:3] * np.sqrt(abs(np.linalg.det(m[:2, :2])))
+    return np.concatenate([xy, z], axis=1)
+
+
+def camera_hint(alignment: Alignment, convention: str) -> tuple[float, float] | None:
+    """(yaw_deg, pitch_deg) to start the inversion's camera from, or None.
+
+    A pose only for a face that was found, for a network whose crop convention (`convention`, the
+    network's, even when an already framed photo kept its centre crop) is in
+    LANDMARK_CAMERA_CONVENTIONS. Yaw and pitch do not depend on the crop's scale and translation,
+    but they do on its rotation: a photo's roll mixes yaw into pitch (a head turned 30° and tilted
+    20° in the photo reads 28.5° yaw and 9.8° pitch), so the pose is read from the landmarks moved
+    into the crop, where the alignment has levelled the eyes as the network's cameras (no roll) assume.
+    """
+    if convention not in LANDMARK_CAMERA_CONVENTIONS or alignment.landmarks is None:
+        return None
+    return head_pose(landmarks_in_crop(alignment))

@@ -65,6 +65,11 @@ def aligned_invert(info, invert=None):
         crop, al = align.align_photo(photo, convention, info.img_resolution, detect=align.detector_available())
         if al.message:
             log(al.message)
+        # As projector.py: FFHQ-style networks start the camera at the face landmarks' head pose.
+        hint = align.camera_hint(al, convention) if kw.get('camera') is None and getattr(info, 'camera', True) else None
+        if hint is not None:
+            log(f'camera start from the face landmarks: yaw {hint[0]:+.1f} deg, pitch {hint[1]:+.1f} deg')
+            kw = dict(kw, camera_hint=hint)
         res = (invert or library_invert)(G, target if al.convention == 'center' else crop, **kw)
         base = getattr(res, 'base_G', None) or res.G
         device = next(base.parameters()).device

@@ -4,6 +4,8 @@
    (raycond.target_image), with one line saying what was converted.
 2. **Start** (raycond.inversion.camera_start): by default this network's encoder reads camera and
    w off the photo; its result alone is reported at once (progress stage 'camera', with a preview).
+   A `camera_hint` (projector.py: the head pose of the face landmarks, for 'ffhq' crops) replaces
+   the encoder's camera when no camera reader trained on labelled photos is behind it.
 3. **Pivot** (raycond.inversion.pivot): Adam on w and, jointly, yaw/pitch through the
    differentiable rays.
 4. **Pivotal tuning** (raycond.inversion.tuning): a copy of the generator fine-tuned around the
@@ -87,26 +89,52 @@ def _refines_camera(setting: str, camera_from_photos: bool) -> bool:
     return setting == "yes" or (setting == "auto" and not camera_from_photos)
 
 
-def _start(run, kind, latent0, target_f, fp, network_path, fixed_camera, w_plus):
-    """(latent, yaw, pitch) where the pivot starts."""
+def camera_hint_pair(camera_hint) -> tuple[float, float] | None:
+    """A camera hint as a checked (yaw_deg, pitch_deg) pair of finite floats, or None."""
+    if camera_hint is None:
+        return None
+    try:
+        if isinstance(camera_hint, (str, bytes)):
+            raise TypeError
+        yaw, pitch = (float(v) for v in camera_hint)
+    except (TypeError, ValueError):
+        raise ValueError(f"camera_hint must be a (yaw_deg, pitch_deg) pair, got {camera_hint!r}") from None
+    if not (math.isfinite(yaw) and math.isfinite(pitch)):
+        raise ValueError(f"camera_hint must be finite, got ({yaw}, {pitch})")
+    return yaw, pitch
+
+
+def _uses_hint(run, kind, camera_hint, fixed_camera) -> bool:
+    """Whether a camera hint replaces the start's camera: only the encoder's, and only when no reader
+    trained on labelled photos read it (that reader is the better camera: 1.69 deg mean on held-out
+    heads, docs/performance.md)."""
+    return camera_hint is not None and fixed_camera is None and kind == "encoder" and not run.camera_from_photos
+
+
+def _start(run, kind, latent0, target_f, fp, network_path, fixed_camera, w_plus, camera_hint=None):
+    """(latent, yaw, pitch, hint used) where the pivot starts."""
     yaw = pitch = 0.0
+    used_hint = False
     if fixed_camera is not None:
         y, p, _ = cam.yaw_pitch_from_pose(fixed_camera[:, :16].reshape(1, 4, 4))
         yaw, pitch = math.degrees(float(y)), math.degrees(float(p))
     if kind == "encoder":
         latent0, y, p = camera_start.encoder_start(run, target_f, fp, network_path, w_plus)
-        if fixed_camera is None:
+        if _uses_hint(run, kind, camera_hint, fixed_camera):
+            yaw, pitch = run.clamp_camera(*camera_hint)   # the encoder's w, the hint's camera
+            used_hint = True
+        elif fixed_camera is None:
             yaw, pitch = y, p
     elif kind == "regressor":
         latent0, yaw, pitch = camera_start.regressor_start(run, latent0, target_f, fp)
     elif kind == "grid":
         latent0, yaw, pitch = camera_start.grid_start(run, latent0)
-    return latent0, yaw, pitch
+    return latent0, yaw, pitch, used_hint
 
 
 def invert(G, target, camera=None, *, config: InversionConfig | None = None, progress=None, device=None,
            info=None, D=None, network_path=None, verbose=True, log=None, trust_pickle=False,
-           on_step=None, **overrides) -> Inversion:
+           on_step=None, camera_hint=None, **overrides) -> Inversion:
     """Invert `target` (path, PIL image or H x W x 3 uint8 array) into generator `G` (module or path).
 
     camera: a (25,) / (1,25) label to keep fixed, or None to estimate it (networks with a camera).
@@ -117,12 +145,19 @@ def invert(G, target, camera=None, *, config: InversionConfig | None = None, pro
     shipped encoder is looked for; trust_pickle: as in raycond.loading, for a path `G`.
     on_step(): run on this thread before each step and once at the start (default
     raycond.runtime.step: the adaptive CPU thread count, started here when no script started it).
+    camera_hint: a (yaw_deg, pitch_deg) pair, e.g. `raycond.align.head_pose` of the photo's face
+    landmarks: a start for the camera, not a fixed camera (the pivot refines it as it refines any
+    estimate). It replaces the encoder start's camera (the encoder's w is kept) when no camera
+    reader trained on labelled photos is behind that start; otherwise, with a fixed `camera`, or
+    with another `camera_start`, it is ignored. meta['camera_start'] says 'encoder+landmarks' when
+    it was used, and meta['camera_hint'] records the pair.
     """
     start = time.time()
     log = log or (print if verbose else (lambda *_: None))
     config = (config or InversionConfig()).replace(**{k: v for k, v in overrides.items() if v is not None})
     on_step = runtime.step if on_step is None else on_step
     on_step()
+    camera_hint = camera_hint_pair(camera_hint)
     base_G, info, D, path = resolve_generator(G, info, D, trust_pickle)
     network_path = network_path or path
     device = rgen.resolve_device(next(base_G.parameters()).device if device is None else device)
@@ -147,7 +182,8 @@ def invert(G, target, camera=None, *, config: InversionConfig | None = None, pro
     t0 = time.time()
     latent0 = (torch.randn([1, base_G.z_dim], generator=run.gen).to(device) if run.mapping_camera
                else run.w_avg[:, None, :].repeat(1, base_G.num_ws if config.w_plus else 1, 1))
-    latent0, yaw, pitch = _start(run, kind, latent0, target_f, fp, network_path, fixed_camera, config.w_plus)
+    latent0, yaw, pitch, used_hint = _start(run, kind, latent0, target_f, fp, network_path, fixed_camera,
+                                            config.w_plus, camera_hint)
     start_camera = (yaw, pitch)
     with torch.no_grad():
         start_ws = run.ws_from(latent0, run.label(torch.tensor([yaw]), torch.tensor([pitch]))).detach()
@@ -172,7 +208,8 @@ def invert(G, target, camera=None, *, config: InversionConfig | None = None, pro
         has_camera=bool(info.camera), camera_estimated=estimate, yaw_deg=yaw, pitch_deg=pitch,
         fov_deg=run.fov_deg, radius=run.radius, lookat=list(run.lookat), loss=loss_fn.kind,
         num_steps=config.num_steps, tune_steps=config.tune_steps, w_plus=config.w_plus, seed=config.seed,
-        camera_start=kind or "none", camera_refined=refine,
+        camera_start=(kind or "none") + ("+landmarks" if used_hint else ""), camera_refined=refine,
+        camera_hint=None if camera_hint is None else list(camera_hint),
         start_yaw_deg=start_camera[0], start_pitch_deg=start_camera[1],
         network=None if network_path is None else str(network_path), fingerprint=fp,
         kind=info.kind, seconds=time.time() - start, stage_seconds=times,
