@@ -141,6 +141,7 @@ POLICY_OWNERS = ('raycond/threads.py', 'raycond/runtime.py')
 RUNTIME_USERS = {
     'raycond/cli_options.py': 'the --threads option text of the scripts',
     'raycond/convert.py': 'an entry point (python -m raycond.convert)',
+    'raycond/inversion/train_encoder.py': 'an entry point (python -m raycond.inversion.train_encoder)',
     'raycond/inversion/pipeline.py': 'invert() from a plain script defaults its step hook to runtime.step',
     'raycond/generate.py': 'generate_images() from a plain script defaults its batch hook to runtime.step',
 }
