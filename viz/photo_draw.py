@@ -33,14 +33,17 @@ class PhotoDrawing:
         pairs = self.panel_images()
         if not pairs:
             return
-        size = min((avail - 8 * (len(pairs) - 1)) / len(pairs), 160.0)
+        per_row = min(len(pairs), 2)                                  # 4 after an aligned inversion: 2 rows of 2
+        size = min((avail - 8 * (per_row - 1)) / per_row, 160.0)
         for i, (name, img, caption) in enumerate(pairs):
-            if i:
+            if i % per_row:
                 imgui.same_line(0, 8)
             tex = self._texture(name, img)
             imgui.begin_group()
             imgui.image(imgui.ImTextureRef(tex.gl_id), imgui.ImVec2(size, size * tex.height / max(tex.width, 1)))
+            imgui.push_text_wrap_pos(imgui.get_cursor_pos_x() + size)  # captions wrap at the thumbnail's width
             imgui_utils.dim_text(caption)
+            imgui.pop_text_wrap_pos()
             imgui.end_group()
 
     def draw(self, viz):
