@@ -132,6 +132,18 @@ def _start(run, kind, latent0, target_f, fp, network_path, fixed_camera, w_plus,
     return latent0, yaw, pitch, used_hint
 
 
+def _start_stage(run, kind, base_G, target_f, fp, network_path, fixed_camera, camera_hint):
+    """(latent, yaw, pitch, hint used, start ws) from the mean latent (or a random z) and the start."""
+    config = run.config
+    latent0 = (torch.randn([1, base_G.z_dim], generator=run.gen).to(run.device) if run.mapping_camera
+               else run.w_avg[:, None, :].repeat(1, base_G.num_ws if config.w_plus else 1, 1))
+    latent0, yaw, pitch, used_hint = _start(run, kind, latent0, target_f, fp, network_path, fixed_camera,
+                                            config.w_plus, camera_hint)
+    with torch.no_grad():
+        start_ws = run.ws_from(latent0, run.label(torch.tensor([yaw]), torch.tensor([pitch]))).detach()
+    return latent0, yaw, pitch, used_hint, start_ws
+
+
 def invert(G, target, camera=None, *, config: InversionConfig | None = None, progress=None, device=None,
            info=None, D=None, network_path=None, verbose=True, log=None, trust_pickle=False,
            on_step=None, camera_hint=None, **overrides) -> Inversion:
@@ -180,13 +192,9 @@ def invert(G, target, camera=None, *, config: InversionConfig | None = None, pro
     times = {}
 
     t0 = time.time()
-    latent0 = (torch.randn([1, base_G.z_dim], generator=run.gen).to(device) if run.mapping_camera
-               else run.w_avg[:, None, :].repeat(1, base_G.num_ws if config.w_plus else 1, 1))
-    latent0, yaw, pitch, used_hint = _start(run, kind, latent0, target_f, fp, network_path, fixed_camera,
-                                            config.w_plus, camera_hint)
+    latent0, yaw, pitch, used_hint, start_ws = _start_stage(run, kind, base_G, target_f, fp, network_path,
+                                                            fixed_camera, camera_hint)
     start_camera = (yaw, pitch)
-    with torch.no_grad():
-        start_ws = run.ws_from(latent0, run.label(torch.tensor([yaw]), torch.tensor([pitch]))).detach()
     times["camera"] = time.time() - t0
 
     t0 = time.time()
