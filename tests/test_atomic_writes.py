@@ -132,12 +132,18 @@ def _error_lines(output: str) -> list[str]:
     return [line for line in output.splitlines() if line.startswith('Error:')]
 
 
+def _default_sigint():
+    # A suite started in the background by a non-interactive shell (`pytest ... &`) inherits SIGINT
+    # ignored, and so would the tool: give it the disposition a terminal's Ctrl-C meets.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _tool(script, *args, cwd=ROOT, env=None, **popen):
-    """Start a repository script in a fresh interpreter and its own process group."""
+    """Start a repository script in a fresh interpreter and its own process group, SIGINT at its default."""
     full_env = dict(os.environ, OMP_NUM_THREADS='1', **(env or {}))
     return subprocess.Popen([sys.executable, os.path.join(ROOT, script), *map(str, args)], cwd=cwd, env=full_env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                            **popen)
+                            preexec_fn=_default_sigint, **popen)
 
 
 def _wait_for(cond, proc, timeout=120.0):
