@@ -109,3 +109,14 @@ def make_camera_zip(path, n: int = 8, res: int = 16, seed: int = 0) -> str:
             entries.append([f"{i:05d}.png", c[i].tolist()])
         z.writestr("dataset.json", json.dumps({"labels": entries}))
     return str(path)
+
+
+def fixed_camera_encoder(w_dim, yaw_bias, pitch_bias, width=8):
+    """An inversion Encoder whose camera head ignores the image: yaw = 30·yaw_bias, pitch = 10·pitch_bias."""
+    import torch
+    from raycond.inversion import encoder as enc
+    net = enc.Encoder(w_dim, (-30, 30), (-10, 10), width=width)
+    with torch.no_grad():
+        net.camera_head.weight.zero_()
+        net.camera_head.bias.copy_(torch.tensor([yaw_bias, pitch_bias]))
+    return net

@@ -9,10 +9,10 @@ import shutil
 import numpy as np
 import PIL.Image
 import pytest
-import torch
 from click.testing import CliRunner
 
 import projector
+from conftest import fixed_camera_encoder
 from raycond import align, feature_nets, inversion, loading
 from raycond.camera import camera_label
 from raycond.inversion import encoder as enc
@@ -67,15 +67,6 @@ def test_camera_hint_reads_the_pose_in_the_crop_frame():
 
 
 # ----------------------------------------------------------------------------- invert(camera_hint=...)
-
-def fixed_camera_encoder(w_dim, yaw_bias, pitch_bias, width=8):
-    """An Encoder whose camera head ignores the image: yaw = 30·yaw_bias, pitch = 10·pitch_bias."""
-    net = enc.Encoder(w_dim, (-30, 30), (-10, 10), width=width)
-    with torch.no_grad():
-        net.camera_head.weight.zero_()
-        net.camera_head.bias.copy_(torch.tensor([yaw_bias, pitch_bias]))
-    return net
-
 
 def network_with_encoder(small_pickle, tmp_path, reader: bool) -> str:
     """A copy of the tiny network with an encoder file beside it (camera yaw 0, pitch -3; with

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from raycond import feature_nets, inversion, loading
+from conftest import fixed_camera_encoder
 from raycond.inversion import encoder as enc
 
 
@@ -147,15 +148,6 @@ def test_labelled_photos_refuses_data_without_camera_labels(tmp_path):
         labelled_photos.load(str(tmp_path / "bare.zip"), 64)
     with pytest.raises(labelled_photos.LabelledPhotosError, match="not found"):
         labelled_photos.load(str(tmp_path / "missing.zip"), 64)
-
-
-def fixed_camera_encoder(w_dim, yaw_bias, pitch_bias, width=8):
-    """An Encoder whose camera head ignores the image: yaw = 30·yaw_bias, pitch = 10·pitch_bias."""
-    net = enc.Encoder(w_dim, (-30, 30), (-10, 10), width=width)
-    with torch.no_grad():
-        net.camera_head.weight.zero_()
-        net.camera_head.bias.copy_(torch.tensor([yaw_bias, pitch_bias]))
-    return net
 
 
 def test_camera_reader_gives_the_camera_and_round_trips_through_the_file(tmp_path):
