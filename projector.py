@@ -192,19 +192,23 @@ def project(network, target, outdir, yaw, pitch, fov, radius, lookat, preset, ca
         progress.close()
     m = res.meta
     if m["has_camera"]:
-        how = "given"
-        if m["camera_estimated"]:   # inversion files from before camera_refined was recorded refined it
-            how = "estimated, refined by the pivot" if m.get("camera_refined", True) else \
-                "read by the encoder's camera reader (trained on labelled photos)"
-            if str(m.get("camera_start", "")).endswith("+landmarks"):
-                how = "from the face landmarks, refined by the pivot" if m.get("camera_refined", True) else \
-                    "from the face landmarks"
-        print(f"camera ({how}): yaw {m['yaw_deg']:+.1f} deg, pitch {m['pitch_deg']:+.1f} deg, FOV {m['fov_deg']:.2f} deg")
+        print(f"camera ({camera_source(m)}): yaw {m['yaw_deg']:+.1f} deg, pitch {m['pitch_deg']:+.1f} deg, FOV {m['fov_deg']:.2f} deg")
     report_domain(res, G, info, crop, alignment, dev)
     written = write_results(res, info, outdir, view_yaws, view_pitches, save_video)
     if paste_back:
         written += write_paste_back(res, photo, alignment, outdir, view_yaws, view_pitches)
     print(f"Wrote {', '.join(written)} to {outdir} in {time.time() - start:.1f} s")
+
+
+def camera_source(meta: dict) -> str:
+    """Where the inversion's camera came from, as projector prints it."""
+    if not meta["camera_estimated"]:
+        return "given"
+    refined = meta.get("camera_refined", True)   # inversions from before it was recorded refined it
+    if str(meta.get("camera_start", "")).endswith("+landmarks"):
+        return "from the face landmarks" + (", refined by the pivot" if refined else "")
+    return "estimated, refined by the pivot" if refined else \
+        "read by the encoder's camera reader (trained on labelled photos)"
 
 
 def report_domain(res, G, info, crop, alignment, dev):
@@ -214,15 +218,10 @@ def report_domain(res, G, info, crop, alignment, dev):
     recon = gen.to_uint8(res.render().cpu()).numpy()[0].astype(np.float64)
     target = res.target.permute(0, 2, 3, 1).numpy()[0].astype(np.float64)
     psnr = 10 * np.log10(255.0 ** 2 / max(np.mean((recon - target) ** 2), 1e-10))
-    bar = {}
-
-    def progress(done, total):   # the first calibration of a network renders ~1000 samples: show it
-        from tqdm import tqdm
-        b = bar.get("b") or bar.setdefault("b", tqdm(total=total, desc="domain check", unit="img", leave=False))
-        b.update(done - b.n)
-        if done >= total:
-            b.close()
-    rep = domain.check(G, info, crop, inversion.fingerprint(G), alignment.convention, device=dev, progress=progress)
+    fp = res.meta.get("fingerprint") or inversion.fingerprint(G)   # invert() already hashed the weights
+    # the first calibration of a network renders ~1000 of its samples: show it
+    rep = domain.check(G, info, crop, fp, alignment.convention, device=dev,
+                       progress=cli_options.progress_bar("domain check", unit="img"))
     verdict = "in domain" if rep.in_domain else "OUT OF DOMAIN"
     print(f"input view: PSNR {psnr:.1f} dB; domain score {rep.score:.2f} ({verdict}; the network's own samples "
           f"score about 1 or less, above {domain.THRESHOLD} is out)")

@@ -4,7 +4,8 @@
 (--fov, --radius, --lookat, --preset) and, where a script takes them, the same --yaw/--pitch;
 `camera_model` turns their values into what `raycond.generate.c_for_network` takes. Unset values
 fall back to the network's training cameras (its snapshot's camera statistics), else FFHQ's.
-`runtime_options` gives them the same --device, --batch, --fp32, --threads and --trust-pickle.
+`runtime_options` gives them the same --device, --batch, --fp32, --threads and --trust-pickle;
+`progress_bar` draws a library's progress(done, total) callback.
 """
 
 from __future__ import annotations
@@ -136,6 +137,22 @@ def warn_outside_training_poses(info, yaws, pitches) -> None:
         if why:
             turn = f" (yaw {y:g} is the camera of yaw {(y + 180) % 360 - 180:g})" if abs(y) > 180 else ""
             click.echo(f"  warning: {why}{turn}: the image extrapolates", err=True)
+
+
+def progress_bar(desc: str, unit: str = 'step', every=None):
+    """A library `progress(done, total)` callback drawn as one tqdm bar, opened at the first report and
+    cleared when done reaches total; `every()` (e.g. raycond.runtime.step) runs at each report."""
+    from tqdm import tqdm
+    state = {}
+
+    def progress(done, total):
+        if every is not None:
+            every()
+        bar = state.get('bar') or state.setdefault('bar', tqdm(total=total, desc=desc, unit=unit, leave=False))
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+    return progress
 
 
 @contextlib.contextmanager

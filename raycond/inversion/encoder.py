@@ -96,9 +96,11 @@ class Encoder(torch.nn.Module):
         with torch.no_grad():
             x = self.prepare(img[:1].to(self.w_avg.device))
             batch = torch.cat([x, x.flip(-1)]) if mirror else x
-            cam, w = self(batch)
-            if self.camera_reader is not None:
+            if self.camera_reader is None:
+                cam, w = self(batch)
+            else:   # the camera is the reader's: only the photo itself goes through for w
                 cam, _ = self.camera_reader(batch)
+                _, w = self(x)
         if not mirror:
             return float(cam[0, 0]), float(cam[0, 1]), w[:1]
         return float(cam[0, 0] - cam[1, 0]) / 2, float(cam[0, 1] + cam[1, 1]) / 2, w[:1]

@@ -28,10 +28,15 @@ class LabelledPhotosError(ValueError):
     """The dataset cannot teach a camera reader (missing, unreadable or without camera labels)."""
 
 
+def _read_file(folder: str, name: str) -> bytes:
+    with open(os.path.join(folder, name), "rb") as f:
+        return f.read()
+
+
 def _open(path: str):
-    """(names, read(name) → bytes) of a zip file or a folder."""
+    """(read(name) → bytes, the open zip file or None) of a zip file or a folder."""
     if os.path.isdir(path):
-        return (lambda name: open(os.path.join(path, name), "rb").read()), None
+        return (lambda name: _read_file(path, name)), None
     if os.path.isfile(path) and zipfile.is_zipfile(path):
         z = zipfile.ZipFile(path)
         return z.read, z
@@ -77,10 +82,5 @@ def load(path: str, size: int, limit: int = 10000, progress=None) -> tuple[torch
     finally:
         if handle is not None:
             handle.close()
-    return torch.cat(images), cam.label_yaw_pitch_deg(_pad_labels(poses))
-
-
-def _pad_labels(poses: list) -> torch.Tensor:
-    """(N,16) cam2world rows → (N,25) labels (intrinsics unused by label_yaw_pitch_deg)."""
-    p = torch.tensor(poses, dtype=torch.float32)
-    return torch.cat([p, torch.zeros(p.shape[0], cam.LABEL_DIM - cam.POSE_DIM)], 1)
+    yaw, pitch, _ = cam.yaw_pitch_from_pose(torch.tensor(poses, dtype=torch.float32))
+    return torch.cat(images), torch.stack([yaw, pitch], 1).rad2deg()

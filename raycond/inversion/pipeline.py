@@ -85,7 +85,7 @@ def _start_kind(run: Run, config: InversionConfig, estimate: bool) -> str | None
 def _refines_camera(setting: str, camera_from_photos: bool) -> bool:
     """Whether the pivot moves the estimated camera. 'auto': not when the start's camera came from
     a reader trained on labelled photos; through the pixel loss the camera trades against the latent
-    and drifted from 1.2° to 2.9° off on held-out heads (docs/performance.md)."""
+    and drifted from 1.24° to 2.85° off on 8 development heads (docs/performance.md)."""
     return setting == "yes" or (setting == "auto" and not camera_from_photos)
 
 

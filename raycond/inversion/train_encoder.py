@@ -20,7 +20,7 @@ import sys
 from raycond import runtime  # first: it chooses OpenMP's wait policy before torch loads
 import torch
 
-from raycond import loading
+from raycond import cli_options, loading
 from raycond.safe_pickle import NetworkLoadError
 
 from . import camera_start, labelled_photos
@@ -31,18 +31,9 @@ from .state import Run
 
 
 def _bar(desc: str):
-    """A progress(done, total) callback drawing one tqdm bar and following the CPU competition
-    (raycond.runtime.step: two threads against a third process ran the reader 4x slower)."""
-    from tqdm import tqdm
-    state = {}
-
-    def progress(done, total):
-        runtime.step()
-        bar = state.get("bar") or state.setdefault("bar", tqdm(total=total, desc=desc, unit="step", leave=False))
-        bar.update(done - bar.n)
-        if done >= total:
-            bar.close()
-    return progress
+    """A tqdm progress callback that also follows the CPU competition (raycond.runtime.step: two
+    threads against a third process ran the reader 4x slower)."""
+    return cli_options.progress_bar(desc, every=runtime.step)
 
 
 def camera_errors(net: enc.Encoder, images: torch.Tensor, yaw_pitch: torch.Tensor, mirror: bool) -> float:
@@ -68,9 +59,7 @@ def add_camera_reader(network: str, data: str, out: str | None = None, photos: i
                   network_path=network, num_samples=config.encoder_samples, steps=config.encoder_steps,
                   progress=_bar("encoder"), log=log)
     images, yaw_pitch = labelled_photos.load(data, enc.SIZE, limit=photos, progress=_bar("photos"))
-    held = torch.arange(len(images)) % 10 == 9
-    if held.all() or not held.any():
-        held = torch.zeros(len(images), dtype=torch.bool)
+    held = torch.arange(len(images)) % 10 == 9       # every tenth photo (none below ten photos)
     log(f"camera reader: {int((~held).sum())} labelled photos from {os.path.basename(data)} "
         f"({int(held.sum())} held out), {steps} steps")
     net.camera_reader = None
