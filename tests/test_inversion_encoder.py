@@ -207,3 +207,20 @@ def test_train_encoder_cli_writes_an_encoder_with_a_camera_reader(small_pickle, 
     assert train_encoder.main(["--network", small_pickle, "--data", str(tmp_path / "none.zip"),
                                "--out", str(out)]) == 1
     assert "Error: " in capsys.readouterr().err
+
+
+def test_train_encoder_reads_every_dataset_given(small_pickle, tmp_path, monkeypatch, capsys):
+    from conftest import make_camera_zip
+    from raycond import pose_regressor
+    from raycond.inversion import train_encoder
+    monkeypatch.setenv(pose_regressor.QUICK_ENV, "1")
+    first = make_camera_zip(tmp_path / "a.zip", n=20, res=32)
+    second = make_camera_zip(tmp_path / "b.zip", n=10, res=32)
+    out = tmp_path / "out.encoder.safetensors"
+    assert train_encoder.main(["--network", small_pickle, "--data", first, "--data", second, "--out", str(out),
+                               "--steps", "5", "--threads", "1"]) == 0
+    assert "27 labelled photos from a.zip + b.zip (3 held out)" in capsys.readouterr().out
+    loaded = enc.read(str(out), inversion.fingerprint(loading.load_network(small_pickle)))
+    assert loaded.camera_photos.startswith("27 photos of a.zip + b.zip")
+    images, yaw_pitch = train_encoder.load_datasets([first, second], enc.SIZE, photos=5)
+    assert images.shape == (10, 3, enc.SIZE, enc.SIZE) and yaw_pitch.shape == (10, 2)
