@@ -294,7 +294,11 @@ if not names:   # stylegan3's file, or stylegan2-ada-pytorch's
     sys.exit(f'{path}: no training/networks_stylegan2.py or training/networks.py (a StyleGAN2-ADA or StyleGAN3 checkout)')
 module = importlib.import_module('training.' + names[0])
 synthesis = dict(channel_base=cbase, channel_max=cmax, num_fp16_res=4, conv_clamp=256)
-if 'synthesis_kwargs' in inspect.signature(module.Generator).parameters:
+# The class as written, under persistence.persistent_class's wrapper (whose __init__ takes *args, **kwargs):
+# stylegan2-ada-pytorch's takes synthesis_kwargs={} (a dict), stylegan3's **synthesis_kwargs.
+cls = next((k for k in module.Generator.__mro__ if k.__module__ == module.__name__), module.Generator)
+param = inspect.signature(cls.__init__).parameters.get('synthesis_kwargs')
+if param is not None and param.kind is not param.VAR_KEYWORD:
     G = module.Generator(512, 0, 512, res, 3, synthesis_kwargs=synthesis)
 else:
     G = module.Generator(512, 0, 512, res, 3, **synthesis)
