@@ -16,8 +16,8 @@ alternating, and prints the ratio of the best times (wall and process CPU time; 
 a shared machine the CPU time is the steadier figure).
 
 --published DIR times NVIDIA's published StyleGAN2 training iteration from a stylegan2-ada-pytorch
-checkout (nothing of it is in this repository) side by side with this code's --cfg=stylegan2 in
-its default precision and with --fp32: one process each, alternating, best of --repeats, on the
+checkout (nothing of it is in this repository) side by side with this code's --cfg=stylegan2 (or
+--cfg=raycond2) in its default precision and with --fp32: one process each, alternating, best of --repeats, on the
 CPU, where the published code has no fp16 (num_fp16_res=0) and its ops run their reference paths.
 """
 
@@ -211,11 +211,12 @@ def _json_of(name, cmd):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def compare_published(published, res, batch, batch_gpu, cbase, cmax, map_depth, iters, repeats, num_threads):
-    """Best s/kimg (wall, process CPU) of the published code, this code's stylegan2 in its default
+def compare_published(published, res, batch, batch_gpu, cbase, cmax, map_depth, iters, repeats, num_threads,
+                      cfg='stylegan2'):
+    """Best s/kimg (wall, process CPU) of the published code, this code's `cfg` in its default
     precision and with --fp32: one process each, in an order that rotates every repeat (so that a
     change of load hits all three). Returns ({'published': s, 'default': s, 'fp32': s}, same for CPU)."""
-    common = ['--cfg=stylegan2', f'--res={res}', f'--batch={batch}', f'--batch-gpu={batch_gpu}', '--device=cpu',
+    common = [f'--cfg={cfg}', f'--res={res}', f'--batch={batch}', f'--batch-gpu={batch_gpu}', '--device=cpu',
               f'--cbase={cbase}', f'--cmax={cmax}', f'--map-depth={map_depth}', f'--iters={iters}',
               f'--threads={num_threads}', '--json']
     cmds = {
@@ -238,11 +239,11 @@ def compare_published(published, res, batch, batch_gpu, cbase, cmax, map_depth, 
     return best, best_cpu
 
 
-def format_published(rows, batch, batch_gpu, cbase, cmax, map_depth, iters, repeats, num_threads):
+def format_published(rows, batch, batch_gpu, cbase, cmax, map_depth, iters, repeats, num_threads, cfg='stylegan2'):
     """Markdown table of compare_published's results: a wall-time and a process-CPU row per resolution."""
     lines = [f"CPU, torch {torch.__version__}, threads {num_threads or 'automatic'}, batch {batch} "
              f"(batch-gpu {batch_gpu}), cbase {cbase}, cmax {cmax}, map depth {map_depth}, {iters} iterations, best of "
-             f"{repeats} alternating processes; this code: --cfg=stylegan2, default = {precision.describe('cpu')}; "
+             f"{repeats} alternating processes; this code: --cfg={cfg}, default = {precision.describe('cpu')}; "
              f"published: fp32; ratio = this code / published (below 1: this code is faster)",
              '', '| resolution | time | published s/kimg | this code, default s/kimg | ratio | this code, --fp32 s/kimg '
              '| ratio |', '|---|---|---|---|---|---|---|']
@@ -276,17 +277,18 @@ def format_published(rows, batch, batch_gpu, cbase, cmax, map_depth, iters, repe
 @click.option('--pose-loss', type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="train.py's --term=pose:W (the reader on each generated image and its mirror); the cfg column reads '+pl'")
 @click.option('--published', metavar='DIR', default=None,
-              help='A stylegan2-ada-pytorch checkout: time its training iteration, this code (--cfg=stylegan2) and '
+              help='A stylegan2-ada-pytorch checkout: time its training iteration, this code (--cfg, stylegan2 unless raycond2 is given) and '
                    'this code with --fp32 in alternating processes on the CPU; print a markdown table.')
 @click.option('--json', 'as_json', is_flag=True, default=False, hidden=True,
               help='Print each result as one JSON line (used by --published).')
 def main(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters, num_threads, fp32, compare_fp32, repeats,
          pose_negatives, pose_loss, published, as_json):
     if published:
-        if cfg not in (None, 'stylegan2') or device == 'cuda' or fp32 or compare_fp32 or pose_negatives or pose_loss:
-            raise click.ClickException('--published times the CPU, --cfg=stylegan2, in both precisions: drop --cfg, '
-                                       '--device=cuda, --fp32, --compare-fp32, --pose-negatives and --pose-loss')
+        if cfg == 'posecond2' or device == 'cuda' or fp32 or compare_fp32 or pose_negatives or pose_loss:
+            raise click.ClickException('--published times the CPU, --cfg=stylegan2 or raycond2, in both precisions: '
+                                       'drop --device=cuda, --fp32, --compare-fp32, --pose-negatives and --pose-loss')
         device = 'cpu'
+        cfg = cfg or 'stylegan2'
     cfg = cfg or 'raycond2'
     if device == 'auto':
         device = 'cuda' if torch.cuda.is_available() else 'cpu'
@@ -302,8 +304,8 @@ def main(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters, num_
         raise click.ClickException(f'--res must be a comma-separated list of integers, got {res!r}') from None
     if published:
         rows = [(r, compare_published(published, r, batch, batch_gpu, cbase, cmax, map_depth, iters, repeats,
-                                      num_threads)) for r in resolutions]
-        click.echo(format_published(rows, batch, batch_gpu, cbase, cmax, map_depth, iters, repeats, num_threads))
+                                      num_threads, cfg)) for r in resolutions]
+        click.echo(format_published(rows, batch, batch_gpu, cbase, cmax, map_depth, iters, repeats, num_threads, cfg))
         return
     if not as_json:
         print(f'{"cfg":<22} {"res":>5} {"batch":>5} {"device":<7} {"thr":>3} {"G params":>9} {"D params":>9} '
