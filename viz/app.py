@@ -230,13 +230,14 @@ class Visualizer(ImguiWindow):
         if self.image_rect is None or not self.showing_image:
             return
         self.texture.set_filter(self.perf.smooth)
-        sx, sy = self._fb_scale()
+        fb = self.framebuffer_size        # asked once: each ask is a round trip to the X server
+        sx, sy = self._fb_scale(fb)
         x, y, w, h = self.image_rect
-        self.quad.draw(self.texture, (x * sx, y * sy, w * sx, h * sy), self.framebuffer_size)
+        self.quad.draw(self.texture, (x * sx, y * sy, w * sx, h * sy), fb)
 
-    def _fb_scale(self):
+    def _fb_scale(self, fb=None):
         ww, wh = self.window_size
-        fw, fh = self.framebuffer_size
+        fw, fh = self.framebuffer_size if fb is None else fb
         return (fw / ww if ww else 1.0), (fh / wh if wh else 1.0)
 
     # -- helpers for tests / benchmarks ---------------------------------------------------------
