@@ -17,7 +17,7 @@ start of the optimisation (raycond.inversion.pipeline).
   *photos with true cameras* (the network's training data, raycond.inversion.labelled_photos).
   A generator shows the camera it is asked for only to within its pose error, so an encoder
   taught by samples alone reads photos' cameras 2.9° off on held-out synthetic heads; the reader
-  trained on 9000 labelled heads reads them to 1.2° (docs/performance.md). When a file holds one,
+  trained on 18000 labelled heads reads them to 1.1–1.3° (docs/performance.md). When a file holds one,
   `predict` takes the camera from it, and the inversion keeps that camera instead of refining it
   through the pixel loss, which pulled good cameras away (raycond.inversion.pipeline).
 - Files: safetensors (tensors and a JSON header, no code). A network's encoder is looked up by the

@@ -106,7 +106,7 @@ def camera_hint_pair(camera_hint) -> tuple[float, float] | None:
 
 def _uses_hint(run, kind, camera_hint, fixed_camera) -> bool:
     """Whether a camera hint replaces the start's camera: only the encoder's, and only when no reader
-    trained on labelled photos read it (that reader is the better camera: 1.5-1.8 deg mean on held-out
+    trained on labelled photos read it (that reader is the better camera: 1.1-1.3 deg mean on held-out
     heads, docs/performance.md)."""
     return camera_hint is not None and fixed_camera is None and kind == "encoder" and not run.camera_from_photos
 
