@@ -23,7 +23,6 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 
@@ -39,6 +38,7 @@ import torch  # noqa: E402
 from raycond import precision  # noqa: E402
 from raycond.camera import LABEL_DIM, camera_label  # noqa: E402
 from raycond.generate import force_fp32_for, parse_int_list  # noqa: E402
+from benchmarks.published_runs import best_of_rotations  # noqa: E402
 from training import networks_stylegan2  # noqa: E402
 
 CFGS = ('stylegan2', 'raycond2', 'raycond3-t')
@@ -318,13 +318,6 @@ print(json.dumps(dict(best_ms_per_image=min(total) / batch, total_ms_per_image=s
 """
 
 
-def _json_of(name, cmd):
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode != 0:
-        raise RuntimeError(f"{name}: {(out.stderr.strip().splitlines() or ['failed with no message'])[-1]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def compare_published(published, cfg, res, cbase, cmax, batch, iters, warmup, rounds, num_threads, echo=print):
     """Best ms/image of the published StyleGAN2 code, this code in its default precision and with
     --fp32: one process each, in an order that rotates every round (so that a change of load hits
@@ -337,16 +330,8 @@ def compare_published(published, cfg, res, cbase, cmax, batch, iters, warmup, ro
         'default': [sys.executable, os.path.abspath(__file__), *common],
         'fp32': [sys.executable, os.path.abspath(__file__), *common, '--fp32'],
     }
-    names = list(cmds)
-    best = {k: float('inf') for k in names}
-    best_cpu = dict(best)
-    for i in range(rounds):
-        for k in names[i % 3:] + names[:i % 3]:
-            r = _json_of('the published code' if k == 'published' else f'this code ({k})', cmds[k])
-            best[k] = min(best[k], r['best_ms_per_image'])
-            best_cpu[k] = min(best_cpu[k], r['cpu_ms_per_image'])
-            echo(f"  {res}x{res} round {i + 1}: {k} {r['best_ms_per_image']:.1f} ms/image")
-    return best, best_cpu
+    return best_of_rotations(cmds, rounds, 'best_ms_per_image', 'cpu_ms_per_image', lambda i, k, r: echo(
+        f"  {res}x{res} round {i}: {k} {r['best_ms_per_image']:.1f} ms/image"))
 
 
 def format_published(rows, cfg, cbase, cmax, batch, rounds, num_threads):

@@ -25,7 +25,6 @@ import copy
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 
@@ -45,6 +44,7 @@ from training.terms import pose as pose_term  # noqa: E402
 from training.terms import pose_negatives as negatives_term  # noqa: E402
 from training.terms import pose_reader  # noqa: E402
 from training.training_loop import build_phases, run_phases  # noqa: E402
+from benchmarks.published_runs import best_of_rotations  # noqa: E402
 
 
 def _peak_cpu_gib():
@@ -204,13 +204,6 @@ print(json.dumps(dict(sec_per_iter=sec / iters, sec_per_kimg=sec / (iters * batc
 """
 
 
-def _json_of(name, cmd):
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode != 0:
-        raise click.ClickException(f"{name}: {(out.stderr.strip().splitlines() or ['failed with no message'])[-1]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def compare_published(published, res, batch, batch_gpu, cbase, cmax, map_depth, iters, repeats, num_threads,
                       cfg='stylegan2'):
     """Best s/kimg (wall, process CPU) of the published code, this code's `cfg` in its default
@@ -226,17 +219,13 @@ def compare_published(published, res, batch, batch_gpu, cbase, cmax, map_depth, 
         'default': [sys.executable, os.path.abspath(__file__), *common],
         'fp32': [sys.executable, os.path.abspath(__file__), *common, '--fp32'],
     }
-    names = list(cmds)
-    best = {k: float('inf') for k in names}
-    best_cpu = dict(best)
-    for i in range(repeats):
-        for k in names[i % 3:] + names[:i % 3]:
-            r = _json_of('the published code' if k == 'published' else f'this code ({k})', cmds[k])
-            best[k] = min(best[k], r['sec_per_kimg'])
-            best_cpu[k] = min(best_cpu[k], r['cpu_sec_per_kimg'])
-            click.echo(f"  {res}x{res} repeat {i + 1}: {k} {r['sec_per_kimg']:.1f} s/kimg "
-                       f"(process CPU {r['cpu_sec_per_kimg']:.1f}, threads {r['threads']})", err=True)
-    return best, best_cpu
+    def report(i, k, r):
+        click.echo(f"  {res}x{res} repeat {i}: {k} {r['sec_per_kimg']:.1f} s/kimg "
+                   f"(process CPU {r['cpu_sec_per_kimg']:.1f}, threads {r['threads']})", err=True)
+    try:
+        return best_of_rotations(cmds, repeats, 'sec_per_kimg', 'cpu_sec_per_kimg', report)
+    except RuntimeError as e:
+        raise click.ClickException(str(e)) from None
 
 
 def format_published(rows, batch, batch_gpu, cbase, cmax, map_depth, iters, repeats, num_threads, cfg='stylegan2'):
