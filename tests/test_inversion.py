@@ -401,3 +401,16 @@ def test_invert_runs_the_callers_step_hook_instead_of_the_thread_policy(small_ge
     inversion.invert(small_generator, np.zeros((32, 32, 3), np.uint8), on_step=lambda: steps.append(1),
                      progress=lambda *a: reports.append(a), **dict(QUICK, num_steps=2, tune_steps=0))
     assert len(reports) >= 2 and len(steps) == 1 + len(reports)     # once at the start, then before each report
+
+
+def test_estimated_cameras_are_clamped_past_the_percentile_range_of_the_training_poses():
+    """camera_stats holds the 1st-99th percentile of the training poses; the data reach further (the
+    bundled network's ±47° against ±60°), so the clamp widens the range by 30 % of its half-width
+    (at least 5°) instead of cutting heads at 52° yaw."""
+    from types import SimpleNamespace
+
+    from raycond.inversion.state import Run
+    run = SimpleNamespace(yaw_range=(-47.0, 47.0), pitch_range=(-2.0, 2.0))
+    assert Run.clamp_camera(run, 59.2, 0.0) == (59.2, 0.0)              # inside: unchanged
+    assert Run.clamp_camera(run, 75.0, 9.0) == pytest.approx((61.1, 7.0))  # 47 + 14.1; pitch: the 5° floor
+    assert Run.clamp_camera(run, -75.0, -9.0) == pytest.approx((-61.1, -7.0))
