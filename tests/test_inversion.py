@@ -139,6 +139,29 @@ def test_tuning_without_locality_renders_no_references(small_generator, monkeypa
     assert any(not torch.equal(v, small_generator.state_dict()[k]) for k, v in res.G.state_dict().items())
 
 
+def test_tuning_renders_a_locality_reference_every_locality_every_steps(small_generator, monkeypatch):
+    from raycond.inversion import state
+
+    last, steps = [], []
+    render, tick = state.Run.render, state.Run.tick
+
+    def counting_render(self, G, ws, c):
+        last[:] = [ws.shape[0]]
+        return render(self, G, ws, c)
+
+    def counting_tick(self, stage, loss, img):
+        if stage == "tune":
+            steps.append(last[0])        # the batch of the step's render: the pivot, and a reference or not
+        return tick(self, stage, loss, img)
+    monkeypatch.setattr(state.Run, "render", counting_render)
+    monkeypatch.setattr(state.Run, "tick", counting_tick)
+    target, _ = render_own(small_generator, loading.network_info(small_generator), 10, 0)
+    inversion.invert(small_generator, target, **dict(QUICK, tune_steps=6, locality_every=3, locality_bank=2))
+    assert steps == [2, 1, 1, 2, 1, 1]
+    with pytest.raises(ValueError, match="locality_every"):
+        inversion.InversionConfig(locality_every=0)
+
+
 @pytest.mark.slow
 def test_bundled_checkpoint_inversion_recovers_camera_and_reconstructs(monkeypatch):
     monkeypatch.delenv("RAYCOND_POSE_QUICK", raising=False)     # the real regressor (cached after one run)

@@ -3,10 +3,11 @@
 Tuning alone overfits the input view (the face gets better at that camera and worse at the
 others), so a locality regulariser keeps the tuned generator's renders close to the untuned ones
 (a) for the pivot at random *other cameras* and (b) for random latents near the pivot (PTI's ball
-of radius `locality_radius` in W) at random cameras. Reference renders are made once, before; each
-step renders one of them, of kinds (a) and (b) in turn: both every step cost half as much again per
-step, and more steps with one beat fewer with both at the input view for the same time, keeping
-the novel views (docs/performance.md).
+of radius `locality_radius` in W) at random cameras. Reference renders are made once, before; every
+`locality_every`-th step renders one of them beside the pivot, of kinds (a) and (b) in turn, and the
+other steps render the pivot alone: at the same time, more steps with fewer references fit the input
+view better and keep the novel views (both references every step < one every step < one every other
+step; docs/performance.md).
 """
 
 from __future__ import annotations
@@ -75,13 +76,14 @@ def tune(run: Run, G_t, latent, c, steps: int) -> None:
         p.requires_grad_(True)
     opt = torch.optim.Adam(params, lr=o.tune_lr)
     for i in range(int(steps)):
-        if kinds:
-            pick = [int(torch.randint(0, n, [1], generator=run.gen)) + (i % kinds) * n]
+        with_ref = kinds and i % o.locality_every == 0
+        if with_ref:
+            pick = [int(torch.randint(0, n, [1], generator=run.gen)) + ((i // o.locality_every) % kinds) * n]
             img = run.render(G_t, torch.cat([pivot_ws, ref_ws[pick]]), torch.cat([c, ref_c[pick]]))
         else:
             img = run.render(G_t, pivot_ws, c)
         rec = run.loss_fn(img[:1], c).sum()
-        loss = rec + (o.locality_weight * (img[1:] - ref_img[pick]).square().mean() if kinds else 0)
+        loss = rec + (o.locality_weight * (img[1:] - ref_img[pick]).square().mean() if with_ref else 0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
