@@ -24,14 +24,28 @@ def _render_batch(args):
 
 def _init_worker():
     torch.set_num_threads(1)            # one thread per process: no oversubscription on few cores
+    # Ctrl-C is the parent's to handle (once, not as a traceback per worker): ignore it, then let
+    # the signal through again if it was held while this process started (_sigint_held_for_children).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, 'pthread_sigmask'):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 @contextlib.contextmanager
-def _sigint_ignored_in_children():
-    """Start worker processes with SIGINT ignored (the disposition survives exec, and Python keeps
-    it), so that Ctrl-C is handled once, by the parent, instead of as a traceback per worker."""
+def _sigint_held_for_children():
+    """Start worker processes with SIGINT blocked in this thread: the mask survives fork and exec, so
+    a Ctrl-C while they start reaches no worker (each then ignores it in _init_worker), and reaches
+    this process when the block ends, as KeyboardInterrupt. Ignoring SIGINT here instead (as before)
+    lost a Ctrl-C pressed in that window. Without pthread_sigmask (Windows), SIGINT is ignored."""
     if threading.current_thread() is not threading.main_thread():
         yield
+        return
+    if hasattr(signal, 'pthread_sigmask'):
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         return
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
@@ -72,7 +86,7 @@ def write_dataset(dest, count: int, resolution: int = 64, seed: int = 0, yaw_std
     if workers > 1 and len(tasks) > 1:
         pool = concurrent.futures.ProcessPoolExecutor(min(workers, len(tasks)), initializer=_init_worker,
                                                       mp_context=multiprocessing.get_context('spawn'))
-        with _sigint_ignored_in_children():   # map() starts the processes
+        with _sigint_held_for_children():   # map() starts the processes
             results = pool.map(_render_batch, tasks)
     else:
         results = map(_render_batch, tasks)
