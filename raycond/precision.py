@@ -77,16 +77,20 @@ def layer_dtype(device: str | torch.device, fp32: bool = False) -> torch.dtype:
 
 def describe(device: str | torch.device, fp32: bool = False, G=None) -> str:
     """'fp16 layers', 'bf16 layers' or 'fp32', for logs and the GUI; with G, how many of its blocks
-    (layers for StyleGAN3) are fp16 layers, e.g. 'bf16 layers (4 of 7 blocks)', and 'fp32' when none."""
+    (layers for StyleGAN3) run in it when G renders (inference), e.g. 'bf16 layers (4 of 7 blocks)',
+    and 'fp32' when none. A synthesis network whose class sets `HALF_EVERY_BLOCK_IN_CPU_INFERENCE`
+    runs every block in bf16 on the CPU once it has any fp16 block (training.networks_stylegan2)."""
     name = {torch.float16: 'fp16', torch.bfloat16: 'bf16'}.get(layer_dtype(device, fp32))
     if name is None:
         return 'fp32'
     if G is None:
         return f'{name} layers'
-    flags = [bool(m.use_fp16) for m in getattr(G, 'synthesis', G).modules() if hasattr(m, 'use_fp16')]
+    synthesis = getattr(G, 'synthesis', G)
+    flags = [bool(m.use_fp16) for m in synthesis.modules() if hasattr(m, 'use_fp16')]
     if not any(flags):
         return 'fp32'
-    return f'{name} layers ({sum(flags)} of {len(flags)} blocks)'
+    every = name == 'bf16' and getattr(synthesis, 'HALF_EVERY_BLOCK_IN_CPU_INFERENCE', False)
+    return f'{name} layers ({len(flags) if every else sum(flags)} of {len(flags)} blocks)'
 
 
 def follows_rule(G) -> bool:

@@ -130,7 +130,11 @@ def test_random_256_network_bf16_render_is_faithful(bf16_on):
     c = cameras(2)
     ref = render(G, [0, 1], c, fp32=True)
     seen = dtypes_of_blocks(G, lambda: render(G, [0, 1], c, fp32=False))
-    assert torch.bfloat16 in seen and torch.float32 in seen     # the 4 highest resolutions only
+    assert set(seen) == {torch.bfloat16}                        # inference: every block of such a network
+    with torch.enable_grad():                                   # with gradients: the marked blocks only
+        ws = G.mapping(torch.randn([1, G.z_dim]), c[:1]).detach().requires_grad_(True)
+        marked = dtypes_of_blocks(G, lambda: gen.synthesize(G, ws, c[:1], force_fp32=False))
+    assert marked == [torch.float32] * 3 + [torch.bfloat16] * 4  # 4², 8², 16² float32 (num_fp16_res=4)
     img = render(G, [0, 1], c, fp32=False)
     assert img.dtype == torch.float32
     assert PSNR_BOUND <= psnr(img, ref) < math.inf
@@ -259,7 +263,7 @@ def test_renderer_renders_bf16_and_says_so(bf16_on, fp16_pickle):
     args = RenderArgs(pkl=fp16_pickle, device='cpu', yaw_deg=10.0)
     bf16 = Renderer().render(args)
     fp32 = Renderer().render(args.replace(force_fp32=True))
-    assert bf16.error is None and bf16.precision == 'bf16 layers (2 of 4 blocks)' and fp32.precision == 'fp32'
+    assert bf16.error is None and bf16.precision == 'bf16 layers (4 of 4 blocks)' and fp32.precision == 'fp32'
     mse = float(((bf16.image.astype(np.float64) - fp32.image) ** 2).mean())
     assert 0 < mse and 10 * math.log10(255 ** 2 / mse) >= PSNR_BOUND
 

@@ -198,6 +198,8 @@ class SynthesisBlock(sg2.SynthesisBlock):
 class SynthesisNetwork(sg2.SynthesisNetwork):
     """StyleGAN2 synthesis network of release blocks: forward(ws, c, ...)."""
 
+    HALF_EVERY_BLOCK_IN_CPU_INFERENCE = False   # the release's blocks choose their own dtype
+
     def _make_block(self, in_channels, out_channels, **kwargs):
         if kwargs['resolution'] > 4:
             in_channels += RAY_CHANNELS

@@ -158,7 +158,8 @@ class SynthesisNetwork(sg2.SynthesisNetwork):
 
     def forward(self, ws, c=None, **block_kwargs):
         if self.takes_camera:
-            block_kwargs['rays'] = self._ray_bank(c, ws, block_kwargs.get('force_fp32', False))
+            with sg2.blocks_half(sg2.all_blocks_half(self, ws.device)):   # as the blocks will run
+                block_kwargs['rays'] = self._ray_bank(c, ws, block_kwargs.get('force_fp32', False))
         return super().forward(ws, **block_kwargs)
 
     def _run_block(self, block, x, img, ws, block_kwargs):

@@ -12,8 +12,15 @@ Beyond the reference behaviour this module is tuned for inference on the CPU:
 - the fused (grouped-convolution) path is used for batch 1, the non-fused path (one shared
   convolution, activations scaled before/after) for larger CPU batches in channels-last format.
 Blocks marked `use_fp16` run in the dtype raycond.precision picks for the device: float16 on
-CUDA, bfloat16 on a CPU with native bfloat16, float32 elsewhere or with `force_fp32`.
+CUDA, bfloat16 on a CPU with native bfloat16, float32 elsewhere or with `force_fp32`. For inference
+(no gradients) on a CPU with native bfloat16, every synthesis block of a network that has such
+blocks runs in bfloat16 (bfloat16 has float32's range, so the low resolutions need no float32:
+0.91x the time of a 256² generator, 39.7-43.7 dB from the float32 render; docs/performance.md);
+training and photo inversion, which take gradients, keep the blocks as marked.
 """
+
+import contextlib
+import contextvars
 
 import numpy as np
 import torch
@@ -33,11 +40,36 @@ CPU_CHANNELS_LAST = True
 USES_RAYCOND_PRECISION = True
 
 
+# True while a synthesis network runs all its blocks in the half dtype (CPU inference, see above).
+_ALL_BLOCKS_HALF = contextvars.ContextVar('raycond_all_blocks_half', default=False)
+
+
+def all_blocks_half(synthesis, device) -> bool:
+    """Whether `synthesis` runs every block in the half dtype on `device`: inference (no gradients)
+    on a CPU with native bfloat16, when its class allows it and any of its blocks is `use_fp16`."""
+    return (torch.device(device).type == 'cpu' and not torch.is_grad_enabled()
+            and getattr(synthesis, 'HALF_EVERY_BLOCK_IN_CPU_INFERENCE', False)
+            and precision.half_dtype(device) is not None
+            and any(getattr(b, 'use_fp16', False) for b in synthesis.blocks()))
+
+
+@contextlib.contextmanager
+def blocks_half(enabled: bool):
+    """Within it, block_format gives every block the half dtype (all_blocks_half's decision)."""
+    token = _ALL_BLOCKS_HALF.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _ALL_BLOCKS_HALF.reset(token)
+
+
 def block_format(use_fp16, channels_last, force_fp32, device):
     """(dtype, memory_format) for a block: a `use_fp16` block in raycond.precision's half dtype for
-    the device (fp16 on CUDA, bf16 on a CPU with native bf16), channels-last on the CPU. Public
-    because subclasses that prepare inputs for a block (the ray embeddings) must match it."""
+    the device (fp16 on CUDA, bf16 on a CPU with native bf16), every block inside `blocks_half(True)`,
+    channels-last on the CPU. Public because subclasses that prepare inputs for a block (the ray
+    embeddings) must match it."""
     half = None if force_fp32 else precision.half_dtype(device)
+    use_fp16 = use_fp16 or _ALL_BLOCKS_HALF.get()
     dtype = half if use_fp16 and half is not None else torch.float32
     if channels_last and half is not None:
         memory_format = torch.channels_last
@@ -643,10 +675,19 @@ class SynthesisNetwork(torch.nn.Module):
         """Hook: call one block (subclasses choose the keyword arguments each block takes)."""
         return block(x, img, ws, **block_kwargs)
 
+    # Read by raycond.precision.describe: on a CPU with native bfloat16, inference runs every block
+    # in bfloat16 once any block is use_fp16 (blocks_half, all_blocks_half above).
+    HALF_EVERY_BLOCK_IN_CPU_INFERENCE = True
+
+    def blocks(self):
+        """The synthesis blocks, lowest resolution first."""
+        return [getattr(self, f'b{res}') for res in self.block_resolutions]
+
     def forward(self, ws, **block_kwargs):
         x = img = None
-        for res, cur_ws in zip(self.block_resolutions, self.split_ws(ws)):
-            x, img = self._run_block(getattr(self, f'b{res}'), x, img, cur_ws, block_kwargs)
+        with blocks_half(all_blocks_half(self, ws.device)):
+            for res, cur_ws in zip(self.block_resolutions, self.split_ws(ws)):
+                x, img = self._run_block(getattr(self, f'b{res}'), x, img, cur_ws, block_kwargs)
         return img
 
     def extra_repr(self):
