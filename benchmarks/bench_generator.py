@@ -38,7 +38,7 @@ import torch  # noqa: E402
 from raycond import precision  # noqa: E402
 from raycond.camera import LABEL_DIM, camera_label  # noqa: E402
 from raycond.generate import force_fp32_for, parse_int_list  # noqa: E402
-from benchmarks.published_runs import best_of_rotations  # noqa: E402
+from benchmarks.published_runs import ISOLATE_CHECKOUT, best_of_rotations  # noqa: E402
 from training import networks_stylegan2  # noqa: E402
 
 CFGS = ('stylegan2', 'raycond2', 'raycond3-t')
@@ -279,14 +279,10 @@ def time_against_fp32(cfg, res, cbase, cmax, batch, device, iters, warmup, round
 
 # Times the published StyleGAN2 code in a process of its own (its dnnlib, torch_utils and training
 # packages shadow ours). argv: checkout, res, cbase, cmax, batch, iters, warmup, threads. Prints JSON.
-PUBLISHED_WORKER = r"""
+PUBLISHED_WORKER = ISOLATE_CHECKOUT + r"""
 import importlib, inspect, json, os, statistics, sys, time
 import torch
 path, res, cbase, cmax, batch, iters, warmup, threads = sys.argv[1], *map(int, sys.argv[2:])
-# An editable install of this project maps its package names (training, torch_utils) by name: drop it.
-sys.meta_path[:] = [f for f in sys.meta_path
-                    if 'editable' not in (getattr(f, '__module__', '') + getattr(f, '__name__', '')).lower()]
-sys.path[:] = [path] + [p for p in sys.path if p not in ('', os.getcwd())]
 if threads > 0:
     torch.set_num_threads(threads)
 names = [n for n in ('networks_stylegan2', 'networks') if os.path.isfile(os.path.join(path, 'training', n + '.py'))]

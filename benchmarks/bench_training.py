@@ -44,7 +44,7 @@ from training.terms import pose as pose_term  # noqa: E402
 from training.terms import pose_negatives as negatives_term  # noqa: E402
 from training.terms import pose_reader  # noqa: E402
 from training.training_loop import build_phases, run_phases  # noqa: E402
-from benchmarks.published_runs import best_of_rotations  # noqa: E402
+from benchmarks.published_runs import ISOLATE_CHECKOUT, best_of_rotations  # noqa: E402
 
 
 def _peak_cpu_gib():
@@ -129,16 +129,11 @@ def bench_one(cfg, res, batch, batch_gpu, device, cbase, cmax, map_depth, iters,
 # stylegan2: c_dim 0, mbstd group 4, colour augmentation at p = 0.2, Gmain / Greg every 4 (path length)
 # / Dmain / Dreg every 16 (R1) with its StyleGAN2Loss, Adam as its training loop builds it, G_ema.
 # argv: checkout, res, batch, batch_gpu, cbase, cmax, map_depth, iters, threads, gamma. Prints JSON.
-PUBLISHED_WORKER = r"""
+PUBLISHED_WORKER = ISOLATE_CHECKOUT + r"""
 import copy, inspect, json, os, resource, sys, time
 import torch
-path = sys.argv[1]
 res, batch, batch_gpu, cbase, cmax, map_depth, iters, threads = map(int, sys.argv[2:10])
 gamma = float(sys.argv[10])
-# An editable install of this project maps its package names (training, torch_utils) by name: drop it.
-sys.meta_path[:] = [f for f in sys.meta_path
-                    if 'editable' not in (getattr(f, '__module__', '') + getattr(f, '__name__', '')).lower()]
-sys.path[:] = [path] + [p for p in sys.path if p not in ('', os.getcwd())]
 if threads > 0:
     torch.set_num_threads(threads)
 if not all(os.path.isfile(os.path.join(path, 'training', n)) for n in ('networks.py', 'loss.py', 'augment.py')):

@@ -5,6 +5,17 @@ every round so that a change of load hits every side; the best of each side is k
 import json
 import subprocess
 
+# The first lines of a worker that imports the published code (argv[1]: its checkout): this project's
+# editable install maps its package names (training, torch_utils, dnnlib) by name, so it is dropped,
+# and the checkout goes first on sys.path. Defines `path`.
+ISOLATE_CHECKOUT = r"""
+import os, sys
+path = sys.argv[1]
+sys.meta_path[:] = [f for f in sys.meta_path
+                    if 'editable' not in (getattr(f, '__module__', '') + getattr(f, '__name__', '')).lower()]
+sys.path[:] = [path] + [p for p in sys.path if p not in ('', os.getcwd())]
+"""
+
 
 def json_of(name: str, cmd: list) -> dict:
     """The last stdout line of `cmd` as JSON; a RuntimeError naming `name` with stderr's last line if it failed."""
