@@ -346,6 +346,30 @@ def test_inference_weight_cache_follows_weight_updates():
     assert (a - b).abs().max() > 1e-3
 
 
+def test_fused_adam_updates_need_drop_inference_caches():
+    """torch's fused Adam leaves the weights' version counters as they were, so the inference
+    cache cannot see its updates: misc.drop_inference_caches (what pivotal tuning calls) makes
+    the next render use the new weights."""
+    from torch_utils import misc
+    G = make_rc2()
+    z, c = z_for(5), cam(10)
+    ws = G.mapping(z, c).detach()
+    with torch.no_grad():
+        before = G.synthesis(ws, c, noise_mode='const')   # fills the inference caches
+    params = list(G.synthesis.parameters())
+    for p in params:
+        p.grad = torch.ones_like(p)
+    torch.optim.Adam(params, lr=0.05, fused=True).step()
+    with torch.no_grad():
+        stale = G.synthesis(ws, c, noise_mode='const')
+        misc.drop_inference_caches(G)
+        fresh = G.synthesis(ws, c, noise_mode='const')
+    fresh_with_grad = G.synthesis(ws, c, noise_mode='const').detach()   # no cache when gradients are on
+    assert (stale - fresh_with_grad).abs().max() > 1e-3   # the hazard: the cache kept the old conv weights
+    torch.testing.assert_close(fresh, fresh_with_grad, rtol=1e-5, atol=1e-5)
+    assert (fresh - before).abs().max() > 1e-2
+
+
 @pytest.mark.parametrize('arch', ['orig', 'skip', 'resnet'])
 def test_architectures(arch):
     G = make_rc2(architecture=arch)

@@ -139,6 +139,19 @@ class InfiniteSampler(torch.utils.data.Sampler):
 
 # ----------------------------------------------------------------------------- parameters
 
+# The attribute in which a layer keeps weights prepared for inference (training.networks_stylegan2),
+# keyed by the weight's version counter.
+INFERENCE_CACHE = '_inference_cache'
+
+
+def drop_inference_caches(module: torch.nn.Module) -> None:
+    """Forget every layer's cached inference weight under `module`. Needed after updates that leave
+    a weight's version counter as it was (torch's fused Adam on the CPU does), which the cache's key
+    cannot see; harmless otherwise (the next render rebuilds the cache)."""
+    for m in module.modules():
+        m.__dict__.pop(INFERENCE_CACHE, None)
+
+
 def params_and_buffers(module: torch.nn.Module) -> list[torch.Tensor]:
     return list(module.parameters()) + list(module.buffers())
 

@@ -431,7 +431,11 @@ class SynthesisLayer(torch.nn.Module):
         when gradients are needed. On the CPU with channels-last activations the cached weight is
         laid out as oneDNN wants it (channels-last, or its transpose for upsampling layers), which
         saves a reorder of every large weight on every call. On the CPU the weight is also cached in
-        the activations' dtype (bfloat16 layers); the squared sums stay float32."""
+        the activations' dtype (bfloat16 layers); the squared sums stay float32. The key holds the
+        weight's version counter, which torch's fused optimizers do not advance: code that updates
+        weights with one calls `torch_utils.misc.drop_inference_caches` before rendering again (the
+        attribute is misc.INFERENCE_CACHE, spelt out here so that pickles embedding this source load
+        under releases whose misc lacks the name)."""
         weight = self.weight
         if torch.is_grad_enabled() or torch.compiler.is_compiling():
             return weight, None
