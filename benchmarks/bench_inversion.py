@@ -17,6 +17,10 @@ Rows render at the true cameras, so camera-estimation error counts against (s), 
 everywhere. A second table is the quality/time frontier of one default inversion: its start alone,
 start + pivot, + pivotal tuning, each with the seconds spent until then, mean and worst over heads.
 
+With `--truth=samples` the "photos" are the network's own samples instead, and the truth at every
+camera is the network's render of the true latent: the same rows then show what the inversion reaches
+for a face the network can draw, which separates the inversion's limits from the network's.
+
     python benchmarks/bench_inversion.py --num-heads=16 --threads=2
 """
 
@@ -82,8 +86,12 @@ def view_cameras(yaw, pitch):
 @click.option("--loss", default="auto", show_default=True, help="Inversion loss (auto, lpips, d, pixel).")
 @click.option("--rows", default="abscde", show_default=True, help="Which rows to run.")
 @click.option("--option", "extra", multiple=True, help="Other InversionConfig field NAME=VALUE (e.g. locality_weight=2).")
+@click.option("--truth", "truth_kind", type=click.Choice(["heads", "samples"]), default="heads", show_default=True,
+              help="What is inverted: held-out synthetic heads rendered by raycond.synth, or the network's own "
+                   "samples (truncation 0.7; the truth is the network's render of the true w at every camera: "
+                   "what the inversion reaches when the face is one the network can draw).")
 @click.option("--threads", "threads_opt", type=click.IntRange(min=0), default=0, show_default=True, help=runtime.THREADS_HELP)
-def main(network, num_heads, seed, num_steps, tune_steps, loss, rows, extra, threads_opt):
+def main(network, num_heads, seed, num_steps, tune_steps, loss, rows, extra, truth_kind, threads_opt):
     """Invert held-out synthetic heads and compare novel views with the true renders."""
     runtime.start(threads_opt)
     G, info, D = loading.load_generator_and_discriminator(network)  # D (or None): for --loss=d
@@ -97,13 +105,14 @@ def main(network, num_heads, seed, num_steps, tune_steps, loss, rows, extra, thr
     cam_err = {"s": [], "c": [], "d": []}
     secs = {r: [] for r in rows + "sc"}   # the frontier's stages are timed whichever rows run
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"network {network} ({info.summary()}), {num_heads} heads, seed {seed}, threads {torch.get_num_threads()}, "
+    print(f"network {network} ({info.summary()}), {num_heads} {'heads' if truth_kind == 'heads' else 'own samples'}, seed {seed}, threads {torch.get_num_threads()}, "
           f"load average {load:.1f} on {os.cpu_count()} CPUs")
     for h in range(num_heads):
         head = synth.select_heads(params, [h] * len(VIEWS))
         yaw, pitch, _ = (math.degrees(float(v)) for v in cam.yaw_pitch_from_pose(cams_in[h, :16].reshape(4, 4)))
         cams = view_cameras(yaw, pitch)
-        truth = synth.render_heads(head, cams, info.img_resolution, supersample=2)
+        truth = synth.render_heads(head, cams, info.img_resolution, supersample=2) if truth_kind == "heads" else \
+            own_sample(G, cams, rng)
         outs = invert_rows(G, info, D, config, truth[0], cams, (yaw, pitch), rows, seed * 1000 + h, h, cam_err, secs)
         for row, imgs in outs.items():
             for i, (view, _, _) in enumerate(VIEWS):
@@ -116,6 +125,14 @@ def main(network, num_heads, seed, num_steps, tune_steps, loss, rows, extra, thr
         print_frontier(scores, cam_err, secs)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"load average at the end: {load:.1f}")
+
+
+def own_sample(G, cams, rng) -> np.ndarray:
+    """The network's render (N, H, W, 3) uint8 of one random latent (truncation 0.7) at `cams`."""
+    z = torch.from_numpy(rng.standard_normal((1, G.z_dim))).float()
+    with torch.no_grad():
+        ws = G.mapping(z, rgen.mapping_c(G, cams[:1], 1, torch.device("cpu")), truncation_psi=0.7)
+        return rgen.to_uint8(rgen.synthesize(G, ws.expand(len(cams), -1, -1), cams)).numpy()
 
 
 def invert_rows(G, info, D, config, photo, cams, true_camera, rows, random_seed, h, cam_err, secs) -> dict:
