@@ -131,7 +131,9 @@ def own_sample(G, cams, rng) -> np.ndarray:
     """The network's render (N, H, W, 3) uint8 of one random latent (truncation 0.7) at `cams`."""
     z = torch.from_numpy(rng.standard_normal((1, G.z_dim))).float()
     with torch.no_grad():
-        ws = G.mapping(z, rgen.mapping_c(G, cams[:1], 1, torch.device("cpu")), truncation_psi=0.7)
+        device = next(G.parameters()).device
+        z, cams = z.to(device), cams.to(device)
+        ws = G.mapping(z, rgen.mapping_c(G, cams[:1], 1, device), truncation_psi=0.7)
         return rgen.to_uint8(rgen.synthesize(G, ws.expand(len(cams), -1, -1), cams)).numpy()
 
 

@@ -41,4 +41,4 @@ def test_samples_truth_renders_one_latent_at_every_camera():
     assert a.shape == (len(bench_inversion.VIEWS), G.img_resolution, G.img_resolution, 3) and a.dtype == np.uint8
     assert np.array_equal(a, b) and not np.array_equal(a, c)
     assert not np.array_equal(a[0], a[1])            # the camera moves the face
-    assert torch.is_tensor(cams)
+    assert torch.is_tensor(cams) and cams.shape == (len(bench_inversion.VIEWS), 25)   # one label per view
